@@ -1,0 +1,973 @@
+//! The host half: parse a partition config and its board, validate them, generate Rust.
+
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::rt::{MemRange, Vcpu};
+
+/// Granule every partition RAM range must be aligned to (the stage-2 page size).
+pub const PAGE_SIZE: u64 = 0x1000;
+
+// ---------------------------------------------------------------------------------------------
+// File schemas. `deny_unknown_fields` turns typos into errors instead of silent defaults.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRange {
+    base: u64,
+    size: u64,
+}
+
+impl RawRange {
+    fn range(&self) -> MemRange {
+        MemRange::new(self.base, self.size)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBoard {
+    name: String,
+    cores: u8,
+    dtb: u64,
+    ram: Vec<RawRange>,
+    hypervisor: RawRange,
+    #[serde(default, rename = "device")]
+    devices: Vec<RawDevice>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevice {
+    name: String,
+    kind: String,
+    base: u64,
+    size: u64,
+    #[serde(default)]
+    irqs: Vec<u32>,
+    #[serde(default)]
+    hypervisor: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    board: String,
+    #[serde(default, rename = "partition")]
+    partitions: Vec<RawPartition>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPartition {
+    name: String,
+    image: String,
+    ram: Vec<RawRange>,
+    #[serde(default)]
+    devices: Vec<String>,
+    entry: u64,
+    #[serde(default)]
+    boot_arg: u64,
+    // Defaulted so a missing list is reported as "no vCPU", not as a syntax error.
+    #[serde(default)]
+    vcpus: Vec<RawVcpu>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVcpu {
+    core: u8,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validated data.
+
+/// A device of the board.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BoardDevice {
+    pub name: String,
+    /// Compatible-like string, e.g. `arm,pl011`.
+    pub kind: String,
+    pub base: u64,
+    pub size: u64,
+    /// GIC INTIDs.
+    pub irqs: Vec<u32>,
+    /// Owned by spumone, never given to a partition.
+    pub hypervisor_owned: bool,
+}
+
+impl BoardDevice {
+    pub fn range(&self) -> MemRange {
+        MemRange::new(self.base, self.size)
+    }
+}
+
+/// A validated board description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Board {
+    pub name: String,
+    pub cores: u8,
+    pub dtb_hint: u64,
+    pub ram: Vec<MemRange>,
+    pub hypervisor_ram: MemRange,
+    pub devices: Vec<BoardDevice>,
+}
+
+impl Board {
+    pub fn device(&self, name: &str) -> Option<&BoardDevice> {
+        self.devices.iter().find(|d| d.name == name)
+    }
+}
+
+/// A validated partition, with its devices resolved against the board.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub name: String,
+    /// Position in the config.
+    pub index: u8,
+    /// Its console's UART channel.
+    pub console_channel: u8,
+    pub image: String,
+    pub ram: Vec<MemRange>,
+    pub devices: Vec<BoardDevice>,
+    pub entry: u64,
+    pub boot_arg: u64,
+    pub vcpus: Vec<Vcpu>,
+}
+
+/// A partition config that passed every check, with its board.
+#[derive(Debug, Clone)]
+pub struct ValidatedConfig {
+    config_path: PathBuf,
+    board_path: PathBuf,
+    board: Board,
+    partitions: Vec<PartitionInfo>,
+}
+
+impl ValidatedConfig {
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The board file the config resolved to (build scripts watch it too).
+    pub fn board_path(&self) -> &Path {
+        &self.board_path
+    }
+
+    pub fn board(&self) -> &Board {
+        &self.board
+    }
+
+    pub fn board_name(&self) -> &str {
+        &self.board.name
+    }
+
+    pub fn cores(&self) -> u8 {
+        self.board.cores
+    }
+
+    /// Partitions in config order (`partitions()[i].index == i`).
+    pub fn partitions(&self) -> &[PartitionInfo] {
+        &self.partitions
+    }
+
+    pub fn partition(&self, name: &str) -> Option<&PartitionInfo> {
+        self.partitions.iter().find(|p| p.name == name)
+    }
+
+    /// Rust source defining `pub static CONFIG: board::rt::Config`, for `include!` in a crate
+    /// that depends on `board` (no `host` feature needed there).
+    pub fn to_rust(&self) -> String {
+        let mut out = String::new();
+        let source = self
+            .config_path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // `fmt::Write` for `String` cannot fail.
+        let _ = self.write_rust(&mut out, &source);
+        out
+    }
+
+    fn write_rust(&self, out: &mut String, source: &str) -> fmt::Result {
+        let b = &self.board;
+        writeln!(
+            out,
+            "// Generated by the board crate from {source:?} (board {:?}). Do not edit.",
+            b.name
+        )?;
+        writeln!(
+            out,
+            "pub static CONFIG: board::rt::Config = board::rt::Config {{"
+        )?;
+        writeln!(out, "    board: {:?},", b.name)?;
+        writeln!(out, "    cores: {},", b.cores)?;
+        writeln!(out, "    dtb_hint: {:#x},", b.dtb_hint)?;
+        writeln!(
+            out,
+            "    hypervisor_ram: {},",
+            rust_range(&b.hypervisor_ram)
+        )?;
+        writeln!(out, "    board_ram: &[{}],", rust_ranges(&b.ram))?;
+        writeln!(out, "    partitions: &[")?;
+        for p in &self.partitions {
+            writeln!(out, "        board::rt::Partition {{")?;
+            writeln!(out, "            name: {:?},", p.name)?;
+            writeln!(out, "            index: {},", p.index)?;
+            writeln!(out, "            image: {:?},", p.image)?;
+            writeln!(out, "            ram: &[{}],", rust_ranges(&p.ram))?;
+            writeln!(out, "            devices: &[")?;
+            for d in &p.devices {
+                let irqs: Vec<String> = d.irqs.iter().map(u32::to_string).collect();
+                writeln!(
+                    out,
+                    "                board::rt::Device {{ name: {:?}, base: {:#x}, size: {:#x}, irqs: &[{}] }},",
+                    d.name,
+                    d.base,
+                    d.size,
+                    irqs.join(", ")
+                )?;
+            }
+            writeln!(out, "            ],")?;
+            writeln!(out, "            entry: {:#x},", p.entry)?;
+            writeln!(out, "            boot_arg: {:#x},", p.boot_arg)?;
+            let vcpus: Vec<String> = p
+                .vcpus
+                .iter()
+                .map(|v| format!("board::rt::Vcpu {{ core: {} }}", v.core))
+                .collect();
+            writeln!(out, "            vcpus: &[{}],", vcpus.join(", "))?;
+            writeln!(
+                out,
+                "            console_channel: {:#x},",
+                p.console_channel
+            )?;
+            writeln!(out, "        }},")?;
+        }
+        writeln!(out, "    ],")?;
+        writeln!(out, "}};")
+    }
+}
+
+fn rust_range(r: &MemRange) -> String {
+    format!(
+        "board::rt::MemRange {{ base: {:#x}, size: {:#x} }}",
+        r.base, r.size
+    )
+}
+
+fn rust_ranges(ranges: &[MemRange]) -> String {
+    let items: Vec<String> = ranges.iter().map(rust_range).collect();
+    items.join(", ")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors.
+
+/// Why a config was rejected; `Display` gives one line per problem, each naming the file.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    file: PathBuf,
+    kind: ErrorKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum ErrorKind {
+    /// The file could not be read.
+    Io(String),
+    /// TOML syntax or schema error (1-based line and column).
+    Syntax {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// The file parsed but breaks the rules.
+    Invalid(Vec<Problem>),
+}
+
+impl ConfigError {
+    /// The file the problems are in (the config, or the board it names).
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+
+    /// The rule violations found (empty for read and syntax errors).
+    pub fn problems(&self) -> &[Problem] {
+        match &self.kind {
+            ErrorKind::Invalid(problems) => problems,
+            _ => &[],
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.display();
+        match &self.kind {
+            ErrorKind::Io(e) => write!(f, "{file}: cannot read: {e}"),
+            ErrorKind::Syntax {
+                line,
+                column,
+                message,
+            } => write!(f, "{file}:{line}:{column}: {message}"),
+            ErrorKind::Invalid(problems) => {
+                for (i, p) in problems.iter().enumerate() {
+                    if i > 0 {
+                        writeln!(f)?;
+                    }
+                    write!(f, "{file}: {p}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// One broken rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// A name (of a `what`: partition, image, board, device) is not `[a-z0-9-]+`.
+    BadName {
+        what: &'static str,
+        name: String,
+    },
+    DuplicatePartition {
+        name: String,
+    },
+    NoPartition,
+    TooManyPartitions {
+        count: usize,
+        max: usize,
+    },
+    EmptyRam {
+        partition: String,
+        range: MemRange,
+    },
+    UnalignedRam {
+        partition: String,
+        range: MemRange,
+    },
+    RamOutsideBoard {
+        partition: String,
+        range: MemRange,
+        board_ram: Vec<MemRange>,
+    },
+    RamOverlapsHypervisor {
+        partition: String,
+        range: MemRange,
+        hypervisor: MemRange,
+    },
+    /// `other` may be `partition` itself (two of its own ranges overlap).
+    RamOverlap {
+        partition: String,
+        range: MemRange,
+        other: String,
+        other_range: MemRange,
+    },
+    NoRam {
+        partition: String,
+    },
+    EntryOutsideRam {
+        partition: String,
+        entry: u64,
+    },
+    NoVcpu {
+        partition: String,
+    },
+    CoreOutOfRange {
+        partition: String,
+        core: u8,
+        cores: u8,
+    },
+    /// `owner` may be `partition` itself (two of its vCPUs on one core).
+    CoreTaken {
+        partition: String,
+        core: u8,
+        owner: String,
+    },
+    UnknownDevice {
+        partition: String,
+        device: String,
+        board: String,
+    },
+    HypervisorDevice {
+        partition: String,
+        device: String,
+    },
+    /// `owner` may be `partition` itself (listed twice).
+    DeviceTaken {
+        partition: String,
+        device: String,
+        owner: String,
+    },
+    // Problems in the board file.
+    BoardNameMismatch {
+        expected: String,
+        found: String,
+    },
+    BoardNoCores,
+    BoardNoRam,
+    BoardBadRange {
+        what: String,
+        range: MemRange,
+    },
+    HypervisorOutsideRam {
+        hypervisor: MemRange,
+    },
+    DtbOutsideRam {
+        dtb: u64,
+    },
+    DuplicateDevice {
+        name: String,
+    },
+}
+
+struct Hex(u64);
+
+impl fmt::Display for Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+struct Span(MemRange);
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Raw sum so an overflowing range shows as such.
+        match self.0.base.checked_add(self.0.size) {
+            Some(end) => write!(f, "{:#x}..{:#x}", self.0.base, end),
+            None => write!(f, "{:#x}+{:#x}", self.0.base, self.0.size),
+        }
+    }
+}
+
+fn spans(ranges: &[MemRange]) -> String {
+    let items: Vec<String> = ranges.iter().map(|r| Span(*r).to_string()).collect();
+    items.join(", ")
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Problem::BadName { what, name } => {
+                write!(f, "{what} name {name:?} must be made of [a-z0-9-] only")
+            }
+            Problem::DuplicatePartition { name } => {
+                write!(f, "partition name {name:?} is used more than once")
+            }
+            Problem::NoPartition => write!(f, "no [[partition]] defined"),
+            Problem::TooManyPartitions { count, max } => write!(
+                f,
+                "{count} partitions, but there are console channels for only {max}"
+            ),
+            Problem::EmptyRam { partition, range } => write!(
+                f,
+                "partition {partition:?} RAM at {} has size 0",
+                Hex(range.base)
+            ),
+            Problem::UnalignedRam { partition, range } => write!(
+                f,
+                "partition {partition:?} RAM {} is not 4 KiB aligned (base and size must be multiples of {:#x})",
+                Span(*range),
+                PAGE_SIZE
+            ),
+            Problem::RamOutsideBoard {
+                partition,
+                range,
+                board_ram,
+            } => write!(
+                f,
+                "partition {partition:?} RAM {} is outside the board's RAM ({})",
+                Span(*range),
+                spans(board_ram)
+            ),
+            Problem::RamOverlapsHypervisor {
+                partition,
+                range,
+                hypervisor,
+            } => write!(
+                f,
+                "partition {partition:?} RAM {} overlaps the hypervisor's region {}",
+                Span(*range),
+                Span(*hypervisor)
+            ),
+            Problem::RamOverlap {
+                partition,
+                range,
+                other,
+                other_range,
+            } if partition == other => write!(
+                f,
+                "partition {partition:?} RAM {} overlaps its own RAM {}",
+                Span(*range),
+                Span(*other_range)
+            ),
+            Problem::RamOverlap {
+                partition,
+                range,
+                other,
+                other_range,
+            } => write!(
+                f,
+                "partition {partition:?} RAM {} overlaps partition {other:?} RAM {}",
+                Span(*range),
+                Span(*other_range)
+            ),
+            Problem::NoRam { partition } => write!(f, "partition {partition:?} has no RAM"),
+            Problem::EntryOutsideRam { partition, entry } => write!(
+                f,
+                "partition {partition:?} entry {} is outside its RAM",
+                Hex(*entry)
+            ),
+            Problem::NoVcpu { partition } => write!(f, "partition {partition:?} has no vCPU"),
+            Problem::CoreOutOfRange {
+                partition,
+                core,
+                cores,
+            } => write!(
+                f,
+                "partition {partition:?} vCPU on core {core}, but the board has cores 0..{cores}"
+            ),
+            Problem::CoreTaken {
+                partition,
+                core,
+                owner,
+            } if partition == owner => write!(
+                f,
+                "partition {partition:?} puts two vCPUs on core {core}"
+            ),
+            Problem::CoreTaken {
+                partition,
+                core,
+                owner,
+            } => write!(
+                f,
+                "partition {partition:?} vCPU on core {core}, which partition {owner:?} already owns"
+            ),
+            Problem::UnknownDevice {
+                partition,
+                device,
+                board,
+            } => write!(
+                f,
+                "partition {partition:?} device {device:?} does not exist on board {board:?}"
+            ),
+            Problem::HypervisorDevice { partition, device } => write!(
+                f,
+                "partition {partition:?} device {device:?} is owned by the hypervisor"
+            ),
+            Problem::DeviceTaken {
+                partition,
+                device,
+                owner,
+            } if partition == owner => write!(
+                f,
+                "partition {partition:?} lists device {device:?} twice"
+            ),
+            Problem::DeviceTaken {
+                partition,
+                device,
+                owner,
+            } => write!(
+                f,
+                "partition {partition:?} device {device:?} is already given to partition {owner:?}"
+            ),
+            Problem::BoardNameMismatch { expected, found } => write!(
+                f,
+                "board file is named {found:?}, but the config asks for board {expected:?}"
+            ),
+            Problem::BoardNoCores => write!(f, "board has 0 cores"),
+            Problem::BoardNoRam => write!(f, "board has no RAM"),
+            Problem::BoardBadRange { what, range } => write!(
+                f,
+                "{what} {} is empty, overflows or is not 4 KiB aligned",
+                Span(*range)
+            ),
+            Problem::HypervisorOutsideRam { hypervisor } => write!(
+                f,
+                "hypervisor region {} is outside the board's RAM",
+                Span(*hypervisor)
+            ),
+            Problem::DtbOutsideRam { dtb } => {
+                write!(f, "DTB address {} is outside the board's RAM", Hex(*dtb))
+            }
+            Problem::DuplicateDevice { name } => {
+                write!(f, "device name {name:?} is used more than once")
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading.
+
+/// Reads `path` and the board it names, and checks both.
+///
+/// The board `<name>` is `<dir of the config>/../boards/<name>.toml`.
+pub fn load_config(path: &Path) -> Result<ValidatedConfig, ConfigError> {
+    let config_text = read(path)?;
+    let raw: RawConfig = parse(path, &config_text)?;
+    if !valid_name(&raw.board) {
+        return Err(invalid(
+            path,
+            vec![Problem::BadName {
+                what: "board",
+                name: raw.board,
+            }],
+        ));
+    }
+    let board_path = board_path_for(path, &raw.board);
+    let board_text = read(&board_path)?;
+    let board = parse_board(&board_path, &board_text, &raw.board)?;
+    let partitions = check_partitions(&raw, &board).map_err(|p| invalid(path, p))?;
+    Ok(ValidatedConfig {
+        config_path: path.to_path_buf(),
+        board_path,
+        board,
+        partitions,
+    })
+}
+
+/// Where the board file named `board` lives for the config at `config_path`.
+pub fn board_path_for(config_path: &Path, board: &str) -> PathBuf {
+    let file = format!("{board}.toml");
+    match config_path.parent().and_then(Path::parent) {
+        Some(root) => root.join("boards").join(file),
+        None => Path::new("..").join("boards").join(file),
+    }
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: path.to_path_buf(),
+        kind: ErrorKind::Io(e.to_string()),
+    })
+}
+
+fn invalid(path: &Path, problems: Vec<Problem>) -> ConfigError {
+    ConfigError {
+        file: path.to_path_buf(),
+        kind: ErrorKind::Invalid(problems),
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start).min(text.len());
+        let before = &text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        ConfigError {
+            file: path.to_path_buf(),
+            kind: ErrorKind::Syntax {
+                line,
+                column,
+                message: e.message().replace('\n', " ").trim().to_string(),
+            },
+        }
+    })
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn aligned(range: &MemRange) -> bool {
+    range.base.is_multiple_of(PAGE_SIZE) && range.size.is_multiple_of(PAGE_SIZE)
+}
+
+fn overflows(range: &MemRange) -> bool {
+    range.base.checked_add(range.size).is_none()
+}
+
+fn parse_board(path: &Path, text: &str, expected: &str) -> Result<Board, ConfigError> {
+    let raw: RawBoard = parse(path, text)?;
+    check_board(raw, expected).map_err(|p| invalid(path, p))
+}
+
+fn check_board(raw: RawBoard, expected: &str) -> Result<Board, Vec<Problem>> {
+    let mut problems = Vec::new();
+    if raw.name != expected {
+        problems.push(Problem::BoardNameMismatch {
+            expected: expected.to_string(),
+            found: raw.name.clone(),
+        });
+    }
+    if raw.cores == 0 {
+        problems.push(Problem::BoardNoCores);
+    }
+    let ram: Vec<MemRange> = raw.ram.iter().map(RawRange::range).collect();
+    if ram.is_empty() {
+        problems.push(Problem::BoardNoRam);
+    }
+    let bad_range = |r: &MemRange| r.is_empty() || overflows(r) || !aligned(r);
+    for r in ram.iter().filter(|r| bad_range(r)) {
+        problems.push(Problem::BoardBadRange {
+            what: "board RAM".into(),
+            range: *r,
+        });
+    }
+    let hypervisor = raw.hypervisor.range();
+    if bad_range(&hypervisor) {
+        problems.push(Problem::BoardBadRange {
+            what: "hypervisor region".into(),
+            range: hypervisor,
+        });
+    } else if !ram.iter().any(|r| r.contains_range(&hypervisor)) {
+        problems.push(Problem::HypervisorOutsideRam { hypervisor });
+    }
+    if !ram.iter().any(|r| r.contains(raw.dtb)) {
+        problems.push(Problem::DtbOutsideRam { dtb: raw.dtb });
+    }
+    let mut seen = HashMap::new();
+    for d in &raw.devices {
+        if !valid_name(&d.name) {
+            problems.push(Problem::BadName {
+                what: "device",
+                name: d.name.clone(),
+            });
+        }
+        if seen.insert(d.name.as_str(), ()).is_some() {
+            problems.push(Problem::DuplicateDevice {
+                name: d.name.clone(),
+            });
+        }
+        let range = MemRange::new(d.base, d.size);
+        if range.is_empty() || overflows(&range) {
+            problems.push(Problem::BoardBadRange {
+                what: format!("device {:?}", d.name),
+                range,
+            });
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Board {
+        name: raw.name,
+        cores: raw.cores,
+        dtb_hint: raw.dtb,
+        ram,
+        hypervisor_ram: hypervisor,
+        devices: raw
+            .devices
+            .into_iter()
+            .map(|d| BoardDevice {
+                name: d.name,
+                kind: d.kind,
+                base: d.base,
+                size: d.size,
+                irqs: d.irqs,
+                hypervisor_owned: d.hypervisor,
+            })
+            .collect(),
+    })
+}
+
+/// How many partitions have a console channel.
+fn max_partitions() -> usize {
+    (0..)
+        .take_while(|&i| spumone_abi::chan::guest(i).is_some())
+        .count()
+}
+
+fn check_partitions(raw: &RawConfig, board: &Board) -> Result<Vec<PartitionInfo>, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let parts = &raw.partitions;
+
+    if parts.is_empty() {
+        problems.push(Problem::NoPartition);
+    }
+    let max = max_partitions();
+    if parts.len() > max {
+        problems.push(Problem::TooManyPartitions {
+            count: parts.len(),
+            max,
+        });
+    }
+    for (i, p) in parts.iter().enumerate() {
+        if !valid_name(&p.name) {
+            problems.push(Problem::BadName {
+                what: "partition",
+                name: p.name.clone(),
+            });
+        }
+        if !valid_name(&p.image) {
+            problems.push(Problem::BadName {
+                what: "image",
+                name: p.image.clone(),
+            });
+        }
+        if parts[..i].iter().any(|q| q.name == p.name) {
+            problems.push(Problem::DuplicatePartition {
+                name: p.name.clone(),
+            });
+        }
+    }
+
+    check_ram(parts, board, &mut problems);
+    check_cores(parts, board, &mut problems);
+    check_devices(parts, board, &mut problems);
+
+    for p in parts {
+        let ram: Vec<MemRange> = p.ram.iter().map(RawRange::range).collect();
+        if !ram.is_empty() && !ram.iter().any(|r| r.contains(p.entry)) {
+            problems.push(Problem::EntryOutsideRam {
+                partition: p.name.clone(),
+                entry: p.entry,
+            });
+        }
+        if p.vcpus.is_empty() {
+            problems.push(Problem::NoVcpu {
+                partition: p.name.clone(),
+            });
+        }
+    }
+
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(parts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| PartitionInfo {
+            name: p.name.clone(),
+            // Both hold: `i < max_partitions()`, checked above.
+            index: i as u8,
+            console_channel: spumone_abi::chan::guest(i).unwrap_or_default(),
+            image: p.image.clone(),
+            ram: p.ram.iter().map(RawRange::range).collect(),
+            devices: p
+                .devices
+                .iter()
+                .filter_map(|d| board.device(d).cloned())
+                .collect(),
+            entry: p.entry,
+            boot_arg: p.boot_arg,
+            vcpus: p.vcpus.iter().map(|v| Vcpu { core: v.core }).collect(),
+        })
+        .collect())
+}
+
+fn check_ram(parts: &[RawPartition], board: &Board, problems: &mut Vec<Problem>) {
+    // (partition, range) for every well-formed range, for the overlap check.
+    let mut placed: Vec<(&str, MemRange)> = Vec::new();
+    for p in parts {
+        if p.ram.is_empty() {
+            problems.push(Problem::NoRam {
+                partition: p.name.clone(),
+            });
+        }
+        for range in p.ram.iter().map(RawRange::range) {
+            let partition = p.name.clone();
+            if range.is_empty() {
+                problems.push(Problem::EmptyRam { partition, range });
+                continue;
+            }
+            if !aligned(&range) {
+                problems.push(Problem::UnalignedRam {
+                    partition: partition.clone(),
+                    range,
+                });
+            }
+            if overflows(&range) || !board.ram.iter().any(|b| b.contains_range(&range)) {
+                problems.push(Problem::RamOutsideBoard {
+                    partition: partition.clone(),
+                    range,
+                    board_ram: board.ram.clone(),
+                });
+            }
+            if range.overlaps(&board.hypervisor_ram) {
+                problems.push(Problem::RamOverlapsHypervisor {
+                    partition: partition.clone(),
+                    range,
+                    hypervisor: board.hypervisor_ram,
+                });
+            }
+            for (other, other_range) in &placed {
+                if range.overlaps(other_range) {
+                    problems.push(Problem::RamOverlap {
+                        partition: partition.clone(),
+                        range,
+                        other: other.to_string(),
+                        other_range: *other_range,
+                    });
+                }
+            }
+            placed.push((&p.name, range));
+        }
+    }
+}
+
+/// Who may run on which core. Every partition owns its cores exclusively for now; a later
+/// `shared = true` vCPU flag will relax exactly this rule.
+fn check_cores(parts: &[RawPartition], board: &Board, problems: &mut Vec<Problem>) {
+    let mut owner: HashMap<u8, &str> = HashMap::new();
+    for p in parts {
+        for v in &p.vcpus {
+            if v.core >= board.cores {
+                problems.push(Problem::CoreOutOfRange {
+                    partition: p.name.clone(),
+                    core: v.core,
+                    cores: board.cores,
+                });
+                continue;
+            }
+            if let Some(prev) = owner.insert(v.core, &p.name) {
+                problems.push(Problem::CoreTaken {
+                    partition: p.name.clone(),
+                    core: v.core,
+                    owner: prev.to_string(),
+                });
+                owner.insert(v.core, prev);
+            }
+        }
+    }
+}
+
+fn check_devices(parts: &[RawPartition], board: &Board, problems: &mut Vec<Problem>) {
+    let mut owner: HashMap<&str, &str> = HashMap::new();
+    for p in parts {
+        for name in &p.devices {
+            let partition = p.name.clone();
+            let device = name.clone();
+            match board.device(name) {
+                None => problems.push(Problem::UnknownDevice {
+                    partition,
+                    device,
+                    board: board.name.clone(),
+                }),
+                Some(d) if d.hypervisor_owned => {
+                    problems.push(Problem::HypervisorDevice { partition, device })
+                }
+                Some(_) => {
+                    if let Some(prev) = owner.get(name.as_str()) {
+                        problems.push(Problem::DeviceTaken {
+                            partition,
+                            device,
+                            owner: prev.to_string(),
+                        });
+                    } else {
+                        owner.insert(name, &p.name);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

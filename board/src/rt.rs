@@ -1,0 +1,217 @@
+//! The runtime tables spumone boots from, generated at build time from a validated config.
+
+/// A physical address range `[base, base + size)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MemRange {
+    pub base: u64,
+    pub size: u64,
+}
+
+impl MemRange {
+    pub const fn new(base: u64, size: u64) -> Self {
+        Self { base, size }
+    }
+
+    /// One past the last byte; saturates so a bogus range can never wrap around.
+    pub const fn end(&self) -> u64 {
+        self.base.saturating_add(self.size)
+    }
+
+    pub const fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    pub const fn contains(&self, addr: u64) -> bool {
+        addr >= self.base && addr < self.end()
+    }
+
+    /// Whether `other` lies entirely inside `self` (an empty `other` never does).
+    pub const fn contains_range(&self, other: &MemRange) -> bool {
+        !other.is_empty() && other.base >= self.base && other.end() <= self.end()
+    }
+
+    pub const fn overlaps(&self, other: &MemRange) -> bool {
+        !self.is_empty() && !other.is_empty() && self.base < other.end() && other.base < self.end()
+    }
+}
+
+/// A board device passed through to a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Device {
+    pub name: &'static str,
+    pub base: u64,
+    pub size: u64,
+    /// GIC INTIDs (SPIs are 32 and up) routed to the partition.
+    pub irqs: &'static [u32],
+}
+
+impl Device {
+    pub const fn range(&self) -> MemRange {
+        MemRange::new(self.base, self.size)
+    }
+}
+
+/// A virtual CPU and the physical core it runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vcpu {
+    pub core: u8,
+}
+
+/// A guest: its memory, devices and vCPUs, and how it is entered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    pub name: &'static str,
+    /// Position in the config; also selects the console channel.
+    pub index: u8,
+    /// Which guest image the host tools load for it.
+    pub image: &'static str,
+    pub ram: &'static [MemRange],
+    pub devices: &'static [Device],
+    /// Where every vCPU starts, at EL1h.
+    pub entry: u64,
+    /// Passed in `x1` at entry.
+    pub boot_arg: u64,
+    pub vcpus: &'static [Vcpu],
+    /// UART channel of its console (`spumone_abi::chan::guest(index)`).
+    pub console_channel: u8,
+}
+
+impl Partition {
+    /// Whether `addr` is in this partition's RAM.
+    pub fn owns_ram(&self, addr: u64) -> bool {
+        self.ram.iter().any(|r| r.contains(addr))
+    }
+
+    /// The device of this partition whose registers contain `addr`.
+    pub fn device_at(&self, addr: u64) -> Option<&'static Device> {
+        self.devices.iter().find(|d| d.range().contains(addr))
+    }
+
+    /// The number (within this partition) of the vCPU placed on `core`.
+    pub fn vcpu_on_core(&self, core: u8) -> Option<usize> {
+        self.vcpus.iter().position(|v| v.core == core)
+    }
+}
+
+/// The whole machine layout: the board and its partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    pub board: &'static str,
+    pub cores: u8,
+    /// Where the firmware leaves the DTB when it does not pass one in `x0`.
+    pub dtb_hint: u64,
+    /// spumone's own region.
+    pub hypervisor_ram: MemRange,
+    pub board_ram: &'static [MemRange],
+    pub partitions: &'static [Partition],
+}
+
+impl Config {
+    /// The partition with a vCPU on `core` (every core has at most one owner for now).
+    pub fn partition_on_core(&self, core: u8) -> Option<&'static Partition> {
+        self.partitions
+            .iter()
+            .find(|p| p.vcpu_on_core(core).is_some())
+    }
+
+    pub fn partition(&self, name: &str) -> Option<&'static Partition> {
+        self.partitions.iter().find(|p| p.name == name)
+    }
+
+    /// The partition whose console is `channel`.
+    pub fn partition_by_channel(&self, channel: u8) -> Option<&'static Partition> {
+        self.partitions
+            .iter()
+            .find(|p| p.console_channel == channel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_bounds() {
+        let r = MemRange::new(0x1000, 0x2000);
+        assert_eq!(r.end(), 0x3000);
+        assert!(r.contains(0x1000));
+        assert!(r.contains(0x2fff));
+        assert!(!r.contains(0x3000));
+        assert!(!r.contains(0xfff));
+        assert_eq!(MemRange::new(u64::MAX - 1, 16).end(), u64::MAX);
+    }
+
+    #[test]
+    fn range_relations() {
+        let r = MemRange::new(0x1000, 0x2000);
+        assert!(r.contains_range(&MemRange::new(0x1000, 0x2000)));
+        assert!(r.contains_range(&MemRange::new(0x2000, 0x1000)));
+        assert!(!r.contains_range(&MemRange::new(0x2000, 0x1001)));
+        assert!(!r.contains_range(&MemRange::new(0x1000, 0)));
+        assert!(r.overlaps(&MemRange::new(0x2fff, 1)));
+        assert!(!r.overlaps(&MemRange::new(0x3000, 1)));
+        assert!(!r.overlaps(&MemRange::new(0x0, 0x1000)));
+        assert!(!r.overlaps(&MemRange::new(0x1800, 0)));
+    }
+
+    static RTOS_RAM: [MemRange; 1] = [MemRange::new(0x4400_0000, 0x0400_0000)];
+    static LINUX_RAM: [MemRange; 1] = [MemRange::new(0x4800_0000, 0x1000_0000)];
+    static PARTS: [Partition; 2] = [
+        Partition {
+            name: "rtos",
+            index: 0,
+            image: "rtos",
+            ram: &RTOS_RAM,
+            devices: &[],
+            entry: 0x4400_0000,
+            boot_arg: 0,
+            vcpus: &[Vcpu { core: 0 }],
+            console_channel: 0x10,
+        },
+        Partition {
+            name: "linux",
+            index: 1,
+            image: "linux",
+            ram: &LINUX_RAM,
+            devices: &[Device {
+                name: "virtio0",
+                base: 0x0a00_0000,
+                size: 0x200,
+                irqs: &[48],
+            }],
+            entry: 0x4820_0000,
+            boot_arg: 0,
+            vcpus: &[Vcpu { core: 2 }, Vcpu { core: 1 }],
+            console_channel: 0x11,
+        },
+    ];
+    static CONFIG: Config = Config {
+        board: "test",
+        cores: 4,
+        dtb_hint: 0x4000_0000,
+        hypervisor_ram: MemRange::new(0x4000_0000, 0x0400_0000),
+        board_ram: &[MemRange::new(0x4000_0000, 0x8000_0000)],
+        partitions: &PARTS,
+    };
+
+    #[test]
+    fn lookups() {
+        assert_eq!(CONFIG.partition_on_core(0).map(|p| p.name), Some("rtos"));
+        assert_eq!(CONFIG.partition_on_core(1).map(|p| p.name), Some("linux"));
+        assert!(CONFIG.partition_on_core(3).is_none());
+        assert_eq!(PARTS[1].vcpu_on_core(1), Some(1));
+        assert_eq!(PARTS[1].vcpu_on_core(0), None);
+        assert_eq!(CONFIG.partition("linux").map(|p| p.index), Some(1));
+        assert_eq!(
+            CONFIG.partition_by_channel(0x10).map(|p| p.name),
+            Some("rtos")
+        );
+        assert!(PARTS[0].owns_ram(0x47ff_ffff));
+        assert!(!PARTS[0].owns_ram(0x4800_0000));
+        assert_eq!(
+            PARTS[1].device_at(0x0a00_01ff).map(|d| d.name),
+            Some("virtio0")
+        );
+        assert!(PARTS[1].device_at(0x0a00_0200).is_none());
+    }
+}
