@@ -1,0 +1,34 @@
+//! Small per-core CPU helpers.
+
+use aarch64_cpu::asm::{wfe, wfi};
+use aarch64_cpu::registers::{Readable, MPIDR_EL1, TPIDR_EL2};
+
+/// This core's logical number, set by the entry code in `TPIDR_EL2`.
+pub fn core_index() -> usize {
+    TPIDR_EL2.get() as usize
+}
+
+/// The affinity fields of this core's MPIDR.
+pub fn mpidr() -> u64 {
+    MPIDR_EL1.get() & 0xff_00ff_ffff
+}
+
+/// Masks every exception type at EL2 (EL2 normally runs like this anyway).
+pub fn mask_all() {
+    // SAFETY: only sets the PSTATE mask bits.
+    unsafe { core::arch::asm!("msr daifset, #0xf", options(nomem, nostack, preserves_flags)) };
+}
+
+/// Waits for an interrupt to become pending. With interrupts masked this only wakes the core;
+/// the caller then polls the interrupt controller.
+pub fn wait_for_interrupt() {
+    wfi();
+}
+
+/// Stops this core for good: interrupts masked, `wfe` forever.
+pub fn park() -> ! {
+    mask_all();
+    loop {
+        wfe();
+    }
+}

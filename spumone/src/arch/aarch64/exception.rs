@@ -1,0 +1,171 @@
+//! The EL2 vector table and the trap frame.
+//!
+//! Every vector saves the interrupted context's general registers, `ELR_EL2` and `SPSR_EL2`
+//! in a [`TrapFrame`] on the EL2 stack and calls [`trap_entry`] with the vector's
+//! [`VectorKind`]. Returning from `trap_entry` restores the (possibly edited) frame and
+//! `eret`s. While one vCPU owns a core, that frame *is* the guest's register state.
+
+use core::arch::global_asm;
+
+/// Saved general registers plus the exception return state.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+pub struct TrapFrame {
+    pub x: [u64; 31],
+    pub elr: u64,
+    pub spsr: u64,
+    _pad: u64,
+}
+
+const FRAME_SIZE: usize = core::mem::size_of::<TrapFrame>();
+const _: () = assert!(FRAME_SIZE % 16 == 0 && FRAME_SIZE == 34 * 8);
+
+/// Which of the 16 vectors was taken: `group * 4 + type`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct VectorKind(pub u64);
+
+impl VectorKind {
+    pub const LOWER_A64_SYNC: u64 = 8;
+    pub const LOWER_A64_IRQ: u64 = 9;
+    pub const LOWER_A64_SERROR: u64 = 11;
+
+    pub fn type_name(self) -> &'static str {
+        ["sync", "IRQ", "FIQ", "SError"][(self.0 % 4) as usize]
+    }
+
+    pub fn group_name(self) -> &'static str {
+        const GROUPS: [&str; 4] = ["EL2t", "EL2h", "lower EL AArch64", "lower EL AArch32"];
+        GROUPS.get((self.0 / 4) as usize).copied().unwrap_or("?")
+    }
+
+    pub fn from_current_el(self) -> bool {
+        self.0 < 8
+    }
+}
+
+impl TrapFrame {
+    /// A fresh frame that `eret`s to `entry` with `spsr`.
+    pub fn new(entry: u64, spsr: u64) -> Self {
+        TrapFrame {
+            elr: entry,
+            spsr,
+            ..Default::default()
+        }
+    }
+}
+
+macro_rules! vector_table {
+    () => {
+        concat!(
+            ".section .text.vectors, \"ax\"\n",
+            ".balign 2048\n",
+            ".global spumone_vectors\n",
+            "spumone_vectors:\n",
+            vector_entry!(0), vector_entry!(1), vector_entry!(2), vector_entry!(3),
+            vector_entry!(4), vector_entry!(5), vector_entry!(6), vector_entry!(7),
+            vector_entry!(8), vector_entry!(9), vector_entry!(10), vector_entry!(11),
+            vector_entry!(12), vector_entry!(13), vector_entry!(14), vector_entry!(15),
+        )
+    };
+}
+
+macro_rules! vector_entry {
+    ($kind:literal) => {
+        concat!(
+            ".balign 128\n",
+            "sub sp, sp, #", 272, "\n",
+            "stp x0, x1, [sp, #0]\n",
+            "mov x0, #", $kind, "\n",
+            "b spumone_trap_common\n",
+        )
+    };
+}
+
+global_asm!(
+    vector_table!(),
+    r#"
+spumone_trap_common:
+    stp     x2, x3, [sp, #16]
+    stp     x4, x5, [sp, #32]
+    stp     x6, x7, [sp, #48]
+    stp     x8, x9, [sp, #64]
+    stp     x10, x11, [sp, #80]
+    stp     x12, x13, [sp, #96]
+    stp     x14, x15, [sp, #112]
+    stp     x16, x17, [sp, #128]
+    stp     x18, x19, [sp, #144]
+    stp     x20, x21, [sp, #160]
+    stp     x22, x23, [sp, #176]
+    stp     x24, x25, [sp, #192]
+    stp     x26, x27, [sp, #208]
+    stp     x28, x29, [sp, #224]
+    mrs     x9, elr_el2
+    stp     x30, x9, [sp, #240]
+    mrs     x10, spsr_el2
+    str     x10, [sp, #256]
+    mov     x1, x0
+    mov     x0, sp
+    bl      {trap_entry}
+
+.global spumone_trap_return
+spumone_trap_return:
+    ldr     x10, [sp, #256]
+    msr     spsr_el2, x10
+    ldp     x30, x9, [sp, #240]
+    msr     elr_el2, x9
+    ldp     x0, x1, [sp, #0]
+    ldp     x2, x3, [sp, #16]
+    ldp     x4, x5, [sp, #32]
+    ldp     x6, x7, [sp, #48]
+    ldp     x8, x9, [sp, #64]
+    ldp     x10, x11, [sp, #80]
+    ldp     x12, x13, [sp, #96]
+    ldp     x14, x15, [sp, #112]
+    ldp     x16, x17, [sp, #128]
+    ldp     x18, x19, [sp, #144]
+    ldp     x20, x21, [sp, #160]
+    ldp     x22, x23, [sp, #176]
+    ldp     x24, x25, [sp, #192]
+    ldp     x26, x27, [sp, #208]
+    ldp     x28, x29, [sp, #224]
+    add     sp, sp, #{frame_size}
+    eret
+
+// x0 = a TrapFrame to start from. Copies it to the top of a fresh frame below the caller's
+// stack and returns through it; the Rust frames above are never resumed.
+.global spumone_enter_frame
+spumone_enter_frame:
+    sub     sp, sp, #{frame_size}
+    mov     x1, #0
+5:  ldr     x2, [x0, x1]
+    str     x2, [sp, x1]
+    add     x1, x1, #8
+    cmp     x1, #{frame_size}
+    b.lo    5b
+    b       spumone_trap_return
+"#,
+    trap_entry = sym trap_entry,
+    frame_size = const FRAME_SIZE,
+);
+
+unsafe extern "C" {
+    fn spumone_enter_frame(frame: *const TrapFrame) -> !;
+}
+
+/// Leaves EL2 through `frame` (to a guest, usually). Never returns: the next trap starts on
+/// the stack below the caller's frames.
+pub fn enter(frame: &TrapFrame) -> ! {
+    // SAFETY: the frame is fully initialised and copied before the stack below it is reused;
+    // the callee never returns, so no Rust frame observes the changed stack pointer.
+    unsafe { spumone_enter_frame(frame) }
+}
+
+extern "C" fn trap_entry(frame: &mut TrapFrame, kind: u64) {
+    let kind = VectorKind(kind);
+    match kind.0 {
+        VectorKind::LOWER_A64_SYNC => super::guest::handle_sync(frame),
+        VectorKind::LOWER_A64_IRQ => super::guest::handle_irq(frame),
+        _ if kind.from_current_el() => super::fatal::unexpected_el2_exception(frame, kind),
+        _ => super::guest::handle_unexpected(frame, kind),
+    }
+}

@@ -1,0 +1,170 @@
+//! spumone's output on the shared UART.
+//!
+//! - Default: `defmt` records in raw encoding, one record per frame on [`chan::HV_LOG`];
+//!   guest consoles on their own channels; events on [`chan::HV_EVENT`].
+//! - `plain-log`: `[hv] ...` text lines, guest consoles as `[<name>] ...` lines.
+
+use core::fmt::{self, Write};
+
+use spumone_abi::chan;
+use spumone_abi::frame::{self, MAX_ENCODED, MAX_PAYLOAD};
+
+use super::uart;
+
+/// Sends `payload` on `channel`, split into as many frames as it needs.
+pub fn send_frames(channel: u8, payload: &[u8]) {
+    let mut guard = uart::lock();
+    send_frames_locked(&mut guard, channel, payload);
+}
+
+fn send_frames_locked(guard: &mut uart::UartGuard, channel: u8, payload: &[u8]) {
+    let mut encoded = [0u8; MAX_ENCODED];
+    let mut chunks = payload.chunks(MAX_PAYLOAD);
+    // An empty payload is still one (empty) frame.
+    let first = chunks.next().unwrap_or(&[]);
+    for chunk in core::iter::once(first).chain(chunks) {
+        if let Ok(len) = frame::encode(channel, chunk, &mut encoded) {
+            guard.write(&encoded[..len]);
+        }
+    }
+}
+
+/// Fixed-capacity text buffer for one message; text beyond it is cut.
+struct TextBuf<const N: usize>(heapless::Vec<u8, N>);
+
+impl<const N: usize> Write for TextBuf<N> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for &b in s.as_bytes() {
+            if self.0.push(b).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sends a plain-text message on `HV_TEXT` (framed builds) or prints it as a `[hv]` line.
+pub fn text(args: fmt::Arguments) {
+    #[cfg(feature = "plain-log")]
+    plain_line("", args);
+    #[cfg(not(feature = "plain-log"))]
+    {
+        let mut buf = TextBuf::<512>(heapless::Vec::new());
+        let _ = buf.write_fmt(args);
+        send_frames(chan::HV_TEXT, &buf.0);
+    }
+}
+
+/// Emits a machine-readable event (`partition-stopped name=.. code=..`, `shutdown code=..`).
+pub fn event(args: fmt::Arguments) {
+    let mut buf = TextBuf::<MAX_PAYLOAD>(heapless::Vec::new());
+    let _ = buf.write_fmt(args);
+    if cfg!(feature = "plain-log") {
+        let mut guard = uart::lock();
+        guard.write(b"[hv] event: ");
+        guard.write(&buf.0);
+        guard.write(b"\n");
+    } else {
+        send_frames(chan::HV_EVENT, &buf.0);
+    }
+}
+
+/// One `[hv]` text line (the `plain-log` logging macros expand to this).
+pub fn plain_line(level: &str, args: fmt::Arguments) {
+    let mut guard = uart::lock();
+    let _ = write!(guard, "[hv] {}{}\n", level, args);
+}
+
+/// Console output of partition number `index` (config order), named `name`.
+pub fn guest_console(index: usize, name: &str, bytes: &[u8]) {
+    #[cfg(feature = "plain-log")]
+    plain_console::write(index, name, bytes);
+    #[cfg(not(feature = "plain-log"))]
+    {
+        let _ = name;
+        if let Some(channel) = chan::guest(index) {
+            send_frames(channel, bytes);
+        }
+    }
+}
+
+#[cfg(feature = "plain-log")]
+mod plain_console {
+    use crate::hvcore::console::LineBuffer;
+    use crate::hvcore::MAX_PARTITIONS;
+
+    static LINES: [spin::Mutex<LineBuffer>; MAX_PARTITIONS] =
+        [const { spin::Mutex::new(LineBuffer::new()) }; MAX_PARTITIONS];
+
+    /// Prints whole lines as `[<name>] line`; a partial line waits for its end.
+    pub fn write(index: usize, name: &str, bytes: &[u8]) {
+        let Some(lines) = LINES.get(index) else {
+            return;
+        };
+        let mut lines = lines.lock();
+        for &b in bytes {
+            if let Some(line) = lines.push(b) {
+                let mut guard = super::uart::lock();
+                guard.write(b"[");
+                guard.write(name.as_bytes());
+                guard.write(b"] ");
+                guard.write(line);
+                guard.write(b"\n");
+            }
+        }
+    }
+}
+
+#[cfg(not(feature = "plain-log"))]
+mod framed {
+    use spumone_abi::chan;
+    use spumone_abi::frame::MAX_PAYLOAD;
+
+    use crate::hvcore::MAX_CORES;
+
+    /// One record being built by one core; a core only ever touches its own slot.
+    struct Record {
+        bytes: heapless::Vec<u8, MAX_PAYLOAD>,
+    }
+
+    static RECORDS: [spin::Mutex<Record>; MAX_CORES] = [const {
+        spin::Mutex::new(Record {
+            bytes: heapless::Vec::new(),
+        })
+    }; MAX_CORES];
+
+    fn my_record() -> &'static spin::Mutex<Record> {
+        &RECORDS[super::super::cpu::core_index() % MAX_CORES]
+    }
+
+    #[defmt::global_logger]
+    struct Logger;
+
+    // SAFETY: EL2 runs with interrupts masked, so a record is never interleaved with another
+    // on the same core; each core writes only its own slot, and the UART lock serialises
+    // whole frames between cores.
+    unsafe impl defmt::Logger for Logger {
+        fn acquire() {
+            my_record().lock().bytes.clear();
+        }
+
+        unsafe fn flush() {}
+
+        unsafe fn release() {
+            let record = my_record().lock();
+            super::send_frames(chan::HV_LOG, &record.bytes);
+        }
+
+        unsafe fn write(bytes: &[u8]) {
+            let mut record = my_record().lock();
+            // A record longer than one frame is cut; the decoder reports it as malformed.
+            for &b in bytes {
+                if record.bytes.push(b).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    defmt::timestamp!("{=u64:us}", super::super::timer::uptime_us());
+}

@@ -1,0 +1,115 @@
+//! The physical PL011, owned by spumone and shared by all cores under one lock.
+
+use core::fmt;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use tock_registers::interfaces::{Readable, Writeable};
+use tock_registers::register_bitfields;
+use tock_registers::registers::{ReadOnly, ReadWrite};
+
+/// The board's UART until the DTB says otherwise (used for the earliest messages).
+pub const DEFAULT_BASE: usize = 0x0900_0000;
+
+static BASE: AtomicUsize = AtomicUsize::new(DEFAULT_BASE);
+
+register_bitfields! {u32,
+    FR [
+        TXFF OFFSET(5) NUMBITS(1) [],
+        BUSY OFFSET(3) NUMBITS(1) [],
+    ]
+}
+
+#[repr(C)]
+struct Pl011 {
+    dr: ReadWrite<u32>,
+    _reserved: [u32; 5],
+    fr: ReadOnly<u32, FR::Register>,
+}
+
+/// Sets the UART base found in the DTB.
+pub fn set_base(base: usize) {
+    BASE.store(base, Ordering::Relaxed);
+}
+
+fn regs() -> &'static Pl011 {
+    // SAFETY: BASE is the PL011's MMIO address (from the board or the DTB), identity mapped
+    // as device memory (or the MMU is off); the registers are only used through volatile
+    // accessors.
+    unsafe { &*(BASE.load(Ordering::Relaxed) as *const Pl011) }
+}
+
+fn put_byte(byte: u8) {
+    let uart = regs();
+    while uart.fr.is_set(FR::TXFF) {
+        core::hint::spin_loop();
+    }
+    uart.dr.set(u32::from(byte));
+}
+
+/// Lock over the UART so frames and lines from different cores never interleave. It records
+/// its owner so a fatal report raised while the same core holds it can still print.
+struct UartLock {
+    owner: AtomicUsize,
+}
+
+const NO_OWNER: usize = usize::MAX;
+
+static LOCK: UartLock = UartLock {
+    owner: AtomicUsize::new(NO_OWNER),
+};
+
+/// Access to the UART while the lock is held; dropped to release.
+pub struct UartGuard {
+    reentered: bool,
+}
+
+impl UartGuard {
+    pub fn write(&mut self, bytes: &[u8]) {
+        bytes.iter().copied().for_each(put_byte);
+    }
+}
+
+impl fmt::Write for UartGuard {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.write(s.as_bytes());
+        Ok(())
+    }
+}
+
+impl Drop for UartGuard {
+    fn drop(&mut self) {
+        if !self.reentered {
+            LOCK.owner.store(NO_OWNER, Ordering::Release);
+        }
+    }
+}
+
+/// Takes the UART lock. EL2 runs with interrupts masked, so the holder cannot be preempted
+/// on its own core; a core that already holds it (a fault while printing) gets it again.
+pub fn lock() -> UartGuard {
+    let me = super::cpu::core_index();
+    if LOCK.owner.load(Ordering::Relaxed) == me {
+        return UartGuard { reentered: true };
+    }
+    while LOCK
+        .owner
+        .compare_exchange_weak(NO_OWNER, me, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        core::hint::spin_loop();
+    }
+    UartGuard { reentered: false }
+}
+
+/// Prints text without the lock, for a core that is not (or may not be) at EL2 yet and so
+/// cannot even read its core number.
+pub fn early_text(args: fmt::Arguments) {
+    struct Raw;
+    impl fmt::Write for Raw {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            s.bytes().for_each(put_byte);
+            Ok(())
+        }
+    }
+    let _ = fmt::Write::write_fmt(&mut Raw, args);
+}

@@ -1,0 +1,11 @@
+//! The hypervisor's decisions, as plain Rust without register or MMIO access. Everything
+//! here builds and is unit-tested on the host.
+
+pub mod console;
+pub mod esr;
+
+/// Most physical cores spumone supports (stacks and per-core state are sized by it).
+pub const MAX_CORES: usize = 8;
+
+/// Most partitions one config may hold.
+pub const MAX_PARTITIONS: usize = 8;
