@@ -201,6 +201,10 @@ impl ValidatedConfig {
         )?;
         writeln!(
             out,
+            "/// The board and partition layout spumone boots with."
+        )?;
+        writeln!(
+            out,
             "pub static CONFIG: board::rt::Config = board::rt::Config {{"
         )?;
         writeln!(out, "    board: {:?},", b.name)?;
@@ -883,7 +887,7 @@ fn check_ram(parts: &[RawPartition], board: &Board, problems: &mut Vec<Problem>)
                     range,
                 });
             }
-            if overflows(&range) || !board.ram.iter().any(|b| b.contains_range(&range)) {
+            if !board.ram.iter().any(|b| b.contains_range(&range)) {
                 problems.push(Problem::RamOutsideBoard {
                     partition: partition.clone(),
                     range,

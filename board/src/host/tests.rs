@@ -67,3 +67,523 @@ fn rtos_generated_rust_has_key_fields() {
         assert!(src.contains(needle), "missing {needle:?} in:\n{src}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// One test per rule: a valid two-partition layout, broken in exactly one way.
+
+const BOARD: &str = include_str!("../../boards/qemu-virt.toml");
+
+const BASE: &str = r#"
+board = "qemu-virt"
+
+[[partition]]
+name = "rtos"
+image = "rtos"
+ram = [{ base = 0x4400_0000, size = 0x0400_0000 }]
+devices = ["rtc"]
+entry = 0x4400_0000
+vcpus = [{ core = 0 }]
+
+[[partition]]
+name = "linux"
+image = "linux"
+ram = [{ base = 0x4800_0000, size = 0x4000_0000 }]
+devices = ["virtio0", "virtio1"]
+entry = 0x4820_0000
+vcpus = [{ core = 1 }, { core = 2 }]
+"#;
+
+fn board() -> Board {
+    parse_board(Path::new("qemu-virt.toml"), BOARD, "qemu-virt").unwrap()
+}
+
+fn problems(config: &str) -> Vec<Problem> {
+    let raw: RawConfig = parse(Path::new("test.toml"), config).unwrap();
+    match check_partitions(&raw, &board()) {
+        Ok(_) => Vec::new(),
+        Err(p) => p,
+    }
+}
+
+/// `BASE` with each `(from, to)` replaced; `from` must occur so a test never checks `BASE`.
+fn base_with(edits: &[(&str, &str)]) -> String {
+    let mut s = BASE.to_string();
+    for (from, to) in edits {
+        assert!(s.contains(from), "{from:?} not in the config");
+        s = s.replacen(from, to, 1);
+    }
+    s
+}
+
+fn assert_problem(config: &str, wanted: impl Fn(&Problem) -> bool) {
+    let found = problems(config);
+    assert!(
+        found.iter().any(&wanted),
+        "expected problem not reported; got {found:#?}"
+    );
+}
+
+#[test]
+fn base_is_valid() {
+    assert_eq!(problems(BASE), vec![]);
+    let raw: RawConfig = parse(Path::new("test.toml"), BASE).unwrap();
+    let parts = check_partitions(&raw, &board()).unwrap();
+    assert_eq!(parts[1].index, 1);
+    assert_eq!(
+        parts[1].console_channel,
+        spumone_abi::chan::guest(1).unwrap()
+    );
+    let names: Vec<&str> = parts[1].devices.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["virtio0", "virtio1"]);
+    assert_eq!(parts[1].devices[1].irqs, [49]);
+}
+
+#[test]
+fn rejects_ram_above_board_ram() {
+    let cfg = base_with(&[("size = 0x4000_0000", "size = 0x8000_0000")]);
+    assert_problem(&cfg, |p| {
+        matches!(p, Problem::RamOutsideBoard { partition, range, .. }
+            if partition == "linux" && range.base == 0x4800_0000)
+    });
+}
+
+#[test]
+fn rejects_ram_below_board_ram() {
+    let cfg = base_with(&[
+        ("base = 0x4800_0000", "base = 0x3000_0000"),
+        ("entry = 0x4820_0000", "entry = 0x3000_0000"),
+    ]);
+    assert_problem(
+        &cfg,
+        |p| matches!(p, Problem::RamOutsideBoard { partition, .. } if partition == "linux"),
+    );
+}
+
+#[test]
+fn rejects_ram_that_wraps_around() {
+    let cfg = base_with(&[(
+        "base = 0x4800_0000, size = 0x4000_0000",
+        "base = 0x4800_0000, size = 0x7fff_ffff_ffff_f000",
+    )]);
+    assert_problem(
+        &cfg,
+        |p| matches!(p, Problem::RamOutsideBoard { partition, .. } if partition == "linux"),
+    );
+}
+
+#[test]
+fn rejects_ram_overlapping_hypervisor() {
+    let cfg = base_with(&[("base = 0x4400_0000", "base = 0x43ff_f000")]);
+    assert_problem(
+        &cfg,
+        |p| matches!(p, Problem::RamOverlapsHypervisor { partition, .. } if partition == "rtos"),
+    );
+}
+
+#[test]
+fn rejects_ram_overlapping_another_partition() {
+    let cfg = base_with(&[
+        ("base = 0x4800_0000", "base = 0x4700_0000"),
+        ("entry = 0x4820_0000", "entry = 0x4700_0000"),
+    ]);
+    assert_problem(&cfg, |p| {
+        matches!(p, Problem::RamOverlap { partition, other, .. }
+            if partition == "linux" && other == "rtos")
+    });
+}
+
+#[test]
+fn rejects_ram_overlapping_itself() {
+    let cfg = base_with(&[(
+        "ram = [{ base = 0x4400_0000, size = 0x0400_0000 }]",
+        "ram = [{ base = 0x4400_0000, size = 0x0200_0000 }, { base = 0x4500_0000, size = 0x0200_0000 }]",
+    )]);
+    assert_problem(&cfg, |p| {
+        matches!(p, Problem::RamOverlap { partition, other, .. }
+            if partition == "rtos" && other == "rtos")
+    });
+}
+
+#[test]
+fn rejects_zero_size_ram() {
+    let cfg = base_with(&[(
+        "ram = [{ base = 0x4400_0000, size = 0x0400_0000 }]",
+        "ram = [{ base = 0x4400_0000, size = 0x0400_0000 }, { base = 0x4200_0000, size = 0 }]",
+    )]);
+    assert_problem(&cfg, |p| {
+        matches!(p, Problem::EmptyRam { partition, range }
+            if partition == "rtos" && range.base == 0x4200_0000)
+    });
+}
+
+#[test]
+fn rejects_missing_ram() {
+    let cfg = base_with(&[(
+        "ram = [{ base = 0x4400_0000, size = 0x0400_0000 }]",
+        "ram = []",
+    )]);
+    assert_problem(
+        &cfg,
+        |p| matches!(p, Problem::NoRam { partition } if partition == "rtos"),
+    );
+}
+
+#[test]
+fn rejects_unaligned_base() {
+    let cfg = base_with(&[
+        ("base = 0x4800_0000", "base = 0x4800_0800"),
+        ("entry = 0x4820_0000", "entry = 0x4800_0800"),
+    ]);
+    assert_problem(
+        &cfg,
+        |p| matches!(p, Problem::UnalignedRam { partition, .. } if partition == "linux"),
+    );
+}
+
+#[test]
+fn rejects_unaligned_size() {
+    let cfg = base_with(&[("size = 0x4000_0000", "size = 0x3fff_ff00")]);
+    assert_problem(
+        &cfg,
+        |p| matches!(p, Problem::UnalignedRam { partition, .. } if partition == "linux"),
+    );
+}
+
+#[test]
+fn rejects_core_given_to_two_partitions() {
+    let cfg = base_with(&[("{ core = 1 }", "{ core = 0 }")]);
+    assert_problem(&cfg, |p| {
+        matches!(p, Problem::CoreTaken { partition, core: 0, owner }
+            if partition == "linux" && owner == "rtos")
+    });
+}
+
+#[test]
+fn rejects_two_vcpus_on_one_core() {
+    let cfg = base_with(&[("{ core = 2 }", "{ core = 1 }")]);
+    assert_problem(&cfg, |p| {
+        matches!(p, Problem::CoreTaken { partition, core: 1, owner }
+            if partition == "linux" && owner == "linux")
+    });
+}
+
+#[test]
+fn rejects_core_beyond_board() {
+    let cfg = base_with(&[("{ core = 2 }", "{ core = 4 }")]);
+    assert_problem(
+        &cfg,
+        |p| matches!(p, Problem::CoreOutOfRange { partition, core: 4, cores: 4 } if partition == "linux"),
+    );
+}
+
+#[test]
+fn rejects_unknown_device() {
+    let cfg = base_with(&[(r#""virtio1""#, r#""virtio32""#)]);
+    assert_problem(&cfg, |p| {
+        matches!(p, Problem::UnknownDevice { partition, device, .. }
+            if partition == "linux" && device == "virtio32")
+    });
+}
+
+#[test]
+fn rejects_hypervisor_devices() {
+    for dev in ["uart0", "gicd", "gicr"] {
+        let cfg = base_with(&[(r#"["rtc"]"#, &format!("[{dev:?}]"))]);
+        assert_problem(&cfg, |p| {
+            matches!(p, Problem::HypervisorDevice { partition, device }
+                if partition == "rtos" && device == dev)
+        });
+    }
+}
+
+#[test]
+fn rejects_device_given_to_two_partitions() {
+    let cfg = base_with(&[(r#""virtio1""#, r#""rtc""#)]);
+    assert_problem(&cfg, |p| {
+        matches!(p, Problem::DeviceTaken { partition, device, owner }
+            if partition == "linux" && device == "rtc" && owner == "rtos")
+    });
+}
+
+#[test]
+fn rejects_device_listed_twice() {
+    let cfg = base_with(&[(r#""virtio1""#, r#""virtio0""#)]);
+    assert_problem(&cfg, |p| {
+        matches!(p, Problem::DeviceTaken { partition, device, owner }
+            if partition == "linux" && device == "virtio0" && owner == "linux")
+    });
+}
+
+#[test]
+fn rejects_entry_outside_ram() {
+    let cfg = base_with(&[("entry = 0x4820_0000", "entry = 0x8800_0000")]);
+    assert_problem(
+        &cfg,
+        |p| matches!(p, Problem::EntryOutsideRam { partition, entry: 0x8800_0000 } if partition == "linux"),
+    );
+    // One past the end is outside too.
+    let cfg = base_with(&[("entry = 0x4400_0000", "entry = 0x4800_0000")]);
+    assert_problem(
+        &cfg,
+        |p| matches!(p, Problem::EntryOutsideRam { partition, .. } if partition == "rtos"),
+    );
+}
+
+#[test]
+fn rejects_partition_without_vcpu() {
+    let cfg = base_with(&[("vcpus = [{ core = 0 }]", "vcpus = []")]);
+    assert_problem(
+        &cfg,
+        |p| matches!(p, Problem::NoVcpu { partition } if partition == "rtos"),
+    );
+    let cfg = base_with(&[("vcpus = [{ core = 0 }]", "")]);
+    assert_problem(
+        &cfg,
+        |p| matches!(p, Problem::NoVcpu { partition } if partition == "rtos"),
+    );
+}
+
+fn many_partitions(count: usize) -> String {
+    let mut s = String::from("board = \"qemu-virt\"\n");
+    for i in 0..count {
+        let base = 0x4800_0000 + i as u64 * 0x10_0000;
+        s += &format!(
+            "[[partition]]\nname = \"p{i}\"\nimage = \"img\"\nram = [{{ base = {base:#x}, size = 0x10_0000 }}]\nentry = {base:#x}\nvcpus = [{{ core = {} }}]\n",
+            i % 4
+        );
+    }
+    s
+}
+
+#[test]
+fn rejects_more_partitions_than_console_channels() {
+    let max = usize::from(spumone_abi::chan::GUEST_LAST - spumone_abi::chan::GUEST_BASE) + 1;
+    let too_many = |p: &Problem| matches!(p, Problem::TooManyPartitions { .. });
+    assert!(!problems(&many_partitions(max)).iter().any(too_many));
+    assert_problem(&many_partitions(max + 1), |p| {
+        *p == Problem::TooManyPartitions {
+            count: max + 1,
+            max,
+        }
+    });
+}
+
+#[test]
+fn rejects_no_partition() {
+    assert_problem("board = \"qemu-virt\"\n", |p| *p == Problem::NoPartition);
+}
+
+#[test]
+fn rejects_duplicate_partition_names() {
+    let cfg = base_with(&[(r#"name = "linux""#, r#"name = "rtos""#)]);
+    assert_problem(
+        &cfg,
+        |p| matches!(p, Problem::DuplicatePartition { name } if name == "rtos"),
+    );
+}
+
+#[test]
+fn rejects_bad_names() {
+    for bad in ["Linux", "linux_1", "linux 1", "", "lïnux"] {
+        let cfg = base_with(&[(r#"name = "linux""#, &format!("name = {bad:?}"))]);
+        assert_problem(
+            &cfg,
+            |p| matches!(p, Problem::BadName { what: "partition", name } if name == bad),
+        );
+        let cfg = base_with(&[(r#"image = "linux""#, &format!("image = {bad:?}"))]);
+        assert_problem(
+            &cfg,
+            |p| matches!(p, Problem::BadName { what: "image", name } if name == bad),
+        );
+    }
+}
+
+#[test]
+fn collects_several_problems() {
+    let cfg = base_with(&[
+        ("{ core = 2 }", "{ core = 9 }"),
+        (r#"["rtc"]"#, r#"["uart0"]"#),
+    ]);
+    let found = problems(&cfg);
+    assert!(found
+        .iter()
+        .any(|p| matches!(p, Problem::CoreOutOfRange { .. })));
+    assert!(found
+        .iter()
+        .any(|p| matches!(p, Problem::HypervisorDevice { .. })));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Board file checks.
+
+#[test]
+fn board_name_must_match() {
+    let err = parse_board(Path::new("b.toml"), BOARD, "other").unwrap_err();
+    assert!(err.problems().iter().any(|p| matches!(p,
+        Problem::BoardNameMismatch { expected, found } if expected == "other" && found == "qemu-virt")));
+}
+
+#[test]
+fn board_hypervisor_region_inside_ram() {
+    let text = BOARD.replacen(
+        "hypervisor = { base = 0x4000_0000",
+        "hypervisor = { base = 0x3000_0000",
+        1,
+    );
+    assert_ne!(text, BOARD);
+    let err = parse_board(Path::new("b.toml"), &text, "qemu-virt").unwrap_err();
+    assert!(err
+        .problems()
+        .iter()
+        .any(|p| matches!(p, Problem::HypervisorOutsideRam { .. })));
+}
+
+#[test]
+fn board_device_names_unique() {
+    let text = BOARD.replacen(r#"name = "rtc""#, r#"name = "gpio""#, 1);
+    assert_ne!(text, BOARD);
+    let err = parse_board(Path::new("b.toml"), &text, "qemu-virt").unwrap_err();
+    assert!(err
+        .problems()
+        .iter()
+        .any(|p| matches!(p, Problem::DuplicateDevice { name } if name == "gpio")));
+}
+
+#[test]
+fn board_marks_hypervisor_devices() {
+    let b = board();
+    let owned: Vec<&str> = b
+        .devices
+        .iter()
+        .filter(|d| d.hypervisor_owned)
+        .map(|d| d.name.as_str())
+        .collect();
+    for name in ["uart0", "gicd", "gicr"] {
+        assert!(owned.contains(&name), "{name} should be hypervisor-owned");
+    }
+    for n in 0..32u64 {
+        let d = b.device(&format!("virtio{n}")).unwrap();
+        assert_eq!(d.base, 0x0a00_0000 + n * 0x200);
+        assert_eq!(d.irqs, [48 + n as u32]);
+        assert!(!d.hypervisor_owned);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors and messages.
+
+#[test]
+fn unknown_field_is_a_syntax_error_with_line() {
+    let cfg = base_with(&[("entry = 0x4820_0000", "entyr = 0x4820_0000")]);
+    let line = cfg.lines().position(|l| l.starts_with("entyr")).unwrap() + 1;
+    let err = parse::<RawConfig>(Path::new("x.toml"), &cfg).unwrap_err();
+    match err.kind() {
+        ErrorKind::Syntax {
+            line: l, message, ..
+        } => {
+            assert_eq!(*l, line);
+            assert!(message.contains("entyr"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let shown = err.to_string();
+    assert!(shown.starts_with(&format!("x.toml:{line}:")), "{shown}");
+    assert_eq!(shown.lines().count(), 1, "{shown}");
+}
+
+#[test]
+fn bad_toml_reports_line_and_column() {
+    let text = "board = \"qemu-virt\"\n\n[[partition]\nname = \"x\"\n";
+    let err = parse::<RawConfig>(Path::new("x.toml"), text).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Syntax { line: 3, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn display_names_file_partition_and_values() {
+    let err = invalid(
+        Path::new("board/configs/x.toml"),
+        vec![
+            Problem::RamOverlap {
+                partition: "linux".into(),
+                range: MemRange::new(0x4400_0000, 0x0400_0000),
+                other: "rtos".into(),
+                other_range: MemRange::new(0x4400_0000, 0x0400_0000),
+            },
+            Problem::NoVcpu {
+                partition: "linux".into(),
+            },
+        ],
+    );
+    assert_eq!(
+        err.to_string(),
+        "board/configs/x.toml: partition \"linux\" RAM 0x44000000..0x48000000 overlaps partition \"rtos\" RAM 0x44000000..0x48000000\n\
+         board/configs/x.toml: partition \"linux\" has no vCPU"
+    );
+}
+
+#[test]
+fn every_problem_is_one_line() {
+    let cfg = base_with(&[
+        ("{ core = 2 }", "{ core = 0 }"),
+        (r#""virtio1""#, r#""nope""#),
+        ("size = 0x4000_0000", "size = 0x8000_0100"),
+    ]);
+    let found = problems(&cfg);
+    assert!(found.len() >= 3, "{found:#?}");
+    let shown = invalid(Path::new("c.toml"), found.clone()).to_string();
+    assert_eq!(shown.lines().count(), found.len(), "{shown}");
+    assert!(shown.lines().all(|l| l.starts_with("c.toml: ")), "{shown}");
+}
+
+#[test]
+fn board_is_resolved_next_to_configs() {
+    assert_eq!(
+        board_path_for(Path::new("board/configs/rtos.toml"), "qemu-virt"),
+        Path::new("board/boards/qemu-virt.toml")
+    );
+    assert_eq!(
+        board_path_for(Path::new("rtos.toml"), "b"),
+        Path::new("../boards/b.toml")
+    );
+}
+
+#[test]
+fn load_reports_missing_board_file() {
+    let dir = std::env::temp_dir().join(format!("board-test-{}", std::process::id()));
+    let configs = dir.join("configs");
+    std::fs::create_dir_all(&configs).unwrap();
+    let path = configs.join("c.toml");
+    std::fs::write(&path, base_with(&[("\"qemu-virt\"", "\"no-such-board\"")])).unwrap();
+    let err = load_config(&path).unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(matches!(err.kind(), ErrorKind::Io(_)), "{err}");
+    assert_eq!(err.file(), dir.join("boards").join("no-such-board.toml"));
+}
+
+#[test]
+fn load_rejects_invalid_config_naming_it() {
+    let path = crate_path("configs/rtos.toml");
+    let dir = std::env::temp_dir().join(format!("board-test-bad-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("configs")).unwrap();
+    std::fs::create_dir_all(dir.join("boards")).unwrap();
+    std::fs::write(dir.join("boards/qemu-virt.toml"), BOARD).unwrap();
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("core = 0", "core = 7");
+    let bad = dir.join("configs/bad.toml");
+    std::fs::write(&bad, text).unwrap();
+    let err = load_config(&bad).unwrap_err();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(err.file(), bad);
+    assert_eq!(
+        err.problems(),
+        [Problem::CoreOutOfRange {
+            partition: "rtos".into(),
+            core: 7,
+            cores: 4
+        }]
+    );
+}

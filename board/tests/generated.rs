@@ -1,0 +1,140 @@
+//! The generated tables compile against `board::rt` and carry the validated values.
+//!
+//! The files under `golden/` are `to_rust()` outputs, compiled in here. When the generator
+//! changes on purpose, refresh them with `BOARD_BLESS=1 cargo test -p board --features host`, or
+//! (if they no longer compile) by emptying the `CONFIG` initializers by hand first.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use board::{rt, ValidatedConfig};
+
+mod rtos {
+    include!("golden/rtos.rs");
+}
+
+mod two_partitions {
+    include!("golden/two-partitions.rs");
+}
+
+/// Exercises devices, several RAM ranges and several vCPUs, which `rtos.toml` lacks.
+const TWO_PARTITIONS: &str = r#"
+board = "qemu-virt"
+
+[[partition]]
+name = "rtos"
+image = "rtos"
+ram = [{ base = 0x4400_0000, size = 0x0400_0000 }]
+devices = ["rtc"]
+entry = 0x4400_0000
+vcpus = [{ core = 0 }]
+
+[[partition]]
+name = "linux"
+image = "linux"
+ram = [{ base = 0x4800_0000, size = 0x2000_0000 }, { base = 0x8000_0000, size = 0x4000_0000 }]
+devices = ["virtio0", "virtio5", "gpio"]
+entry = 0x4820_0000
+boot_arg = 0x4000_0000
+vcpus = [{ core = 3 }, { core = 1 }, { core = 2 }]
+"#;
+
+fn manifest_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn rtos_config() -> ValidatedConfig {
+    board::load_config(&manifest_path("configs/rtos.toml")).unwrap()
+}
+
+/// Loads `TWO_PARTITIONS` from a scratch tree that has the shipped board.
+fn two_partitions_config() -> ValidatedConfig {
+    // Unique per call: tests run in parallel.
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("board-generated-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(dir.join("configs")).unwrap();
+    std::fs::create_dir_all(dir.join("boards")).unwrap();
+    std::fs::copy(
+        manifest_path("boards/qemu-virt.toml"),
+        dir.join("boards/qemu-virt.toml"),
+    )
+    .unwrap();
+    let path = dir.join("configs/two-partitions.toml");
+    std::fs::write(&path, TWO_PARTITIONS).unwrap();
+    let cfg = board::load_config(&path);
+    std::fs::remove_dir_all(&dir).unwrap();
+    cfg.unwrap()
+}
+
+fn check_golden(name: &str, cfg: &ValidatedConfig) {
+    let fresh = cfg.to_rust();
+    let golden_path = manifest_path(&format!("tests/golden/{name}.rs"));
+    if std::env::var_os("BOARD_BLESS").is_some() {
+        std::fs::write(&golden_path, &fresh).unwrap();
+    }
+    let golden = std::fs::read_to_string(&golden_path).unwrap();
+    assert_eq!(
+        golden, fresh,
+        "generated code changed; rerun with BOARD_BLESS=1 to refresh {name}.rs"
+    );
+}
+
+fn check_tables(rt: &rt::Config, cfg: &ValidatedConfig) {
+    assert_eq!(rt.board, cfg.board_name());
+    assert_eq!(rt.cores, cfg.cores());
+    assert_eq!(rt.dtb_hint, cfg.board().dtb_hint);
+    assert_eq!(rt.hypervisor_ram, cfg.board().hypervisor_ram);
+    assert_eq!(rt.board_ram, cfg.board().ram.as_slice());
+    assert_eq!(rt.partitions.len(), cfg.partitions().len());
+    for (p, info) in rt.partitions.iter().zip(cfg.partitions()) {
+        assert_eq!(p.name, info.name);
+        assert_eq!(p.index, info.index);
+        assert_eq!(p.image, info.image);
+        assert_eq!(p.ram, info.ram.as_slice());
+        assert_eq!(p.entry, info.entry);
+        assert_eq!(p.boot_arg, info.boot_arg);
+        assert_eq!(p.vcpus, info.vcpus.as_slice());
+        assert_eq!(p.console_channel, info.console_channel);
+        assert_eq!(p.devices.len(), info.devices.len());
+        for (d, want) in p.devices.iter().zip(&info.devices) {
+            assert_eq!(d.name, want.name);
+            assert_eq!(d.base, want.base);
+            assert_eq!(d.size, want.size);
+            assert_eq!(d.irqs, want.irqs.as_slice());
+        }
+    }
+}
+
+#[test]
+fn rtos_golden_matches_generator() {
+    check_golden("rtos", &rtos_config());
+}
+
+#[test]
+fn rtos_tables_match_validated_config() {
+    check_tables(&rtos::CONFIG, &rtos_config());
+    assert_eq!(
+        rtos::CONFIG.partition_on_core(0).map(|p| p.name),
+        Some("rtos")
+    );
+}
+
+#[test]
+fn two_partitions_golden_matches_generator() {
+    check_golden("two-partitions", &two_partitions_config());
+}
+
+#[test]
+fn two_partitions_tables_match_validated_config() {
+    let cfg = two_partitions_config();
+    check_tables(&two_partitions::CONFIG, &cfg);
+    let linux = two_partitions::CONFIG.partition_on_core(1).unwrap();
+    assert_eq!(linux.name, "linux");
+    assert_eq!(linux.vcpu_on_core(1), Some(1));
+    assert!(linux.owns_ram(0xbfff_ffff));
+    assert_eq!(
+        linux.device_at(0x0a00_0a10).map(|d| d.irqs),
+        Some(&[53][..])
+    );
+}
