@@ -118,17 +118,16 @@ pub enum Verdict {
 
 /// Only a synchronous external data abort from the RTOS's own code (EL1, SP_EL1), while a
 /// probe is waiting for one, is survivable. Everything else is a bug.
-pub fn judge(slot: VectorSlot, esr: Syndrome, probe_armed: bool) -> Verdict {
+///
+/// `armed` is the access of the probe in flight. The reported direction comes from it, not
+/// from ESR.WnR: a hypervisor that injects the abort need not fill in WnR.
+pub fn judge(slot: VectorSlot, esr: Syndrome, armed: Option<Access>) -> Verdict {
     let own_sync = slot.origin == Origin::CurrentElSpx && slot.kind == Kind::Sync;
-    if own_sync && probe_armed && esr.is_external_data_abort_same_el() {
-        let access = if esr.is_write() {
-            Access::Write
-        } else {
-            Access::Read
-        };
-        Verdict::Contained(access)
-    } else {
-        Verdict::Unexpected
+    match armed {
+        Some(access) if own_sync && esr.is_external_data_abort_same_el() => {
+            Verdict::Contained(access)
+        }
+        _ => Verdict::Unexpected,
     }
 }
 
@@ -221,39 +220,43 @@ mod tests {
     }
 
     #[test]
-    fn armed_external_aborts_are_contained_with_their_direction() {
-        let read = esr(EC_DATA_ABORT_SAME_EL, 0x10);
-        let write = esr(EC_DATA_ABORT_SAME_EL, 0x10 | 1 << 6);
+    fn armed_external_aborts_are_contained_with_the_probe_direction() {
+        let plain = esr(EC_DATA_ABORT_SAME_EL, 0x10);
+        let with_wnr = esr(EC_DATA_ABORT_SAME_EL, 0x10 | 1 << 6);
         assert_eq!(
-            judge(OWN_SYNC, read, true),
+            judge(OWN_SYNC, plain, Some(Access::Read)),
             Verdict::Contained(Access::Read)
         );
-        assert_eq!(
-            judge(OWN_SYNC, write, true),
-            Verdict::Contained(Access::Write)
-        );
+        // An injected abort without WnR still belongs to the write probe in flight.
+        for syndrome in [plain, with_wnr] {
+            assert_eq!(
+                judge(OWN_SYNC, syndrome, Some(Access::Write)),
+                Verdict::Contained(Access::Write)
+            );
+        }
     }
 
     #[test]
     fn the_same_abort_without_a_probe_is_fatal() {
         let read = esr(EC_DATA_ABORT_SAME_EL, 0x10);
-        assert_eq!(judge(OWN_SYNC, read, false), Verdict::Unexpected);
+        assert_eq!(judge(OWN_SYNC, read, None), Verdict::Unexpected);
     }
 
     #[test]
     fn other_faults_classes_and_slots_are_fatal() {
+        let armed = Some(Access::Read);
         // Translation fault level 3: the RTOS's own mapping is wrong, not contained.
         let translation = esr(EC_DATA_ABORT_SAME_EL, 0x07);
-        assert_eq!(judge(OWN_SYNC, translation, true), Verdict::Unexpected);
+        assert_eq!(judge(OWN_SYNC, translation, armed), Verdict::Unexpected);
         // Data abort from a lower EL, instruction abort, undefined instruction.
         for ec in [0x24, 0x21, 0x00] {
-            assert_eq!(judge(OWN_SYNC, esr(ec, 0x10), true), Verdict::Unexpected);
+            assert_eq!(judge(OWN_SYNC, esr(ec, 0x10), armed), Verdict::Unexpected);
         }
         // An SError or an abort on SP0 is not the probe's.
         let abort = esr(EC_DATA_ABORT_SAME_EL, 0x10);
         for index in [0, 7] {
             assert_eq!(
-                judge(VectorSlot::from_index(index), abort, true),
+                judge(VectorSlot::from_index(index), abort, armed),
                 Verdict::Unexpected
             );
         }

@@ -68,15 +68,17 @@ impl Kernel {
                     handler,
                     enabled: false,
                 };
-                self.interrupts
-                    .push(line)
-                    .map_err(|_| ErrorCode::NoId)?;
+                self.interrupts.push(line).map_err(|_| ErrorCode::NoId)?;
                 Ok(line)
             }
         }
     }
 
-    fn set_interrupt_enabled(&mut self, intid: u32, enabled: bool) -> Result<InterruptLine, ErrorCode> {
+    fn set_interrupt_enabled(
+        &mut self,
+        intid: u32,
+        enabled: bool,
+    ) -> Result<InterruptLine, ErrorCode> {
         Self::check_intid(intid)?;
         let slot = self.interrupt_slot(intid).ok_or(ErrorCode::ObjectState)?;
         self.interrupts[slot].enabled = enabled;

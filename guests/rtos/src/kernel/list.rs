@@ -87,9 +87,7 @@ impl TaskList {
     /// Members front to back; stops after `MAX_TASKS` steps even if the
     /// links were corrupted into a cycle.
     pub(super) fn iter<'a>(&self, links: &'a Links) -> impl Iterator<Item = usize> + 'a {
-        core::iter::successors(self.front(), move |&task| {
-            links[task].next.map(usize::from)
-        })
-        .take(MAX_TASKS)
+        core::iter::successors(self.front(), move |&task| links[task].next.map(usize::from))
+            .take(MAX_TASKS)
     }
 }

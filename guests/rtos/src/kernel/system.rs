@@ -437,7 +437,11 @@ impl Kernel {
     pub(super) fn wait_queue_parts(
         &mut self,
         wait: Wait,
-    ) -> (Option<(&mut TaskList, WaitOrder)>, &mut Links, &[TaskControl]) {
+    ) -> (
+        Option<(&mut TaskList, WaitOrder)>,
+        &mut Links,
+        &[TaskControl],
+    ) {
         let queue = match wait {
             Wait::Sleep | Wait::Delay => None,
             Wait::Semaphore(s) => {

@@ -37,7 +37,9 @@ impl TimerQueue {
 
     /// Adds an event; it goes after every entry with the same deadline.
     pub fn insert(&mut self, deadline: Ticks, event: TimerEvent) -> Result<(), ErrorCode> {
-        let position = self.entries.partition_point(|entry| entry.deadline <= deadline);
+        let position = self
+            .entries
+            .partition_point(|entry| entry.deadline <= deadline);
         self.entries
             .insert(position, TimerEntry { deadline, event })
             .map_err(|_| ErrorCode::QueueOverflow)
