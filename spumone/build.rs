@@ -29,7 +29,9 @@ fn main() {
     let defmt_log = env::var("DEFMT_LOG").unwrap_or_else(|_| "info".into());
     println!("cargo:rustc-env=DEFMT_LOG={defmt_log}");
 
-    let workspace_root = manifest_dir.parent().expect("spumone sits in the workspace");
+    let workspace_root = manifest_dir
+        .parent()
+        .expect("spumone sits in the workspace");
     let config_path = match env::var_os("SPUMONE_CONFIG") {
         Some(path) => workspace_root.join(path),
         None => workspace_root.join(DEFAULT_CONFIG),

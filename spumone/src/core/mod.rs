@@ -2,7 +2,9 @@
 //! here builds and is unit-tested on the host.
 
 pub mod console;
+pub mod el2map;
 pub mod esr;
+pub mod platform;
 
 /// Most physical cores spumone supports (stacks and per-core state are sized by it).
 pub const MAX_CORES: usize = 8;

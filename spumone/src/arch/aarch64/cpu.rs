@@ -16,7 +16,12 @@ pub fn mpidr() -> u64 {
 /// Masks every exception type at EL2 (EL2 normally runs like this anyway).
 pub fn mask_all() {
     // SAFETY: only sets the PSTATE mask bits.
-    unsafe { core::arch::asm!("msr daifset, #0xf", options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!(
+            "msr daifset, #0xf",
+            options(nomem, nostack, preserves_flags)
+        )
+    };
 }
 
 /// Waits for an interrupt to become pending. With interrupts masked this only wakes the core;

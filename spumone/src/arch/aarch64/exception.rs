@@ -18,7 +18,7 @@ pub struct TrapFrame {
 }
 
 const FRAME_SIZE: usize = core::mem::size_of::<TrapFrame>();
-const _: () = assert!(FRAME_SIZE % 16 == 0 && FRAME_SIZE == 34 * 8);
+const _: () = assert!(FRAME_SIZE == 34 * 8);
 
 /// Which of the 16 vectors was taken: `group * 4 + type`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -61,10 +61,22 @@ macro_rules! vector_table {
             ".balign 2048\n",
             ".global spumone_vectors\n",
             "spumone_vectors:\n",
-            vector_entry!(0), vector_entry!(1), vector_entry!(2), vector_entry!(3),
-            vector_entry!(4), vector_entry!(5), vector_entry!(6), vector_entry!(7),
-            vector_entry!(8), vector_entry!(9), vector_entry!(10), vector_entry!(11),
-            vector_entry!(12), vector_entry!(13), vector_entry!(14), vector_entry!(15),
+            vector_entry!(0),
+            vector_entry!(1),
+            vector_entry!(2),
+            vector_entry!(3),
+            vector_entry!(4),
+            vector_entry!(5),
+            vector_entry!(6),
+            vector_entry!(7),
+            vector_entry!(8),
+            vector_entry!(9),
+            vector_entry!(10),
+            vector_entry!(11),
+            vector_entry!(12),
+            vector_entry!(13),
+            vector_entry!(14),
+            vector_entry!(15),
         )
     };
 }
@@ -73,9 +85,13 @@ macro_rules! vector_entry {
     ($kind:literal) => {
         concat!(
             ".balign 128\n",
-            "sub sp, sp, #", 272, "\n",
+            "sub sp, sp, #",
+            272,
+            "\n",
             "stp x0, x1, [sp, #0]\n",
-            "mov x0, #", $kind, "\n",
+            "mov x0, #",
+            $kind,
+            "\n",
             "b spumone_trap_common\n",
         )
     };

@@ -72,7 +72,7 @@ pub fn event(args: fmt::Arguments) {
 /// One `[hv]` text line (the `plain-log` logging macros expand to this).
 pub fn plain_line(level: &str, args: fmt::Arguments) {
     let mut guard = uart::lock();
-    let _ = write!(guard, "[hv] {}{}\n", level, args);
+    let _ = writeln!(guard, "[hv] {}{}", level, args);
 }
 
 /// Console output of partition number `index` (config order), named `name`.

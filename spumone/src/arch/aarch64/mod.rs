@@ -3,26 +3,241 @@
 mod boot;
 pub mod config;
 pub mod cpu;
+mod dtb;
 pub mod exception;
 mod fatal;
+pub mod gic;
 pub mod guest;
 pub mod log;
+pub mod mmu;
 pub mod percore;
 pub mod psci;
 pub mod timer;
 pub mod uart;
 
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+
+use aarch64_cpu::asm::sev;
+
+use crate::hvcore::platform::{self, LayoutProblem};
+use config::CONFIG;
 pub use cpu::park;
 
-/// The boot core's first Rust code. `dtb` is whatever the loader left in `x0`.
-extern "C" fn boot_main(dtb: u64) -> ! {
-    info!("spumone starting on core 0 (x0 {:#x})", dtb);
-    info!("timer frequency {} Hz", timer::frequency_hz());
-    psci::system_off()
+/// Set by the boot core once everything shared (stage-2 tables, ...) is ready; secondaries
+/// wait for it before they enter guests.
+static RELEASED: AtomicBool = AtomicBool::new(false);
+static HYP_TIMER_INTID: AtomicU32 = AtomicU32::new(timer::HYP_TIMER_INTID);
+static CORES_ONLINE: AtomicUsize = AtomicUsize::new(0);
+
+unsafe extern "C" {
+    fn secondary_entry();
+}
+
+/// The boot core's first Rust code. `x0` is whatever the loader left in that register.
+extern "C" fn boot_main(x0: u64) -> ! {
+    let Some((fdt, dtb_addr)) = dtb::find(x0, CONFIG.board_ram, CONFIG.dtb_hint) else {
+        error!(
+            "no device tree: x0 {:#x} and the board's hint {:#x} hold none",
+            x0, CONFIG.dtb_hint
+        );
+        park()
+    };
+    let platform = match dtb::parse(&fdt) {
+        Ok(platform) => platform,
+        Err(what) => {
+            error!("device tree at {:#x}: {}", dtb_addr, what);
+            park()
+        }
+    };
+    uart::set_base(platform.uart.base as usize);
+    info!(
+        "spumone {} on board {}: DTB at {:#x}, {} CPUs, timer {} Hz",
+        env!("CARGO_PKG_VERSION"),
+        CONFIG.board,
+        dtb_addr,
+        platform.cpus.len(),
+        timer::frequency_hz()
+    );
+    for bank in &platform.ram {
+        info!("RAM {:#x}..{:#x}", bank.base, bank.end());
+    }
+    if platform.cpus_ignored > 0 {
+        warn!(
+            "{} CPUs beyond the supported maximum are left off",
+            platform.cpus_ignored
+        );
+    }
+    if !check_layout(&platform) {
+        error!(
+            "config {} does not fit this machine; not starting any partition",
+            CONFIG.board
+        );
+        shutdown(1);
+    }
+    match mmu::build(&platform) {
+        Ok(tables) => info!("EL2 identity map: {} tables", tables),
+        Err(err) => {
+            error!("cannot build the EL2 map: {}", map_error_name(err));
+            park()
+        }
+    }
+    mmu::enable();
+
+    let gic = gic::init_distributor(platform.gicd.base, platform.gicr.base, platform.gicr.size);
+    info!(
+        "GICv{} at {:#x}, redistributors at {:#x}, {} SPIs",
+        gic.arch_rev, platform.gicd.base, platform.gicr.base, gic.spis
+    );
+    HYP_TIMER_INTID.store(platform.hyp_timer_intid, Ordering::Relaxed);
+
+    let me = cpu::mpidr();
+    let Some(cores) = platform::logical_cores(me, &platform.cpus) else {
+        error!("boot core mpidr {:#x} is not in the device tree", me);
+        park()
+    };
+    init_this_core(0, me);
+    start_secondaries(&cores);
+    guest::prepare_partitions();
+    RELEASED.store(true, Ordering::Release);
+    sev();
+    run_core(0)
+}
+
+fn map_error_name(err: crate::hvcore::el2map::MapError) -> &'static str {
+    use crate::hvcore::el2map::MapError;
+    match err {
+        MapError::BadRange => "unaligned range",
+        MapError::OutOfTables => "out of page tables",
+        MapError::Conflict => "overlapping ranges",
+    }
+}
+
+/// Logs every mismatch between the config and the DTB; `false` if one is fatal.
+fn check_layout(platform: &platform::Platform) -> bool {
+    let mut fatal = false;
+    for problem in platform::check_layout(&CONFIG, platform) {
+        match problem {
+            LayoutProblem::BoardRamMissing(r) => {
+                fatal = true;
+                error!(
+                    "board {} RAM {:#x}..{:#x} is not RAM in the device tree",
+                    CONFIG.board,
+                    r.base,
+                    r.end()
+                );
+            }
+            LayoutProblem::DtbRamUnknown(r) => warn!(
+                "device tree RAM {:#x}..{:#x} is not in board {}",
+                r.base,
+                r.end(),
+                CONFIG.board
+            ),
+            LayoutProblem::PartitionRamOutside { partition, range } => {
+                fatal = true;
+                error!(
+                    "partition {} RAM {:#x}..{:#x} is outside the machine's RAM",
+                    CONFIG.partitions[partition].name,
+                    range.base,
+                    range.end()
+                );
+            }
+            LayoutProblem::TooFewCpus { config, dtb } => {
+                fatal = true;
+                error!(
+                    "config needs {} cores, the device tree lists {}",
+                    config, dtb
+                );
+            }
+        }
+    }
+    !fatal
+}
+
+/// Per-core setup shared by every core: GIC redistributor and CPU interface, the tick.
+fn init_this_core(core: usize, mpidr: u64) {
+    let state = &percore::CORES[core];
+    state.mpidr.store(mpidr, Ordering::Relaxed);
+    if let Err(what) = gic::init_core(mpidr) {
+        error!("core {}: GIC: {}", core, what);
+        park()
+    }
+    gic::enable_private(mpidr, HYP_TIMER_INTID.load(Ordering::Relaxed));
+    timer::start_tick();
+    state.online.store(true, Ordering::Release);
+    CORES_ONLINE.fetch_add(1, Ordering::AcqRel);
+}
+
+fn start_secondaries(cores: &[u64]) {
+    let entry = secondary_entry as *const () as u64;
+    for (core, &mpidr) in cores.iter().enumerate().skip(1) {
+        if let Err(code) = psci::cpu_on(mpidr, entry, core as u64) {
+            error!(
+                "core {} (mpidr {:#x}): CPU_ON failed with {}",
+                core, mpidr, code
+            );
+        }
+    }
+    // Give them up to a second to come up.
+    let deadline = timer::uptime_us() + 1_000_000;
+    while CORES_ONLINE.load(Ordering::Acquire) < cores.len() && timer::uptime_us() < deadline {
+        core::hint::spin_loop();
+    }
+    let online = CORES_ONLINE.load(Ordering::Acquire);
+    if online == cores.len() {
+        info!("{}/{} cores online", online, cores.len());
+    } else {
+        error!("only {}/{} cores online", online, cores.len());
+    }
 }
 
 /// A secondary core's first Rust code, started by `CPU_ON` with its logical number.
 extern "C" fn secondary_main(core: u64) -> ! {
-    info!("core {} online", core);
-    park()
+    let core = core as usize;
+    mmu::enable();
+    let mpidr = cpu::mpidr();
+    init_this_core(core, mpidr);
+    info!("core {} online (mpidr {:#x})", core, mpidr);
+    while !RELEASED.load(Ordering::Acquire) {
+        aarch64_cpu::asm::wfe();
+    }
+    run_core(core)
+}
+
+/// Runs this core's vCPU, or idles taking ticks when it has none.
+fn run_core(core: usize) -> ! {
+    guest::run_vcpu_on(core);
+    idle()
+}
+
+/// Waits for interrupts forever, with interrupts masked at EL2: `wfi` wakes the core and the
+/// pending interrupts are handled by polling the CPU interface.
+pub fn idle() -> ! {
+    percore::this_core().set_running(None);
+    loop {
+        cpu::wait_for_interrupt();
+        handle_pending_interrupts();
+    }
+}
+
+/// Acknowledges and handles every pending physical interrupt on this core.
+pub fn handle_pending_interrupts() {
+    loop {
+        let intid = gic::acknowledge();
+        if intid >= gic::SPECIAL_INTID_START {
+            break;
+        }
+        if intid == HYP_TIMER_INTID.load(Ordering::Relaxed) {
+            timer::rearm();
+        } else {
+            warn!("core {}: unexpected interrupt {}", cpu::core_index(), intid);
+        }
+        gic::end_of_interrupt(intid);
+    }
+}
+
+/// Reports the machine-wide result and powers off.
+pub fn shutdown(code: i64) -> ! {
+    log::event(format_args!("shutdown code={}", code));
+    info!("all partitions stopped; powering off (code {})", code);
+    psci::system_off()
 }
