@@ -4,7 +4,14 @@
 pub mod console;
 pub mod el2map;
 pub mod esr;
+pub mod hypercall;
+pub mod inject;
+pub mod lifecycle;
+pub mod mmio;
 pub mod platform;
+pub mod stage2;
+pub mod vcpu;
+pub mod vpsci;
 
 /// Most physical cores spumone supports (stacks and per-core state are sized by it).
 pub const MAX_CORES: usize = 8;

@@ -1,23 +1,396 @@
-//! Running guest vCPUs and handling their traps.
+//! Running guest vCPUs and handling their traps. Decisions come from `hvcore`; this module
+//! moves values between them and the registers.
 
-use super::exception::{TrapFrame, VectorKind};
+use core::ops::Range;
+use core::sync::atomic::{AtomicU64, Ordering};
 
-/// Builds what partitions share (stage-2 tables) before any core enters a guest.
-pub fn prepare_partitions() {}
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{
+    Readable, Writeable, CNTHCTL_EL2, CNTVOFF_EL2, CPACR_EL1, CPTR_EL2, ELR_EL1, ESR_EL1, ESR_EL2,
+    FAR_EL1, FAR_EL2, HCR_EL2, HPFAR_EL2, ICH_HCR_EL2, MIDR_EL1, SCTLR_EL1, SPSR_EL1, VBAR_EL1,
+    VMPIDR_EL2, VTCR_EL2, VTTBR_EL2,
+};
+use board::rt::Partition;
 
-/// Enters the vCPU placed on `core`, if any. Returns only if there is none.
+use super::config::CONFIG;
+use super::exception::{self, TrapFrame, VectorKind};
+use super::{cpu, log, percore};
+use crate::hvcore::esr::{Esr, ExceptionClass};
+use crate::hvcore::hypercall::{self, HypercallAction};
+use crate::hvcore::inject::{self, GuestState, Injection};
+use crate::hvcore::lifecycle::{Lifecycle, StopOutcome};
+use crate::hvcore::mmio::{self, MmioAccess, MmioTable};
+use crate::hvcore::stage2::{self, S2Attrs, Stage2, TablePool};
+use crate::hvcore::vpsci::{self, PartitionView, PsciCall, PsciOutcome, VcpuPower};
+use crate::hvcore::{vcpu, MAX_PARTITIONS};
+
+/// Exit code of a partition that spumone stopped because it could not be kept running.
+pub const STOPPED_BY_HYPERVISOR: i64 = 255;
+
+/// Most vCPUs per partition tracked for PSCI.
+const MAX_VCPUS: usize = crate::hvcore::MAX_CORES;
+
+/// Stage-2 tables of one partition (the root needs 8 KiB alignment).
+#[repr(C, align(8192))]
+struct Stage2Tables([stage2::Table; 16]);
+
+static STAGE2_TABLES: [spin::Mutex<Stage2Tables>; MAX_PARTITIONS] =
+    [const { spin::Mutex::new(Stage2Tables([[0; 512]; 16])) }; MAX_PARTITIONS];
+static VTTBR: [AtomicU64; MAX_PARTITIONS] = [const { AtomicU64::new(0) }; MAX_PARTITIONS];
+
+static LIFECYCLE: spin::Mutex<Lifecycle> = spin::Mutex::new(Lifecycle::new(0));
+static POWER: spin::Mutex<[[VcpuPower; MAX_VCPUS]; MAX_PARTITIONS]> =
+    spin::Mutex::new([[VcpuPower::Off; MAX_VCPUS]; MAX_PARTITIONS]);
+
+/// Emulates one MMIO access at `offset` in its region; returns the value a load reads, or
+/// `None` to refuse it (the guest then gets an external abort).
+pub type MmioHandler = fn(partition: usize, offset: u64, access: &MmioAccess) -> Option<u64>;
+
+/// Emulated device regions of each partition (filled by device models).
+pub static MMIO: [spin::Mutex<MmioTable<MmioHandler, 8>>; MAX_PARTITIONS] =
+    [const { spin::Mutex::new(MmioTable::new()) }; MAX_PARTITIONS];
+
+/// Builds every partition's stage-2 map before any core enters a guest.
+pub fn prepare_partitions() {
+    *LIFECYCLE.lock() = Lifecycle::new(CONFIG.partitions.len());
+    for (index, partition) in CONFIG.partitions.iter().enumerate().take(MAX_PARTITIONS) {
+        match build_stage2(index, partition) {
+            Ok(tables) => info!(
+                "partition {}: stage 2 with {} tables, VMID {}",
+                partition.name,
+                tables,
+                vcpu::vmid(partition.index)
+            ),
+            Err(what) => {
+                error!("partition {}: stage 2: {}", partition.name, what);
+                LIFECYCLE.lock().stop(index, STOPPED_BY_HYPERVISOR);
+            }
+        }
+    }
+}
+
+fn build_stage2(index: usize, partition: &Partition) -> Result<usize, &'static str> {
+    let mut tables = STAGE2_TABLES[index].lock();
+    let base_pa = tables.0.as_ptr() as u64;
+    let pool = TablePool::new(&mut tables.0, base_pa);
+    let mut s2 = Stage2::new(pool).map_err(|_| "no room for the root table")?;
+    for range in partition.ram {
+        s2.map(range.base, range.size, S2Attrs::RAM)
+            .map_err(|_| "cannot map RAM")?;
+    }
+    for device in partition.devices {
+        s2.map(device.base, device.size, S2Attrs::DEVICE)
+            .map_err(|_| "cannot map a device")?;
+    }
+    VTTBR[index].store(s2.vttbr_el2(vcpu::vmid(partition.index)), Ordering::Release);
+    Ok(s2.tables_used())
+}
+
+/// Boots vCPU 0 of the partition placed on `core`, if any. Returns if there is none, the
+/// core's vCPU is a secondary one (it waits for PSCI `CPU_ON`), or its partition is stopped.
 pub fn run_vcpu_on(core: usize) {
-    let _ = core;
+    let Ok(core_id) = u8::try_from(core) else {
+        return;
+    };
+    let Some(partition) = CONFIG.partition_on_core(core_id) else {
+        return;
+    };
+    let index = usize::from(partition.index);
+    let Some(vcpu) = partition.vcpu_on_core(core_id) else {
+        return;
+    };
+    if vcpu != 0 || !LIFECYCLE.lock().is_running(index) {
+        return;
+    }
+    let [x0, x1, x2] = vcpu::boot_registers(partition, vcpu);
+    enter_vcpu(core_id, partition, vcpu, partition.entry, [x0, x1, x2]);
+}
+
+/// Starts a vCPU that PSCI `CPU_ON` asked for (called by its core when idle).
+pub fn start_requested_vcpu(core: usize, entry: u64, context_id: u64) {
+    let Ok(core_id) = u8::try_from(core) else {
+        return;
+    };
+    let Some(partition) = CONFIG.partition_on_core(core_id) else {
+        return;
+    };
+    let Some(vcpu) = partition.vcpu_on_core(core_id) else {
+        return;
+    };
+    if LIFECYCLE.lock().is_running(usize::from(partition.index)) {
+        enter_vcpu(core_id, partition, vcpu, entry, [context_id, 0, 0]);
+    }
+}
+
+fn enter_vcpu(core: u8, partition: &'static Partition, vcpu: usize, entry: u64, x: [u64; 3]) -> ! {
+    let index = usize::from(partition.index);
+    VTCR_EL2.set(stage2::vtcr_el2());
+    VTTBR_EL2.set(VTTBR[index].load(Ordering::Acquire));
+    HCR_EL2.set(vcpu::hcr_el2(vcpu::trap_policy(&CONFIG, core)));
+    CPTR_EL2.set(vcpu::CPTR_EL2);
+    CNTHCTL_EL2.set(vcpu::CNTHCTL_EL2);
+    CNTVOFF_EL2.set(0);
+    VMPIDR_EL2.set(vpsci::vcpu_mpidr(vcpu as u8));
+    let midr = MIDR_EL1.get();
+    // SAFETY: VPIDR_EL2 is what the guest reads as MIDR_EL1; the real value is the sane one.
+    unsafe { core::arch::asm!("msr vpidr_el2, {}", in(reg) midr, options(nostack)) };
+    SCTLR_EL1.set(vcpu::SCTLR_EL1_RESET);
+    CPACR_EL1.set(0);
+    VBAR_EL1.set(0);
+    ICH_HCR_EL2.set(0);
+    barrier::isb(barrier::SY);
+    // SAFETY: drops any stage-1+2 translations a previous user of this VMID left on this
+    // core before the guest runs.
+    unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
+    if let Some(power) = POWER.lock()[index].get_mut(vcpu) {
+        *power = VcpuPower::On;
+    }
+    percore::this_core().set_running(Some((index, vcpu)));
+    info!(
+        "partition {} vcpu {}: entering at {:#x} on core {}",
+        partition.name, vcpu, entry, core
+    );
+    let mut frame = TrapFrame::new(entry, vcpu::ENTRY_SPSR);
+    frame.x[..3].copy_from_slice(&x);
+    exception::enter(&frame)
+}
+
+/// The partition and vCPU running on this core; a trap from a lower EL without one is a bug.
+fn running() -> (&'static Partition, usize) {
+    let state = percore::this_core();
+    match state
+        .running()
+        .and_then(|(p, v)| Some((CONFIG.partitions.get(p)?, v)))
+    {
+        Some(found) => found,
+        None => panic!(
+            "trap from a guest on core {} with no vCPU",
+            cpu::core_index()
+        ),
+    }
 }
 
 pub fn handle_sync(frame: &mut TrapFrame) {
-    let _ = frame;
+    let esr = Esr(ESR_EL2.get());
+    let (partition, vcpu) = running();
+    match esr.ec() {
+        ExceptionClass::Hvc64 => handle_hvc(frame, partition),
+        ExceptionClass::Smc64 => handle_smc(frame, esr, partition, vcpu),
+        ExceptionClass::WfiWfe => {
+            cpu::wait_for_interrupt();
+            frame.elr = vcpu::resume_pc(esr, frame.elr);
+        }
+        ExceptionClass::DataAbortLower => handle_data_abort(frame, esr, partition, vcpu),
+        ExceptionClass::InstAbortLower => {
+            let far = FAR_EL2.get();
+            warn!(
+                "partition {} vcpu {}: instruction fetch from unassigned address {:#x}: external abort injected",
+                partition.name, vcpu, far
+            );
+            inject_abort(frame, partition, true, far);
+        }
+        other => {
+            warn!(
+                "partition {} vcpu {}: unexpected {} (ESR {:#x}) at pc {:#x}: undefined instruction injected",
+                partition.name,
+                vcpu,
+                other.name(),
+                esr.0,
+                frame.elr
+            );
+            match inject::inject_undef(frame.elr, frame.spsr, VBAR_EL1.get()) {
+                Ok(injection) => apply(frame, &injection),
+                Err(_) => stop_current(partition, STOPPED_BY_HYPERVISOR, "cannot inject"),
+            }
+        }
+    }
+}
+
+fn handle_hvc(frame: &mut TrapFrame, partition: &'static Partition) {
+    let mut regs = [0u64; 8];
+    regs.copy_from_slice(&frame.x[..8]);
+    let action = hypercall::decode(&regs);
+    match action {
+        HypercallAction::ConsoleWrite { .. } => {
+            if let Some(bytes) = action.console_bytes() {
+                log::guest_console(usize::from(partition.index), partition.name, bytes);
+            }
+        }
+        HypercallAction::Exit { code } => stop_current(partition, code as i64, "exit hypercall"),
+        HypercallAction::Version | HypercallAction::Yield => {}
+        HypercallAction::Invalid { .. } | HypercallAction::Unknown { .. } => {}
+    }
+    if let Some(value) = action.return_value() {
+        frame.x[0] = value;
+    }
+    // The preferred return of HVC is already the next instruction.
+}
+
+fn handle_smc(frame: &mut TrapFrame, esr: Esr, partition: &'static Partition, vcpu: usize) {
+    let index = usize::from(partition.index);
+    let call = PsciCall::from_regs(&[frame.x[0], frame.x[1], frame.x[2], frame.x[3]]);
+    let mut ram: heapless::Vec<Range<u64>, 8> = heapless::Vec::new();
+    for r in partition.ram {
+        let _ = ram.push(r.base..r.end());
+    }
+    let powers = POWER.lock()[index];
+    let count = partition.vcpus.len().min(MAX_VCPUS);
+    let view = PartitionView {
+        vcpus: &powers[..count],
+        ram: &ram,
+    };
+    let outcome = vpsci::handle(&call, &view);
+    match outcome {
+        PsciOutcome::Return(_) => {}
+        PsciOutcome::CpuOn {
+            vcpu: target,
+            entry,
+            context_id,
+        } => {
+            POWER.lock()[index][target] = VcpuPower::OnPending;
+            let core = usize::from(partition.vcpus[target].core);
+            percore::CORES[core].request_start(entry, context_id);
+        }
+        PsciOutcome::Suspend => cpu::wait_for_interrupt(),
+        PsciOutcome::CpuOff => {
+            POWER.lock()[index][vcpu] = VcpuPower::Off;
+            info!("partition {} vcpu {}: CPU_OFF", partition.name, vcpu);
+            super::idle()
+        }
+        PsciOutcome::SystemOff => stop_current(partition, 0, "PSCI SYSTEM_OFF"),
+        PsciOutcome::SystemReset => {
+            warn!(
+                "partition {}: SYSTEM_RESET is not supported; stopping it",
+                partition.name
+            );
+            stop_current(partition, 0, "PSCI SYSTEM_RESET")
+        }
+    }
+    if let Some(value) = outcome.return_value() {
+        frame.x[0] = value;
+    }
+    // A trapped SMC leaves ELR_EL2 at the SMC itself.
+    frame.elr = vcpu::resume_pc(esr, frame.elr);
+}
+
+fn handle_data_abort(frame: &mut TrapFrame, esr: Esr, partition: &'static Partition, vcpu: usize) {
+    let Some(abort) = esr.data_abort() else {
+        return;
+    };
+    let far = FAR_EL2.get();
+    let hpfar = HPFAR_EL2.get();
+    let reg_value = frame.x.get(usize::from(abort.reg)).copied().unwrap_or(0);
+    let index = usize::from(partition.index);
+    let decoded = mmio::access_from_abort(&abort, hpfar, far, reg_value);
+    if let Ok(access) = decoded {
+        let handler = MMIO[index].lock().lookup(access.ipa);
+        if let Some((handler, offset)) = handler {
+            if let Some(raw) = handler(index, offset, &access) {
+                if !access.write && access.reg < 31 {
+                    frame.x[usize::from(access.reg)] = mmio::load_value(&access, raw);
+                }
+                frame.elr = vcpu::resume_pc(esr, frame.elr);
+                return;
+            }
+        }
+        warn!(
+            "partition {} vcpu {}: unassigned MMIO {} of {} bytes at {:#x} (pc {:#x}): external abort injected",
+            partition.name,
+            vcpu,
+            if access.write { "write" } else { "read" },
+            access.size,
+            access.ipa,
+            frame.elr
+        );
+    } else {
+        // Same IPA as the decoder would compute: HPFAR gives the page, FAR the offset.
+        let ipa = ((hpfar & 0x0000_0fff_ffff_fff0) << 8) | (far & 0xfff);
+        warn!(
+            "partition {} vcpu {}: unassigned memory {} at {:#x} without syndrome (pc {:#x}): external abort injected",
+            partition.name,
+            vcpu,
+            if abort.wnr { "write" } else { "read" },
+            ipa,
+            frame.elr
+        );
+    }
+    inject_abort(frame, partition, false, far);
+}
+
+fn inject_abort(frame: &mut TrapFrame, partition: &'static Partition, fetch: bool, far: u64) {
+    let state = GuestState {
+        pc: frame.elr,
+        spsr: frame.spsr,
+        vbar_el1: VBAR_EL1.get(),
+        is_instruction: fetch,
+        far,
+        il: true,
+    };
+    match inject::inject_external_abort(&state) {
+        Ok(injection) => apply(frame, &injection),
+        Err(_) => stop_current(partition, STOPPED_BY_HYPERVISOR, "cannot inject an abort"),
+    }
+}
+
+fn apply(frame: &mut TrapFrame, injection: &Injection) {
+    ESR_EL1.set(injection.esr_el1);
+    if let Some(far) = injection.far_el1 {
+        FAR_EL1.set(far);
+    }
+    ELR_EL1.set(injection.elr_el1);
+    SPSR_EL1.set(injection.spsr_el1);
+    frame.elr = injection.new_pc;
+    frame.spsr = injection.new_spsr;
 }
 
 pub fn handle_irq(frame: &mut TrapFrame) {
     let _ = frame;
+    super::handle_pending_interrupts();
+    // Another core stopped this core's partition: leave the guest.
+    if let Some((index, _)) = percore::this_core().running() {
+        if !LIFECYCLE.lock().is_running(index) {
+            super::idle()
+        }
+    }
 }
 
 pub fn handle_unexpected(frame: &mut TrapFrame, kind: VectorKind) {
-    let _ = (frame, kind);
+    let (partition, vcpu) = running();
+    error!(
+        "partition {} vcpu {}: unexpected {} from {} (ESR {:#x}, pc {:#x}); stopping the partition",
+        partition.name,
+        vcpu,
+        kind.type_name(),
+        kind.group_name(),
+        ESR_EL2.get(),
+        frame.elr
+    );
+    stop_current(partition, STOPPED_BY_HYPERVISOR, "unexpected exception")
+}
+
+/// Stops the partition running on this core and idles the core (or powers off if it was the
+/// last partition).
+fn stop_current(partition: &'static Partition, code: i64, why: &str) -> ! {
+    stop_partition(partition, code, why);
+    super::idle()
+}
+
+/// Stops `partition`; other cores running it leave it at their next interrupt.
+pub fn stop_partition(partition: &'static Partition, code: i64, why: &str) {
+    let index = usize::from(partition.index);
+    let outcome = LIFECYCLE.lock().stop(index, code);
+    if outcome == StopOutcome::AlreadyStopped {
+        return;
+    }
+    info!(
+        "partition {} stopped ({}), exit code {}",
+        partition.name, why, code
+    );
+    log::event(format_args!(
+        "partition-stopped name={} code={}",
+        partition.name, code
+    ));
+    if let StopOutcome::LastStopped { machine_code } = outcome {
+        super::shutdown(machine_code)
+    }
 }

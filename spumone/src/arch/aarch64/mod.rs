@@ -212,10 +212,14 @@ fn run_core(core: usize) -> ! {
 /// Waits for interrupts forever, with interrupts masked at EL2: `wfi` wakes the core and the
 /// pending interrupts are handled by polling the CPU interface.
 pub fn idle() -> ! {
-    percore::this_core().set_running(None);
+    let state = percore::this_core();
+    state.set_running(None);
     loop {
         cpu::wait_for_interrupt();
         handle_pending_interrupts();
+        if let Some((entry, context)) = state.take_start_request() {
+            guest::start_requested_vcpu(cpu::core_index(), entry, context);
+        }
     }
 }
 

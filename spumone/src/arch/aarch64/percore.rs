@@ -12,6 +12,9 @@ pub struct CoreState {
     /// Index (config order) of the partition whose vCPU runs here, or [`NONE`].
     running_partition: AtomicUsize,
     running_vcpu: AtomicUsize,
+    /// Entry point of a vCPU that PSCI `CPU_ON` asked this core to start (0: none).
+    start_entry: AtomicU64,
+    start_context: AtomicU64,
 }
 
 const NONE: usize = usize::MAX;
@@ -22,6 +25,8 @@ pub static CORES: [CoreState; MAX_CORES] = [const {
         mpidr: AtomicU64::new(0),
         running_partition: AtomicUsize::new(NONE),
         running_vcpu: AtomicUsize::new(NONE),
+        start_entry: AtomicU64::new(0),
+        start_context: AtomicU64::new(0),
     }
 }; MAX_CORES];
 
@@ -34,6 +39,20 @@ impl CoreState {
         let (p, v) = vcpu.unwrap_or((NONE, NONE));
         self.running_partition.store(p, Ordering::Relaxed);
         self.running_vcpu.store(v, Ordering::Relaxed);
+    }
+
+    /// Asks this core to start its vCPU at `entry` with `context` in `x0`.
+    pub fn request_start(&self, entry: u64, context: u64) {
+        self.start_context.store(context, Ordering::Relaxed);
+        self.start_entry.store(entry, Ordering::Release);
+    }
+
+    /// Takes a pending start request: `(entry, context)`.
+    pub fn take_start_request(&self) -> Option<(u64, u64)> {
+        match self.start_entry.swap(0, Ordering::Acquire) {
+            0 => None,
+            entry => Some((entry, self.start_context.load(Ordering::Relaxed))),
+        }
     }
 
     /// `(partition index, vCPU number)` running here, if any.

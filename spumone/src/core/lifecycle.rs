@@ -1,0 +1,114 @@
+//! Which partitions still run, and the machine's exit code once none does.
+
+use super::MAX_PARTITIONS;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Running,
+    Stopped { code: i64 },
+}
+
+/// What stopping a partition changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// It was already stopped (a second vCPU reporting, say); nothing to announce.
+    AlreadyStopped,
+    /// Stopped; others still run.
+    Stopped,
+    /// Stopped, and it was the last one: power off with this code.
+    LastStopped { machine_code: i64 },
+}
+
+/// Running/stopped state of every partition.
+#[derive(Clone, Debug)]
+pub struct Lifecycle {
+    states: [State; MAX_PARTITIONS],
+    count: usize,
+    /// The first nonzero exit code, in stopping order.
+    first_failure: Option<i64>,
+}
+
+impl Lifecycle {
+    /// `count` partitions, all running (clamped to [`MAX_PARTITIONS`]).
+    pub const fn new(count: usize) -> Self {
+        Lifecycle {
+            states: [State::Running; MAX_PARTITIONS],
+            count: if count < MAX_PARTITIONS {
+                count
+            } else {
+                MAX_PARTITIONS
+            },
+            first_failure: None,
+        }
+    }
+
+    pub fn is_running(&self, index: usize) -> bool {
+        index < self.count && self.states[index] == State::Running
+    }
+
+    pub fn running_count(&self) -> usize {
+        self.states[..self.count]
+            .iter()
+            .filter(|s| **s == State::Running)
+            .count()
+    }
+
+    /// Stops partition `index` with `code`.
+    pub fn stop(&mut self, index: usize, code: i64) -> StopOutcome {
+        if !self.is_running(index) {
+            return StopOutcome::AlreadyStopped;
+        }
+        self.states[index] = State::Stopped { code };
+        if code != 0 && self.first_failure.is_none() {
+            self.first_failure = Some(code);
+        }
+        if self.running_count() == 0 {
+            StopOutcome::LastStopped {
+                machine_code: self.first_failure.unwrap_or(0),
+            }
+        } else {
+            StopOutcome::Stopped
+        }
+    }
+
+    /// The exit code partition `index` stopped with.
+    pub fn exit_code(&self, index: usize) -> Option<i64> {
+        match self.states.get(index)? {
+            State::Stopped { code } if index < self.count => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_stop_reports_first_failure() {
+        let mut l = Lifecycle::new(3);
+        assert_eq!(l.stop(1, 0), StopOutcome::Stopped);
+        assert_eq!(l.stop(0, 7), StopOutcome::Stopped);
+        assert_eq!(l.stop(0, 9), StopOutcome::AlreadyStopped);
+        assert_eq!(l.exit_code(0), Some(7));
+        assert_eq!(l.running_count(), 1);
+        assert_eq!(l.stop(2, 3), StopOutcome::LastStopped { machine_code: 7 });
+    }
+
+    #[test]
+    fn clean_stops_give_zero() {
+        let mut l = Lifecycle::new(1);
+        assert!(l.is_running(0));
+        assert_eq!(l.stop(0, 0), StopOutcome::LastStopped { machine_code: 0 });
+        assert!(!l.is_running(0));
+    }
+
+    #[test]
+    fn out_of_range_partitions_are_ignored() {
+        let mut l = Lifecycle::new(2);
+        assert_eq!(l.stop(5, 1), StopOutcome::AlreadyStopped);
+        assert_eq!(l.exit_code(5), None);
+        assert_eq!(l.exit_code(1), None);
+        assert_eq!(Lifecycle::new(100).running_count(), MAX_PARTITIONS);
+    }
+}
