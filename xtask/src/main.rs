@@ -1,1 +1,91 @@
-fn main() {}
+use anyhow::Result;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use xtask::cli::{self, Command};
+use xtask::firmware::{self, BuildOptions};
+use xtask::run::{self, RunOptions};
+use xtask::scenario::{self, SCENARIOS};
+use xtask::{ci, gdb, setup, signals};
+
+fn main() -> ExitCode {
+    // Errors are values printed as one line; a panic is a bug, and still gets one line.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal error in xtask: {info}");
+    }));
+    signals::default_broken_pipe();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match real_main(&args) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(args: &[String]) -> Result<u8> {
+    let command = match cli::parse(args) {
+        Ok(command) => command,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            eprintln!("(see `cargo xtask --help`)");
+            return Ok(2);
+        }
+    };
+    match command {
+        Command::Help => println!("{}", cli::usage()),
+        Command::List => print!("{}", scenario::listing()),
+        Command::Setup => setup::ensure(true)?,
+        Command::Build {
+            scenario,
+            plain_log,
+        } => {
+            setup::ensure(false)?;
+            let options = BuildOptions { plain_log };
+            match scenario {
+                Some(name) => {
+                    firmware::build(scenario::lookup(&name)?, &options)?;
+                }
+                None => {
+                    for s in SCENARIOS {
+                        firmware::build(s, &options)?;
+                    }
+                }
+            }
+        }
+        Command::Run {
+            scenario,
+            timeout,
+            icount,
+            plain_log,
+        } => {
+            let scenario = scenario::lookup(&scenario)?;
+            setup::ensure(false)?;
+            let built = firmware::build(scenario, &BuildOptions { plain_log })?;
+            let options = RunOptions {
+                timeout: timeout.map(Duration::from_secs),
+                icount,
+                plain_log,
+                ..RunOptions::new(scenario)
+            };
+            // After building: cargo must stay interruptible.
+            signals::ignore_interrupts();
+            let outcome = run::launch(&built, &options)?;
+            if let Some(why) = outcome.failure() {
+                eprintln!("error: {why}");
+            }
+            return Ok(u8::try_from(outcome.exit_code()).unwrap_or(1));
+        }
+        Command::Gdb {
+            scenario,
+            plain_log,
+        } => gdb::gdb(scenario::lookup(&scenario)?, plain_log)?,
+        Command::Test => {
+            if !ci::test_all()? {
+                return Ok(1);
+            }
+        }
+    }
+    Ok(0)
+}

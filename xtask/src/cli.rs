@@ -1,0 +1,297 @@
+//! Command-line parsing for `cargo xtask`.
+
+use anyhow::{bail, Result};
+
+use crate::scenario::{DEFAULT_SCENARIO, DEFAULT_TIMEOUT_SECS};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Help,
+    Setup,
+    Build {
+        /// `None` builds every scenario.
+        scenario: Option<String>,
+        plain_log: bool,
+    },
+    Run {
+        scenario: String,
+        /// Seconds; `None` waits for ever.
+        timeout: Option<u64>,
+        icount: bool,
+        plain_log: bool,
+    },
+    List,
+    Gdb {
+        scenario: String,
+        plain_log: bool,
+    },
+    Test,
+}
+
+pub fn usage() -> String {
+    format!(
+        "\
+usage: cargo xtask <command> [options]
+
+commands:
+  setup                   install what building and running need (Rust targets, QEMU)
+  build [--scenario NAME] [--plain-log]
+                          build the firmware of one scenario (default: every scenario)
+  run [SCENARIO] [--timeout SECS] [--icount] [--plain-log]
+                          build and boot a scenario (default: {DEFAULT_SCENARIO})
+  run --list              list the scenarios
+  gdb SCENARIO            boot a scenario stopped at its first instruction, under gdb-multiarch
+  test                    run every test: unit tests, clippy, rustfmt, QEMU integration tests
+
+options:
+  --timeout SECS   stop the run if the machine has not powered off after SECS seconds
+                   (default {DEFAULT_TIMEOUT_SECS}; 0 waits for ever)
+  --icount         deterministic guest time (-icount shift=0,align=off,sleep=off)
+  --plain-log      build spumone to print plain text instead of framed defmt records
+
+exit status of run:
+  0    the machine powered off cleanly (spumone reported shutdown code=0)
+  N    spumone reported shutdown code=N (1 if N does not fit)
+  124  the timeout passed; QEMU was killed
+  130  interrupted by Ctrl-C
+  1    any other failure (build, QEMU error, no shutdown reported)
+
+Each run keeps its streams in target/logs/<scenario>/ (serial.bin, all.log, hv.log,
+<partition>.log)."
+    )
+}
+
+/// Parses the arguments after `cargo xtask`.
+pub fn parse(args: &[String]) -> Result<Command> {
+    let Some((command, rest)) = args.split_first() else {
+        return Ok(Command::Help);
+    };
+    if rest.iter().any(|a| a == "-h" || a == "--help") {
+        return Ok(Command::Help);
+    }
+    let mut flags = Flags::new(rest);
+    let parsed = match command.as_str() {
+        "-h" | "--help" | "help" => Command::Help,
+        "setup" => Command::Setup,
+        "test" => Command::Test,
+        "build" => Command::Build {
+            scenario: flags.value("--scenario")?,
+            plain_log: flags.switch("--plain-log"),
+        },
+        "run" => {
+            if flags.switch("--list") {
+                Command::List
+            } else {
+                let timeout = match flags.value("--timeout")? {
+                    None => Some(DEFAULT_TIMEOUT_SECS),
+                    Some(text) => match text.parse::<u64>() {
+                        Ok(0) => None,
+                        Ok(secs) => Some(secs),
+                        Err(_) => bail!("--timeout wants a number of seconds, not `{text}`"),
+                    },
+                };
+                let icount = flags.switch("--icount");
+                let plain_log = flags.switch("--plain-log");
+                let scenario = flags
+                    .positional()?
+                    .unwrap_or_else(|| DEFAULT_SCENARIO.to_string());
+                Command::Run {
+                    scenario,
+                    timeout,
+                    icount,
+                    plain_log,
+                }
+            }
+        }
+        "gdb" => {
+            let plain_log = flags.switch("--plain-log");
+            let Some(scenario) = flags.positional()? else {
+                bail!("gdb needs a scenario: cargo xtask gdb SCENARIO");
+            };
+            Command::Gdb {
+                scenario,
+                plain_log,
+            }
+        }
+        other => bail!("unknown command `{other}`"),
+    };
+    flags.finish()?;
+    Ok(parsed)
+}
+
+/// The arguments of one command, consumed as they are recognised.
+struct Flags {
+    args: Vec<Option<String>>,
+}
+
+impl Flags {
+    fn new(args: &[String]) -> Flags {
+        Flags {
+            args: args.iter().cloned().map(Some).collect(),
+        }
+    }
+
+    fn switch(&mut self, name: &str) -> bool {
+        let mut found = false;
+        for slot in &mut self.args {
+            if slot.as_deref() == Some(name) {
+                *slot = None;
+                found = true;
+            }
+        }
+        found
+    }
+
+    /// `--name VALUE` or `--name=VALUE`.
+    fn value(&mut self, name: &str) -> Result<Option<String>> {
+        let prefix = format!("{name}=");
+        let mut value = None;
+        let mut i = 0;
+        while i < self.args.len() {
+            match self.args[i].as_deref() {
+                Some(a) if a == name => {
+                    self.args[i] = None;
+                    match self.args.get_mut(i + 1).and_then(Option::take) {
+                        Some(v) if !v.starts_with("--") => value = Some(v),
+                        _ => bail!("{name} needs a value"),
+                    }
+                    i += 1;
+                }
+                Some(a) if a.starts_with(&prefix) => {
+                    value = Some(a[prefix.len()..].to_string());
+                    self.args[i] = None;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        Ok(value)
+    }
+
+    /// The one positional argument, if any.
+    fn positional(&mut self) -> Result<Option<String>> {
+        let mut found = None;
+        for slot in &mut self.args {
+            if slot.as_deref().is_some_and(|a| !a.starts_with('-')) {
+                if found.is_some() {
+                    bail!("unexpected argument `{}`", slot.as_deref().unwrap_or(""));
+                }
+                found = slot.take();
+            }
+        }
+        Ok(found)
+    }
+
+    fn finish(self) -> Result<()> {
+        match self.args.into_iter().flatten().next() {
+            Some(extra) => bail!("unexpected argument `{extra}`"),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(line: &str) -> Result<Command> {
+        let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+        parse(&args)
+    }
+
+    #[test]
+    fn run_defaults() {
+        assert_eq!(
+            parse_str("run").unwrap(),
+            Command::Run {
+                scenario: DEFAULT_SCENARIO.into(),
+                timeout: Some(DEFAULT_TIMEOUT_SECS),
+                icount: false,
+                plain_log: false
+            }
+        );
+    }
+
+    #[test]
+    fn run_with_every_option_in_any_order() {
+        let expected = Command::Run {
+            scenario: "rtos-native".into(),
+            timeout: Some(30),
+            icount: true,
+            plain_log: true,
+        };
+        assert_eq!(
+            parse_str("run rtos-native --timeout 30 --icount --plain-log").unwrap(),
+            expected
+        );
+        assert_eq!(
+            parse_str("run --icount --timeout=30 --plain-log rtos-native").unwrap(),
+            expected
+        );
+    }
+
+    #[test]
+    fn zero_timeout_waits_for_ever() {
+        assert!(matches!(
+            parse_str("run --timeout 0").unwrap(),
+            Command::Run { timeout: None, .. }
+        ));
+    }
+
+    #[test]
+    fn list_and_help() {
+        assert_eq!(parse_str("run --list").unwrap(), Command::List);
+        assert_eq!(parse_str("").unwrap(), Command::Help);
+        assert_eq!(parse_str("run --help").unwrap(), Command::Help);
+        assert!(
+            usage().contains("124"),
+            "the help documents the timeout status"
+        );
+    }
+
+    #[test]
+    fn build_scenario_is_optional() {
+        assert_eq!(
+            parse_str("build").unwrap(),
+            Command::Build {
+                scenario: None,
+                plain_log: false
+            }
+        );
+        assert_eq!(
+            parse_str("build --scenario rtos --plain-log").unwrap(),
+            Command::Build {
+                scenario: Some("rtos".into()),
+                plain_log: true
+            }
+        );
+    }
+
+    #[test]
+    fn mistakes_are_errors() {
+        for bad in [
+            "frobnicate",
+            "run --timeout",
+            "run --timeout soon",
+            "run a b",
+            "run --bogus",
+            "build --scenario",
+            "gdb",
+            "setup extra",
+            "test --now",
+        ] {
+            assert!(parse_str(bad).is_err(), "`{bad}` should be rejected");
+        }
+    }
+
+    #[test]
+    fn gdb_takes_a_scenario() {
+        assert_eq!(
+            parse_str("gdb rtos").unwrap(),
+            Command::Gdb {
+                scenario: "rtos".into(),
+                plain_log: false
+            }
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! Records spumone sends on the `HV_EVENT` channel.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A partition stopped (it powered off, exited, or was stopped by spumone).
+    PartitionStopped { name: String, code: i64 },
+    /// spumone is powering the machine off.
+    Shutdown { code: i64 },
+    /// A record this version of xtask does not know, kept as received.
+    Other(String),
+}
+
+impl Event {
+    /// Parses one record; anything not understood becomes [`Event::Other`].
+    pub fn parse(text: &str) -> Event {
+        let text = text.trim();
+        let mut words = text.split_whitespace();
+        let kind = words.next().unwrap_or("");
+        let mut name = None;
+        let mut code = None;
+        for word in words {
+            match word.split_once('=') {
+                Some(("name", v)) if !v.is_empty() => name = Some(v.to_string()),
+                Some(("code", v)) => code = parse_int(v),
+                _ => return Event::Other(text.to_string()),
+            }
+        }
+        match (kind, name, code) {
+            ("partition-stopped", Some(name), Some(code)) => Event::PartitionStopped { name, code },
+            ("shutdown", None, Some(code)) => Event::Shutdown { code },
+            _ => Event::Other(text.to_string()),
+        }
+    }
+}
+
+fn parse_int(text: &str) -> Option<i64> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let value = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
+        Some(hex) => i64::from_str_radix(hex, 16).ok()?,
+        None => digits.parse::<i64>().ok()?,
+    };
+    Some(if negative { -value } else { value })
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::PartitionStopped { name, code } => {
+                write!(f, "partition-stopped name={name} code={code}")
+            }
+            Event::Shutdown { code } => write!(f, "shutdown code={code}"),
+            Event::Other(text) => write!(f, "{text}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_partition_stopped() {
+        assert_eq!(
+            Event::parse("partition-stopped name=rtos code=3"),
+            Event::PartitionStopped {
+                name: "rtos".into(),
+                code: 3
+            }
+        );
+    }
+
+    #[test]
+    fn parses_shutdown_with_negative_and_hex_codes() {
+        assert_eq!(
+            Event::parse("shutdown code=0\n"),
+            Event::Shutdown { code: 0 }
+        );
+        assert_eq!(
+            Event::parse("shutdown code=-2"),
+            Event::Shutdown { code: -2 }
+        );
+        assert_eq!(
+            Event::parse("shutdown code=0x10"),
+            Event::Shutdown { code: 16 }
+        );
+    }
+
+    #[test]
+    fn unknown_or_malformed_records_are_kept() {
+        for text in [
+            "reboot",
+            "shutdown",
+            "shutdown code=abc",
+            "partition-stopped code=1",
+            "partition-stopped name=linux code=1 extra",
+            "",
+        ] {
+            assert_eq!(
+                Event::parse(text),
+                Event::Other(text.trim().to_string()),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for event in [
+            Event::Shutdown { code: 7 },
+            Event::PartitionStopped {
+                name: "linux".into(),
+                code: -1,
+            },
+        ] {
+            assert_eq!(Event::parse(&event.to_string()), event);
+        }
+    }
+}

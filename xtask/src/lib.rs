@@ -1,0 +1,21 @@
+//! The project's task runner as a library, so the QEMU integration tests (`tests/`) build and
+//! boot scenarios exactly as `cargo xtask run` does.
+//!
+//! - [`setup`]: install what is missing; [`firmware`]: cross-build a scenario's images;
+//! - [`run`]: boot a scenario on QEMU and collect its prefixed console lines;
+//! - [`demux`], [`defmt_log`], [`event`]: turn spumone's framed UART stream into those lines.
+
+pub mod ci;
+pub mod cli;
+pub mod config;
+pub mod defmt_log;
+pub mod demux;
+pub mod event;
+pub mod firmware;
+pub mod gdb;
+pub mod paths;
+pub mod qemu;
+pub mod run;
+pub mod scenario;
+pub mod setup;
+pub mod signals;

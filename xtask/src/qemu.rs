@@ -1,0 +1,126 @@
+//! The QEMU command line for a scenario.
+
+use std::ffi::OsString;
+
+use crate::firmware::Firmware;
+use crate::scenario::Kind;
+use crate::setup::QEMU;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QemuOptions {
+    /// Deterministic guest time: one instruction per virtual nanosecond.
+    pub icount: bool,
+    /// Stop at the first instruction and wait for a debugger on TCP port 1234.
+    pub gdb: bool,
+}
+
+/// The arguments after the program name.
+pub fn args(firmware: &Firmware, options: &QemuOptions) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
+    match firmware.scenario.kind {
+        Kind::Hypervisor { .. } => push(&[
+            "-M",
+            "virt,virtualization=on,gic-version=3",
+            "-cpu",
+            "cortex-a72",
+            "-smp",
+            "4",
+        ]),
+        Kind::Native { .. } => push(&[
+            "-M",
+            "virt,gic-version=3",
+            "-cpu",
+            "cortex-a72",
+            "-smp",
+            "1",
+        ]),
+    }
+    // A guest reset ends the run rather than looping through boot again.
+    push(&["-m", "2G", "-nographic", "-no-reboot"]);
+    if options.icount {
+        push(&["-icount", "shift=0,align=off,sleep=off"]);
+    }
+    if options.gdb {
+        push(&["-s", "-S"]);
+    }
+    args.push("-kernel".into());
+    args.push(firmware.kernel.clone().into_os_string());
+    for image in &firmware.loads {
+        args.push("-device".into());
+        let mut spec = OsString::from("loader,file=");
+        spec.push(image);
+        args.push(spec);
+    }
+    args
+}
+
+/// The whole command as one shell-like line, for messages.
+pub fn command_line(args: &[OsString]) -> String {
+    let mut line = QEMU.to_string();
+    for arg in args {
+        line.push(' ');
+        line.push_str(&arg.to_string_lossy());
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::find;
+    use std::path::PathBuf;
+
+    fn hv_firmware() -> Firmware {
+        Firmware {
+            scenario: find("rtos").unwrap(),
+            kernel: PathBuf::from("/img/spumone.elf"),
+            loads: vec![PathBuf::from("/img/rtos.elf")],
+            consoles: vec!["rtos".into()],
+            hv_elf: Some(PathBuf::from("/img/spumone.elf")),
+            plain_log: false,
+        }
+    }
+
+    #[test]
+    fn hypervisor_command_line() {
+        let line = command_line(&args(&hv_firmware(), &QemuOptions::default()));
+        assert_eq!(
+            line,
+            "qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu cortex-a72 -smp 4 \
+             -m 2G -nographic -no-reboot -kernel /img/spumone.elf -device loader,file=/img/rtos.elf"
+        );
+    }
+
+    #[test]
+    fn icount_and_gdb_flags() {
+        let options = QemuOptions {
+            icount: true,
+            gdb: true,
+        };
+        let line = command_line(&args(&hv_firmware(), &options));
+        assert!(
+            line.contains(" -icount shift=0,align=off,sleep=off "),
+            "{line}"
+        );
+        assert!(line.contains(" -s -S "), "{line}");
+    }
+
+    #[test]
+    fn native_command_line_has_no_virtualization() {
+        let firmware = Firmware {
+            scenario: find("rtos-native").unwrap(),
+            kernel: PathBuf::from("/img/rtos.elf"),
+            loads: vec![],
+            consoles: vec!["rtos".into()],
+            hv_elf: None,
+            plain_log: false,
+        };
+        let line = command_line(&args(&firmware, &QemuOptions::default()));
+        assert_eq!(
+            line,
+            "qemu-system-aarch64 -M virt,gic-version=3 -cpu cortex-a72 -smp 1 -m 2G -nographic \
+             -no-reboot -kernel /img/rtos.elf"
+        );
+    }
+}

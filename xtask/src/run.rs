@@ -1,0 +1,573 @@
+//! `cargo xtask run`: boots a scenario on QEMU and demultiplexes what it prints.
+
+use anyhow::{Context, Result};
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::defmt_log::DefmtLog;
+use crate::demux::{Demux, Line, Mode, Source};
+use crate::event::Event;
+use crate::firmware::{self, BuildOptions, Firmware};
+use crate::paths::{self, logs_dir};
+use crate::qemu::{self, QemuOptions};
+use crate::scenario::{Kind, Scenario};
+use crate::setup;
+
+/// Exit status of a run that hit its timeout (as `timeout(1)` uses).
+pub const TIMEOUT_EXIT: i32 = 124;
+/// Exit status of a run stopped by Ctrl-C.
+pub const INTERRUPTED_EXIT: i32 = 130;
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub scenario: &'static Scenario,
+    /// `None` runs until the machine powers off.
+    pub timeout: Option<Duration>,
+    pub icount: bool,
+    pub plain_log: bool,
+    /// Print each prefixed line as it arrives.
+    pub echo: bool,
+    /// Boot the images already in `target/images/<scenario>/` instead of building.
+    pub prebuilt: bool,
+}
+
+impl RunOptions {
+    pub fn new(scenario: &'static Scenario) -> RunOptions {
+        RunOptions {
+            scenario,
+            timeout: Some(Duration::from_secs(crate::scenario::DEFAULT_TIMEOUT_SECS)),
+            icount: false,
+            plain_log: false,
+            echo: true,
+            prebuilt: false,
+        }
+    }
+}
+
+/// How QEMU ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// QEMU exited by itself; `None` if a signal ended it.
+    Exited(Option<i32>),
+    /// The timeout passed and QEMU was killed.
+    TimedOut,
+}
+
+/// What the run amounts to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The machine powered off cleanly (spumone reported `shutdown code=0`, or a native guest
+    /// made QEMU exit with status 0).
+    PoweredOff,
+    /// spumone shut down with a non-zero code.
+    ShutdownCode(i64),
+    TimedOut,
+    /// QEMU was stopped by Ctrl-C.
+    Interrupted,
+    /// QEMU exited with a failure status, or by a signal.
+    QemuFailed(Option<i32>),
+    /// QEMU exited cleanly but spumone never reported a shutdown.
+    NoShutdownEvent,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub scenario: &'static Scenario,
+    /// Every line in order, prefixed by its source (`[hv] `, `[rtos] `, `[raw] `, `[qemu] `).
+    pub lines: Vec<String>,
+    pub events: Vec<Event>,
+    pub ending: Ending,
+    pub timeout: Option<Duration>,
+    /// Whether the stream is spumone's framing (false: native run or plain-log build).
+    pub framed: bool,
+    /// From QEMU's start to its exit.
+    pub elapsed: Duration,
+    /// From QEMU's start to its first serial byte.
+    pub first_output: Option<Duration>,
+    /// From QEMU's start to spumone's shutdown event.
+    pub shutdown_at: Option<Duration>,
+    pub log_dir: PathBuf,
+    pub command_line: String,
+}
+
+impl RunOutcome {
+    /// The code of spumone's `shutdown` event, if it sent one.
+    pub fn shutdown_code(&self) -> Option<i64> {
+        self.events.iter().find_map(|e| match e {
+            Event::Shutdown { code } => Some(*code),
+            _ => None,
+        })
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        let interrupted = self
+            .lines
+            .iter()
+            .any(|l| l.starts_with("[qemu] ") && l.contains("terminating on signal"));
+        match self.ending {
+            Ending::TimedOut => Verdict::TimedOut,
+            _ if interrupted => Verdict::Interrupted,
+            Ending::Exited(Some(0)) => {
+                let hypervisor = matches!(self.scenario.kind, Kind::Hypervisor { .. });
+                match self.shutdown_code() {
+                    Some(0) => Verdict::PoweredOff,
+                    Some(code) => Verdict::ShutdownCode(code),
+                    None if hypervisor => Verdict::NoShutdownEvent,
+                    None => Verdict::PoweredOff,
+                }
+            }
+            Ending::Exited(status) => Verdict::QemuFailed(status),
+        }
+    }
+
+    /// The process exit status `cargo xtask run` reports.
+    pub fn exit_code(&self) -> i32 {
+        match self.verdict() {
+            Verdict::PoweredOff => 0,
+            Verdict::ShutdownCode(code) if (1..=255).contains(&code) => code as i32,
+            Verdict::ShutdownCode(_) => 1,
+            Verdict::TimedOut => TIMEOUT_EXIT,
+            Verdict::Interrupted => INTERRUPTED_EXIT,
+            Verdict::QemuFailed(_) | Verdict::NoShutdownEvent => 1,
+        }
+    }
+
+    /// One line saying why the run failed, or `None` when it succeeded.
+    pub fn failure(&self) -> Option<String> {
+        let name = self.scenario.name;
+        let all_log = paths::display(&self.log_dir.join("all.log"));
+        Some(match self.verdict() {
+            Verdict::PoweredOff => return None,
+            Verdict::ShutdownCode(code) => {
+                format!("scenario {name} shut down with code {code} (log in {all_log})")
+            }
+            Verdict::TimedOut => format!(
+                "scenario {name} did not power off within {} s (last output in {all_log})",
+                self.timeout.map_or(0, |t| t.as_secs())
+            ),
+            Verdict::Interrupted => format!("scenario {name} interrupted (log in {all_log})"),
+            Verdict::QemuFailed(Some(status)) => {
+                format!("QEMU exited with status {status} in scenario {name} (log in {all_log})")
+            }
+            Verdict::QemuFailed(None) => {
+                format!("QEMU was killed by a signal in scenario {name} (log in {all_log})")
+            }
+            Verdict::NoShutdownEvent => format!(
+                "QEMU exited but spumone reported no shutdown in scenario {name} (log in {all_log})"
+            ),
+        })
+    }
+
+    /// The last `n` lines, for failure messages.
+    pub fn tail(&self, n: usize) -> String {
+        let start = self.lines.len().saturating_sub(n);
+        self.lines[start..].join("\n")
+    }
+
+    /// Whether some line contains `needle`.
+    pub fn has_line(&self, needle: &str) -> bool {
+        self.lines.iter().any(|l| l.contains(needle))
+    }
+}
+
+/// Builds (unless `prebuilt`) and boots a scenario, returning what it printed and how it ended.
+/// A run that fails or times out is still `Ok`: see [`RunOutcome::verdict`].
+pub fn run_scenario(options: &RunOptions) -> Result<RunOutcome> {
+    setup::ensure(false)?;
+    let firmware = if options.prebuilt {
+        firmware::prebuilt(options.scenario)?
+    } else {
+        firmware::build(
+            options.scenario,
+            &BuildOptions {
+                plain_log: options.plain_log,
+            },
+        )?
+    };
+    launch(&firmware, options)
+}
+
+/// What the reader threads report.
+enum Msg {
+    Serial(Vec<u8>),
+    SerialEnd,
+    Stderr(String),
+    StderrEnd,
+}
+
+/// Boots already-built firmware.
+pub fn launch(firmware: &Firmware, options: &RunOptions) -> Result<RunOutcome> {
+    let qemu_options = QemuOptions {
+        icount: options.icount,
+        gdb: false,
+    };
+    supervise(firmware, options, &qemu_options, None)
+}
+
+/// Runs QEMU to the end, feeding its output through the demux into the logs (and the terminal
+/// when `options.echo`). With `qemu_options.gdb`, QEMU gets its own process group so Ctrl-C in
+/// the debugger does not reach it, and its process id is sent on `started`.
+pub(crate) fn supervise(
+    firmware: &Firmware,
+    options: &RunOptions,
+    qemu_options: &QemuOptions,
+    started_pid: Option<mpsc::Sender<u32>>,
+) -> Result<RunOutcome> {
+    let mode = if matches!(firmware.scenario.kind, Kind::Native { .. }) {
+        Mode::Native
+    } else if firmware.plain_log {
+        Mode::PlainLog
+    } else {
+        Mode::Framed
+    };
+    let defmt = match (&firmware.hv_elf, mode) {
+        (Some(elf), Mode::Framed) => load_defmt(elf)?,
+        _ => None,
+    };
+    let mut demux = Demux::new(mode, firmware.consoles.clone(), defmt);
+    let log_dir = logs_dir(firmware.scenario.name);
+    let mut logs = Logs::create(&log_dir, &firmware.consoles)?;
+
+    let args = qemu::args(firmware, qemu_options);
+    let command_line = qemu::command_line(&args);
+    let started = Instant::now();
+    let mut child = spawn_qemu(&args, qemu_options.gdb)?;
+    if let Some(tx) = started_pid {
+        let _ = tx.send(child.id());
+    }
+    let (tx, rx) = mpsc::channel();
+    spawn_readers(&mut child, tx);
+
+    let mut outcome = RunOutcome {
+        scenario: firmware.scenario,
+        lines: Vec::new(),
+        events: Vec::new(),
+        ending: Ending::Exited(None),
+        timeout: options.timeout,
+        framed: mode == Mode::Framed,
+        elapsed: Duration::ZERO,
+        first_output: None,
+        shutdown_at: None,
+        log_dir: log_dir.clone(),
+        command_line,
+    };
+    let deadline = options.timeout.map(|t| started + t);
+    let mut timed_out = false;
+    let mut open_streams = 2;
+    let mut fresh = Vec::new();
+    while open_streams > 0 {
+        let wait = match deadline {
+            Some(_) if timed_out => Duration::from_secs(5),
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => Duration::from_secs(3600),
+        };
+        let msg = match rx.recv_timeout(wait) {
+            Ok(msg) => msg,
+            Err(RecvTimeoutError::Timeout) if deadline.is_some() && !timed_out => {
+                timed_out = true;
+                // Killing closes QEMU's pipes, which ends the loop.
+                let _ = child.kill();
+                continue;
+            }
+            Err(RecvTimeoutError::Timeout) if timed_out => break,
+            Err(_) => break,
+        };
+        match msg {
+            Msg::Serial(bytes) => {
+                outcome
+                    .first_output
+                    .get_or_insert_with(|| started.elapsed());
+                logs.serial(&bytes);
+                demux.feed(&bytes, &mut fresh);
+            }
+            Msg::SerialEnd => {
+                open_streams -= 1;
+                demux.flush(&mut fresh);
+            }
+            Msg::Stderr(text) => fresh.push(Line {
+                source: Source::Passthrough,
+                text: format!("[qemu] {text}"),
+                event: None,
+            }),
+            Msg::StderrEnd => open_streams -= 1,
+        }
+        for line in fresh.drain(..) {
+            if let Some(event) = &line.event {
+                if matches!(event, Event::Shutdown { .. }) {
+                    outcome.shutdown_at.get_or_insert_with(|| started.elapsed());
+                }
+                outcome.events.push(event.clone());
+            }
+            let shown = demux.prefixed(&line);
+            logs.line(&line, &shown);
+            if options.echo {
+                let mut out = io::stdout().lock();
+                let _ = writeln!(out, "{shown}");
+            }
+            outcome.lines.push(shown);
+        }
+        logs.flush();
+    }
+    let status = child.wait().context("waiting for QEMU")?;
+    outcome.elapsed = started.elapsed();
+    outcome.ending = if timed_out {
+        Ending::TimedOut
+    } else {
+        Ending::Exited(status.code())
+    };
+    Ok(outcome)
+}
+
+fn load_defmt(elf: &Path) -> Result<Option<DefmtLog>> {
+    let bytes = fs::read(elf).with_context(|| format!("reading {}", paths::display(elf)))?;
+    DefmtLog::from_elf(&bytes).with_context(|| format!("decoding defmt in {}", paths::display(elf)))
+}
+
+fn spawn_qemu(args: &[std::ffi::OsString], own_process_group: bool) -> Result<Child> {
+    let mut cmd = Command::new(setup::QEMU);
+    if own_process_group {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    cmd.args(args)
+        .current_dir(crate::paths::workspace_root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    match cmd.spawn() {
+        Ok(child) => Ok(child),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            anyhow::bail!("{}", setup::qemu_missing_advice())
+        }
+        Err(e) => Err(e).context("starting QEMU"),
+    }
+}
+
+fn spawn_readers(child: &mut Child, tx: mpsc::Sender<Msg>) {
+    if let Some(mut stdout) = child.stdout.take() {
+        let tx = tx.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match stdout.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if tx.send(Msg::Serial(buf[..n].to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = tx.send(Msg::SerialEnd);
+        });
+    } else {
+        let _ = tx.send(Msg::SerialEnd);
+    }
+    if let Some(stderr) = child.stderr.take() {
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&line);
+                        let text = text.trim_end_matches(['\r', '\n']).to_string();
+                        if tx.send(Msg::Stderr(text)).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+            let _ = tx.send(Msg::StderrEnd);
+        });
+    } else {
+        let _ = tx.send(Msg::StderrEnd);
+    }
+}
+
+/// The files under `target/logs/<scenario>/`.
+struct Logs {
+    serial: File,
+    all: File,
+    hv: File,
+    consoles: Vec<(String, File)>,
+    /// The first write error, reported once; the run itself goes on.
+    error: Option<io::Error>,
+    reported: bool,
+}
+
+impl Logs {
+    fn create(dir: &Path, consoles: &[String]) -> Result<Logs> {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", paths::display(dir)))?;
+        let open = |name: &str| -> Result<File> {
+            let path = dir.join(name);
+            File::create(&path).with_context(|| format!("creating {}", paths::display(&path)))
+        };
+        let mut console_files = Vec::new();
+        for name in consoles {
+            console_files.push((name.clone(), open(&format!("{name}.log"))?));
+        }
+        Ok(Logs {
+            serial: open("serial.bin")?,
+            all: open("all.log")?,
+            hv: open("hv.log")?,
+            consoles: console_files,
+            error: None,
+            reported: false,
+        })
+    }
+
+    fn record(&mut self, result: io::Result<()>) {
+        if let Err(e) = result {
+            self.error.get_or_insert(e);
+        }
+    }
+
+    fn serial(&mut self, bytes: &[u8]) {
+        let r = self.serial.write_all(bytes);
+        self.record(r);
+    }
+
+    fn line(&mut self, line: &Line, shown: &str) {
+        let r = writeln!(self.all, "{shown}");
+        self.record(r);
+        // The stream's own log gets the line without its prefix.
+        let own: Option<(&mut File, &str)> = match &line.source {
+            Source::Hv => Some((&mut self.hv, line.text.as_str())),
+            Source::Partition(n) => self
+                .consoles
+                .get_mut(*n)
+                .map(|(_, f)| (f, line.text.as_str())),
+            Source::Passthrough => {
+                if let Some(rest) = shown.strip_prefix("[hv] ") {
+                    Some((&mut self.hv, rest))
+                } else {
+                    self.consoles.iter_mut().find_map(|(name, f)| {
+                        shown
+                            .strip_prefix(&format!("[{name}] "))
+                            .map(|rest| (f, rest))
+                    })
+                }
+            }
+            Source::Raw => None,
+        };
+        if let Some((file, text)) = own {
+            let r = writeln!(file, "{text}");
+            self.record(r);
+        }
+    }
+
+    fn flush(&mut self) {
+        if let (Some(e), false) = (&self.error, self.reported) {
+            eprintln!("warning: writing the run's logs failed: {e}");
+            self.reported = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::find;
+
+    fn outcome(scenario: &str, ending: Ending, lines: &[&str], events: Vec<Event>) -> RunOutcome {
+        RunOutcome {
+            scenario: find(scenario).unwrap(),
+            lines: lines.iter().map(|s| s.to_string()).collect(),
+            events,
+            ending,
+            timeout: Some(Duration::from_secs(120)),
+            framed: true,
+            elapsed: Duration::from_secs(1),
+            first_output: None,
+            shutdown_at: None,
+            log_dir: PathBuf::from("target/logs").join(scenario),
+            command_line: String::new(),
+        }
+    }
+
+    #[test]
+    fn clean_shutdown_is_success() {
+        let o = outcome(
+            "rtos",
+            Ending::Exited(Some(0)),
+            &[],
+            vec![Event::Shutdown { code: 0 }],
+        );
+        assert_eq!(o.verdict(), Verdict::PoweredOff);
+        assert_eq!(o.exit_code(), 0);
+        assert_eq!(o.failure(), None);
+    }
+
+    #[test]
+    fn shutdown_code_becomes_exit_status() {
+        let o = outcome(
+            "rtos",
+            Ending::Exited(Some(0)),
+            &[],
+            vec![Event::Shutdown { code: 3 }],
+        );
+        assert_eq!(o.exit_code(), 3);
+        let o = outcome(
+            "rtos",
+            Ending::Exited(Some(0)),
+            &[],
+            vec![Event::Shutdown { code: 256 }],
+        );
+        assert_eq!(
+            o.exit_code(),
+            1,
+            "codes that do not fit an exit status still fail"
+        );
+    }
+
+    #[test]
+    fn hypervisor_run_without_shutdown_event_fails() {
+        let o = outcome("rtos", Ending::Exited(Some(0)), &[], vec![]);
+        assert_eq!(o.verdict(), Verdict::NoShutdownEvent);
+        assert_ne!(o.exit_code(), 0);
+    }
+
+    #[test]
+    fn native_run_succeeds_on_qemu_status_zero() {
+        let o = outcome("rtos-native", Ending::Exited(Some(0)), &[], vec![]);
+        assert_eq!(o.exit_code(), 0);
+        let o = outcome("rtos-native", Ending::Exited(Some(1)), &[], vec![]);
+        assert_eq!(o.verdict(), Verdict::QemuFailed(Some(1)));
+    }
+
+    #[test]
+    fn timeout_message_and_status() {
+        let o = outcome("rtos", Ending::TimedOut, &[], vec![]);
+        assert_eq!(o.exit_code(), TIMEOUT_EXIT);
+        assert_eq!(
+            o.failure().unwrap(),
+            "scenario rtos did not power off within 120 s (last output in target/logs/rtos/all.log)"
+        );
+    }
+
+    #[test]
+    fn ctrl_c_is_reported_as_interrupted() {
+        let o = outcome(
+            "rtos",
+            Ending::Exited(Some(0)),
+            &["[qemu] qemu-system-aarch64: terminating on signal 2"],
+            vec![],
+        );
+        assert_eq!(o.exit_code(), INTERRUPTED_EXIT);
+    }
+
+    #[test]
+    fn tail_takes_the_last_lines() {
+        let o = outcome("rtos", Ending::TimedOut, &["a", "b", "c"], vec![]);
+        assert_eq!(o.tail(2), "b\nc");
+        assert_eq!(o.tail(10), "a\nb\nc");
+    }
+}

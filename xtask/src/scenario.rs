@@ -1,0 +1,148 @@
+//! The named scenarios `cargo xtask run` knows.
+
+/// What `cargo xtask run` boots when no scenario is named.
+pub const DEFAULT_SCENARIO: &str = "rtos";
+
+/// Seconds a run may take before it is stopped as hung.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 120;
+
+/// How a scenario is put together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// spumone with the partitions of a config file (path relative to the workspace root).
+    Hypervisor { config: &'static str },
+    /// One guest image booted directly by QEMU, without virtualization; its plain console
+    /// output is shown under the image's name.
+    Native { image: &'static str },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub kind: Kind,
+    /// Built by `cargo xtask test` and booted by the integration tests.
+    pub tested: bool,
+}
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "rtos",
+        description: "spumone with the RTOS partition on core 0",
+        kind: Kind::Hypervisor {
+            config: "board/configs/rtos.toml",
+        },
+        tested: true,
+    },
+    Scenario {
+        name: "rtos-native",
+        description: "the RTOS image alone on QEMU, without the hypervisor (baseline)",
+        kind: Kind::Native { image: "rtos" },
+        tested: true,
+    },
+    Scenario {
+        name: "rtos-fault",
+        description:
+            "test: the RTOS probes addresses it was not given; spumone contains each access",
+        kind: Kind::Hypervisor {
+            config: "board/configs/rtos-fault.toml",
+        },
+        tested: true,
+    },
+];
+
+/// The scenario called `name`.
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    SCENARIOS.iter().find(|s| s.name == name)
+}
+
+/// The scenario called `name`, or an error listing the known ones.
+pub fn lookup(name: &str) -> anyhow::Result<&'static Scenario> {
+    find(name).ok_or_else(|| {
+        let known: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
+        anyhow::anyhow!("unknown scenario `{name}` (known: {})", known.join(", "))
+    })
+}
+
+/// The `--list` text: one scenario a line, the default marked.
+pub fn listing() -> String {
+    let width = SCENARIOS.iter().map(|s| s.name.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for s in SCENARIOS {
+        let mark = if s.name == DEFAULT_SCENARIO {
+            " (default)"
+        } else {
+            ""
+        };
+        out.push_str(&format!("{:width$}  {}{mark}\n", s.name, s.description));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::paths::workspace_root;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_are_unique_and_default_exists() {
+        let names: HashSet<&str> = SCENARIOS.iter().map(|s| s.name).collect();
+        assert_eq!(names.len(), SCENARIOS.len(), "duplicate scenario name");
+        assert!(find(DEFAULT_SCENARIO).is_some(), "default scenario missing");
+    }
+
+    #[test]
+    fn every_config_exists_and_validates() {
+        for s in SCENARIOS {
+            if let Kind::Hypervisor { config } = s.kind {
+                let path = workspace_root().join(config);
+                assert!(path.is_file(), "{}: {} does not exist", s.name, config);
+                let partitions = crate::config::load(&path)
+                    .unwrap_or_else(|e| panic!("{}: {config} does not validate: {e:#}", s.name));
+                assert!(!partitions.is_empty(), "{}: no partitions", s.name);
+                for p in &partitions {
+                    assert!(
+                        crate::firmware::guest_image(&p.image).is_some(),
+                        "{}: partition {} names unknown image {}",
+                        s.name,
+                        p.name,
+                        p.image
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn native_images_are_known() {
+        for s in SCENARIOS {
+            if let Kind::Native { image } = s.kind {
+                assert!(
+                    crate::firmware::guest_image(image).is_some(),
+                    "{}: unknown image {image}",
+                    s.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn listing_names_every_scenario_and_marks_the_default() {
+        let text = listing();
+        for s in SCENARIOS {
+            let line = text
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(s.name))
+                .unwrap_or_else(|| panic!("{} not listed in:\n{text}", s.name));
+            assert!(line.contains(s.description));
+            assert_eq!(line.contains("(default)"), s.name == DEFAULT_SCENARIO);
+        }
+    }
+
+    #[test]
+    fn unknown_scenario_error_lists_known_ones() {
+        let err = lookup("nope").unwrap_err().to_string();
+        assert!(err.contains("nope") && err.contains("rtos-native"), "{err}");
+    }
+}
