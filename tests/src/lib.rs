@@ -1,1 +1,120 @@
-//! Placeholder.
+//! Helpers for the QEMU integration tests in `tests/`: boot a scenario through the xtask
+//! runner and check its prefixed console lines, failing with the tail of the output.
+//!
+//! `cargo xtask test` builds every tested scenario first and sets `SPUMONE_TESTS_PREBUILT`, so
+//! the tests boot those images; run alone (`cargo test -p spumone-tests`) they build them.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use xtask::ci::PREBUILT_ENV;
+use xtask::run::{run_scenario, RunOptions, RunOutcome, Verdict};
+use xtask::scenario;
+
+/// Lines of output shown when a check fails.
+const TAIL: usize = 40;
+
+/// Runs of one scenario share its log directory, so runs within a test binary take turns.
+static QEMU: Mutex<()> = Mutex::new(());
+
+/// Boots `name` with the default timeout and returns what it printed.
+#[track_caller]
+pub fn boot(name: &str) -> RunOutcome {
+    boot_with(name, |_| {})
+}
+
+/// Boots `name` after `adjust` has changed the run options.
+#[track_caller]
+pub fn boot_with(name: &str, adjust: impl FnOnce(&mut RunOptions)) -> RunOutcome {
+    let Some(scenario) = scenario::find(name) else {
+        panic!("no scenario named {name}");
+    };
+    let mut options = RunOptions::new(scenario);
+    options.echo = false;
+    options.prebuilt = std::env::var_os(PREBUILT_ENV).is_some();
+    adjust(&mut options);
+    let _turn = QEMU.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    match run_scenario(&options) {
+        Ok(outcome) => outcome,
+        Err(e) => panic!("scenario {name} could not be run: {e:#}"),
+    }
+}
+
+/// Fails the test with `message` and the last lines of the run.
+#[track_caller]
+pub fn fail(outcome: &RunOutcome, message: &str) -> ! {
+    panic!(
+        "scenario {}: {message}\n--- last {TAIL} lines of output ---\n{}\n--- end (full log in {}) ---",
+        outcome.scenario.name,
+        outcome.tail(TAIL),
+        outcome.log_dir.join("all.log").display()
+    )
+}
+
+/// The index of the first line with prefix `source` (e.g. `"[hv]"`) containing every one of
+/// `needles`, if any.
+pub fn find_line(outcome: &RunOutcome, source: &str, needles: &[&str]) -> Option<usize> {
+    let prefix = format!("{source} ");
+    outcome
+        .lines
+        .iter()
+        .position(|l| l.starts_with(&prefix) && needles.iter().all(|n| l.contains(n)))
+}
+
+/// Like [`find_line`], but fails the test when there is no such line.
+#[track_caller]
+pub fn expect_line(outcome: &RunOutcome, source: &str, needles: &[&str]) -> usize {
+    match find_line(outcome, source, needles) {
+        Some(index) => index,
+        None => fail(
+            outcome,
+            &format!("expected a `{source}` line containing {needles:?}"),
+        ),
+    }
+}
+
+/// Fails the test when some line with prefix `source` contains `needle`.
+#[track_caller]
+pub fn expect_no_line(outcome: &RunOutcome, source: &str, needle: &str) {
+    if let Some(i) = find_line(outcome, source, &[needle]) {
+        fail(outcome, &format!("unexpected line: {}", outcome.lines[i]));
+    }
+}
+
+/// Fails unless the machine powered off cleanly, with exit status 0, within `limit`.
+#[track_caller]
+pub fn expect_clean_poweroff(outcome: &RunOutcome, limit: Duration) {
+    if outcome.verdict() != Verdict::PoweredOff || outcome.exit_code() != 0 {
+        let why = outcome.failure().unwrap_or_default();
+        fail(
+            outcome,
+            &format!(
+                "expected a clean poweroff (exit 0), got {:?}, exit {}: {why}",
+                outcome.verdict(),
+                outcome.exit_code()
+            ),
+        );
+    }
+    if outcome.elapsed > limit {
+        fail(
+            outcome,
+            &format!(
+                "powered off only after {:.1} s (limit {} s)",
+                outcome.elapsed.as_secs_f64(),
+                limit.as_secs()
+            ),
+        );
+    }
+}
+
+/// Fails when the stream had bytes that were not valid frames, or defmt records that did not
+/// decode: both mean spumone and xtask disagree about the channel format.
+#[track_caller]
+pub fn expect_clean_stream(outcome: &RunOutcome) {
+    if let Some(line) = outcome.lines.iter().find(|l| l.starts_with("[raw] ")) {
+        fail(outcome, &format!("bytes outside any frame: {line}"));
+    }
+    for bad in ["undecodable defmt record", "no table to decode it"] {
+        expect_no_line(outcome, "[hv]", bad);
+    }
+}
