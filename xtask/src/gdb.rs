@@ -57,10 +57,13 @@ pub fn gdb(scenario: &'static Scenario, plain_log: bool) -> Result<()> {
     cmd.arg("-q")
         .arg(&firmware.kernel)
         .args(["-ex", "target remote :1234"]);
+    // Guest symbols too, without gdb asking to confirm each file.
+    cmd.args(["-ex", "set confirm off"]);
     for image in &firmware.loads {
         cmd.arg("-ex")
             .arg(format!("add-symbol-file {}", image.display()));
     }
+    cmd.args(["-ex", "set confirm on"]);
     // Ctrl-C belongs to gdb (it interrupts the target), not to xtask.
     signals::ignore_interrupts();
     let status = cmd.status().with_context(|| format!("starting {GDB}"));
