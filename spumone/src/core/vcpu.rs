@@ -91,6 +91,13 @@ pub fn resume_pc(esr: Esr, elr: u64) -> u64 {
     }
 }
 
+/// Whether delivering an exception that enters the guest at `vector` would only repeat the
+/// fault just taken at `fault_pc` (the guest's vector itself faults, e.g. `VBAR_EL1` was never
+/// set): the partition can then only be stopped.
+pub const fn injection_loops(fault_pc: u64, vector: u64) -> bool {
+    fault_pc == vector
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +118,12 @@ mod tests {
         assert_eq!(resume_pc(esr(0x18), 0x4000_1000), 0x4000_1000, "sysreg");
         // A 16-bit instruction (IL = 0) only exists for AArch32 guests.
         assert_eq!(resume_pc(Esr(0x24 << 26), 0x1000), 0x1002);
+    }
+
+    #[test]
+    fn fault_at_the_vector_is_a_loop() {
+        assert!(injection_loops(0x200, 0x200));
+        assert!(!injection_loops(0x4400_1000, 0x4400_0a00));
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub fn unexpected_el2_exception(frame: &TrapFrame, kind: VectorKind) -> ! {
         frame.spsr,
         running.as_str()
     );
+    // Also as plain text, for readers that cannot decode defmt.
+    #[cfg(not(feature = "plain-log"))]
     log::text(format_args!(
         "core {} stopped: unexpected {} exception at EL2, EC {:#x}, ELR {:#x}, FAR {:#x}",
         core,

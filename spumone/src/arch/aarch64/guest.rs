@@ -198,10 +198,8 @@ pub fn handle_sync(frame: &mut TrapFrame) {
                 esr.0,
                 frame.elr
             );
-            match inject::inject_undef(frame.elr, frame.spsr, VBAR_EL1.get()) {
-                Ok(injection) => apply(frame, &injection),
-                Err(_) => stop_current(partition, STOPPED_BY_HYPERVISOR, "cannot inject"),
-            }
+            let injection = inject::inject_undef(frame.elr, frame.spsr, VBAR_EL1.get());
+            deliver(frame, partition, injection.ok());
         }
     }
 }
@@ -326,9 +324,29 @@ fn inject_abort(frame: &mut TrapFrame, partition: &'static Partition, fetch: boo
         far,
         il: true,
     };
-    match inject::inject_external_abort(&state) {
-        Ok(injection) => apply(frame, &injection),
-        Err(_) => stop_current(partition, STOPPED_BY_HYPERVISOR, "cannot inject an abort"),
+    let injection = inject::inject_external_abort(&state);
+    deliver(frame, partition, injection.ok());
+}
+
+/// Delivers an injected exception, or stops the partition when there is none to deliver or
+/// delivering it would only fault again at the guest's vector.
+fn deliver(frame: &mut TrapFrame, partition: &'static Partition, injection: Option<Injection>) {
+    match injection {
+        Some(injection) if !vcpu::injection_loops(frame.elr, injection.new_pc) => {
+            apply(frame, &injection)
+        }
+        Some(_) => {
+            error!(
+                "partition {}: fault at its own exception vector {:#x}",
+                partition.name, frame.elr
+            );
+            stop_current(partition, STOPPED_BY_HYPERVISOR, "fault loop at its vector")
+        }
+        None => stop_current(
+            partition,
+            STOPPED_BY_HYPERVISOR,
+            "exception from a state it cannot be injected into",
+        ),
     }
 }
 

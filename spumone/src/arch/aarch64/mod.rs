@@ -96,6 +96,7 @@ extern "C" fn boot_main(x0: u64) -> ! {
         park()
     };
     init_this_core(0, me);
+    mark_online(0);
     start_secondaries(&cores);
     guest::prepare_partitions();
     RELEASED.store(true, Ordering::Release);
@@ -163,7 +164,12 @@ fn init_this_core(core: usize, mpidr: u64) {
     }
     gic::enable_private(mpidr, HYP_TIMER_INTID.load(Ordering::Relaxed));
     timer::start_tick();
-    state.online.store(true, Ordering::Release);
+}
+
+/// Counts this core as online (after its "online" line, so the boot core's summary follows
+/// every core's own line).
+fn mark_online(core: usize) {
+    percore::CORES[core].online.store(true, Ordering::Release);
     CORES_ONLINE.fetch_add(1, Ordering::AcqRel);
 }
 
@@ -197,6 +203,7 @@ extern "C" fn secondary_main(core: u64) -> ! {
     let mpidr = cpu::mpidr();
     init_this_core(core, mpidr);
     info!("core {} online (mpidr {:#x})", core, mpidr);
+    mark_online(core);
     while !RELEASED.load(Ordering::Acquire) {
         aarch64_cpu::asm::wfe();
     }

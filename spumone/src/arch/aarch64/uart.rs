@@ -46,15 +46,20 @@ fn put_byte(byte: u8) {
     uart.dr.set(u32::from(byte));
 }
 
-/// Lock over the UART so frames and lines from different cores never interleave. It records
-/// its owner so a fatal report raised while the same core holds it can still print.
+/// Ticket lock over the UART so frames and lines from different cores never interleave and
+/// no core starves. It records its owner so a fatal report raised while the same core holds
+/// it can still print.
 struct UartLock {
+    next_ticket: AtomicUsize,
+    now_serving: AtomicUsize,
     owner: AtomicUsize,
 }
 
 const NO_OWNER: usize = usize::MAX;
 
 static LOCK: UartLock = UartLock {
+    next_ticket: AtomicUsize::new(0),
+    now_serving: AtomicUsize::new(0),
     owner: AtomicUsize::new(NO_OWNER),
 };
 
@@ -79,7 +84,8 @@ impl fmt::Write for UartGuard {
 impl Drop for UartGuard {
     fn drop(&mut self) {
         if !self.reentered {
-            LOCK.owner.store(NO_OWNER, Ordering::Release);
+            LOCK.owner.store(NO_OWNER, Ordering::Relaxed);
+            LOCK.now_serving.fetch_add(1, Ordering::Release);
         }
     }
 }
@@ -91,13 +97,11 @@ pub fn lock() -> UartGuard {
     if LOCK.owner.load(Ordering::Relaxed) == me {
         return UartGuard { reentered: true };
     }
-    while LOCK
-        .owner
-        .compare_exchange_weak(NO_OWNER, me, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
+    let ticket = LOCK.next_ticket.fetch_add(1, Ordering::Relaxed);
+    while LOCK.now_serving.load(Ordering::Acquire) != ticket {
         core::hint::spin_loop();
     }
+    LOCK.owner.store(me, Ordering::Relaxed);
     UartGuard { reentered: false }
 }
 
