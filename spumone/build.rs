@@ -45,7 +45,6 @@ fn generate_config(config_path: &Path) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("error: {err}");
-            println!("cargo:warning={err}");
             std::process::exit(1);
         }
     };

@@ -49,8 +49,8 @@ secondary_entry:
 
 // x20 = logical core number. Points SP at the top of that core's stack. Clobbers x9, x10.
 spumone_set_stack:
-    adrp    x9, __stacks
-    add     x9, x9, :lo12:__stacks
+    adrp    x9, spumone_stacks
+    add     x9, x9, :lo12:spumone_stacks
     ldr     x10, ={stack_size}
     madd    x9, x20, x10, x9
     add     x9, x9, x10
@@ -88,7 +88,8 @@ spumone_park:
 
 .section .bss.stacks, "aw", %nobits
 .balign 16
-__stacks:
+.global spumone_stacks
+spumone_stacks:
     .space {stacks_bytes}
 "#,
     boot_main = sym super::boot_main,
@@ -107,4 +108,14 @@ extern "C" fn wrong_el(el: u64) -> ! {
         el
     ));
     super::park()
+}
+
+unsafe extern "C" {
+    static spumone_stacks: u8;
+}
+
+/// The initial (highest) stack pointer of logical core `core`.
+pub fn stack_top(core: usize) -> u64 {
+    let base = core::ptr::addr_of!(spumone_stacks) as u64;
+    base + ((core % MAX_CORES) as u64 + 1) * STACK_SIZE as u64
 }

@@ -147,17 +147,18 @@ spumone_trap_return:
     add     sp, sp, #{frame_size}
     eret
 
-// x0 = a TrapFrame to start from. Copies it to the top of a fresh frame below the caller's
-// stack and returns through it; the Rust frames above are never resumed.
+// x0 = a TrapFrame to start from, x1 = this core's stack top. Copies the frame to just below
+// the top (backwards: the source may overlap the destination only from below) and returns
+// through it, so every guest entry starts from an empty EL2 stack.
 .global spumone_enter_frame
 spumone_enter_frame:
-    sub     sp, sp, #{frame_size}
-    mov     x1, #0
-5:  ldr     x2, [x0, x1]
-    str     x2, [sp, x1]
-    add     x1, x1, #8
-    cmp     x1, #{frame_size}
-    b.lo    5b
+    sub     x4, x1, #{frame_size}
+    mov     x2, #{frame_size}
+5:  sub     x2, x2, #8
+    ldr     x3, [x0, x2]
+    str     x3, [x4, x2]
+    cbnz    x2, 5b
+    mov     sp, x4
     b       spumone_trap_return
 "#,
     trap_entry = sym trap_entry,
@@ -165,15 +166,16 @@ spumone_enter_frame:
 );
 
 unsafe extern "C" {
-    fn spumone_enter_frame(frame: *const TrapFrame) -> !;
+    fn spumone_enter_frame(frame: *const TrapFrame, stack_top: u64) -> !;
 }
 
-/// Leaves EL2 through `frame` (to a guest, usually). Never returns: the next trap starts on
-/// the stack below the caller's frames.
+/// Leaves EL2 through `frame` (to a guest, usually) with this core's EL2 stack emptied, so
+/// repeated entries (a vCPU stopped and started again) never pile up abandoned frames.
 pub fn enter(frame: &TrapFrame) -> ! {
-    // SAFETY: the frame is fully initialised and copied before the stack below it is reused;
-    // the callee never returns, so no Rust frame observes the changed stack pointer.
-    unsafe { spumone_enter_frame(frame) }
+    let top = super::boot::stack_top(super::cpu::core_index());
+    // SAFETY: interrupts are masked; the frame is copied (overlap-safe) before the stack is
+    // reset, and the callee never returns, so no Rust frame on this stack is used again.
+    unsafe { spumone_enter_frame(frame, top) }
 }
 
 extern "C" fn trap_entry(frame: &mut TrapFrame, kind: u64) {

@@ -1,6 +1,6 @@
 //! aarch64 EL2 mechanism: entry, vectors, MMU, GIC, timer, PSCI and guest entry.
 
-mod boot;
+pub mod boot;
 pub mod config;
 pub mod cpu;
 mod dtb;
