@@ -42,7 +42,9 @@ pub(super) fn boot(config: &Config<'_>) -> Kernel {
 /// Dispatches as the arch would and checks the state stays consistent.
 pub(super) fn dispatch(kernel: &mut Kernel) -> Dispatch {
     let decision = kernel.dispatch().expect("dispatch from task level");
-    kernel.check_invariants().expect("consistent after dispatch");
+    kernel
+        .check_invariants()
+        .expect("consistent after dispatch");
     assert_eq!(kernel.running(), decision.to);
     assert!(!kernel.needs_dispatch());
     decision

@@ -14,6 +14,7 @@ fn fifo_within_one_priority() {
     let mut order = std::vec::Vec::new();
     while let Some(running) = run(&mut k) {
         order.push(running.0);
+        assert!(order.len() <= tasks.len(), "a task ran twice: {order:?}");
         k.exit_task().unwrap();
     }
     assert_eq!(order, [2, 3, 1]);
@@ -30,6 +31,7 @@ fn most_urgent_priority_runs_first() {
     let mut order = std::vec::Vec::new();
     while let Some(running) = run(&mut k) {
         order.push(running.0);
+        assert!(order.len() <= tasks.len(), "a task ran twice: {order:?}");
         k.exit_task().unwrap();
     }
     assert_eq!(order, [2, 4, 1, 3]);

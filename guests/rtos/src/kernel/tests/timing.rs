@@ -24,8 +24,14 @@ fn timer_queue_sorts_and_keeps_ties_in_insertion_order() {
     assert_eq!(q.remove(TimerEvent::Task(2)), Some(10));
     assert_eq!(q.remove(TimerEvent::Task(2)), None);
     assert_eq!(q.pop_expired(9), None);
-    assert_eq!(q.pop_expired(15).map(|e| e.event), Some(TimerEvent::Task(1)));
-    assert_eq!(q.pop_expired(15).map(|e| e.event), Some(TimerEvent::Cyclic(1)));
+    assert_eq!(
+        q.pop_expired(15).map(|e| e.event),
+        Some(TimerEvent::Task(1))
+    );
+    assert_eq!(
+        q.pop_expired(15).map(|e| e.event),
+        Some(TimerEvent::Cyclic(1))
+    );
     assert_eq!(q.pop_expired(15), None);
     assert_eq!(q.next_deadline(), Some(20));
     assert_eq!(q.len(), 2);
@@ -112,7 +118,10 @@ fn delay_ends_with_ok() {
     assert_eq!(k.delay_task(40, 1000), Ok(Outcome::Blocked));
     run(&mut k);
     k.on_timer(1040);
-    assert_eq!(dispatch(&mut k).resume, Resume::Released(Ok(WaitValue::None)));
+    assert_eq!(
+        dispatch(&mut k).resume,
+        Resume::Released(Ok(WaitValue::None))
+    );
 }
 
 #[test]
@@ -135,7 +144,10 @@ fn signal_before_the_timeout_cancels_it() {
     k.signal_semaphore(SemaphoreId(1)).unwrap();
     assert_eq!(k.next_deadline(), None);
     assert_eq!(k.on_timer(10_000).timeouts, 0);
-    assert_eq!(dispatch(&mut k).resume, Resume::Released(Ok(WaitValue::None)));
+    assert_eq!(
+        dispatch(&mut k).resume,
+        Resume::Released(Ok(WaitValue::None))
+    );
 }
 
 fn cyclic(period: Ticks, phase: Ticks, start: bool) -> CyclicConfig {
