@@ -11,6 +11,8 @@ pub const HANDLER_SPSR: u64 = 0x3C5;
 const SPSR_M_AARCH32: u64 = 1 << 4;
 const SPSR_M_MASK: u64 = 0b1111;
 const ESR_IL: u64 = 1 << 25;
+/// ESR.ISS.WnR: the aborted data access was a write.
+const ESR_WNR: u64 = 1 << 6;
 /// `VBAR_EL1` bits [10:0] are RES0.
 const VBAR_MASK: u64 = !0x7FF;
 
@@ -25,6 +27,8 @@ pub struct GuestState {
     pub vbar_el1: u64,
     /// The fault was an instruction fetch (else a data access).
     pub is_instruction: bool,
+    /// The data access was a write: reported to the guest as ESR.WnR.
+    pub write: bool,
     /// `FAR_EL2`: the faulting virtual address.
     pub far: u64,
     /// IL for the injected syndrome (architecturally 1 for aborts without ISV).
@@ -133,7 +137,13 @@ pub fn inject_external_abort(state: &GuestState) -> Result<Injection, InjectErro
         (false, false) => ExceptionClass::DataAbortSame,
     };
     let il = if state.il { ESR_IL } else { 0 };
-    let esr = (u64::from(class.code()) << 26) | il | u64::from(FaultStatus::SyncExternal.code());
+    let wnr = if state.write && !state.is_instruction {
+        ESR_WNR
+    } else {
+        0
+    };
+    let esr =
+        (u64::from(class.code()) << 26) | il | wnr | u64::from(FaultStatus::SyncExternal.code());
     Ok(deliver(
         origin,
         state.pc,
@@ -171,9 +181,26 @@ mod tests {
             spsr,
             vbar_el1: VBAR,
             is_instruction,
+            write: false,
             far: FAR,
             il: true,
         }
+    }
+
+    #[test]
+    fn write_aborts_report_wnr_and_fetches_never_do() {
+        let write = GuestState {
+            write: true,
+            ..state(EL1H_FLAGS, false)
+        };
+        let inj = inject_external_abort(&write).unwrap();
+        assert_eq!(inj.esr_el1, 0x9600_0050);
+        assert!(Esr(inj.esr_el1).data_abort().unwrap().wnr);
+        let fetch = GuestState {
+            write: true,
+            ..state(EL1H_FLAGS, true)
+        };
+        assert_eq!(inject_external_abort(&fetch).unwrap().esr_el1, 0x8600_0010);
     }
 
     #[test]

@@ -135,6 +135,11 @@ const fn size_mask(size: u8) -> u64 {
     }
 }
 
+/// The faulting IPA of a stage-2 abort: the page from `HPFAR_EL2.FIPA`, the offset from `FAR_EL2`.
+pub const fn fault_ipa(hpfar_el2: u64, far_el2: u64) -> u64 {
+    ((hpfar_el2 & HPFAR_FIPA_MASK) << 8) | (far_el2 & PAGE_OFFSET_MASK)
+}
+
 /// Builds the access from a data abort, `HPFAR_EL2`, `FAR_EL2` and the value of the
 /// abort's transfer register (ignored for xzr and for loads).
 pub fn access_from_abort(
@@ -152,7 +157,7 @@ pub fn access_from_abort(
     if !abort.isv {
         return Err(MmioDecodeError::NoSyndrome);
     }
-    let ipa = ((hpfar_el2 & HPFAR_FIPA_MASK) << 8) | (far_el2 & PAGE_OFFSET_MASK);
+    let ipa = fault_ipa(hpfar_el2, far_el2);
     let value = if abort.wnr && abort.reg != XZR {
         reg_value & size_mask(abort.size)
     } else {

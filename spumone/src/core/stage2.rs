@@ -171,7 +171,7 @@ impl<'a> TablePool<'a> {
     /// Hands out `count` zeroed, consecutive tables whose first one is `align`-aligned.
     fn alloc(&mut self, count: usize, align: u64) -> Option<usize> {
         let mut first = self.used;
-        while self.pa_of(first) % align != 0 {
+        while !self.pa_of(first).is_multiple_of(align) {
             first += 1;
         }
         let end = first.checked_add(count)?;
@@ -278,7 +278,7 @@ fn fresh_tables(level: u8, start: u64, end: u64) -> usize {
 impl<'a> Stage2<'a> {
     /// Empty tables; takes the root (two tables, 8 KiB aligned) from `pool`.
     pub fn new(mut pool: TablePool<'a>) -> Result<Self, Stage2Error> {
-        if pool.base_pa % PAGE_SIZE != 0 {
+        if !pool.base_pa.is_multiple_of(PAGE_SIZE) {
             return Err(Stage2Error::Unaligned);
         }
         let end = (pool.capacity() as u64)
@@ -415,7 +415,7 @@ impl<'a> Stage2<'a> {
     }
 
     fn apply_checked(&mut self, ipa: u64, size: u64, op: Op) -> Result<(), Stage2Error> {
-        if ipa % PAGE_SIZE != 0 || size % PAGE_SIZE != 0 {
+        if !ipa.is_multiple_of(PAGE_SIZE) || !size.is_multiple_of(PAGE_SIZE) {
             return Err(Stage2Error::Unaligned);
         }
         let end = ipa.checked_add(size).ok_or(Stage2Error::OutOfRange)?;

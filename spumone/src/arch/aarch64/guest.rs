@@ -187,7 +187,7 @@ pub fn handle_sync(frame: &mut TrapFrame) {
                 "partition {} vcpu {}: instruction fetch from unassigned address {:#x}: external abort injected",
                 partition.name, vcpu, far
             );
-            inject_abort(frame, partition, true, far);
+            inject_abort(frame, partition, true, false, far);
         }
         other => {
             warn!(
@@ -301,8 +301,7 @@ fn handle_data_abort(frame: &mut TrapFrame, esr: Esr, partition: &'static Partit
             frame.elr
         );
     } else {
-        // Same IPA as the decoder would compute: HPFAR gives the page, FAR the offset.
-        let ipa = ((hpfar & 0x0000_0fff_ffff_fff0) << 8) | (far & 0xfff);
+        let ipa = mmio::fault_ipa(hpfar, far);
         warn!(
             "partition {} vcpu {}: unassigned memory {} at {:#x} without syndrome (pc {:#x}): external abort injected",
             partition.name,
@@ -312,15 +311,22 @@ fn handle_data_abort(frame: &mut TrapFrame, esr: Esr, partition: &'static Partit
             frame.elr
         );
     }
-    inject_abort(frame, partition, false, far);
+    inject_abort(frame, partition, false, abort.wnr, far);
 }
 
-fn inject_abort(frame: &mut TrapFrame, partition: &'static Partition, fetch: bool, far: u64) {
+fn inject_abort(
+    frame: &mut TrapFrame,
+    partition: &'static Partition,
+    fetch: bool,
+    write: bool,
+    far: u64,
+) {
     let state = GuestState {
         pc: frame.elr,
         spsr: frame.spsr,
         vbar_el1: VBAR_EL1.get(),
         is_instruction: fetch,
+        write,
         far,
         il: true,
     };
