@@ -11,6 +11,7 @@ pub mod mmio;
 pub mod platform;
 pub mod stage2;
 pub mod vcpu;
+pub mod vgic;
 pub mod vpsci;
 
 /// Most physical cores spumone supports (stacks and per-core state are sized by it).

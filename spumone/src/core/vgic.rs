@@ -1,0 +1,1177 @@
+//! Virtual GICv3 of a partition: the emulated distributor (`GICD`) and redistributors (`GICR`)
+//! its guests program, and the list-register bookkeeping that delivers interrupts.
+//!
+//! Guests use the CPU interface through the `ICC_*` system registers, which the hardware
+//! virtualises (`ICV_*`) once `ICH_HCR_EL2.En` is set; only the distributor and redistributor
+//! MMIO frames are emulated here. Interrupts backed by hardware (the virtual timer PPI and the
+//! SPIs of the partition's devices) are mirrored to the physical GIC through [`Effect`]s and
+//! injected with `HW = 1` list registers, so the guest's virtual EOI deactivates the physical
+//! interrupt without a trap.
+
+/// Size of the distributor frame.
+pub const GICD_SIZE: u64 = 0x1_0000;
+/// Size of one redistributor (`RD_base` + `SGI_base`), one per vCPU.
+pub const GICR_FRAME_SIZE: u64 = 0x2_0000;
+const SGI_BASE: u64 = 0x1_0000;
+
+/// The EL1 virtual timer's PPI.
+pub const VTIMER_INTID: u32 = 27;
+/// The GIC's virtual CPU interface maintenance PPI.
+pub const MAINTENANCE_INTID: u32 = 25;
+/// Private interrupts whose physical counterpart is forwarded to the guest.
+const HW_PRIVATE: u32 = 1 << VTIMER_INTID;
+
+/// Most vCPUs of one partition.
+pub const MAX_VCPUS: usize = super::MAX_CORES;
+/// Most SPIs one partition may own.
+pub const MAX_SPIS: usize = 32;
+/// First SPI INTID.
+pub const SPI_BASE: u32 = 32;
+/// INTIDs from here on are special.
+pub const SPECIAL_INTID: u32 = 1020;
+
+// Distributor registers.
+const GICD_CTLR: u64 = 0x0000;
+const GICD_TYPER: u64 = 0x0004;
+const GICD_IIDR: u64 = 0x0008;
+const GICD_IGROUPR: u64 = 0x0080;
+const GICD_ISENABLER: u64 = 0x0100;
+const GICD_ICENABLER: u64 = 0x0180;
+const GICD_ISPENDR: u64 = 0x0200;
+const GICD_ICPENDR: u64 = 0x0280;
+const GICD_ISACTIVER: u64 = 0x0300;
+const GICD_ICACTIVER: u64 = 0x0380;
+const GICD_IPRIORITYR: u64 = 0x0400;
+const GICD_ITARGETSR: u64 = 0x0800;
+const GICD_ICFGR: u64 = 0x0C00;
+const GICD_IGRPMODR: u64 = 0x0D00;
+const GICD_NSACR: u64 = 0x0E00;
+const GICD_SGIR: u64 = 0x0F00;
+const GICD_IROUTER: u64 = 0x6000;
+const GICD_IROUTER_END: u64 = 0x7FE0;
+const ID_REGS: u64 = 0xFFD0;
+const PIDR2: u64 = 0xFFE8;
+
+// Redistributor registers (`RD_base`, then `SGI_base` offsets from the frame start).
+const GICR_CTLR: u64 = 0x0000;
+const GICR_IIDR: u64 = 0x0004;
+const GICR_TYPER: u64 = 0x0008;
+const GICR_STATUSR: u64 = 0x0010;
+const GICR_WAKER: u64 = 0x0014;
+const GICR_IGROUPR0: u64 = SGI_BASE + 0x0080;
+const GICR_ISENABLER0: u64 = SGI_BASE + 0x0100;
+const GICR_ICENABLER0: u64 = SGI_BASE + 0x0180;
+const GICR_ISPENDR0: u64 = SGI_BASE + 0x0200;
+const GICR_ICPENDR0: u64 = SGI_BASE + 0x0280;
+const GICR_ISACTIVER0: u64 = SGI_BASE + 0x0300;
+const GICR_ICACTIVER0: u64 = SGI_BASE + 0x0380;
+const GICR_IPRIORITYR: u64 = SGI_BASE + 0x0400;
+const GICR_ICFGR0: u64 = SGI_BASE + 0x0C00;
+const GICR_ICFGR1: u64 = SGI_BASE + 0x0C04;
+const GICR_IGRPMODR0: u64 = SGI_BASE + 0x0D00;
+const GICR_NSACR: u64 = SGI_BASE + 0x0E00;
+
+/// `GICD_CTLR` as a single-security-state GIC shows it: EnableGrp0, EnableGrp1, ARE (always
+/// on), DS (always on).
+const CTLR_ENABLE_MASK: u32 = 0b11;
+const CTLR_ARE: u32 = 1 << 4;
+const CTLR_DS: u32 = 1 << 6;
+/// `GICD_IIDR`/`GICR_IIDR`: product 0x53 ('S'), no JEP106 implementer (not a real part).
+const IIDR: u32 = 0x5300_0000;
+/// `PIDR2`: ArchRev 3 (GICv3), JEDEC bit set, as GICv3 parts report.
+const PIDR2_VALUE: u32 = 0x3B;
+/// `GICD_TYPER.IDbits`: 10 INTID bits (no LPIs).
+const TYPER_IDBITS: u32 = 9 << 19;
+const WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
+const WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
+const TYPER_LAST: u64 = 1 << 4;
+/// `GICD_IROUTER.IRM`: route to any participating PE.
+const IROUTER_IRM: u64 = 1 << 31;
+const IROUTER_MASK: u64 = 0xFF_8000_0000 | 0xFF_FFFF;
+/// SGIs are always edge-triggered: `GICR_ICFGR0` reads as 0xAAAA_AAAA.
+const ICFGR0_SGI: u32 = 0xAAAA_AAAA;
+
+/// Why an access cannot be emulated; the guest gets an external abort.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadAccess {
+    /// The access is not aligned to its size.
+    Misaligned,
+    /// The register does not support an access of that size.
+    WrongSize,
+    /// The offset lies beyond the emulated frames.
+    OutOfRange,
+}
+
+/// A change the physical GIC must mirror for an interrupt backed by hardware.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Configure private interrupt `intid` on the core running `vcpu`.
+    Private {
+        vcpu: usize,
+        intid: u32,
+        enable: bool,
+        priority: u8,
+    },
+    /// Configure SPI `intid`, routed to the core running `target_vcpu`.
+    Spi {
+        intid: u32,
+        enable: bool,
+        priority: u8,
+        target_vcpu: usize,
+    },
+}
+
+/// The effects of one write: a register touches at most 32 interrupts.
+pub type Effects = heapless::Vec<Effect, 32>;
+
+/// Emulated state of one vCPU's SGIs and PPIs (its redistributor).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrivateIrqs {
+    group: u32,
+    enabled: u32,
+    pending: u32,
+    active: u32,
+    priority: [u8; 32],
+    /// `GICR_ICFGR1`: PPI trigger modes, two bits each.
+    config: u32,
+    grpmod: u32,
+    /// `GICR_WAKER.ProcessorSleep`.
+    asleep: bool,
+}
+
+impl PrivateIrqs {
+    /// Reset state: everything disabled, group 0, priority 0, redistributor asleep.
+    pub const fn new() -> Self {
+        Self {
+            group: 0,
+            enabled: 0,
+            pending: 0,
+            active: 0,
+            priority: [0; 32],
+            config: 0,
+            grpmod: 0,
+            asleep: true,
+        }
+    }
+}
+
+impl Default for PrivateIrqs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Emulated state of one SPI the partition owns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Spi {
+    pub intid: u32,
+    group1: bool,
+    enabled: bool,
+    pending: bool,
+    active: bool,
+    priority: u8,
+    edge: bool,
+    grpmod: bool,
+    route: u64,
+}
+
+impl Spi {
+    const fn new(intid: u32) -> Self {
+        Self {
+            intid,
+            group1: false,
+            enabled: false,
+            pending: false,
+            active: false,
+            priority: 0,
+            edge: false,
+            grpmod: false,
+            route: 0,
+        }
+    }
+}
+
+/// How an interrupt is presented to the guest in a list register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub priority: u8,
+    pub group1: bool,
+}
+
+/// Logs the first few events, then one in `EVERY`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    count: u32,
+}
+
+impl RateLimit {
+    const FIRST: u32 = 8;
+    const EVERY: u32 = 1024;
+
+    pub const fn new() -> Self {
+        Self { count: 0 }
+    }
+
+    /// Counts one event; `true` if it should be logged.
+    pub fn hit(&mut self) -> bool {
+        self.count = self.count.saturating_add(1);
+        self.count <= Self::FIRST || self.count.is_multiple_of(Self::EVERY)
+    }
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The virtual GIC of one partition.
+#[derive(Clone, Debug)]
+pub struct Vgic {
+    vcpus: usize,
+    /// `GICD_TYPER.ITLinesNumber`.
+    it_lines: u32,
+    ctlr: u32,
+    private: [PrivateIrqs; MAX_VCPUS],
+    spis: heapless::Vec<Spi, MAX_SPIS>,
+    unknown: RateLimit,
+    last_unknown: Option<u64>,
+}
+
+impl Default for Vgic {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Byte `index` of a little-endian `value`.
+const fn byte(value: u64, index: u64) -> u8 {
+    (value >> (index * 8)) as u8
+}
+
+fn check(offset: u64, size: u8, allowed: &[u8]) -> Result<(), BadAccess> {
+    if !allowed.contains(&size) {
+        return Err(BadAccess::WrongSize);
+    }
+    if !offset.is_multiple_of(u64::from(size)) {
+        return Err(BadAccess::Misaligned);
+    }
+    Ok(())
+}
+
+/// A 64-bit register read with a 64-bit access or either 32-bit half.
+fn read64(reg_offset: u64, offset: u64, size: u8, value: u64) -> Result<u64, BadAccess> {
+    check(offset, size, &[4, 8])?;
+    Ok(if size == 8 {
+        value
+    } else if offset == reg_offset {
+        value & 0xFFFF_FFFF
+    } else {
+        value >> 32
+    })
+}
+
+impl Vgic {
+    /// An unconfigured vGIC (no vCPUs), for statics.
+    pub const fn new() -> Self {
+        Self {
+            vcpus: 0,
+            it_lines: 0,
+            ctlr: 0,
+            private: [PrivateIrqs::new(); MAX_VCPUS],
+            spis: heapless::Vec::new(),
+            unknown: RateLimit::new(),
+            last_unknown: None,
+        }
+    }
+
+    /// Resets to `vcpus` vCPUs, a distributor with `spi_lines` SPIs (as the physical
+    /// `GICD_TYPER` reports), and the SPIs in `owned` (INTIDs; others and duplicates are
+    /// ignored, and so are SPIs beyond [`MAX_SPIS`]).
+    pub fn configure(&mut self, vcpus: usize, spi_lines: u32, owned: impl Iterator<Item = u32>) {
+        *self = Self::new();
+        self.vcpus = vcpus.min(MAX_VCPUS);
+        let lines = (spi_lines + SPI_BASE).clamp(32, SPECIAL_INTID);
+        self.it_lines = lines.div_ceil(32) - 1;
+        for intid in owned {
+            let valid = (SPI_BASE..lines).contains(&intid);
+            if valid && self.spi(intid).is_none() {
+                let _ = self.spis.push(Spi::new(intid));
+            }
+        }
+    }
+
+    /// Number of vCPUs (redistributor frames).
+    pub const fn vcpus(&self) -> usize {
+        self.vcpus
+    }
+
+    /// Size of the redistributor region the guests see.
+    pub const fn gicr_size(&self) -> u64 {
+        self.vcpus as u64 * GICR_FRAME_SIZE
+    }
+
+    /// The SPIs this partition owns.
+    pub fn owned_spis(&self) -> impl Iterator<Item = u32> + '_ {
+        self.spis.iter().map(|s| s.intid)
+    }
+
+    /// Whether the partition owns SPI `intid`.
+    pub fn owns_spi(&self, intid: u32) -> bool {
+        self.spi(intid).is_some()
+    }
+
+    fn spi(&self, intid: u32) -> Option<&Spi> {
+        self.spis.iter().find(|s| s.intid == intid)
+    }
+
+    fn spi_mut(&mut self, intid: u32) -> Option<&mut Spi> {
+        self.spis.iter_mut().find(|s| s.intid == intid)
+    }
+
+    /// The offset of the last access to an unknown register, if it should be logged.
+    pub fn take_unknown(&mut self) -> Option<u64> {
+        self.last_unknown.take()
+    }
+
+    fn unknown_access(&mut self, offset: u64) {
+        if self.unknown.hit() {
+            self.last_unknown = Some(offset);
+        }
+    }
+
+    /// How a physical interrupt `intid` that fired on `vcpu`'s core reaches that vCPU, or
+    /// `None` if the vCPU does not take it (not backed by hardware, not owned, disabled, or
+    /// an SPI routed elsewhere).
+    pub fn deliverable(&self, vcpu: usize, intid: u32) -> Option<Delivery> {
+        if intid < SPI_BASE {
+            if vcpu >= self.vcpus || HW_PRIVATE & (1 << intid) == 0 {
+                return None;
+            }
+            let p = &self.private[vcpu];
+            if p.enabled & (1 << intid) == 0 {
+                return None;
+            }
+            return Some(Delivery {
+                priority: p.priority[intid as usize],
+                group1: p.group & (1 << intid) != 0,
+            });
+        }
+        let spi = self.spi(intid)?;
+        (spi.enabled && self.spi_target(spi) == vcpu).then_some(Delivery {
+            priority: spi.priority,
+            group1: spi.group1,
+        })
+    }
+
+    /// The vCPU an SPI is routed to: `Aff0` if it names one of ours, else vCPU 0.
+    fn spi_target(&self, spi: &Spi) -> usize {
+        let aff0 = (spi.route & 0xFF) as usize;
+        let upper = spi.route & 0xFF_00FF_FF00;
+        if spi.route & IROUTER_IRM == 0 && upper == 0 && aff0 < self.vcpus {
+            aff0
+        } else {
+            0
+        }
+    }
+
+    fn spi_effect(&self, spi: &Spi) -> Effect {
+        Effect::Spi {
+            intid: spi.intid,
+            enable: spi.enabled,
+            priority: spi.priority,
+            target_vcpu: self.spi_target(spi),
+        }
+    }
+
+    fn private_effect(&self, vcpu: usize, intid: u32) -> Option<Effect> {
+        let p = &self.private[vcpu];
+        (HW_PRIVATE & (1 << intid) != 0).then_some(Effect::Private {
+            vcpu,
+            intid,
+            enable: p.enabled & (1 << intid) != 0,
+            priority: p.priority[intid as usize],
+        })
+    }
+
+    // ---- distributor ----
+
+    /// A guest load of `size` bytes at `offset` in the distributor.
+    pub fn gicd_read(&mut self, offset: u64, size: u8) -> Result<u64, BadAccess> {
+        if offset >= GICD_SIZE {
+            return Err(BadAccess::OutOfRange);
+        }
+        if (GICD_IPRIORITYR..GICD_ICFGR).contains(&offset) {
+            check(offset, size, &[1, 4])?;
+            if offset >= GICD_ITARGETSR {
+                return Ok(0);
+            }
+            let first = (offset - GICD_IPRIORITYR) as u32;
+            let mut value = 0u64;
+            for i in 0..u32::from(size) {
+                let prio = self.spi(first + i).map_or(0, |s| s.priority);
+                value |= u64::from(prio) << (i * 8);
+            }
+            return Ok(value);
+        }
+        if (GICD_IROUTER..GICD_IROUTER_END).contains(&offset) {
+            let reg = offset & !7;
+            let intid = ((reg - GICD_IROUTER) / 8) as u32;
+            let route = self.spi(intid).map_or(0, |s| s.route);
+            return read64(reg, offset, size, route);
+        }
+        check(offset, size, &[4])?;
+        let value = match offset {
+            GICD_CTLR => self.ctlr | CTLR_ARE | CTLR_DS,
+            GICD_TYPER => self.it_lines | TYPER_IDBITS,
+            GICD_IIDR => IIDR,
+            PIDR2 => PIDR2_VALUE,
+            GICD_IGROUPR..=0x0FFF => self.spi_bits(offset),
+            ID_REGS..=0xFFFC => 0,
+            0x0010..=0x007F | 0x1000..=0x5FFF | GICD_IROUTER_END..ID_REGS => {
+                self.unknown_access(offset);
+                0
+            }
+            _ => 0,
+        };
+        Ok(u64::from(value))
+    }
+
+    /// Reads one 32-interrupt bitmap register of the `GICD_I*R` banks.
+    fn spi_bits(&mut self, offset: u64) -> u32 {
+        let (bank, word) = ((offset & !0x7F), ((offset & 0x7F) / 4) as u32);
+        let field: fn(&Spi) -> bool = match bank {
+            GICD_IGROUPR => |s| s.group1,
+            GICD_ISENABLER | GICD_ICENABLER => |s| s.enabled,
+            GICD_ISPENDR | GICD_ICPENDR => |s| s.pending,
+            GICD_ISACTIVER | GICD_ICACTIVER => |s| s.active,
+            GICD_IGRPMODR => |s| s.grpmod,
+            GICD_ICFGR..=0x0CFF => return self.spi_config_word(offset),
+            GICD_NSACR..=0x0FFF => return 0,
+            _ => {
+                self.unknown_access(offset);
+                return 0;
+            }
+        };
+        let mut value = 0;
+        for spi in &self.spis {
+            if spi.intid / 32 == word {
+                value |= u32::from(field(spi)) << (spi.intid % 32);
+            }
+        }
+        value
+    }
+
+    fn spi_config_word(&self, offset: u64) -> u32 {
+        let first = ((offset - GICD_ICFGR) / 4 * 16) as u32;
+        let mut value = 0;
+        for spi in &self.spis {
+            if (first..first + 16).contains(&spi.intid) && spi.edge {
+                value |= 2 << ((spi.intid - first) * 2);
+            }
+        }
+        value
+    }
+
+    /// A guest store of `size` bytes of `value` at `offset` in the distributor.
+    pub fn gicd_write(&mut self, offset: u64, size: u8, value: u64) -> Result<Effects, BadAccess> {
+        let mut effects = Effects::new();
+        if offset >= GICD_SIZE {
+            return Err(BadAccess::OutOfRange);
+        }
+        if (GICD_IPRIORITYR..GICD_ICFGR).contains(&offset) {
+            check(offset, size, &[1, 4])?;
+            if offset >= GICD_ITARGETSR {
+                return Ok(effects);
+            }
+            let first = (offset - GICD_IPRIORITYR) as u32;
+            for i in 0..u32::from(size) {
+                if let Some(spi) = self.spi_mut(first + i) {
+                    spi.priority = byte(value, u64::from(i));
+                }
+                if let Some(spi) = self.spi(first + i) {
+                    let _ = effects.push(self.spi_effect(spi));
+                }
+            }
+            return Ok(effects);
+        }
+        if (GICD_IROUTER..GICD_IROUTER_END).contains(&offset) {
+            check(offset, size, &[4, 8])?;
+            let reg = offset & !7;
+            let intid = ((reg - GICD_IROUTER) / 8) as u32;
+            if let Some(spi) = self.spi_mut(intid) {
+                spi.route = match (size, offset == reg) {
+                    (8, _) => value,
+                    (_, true) => (spi.route & !0xFFFF_FFFF) | (value & 0xFFFF_FFFF),
+                    (_, false) => (spi.route & 0xFFFF_FFFF) | (value << 32),
+                } & IROUTER_MASK;
+            }
+            if let Some(spi) = self.spi(intid) {
+                let _ = effects.push(self.spi_effect(spi));
+            }
+            return Ok(effects);
+        }
+        check(offset, size, &[4])?;
+        let value = value as u32;
+        match offset {
+            GICD_CTLR => self.ctlr = value & CTLR_ENABLE_MASK,
+            GICD_IGROUPR..=0x03FF | GICD_IGRPMODR..=0x0D7F => {
+                let word = ((offset & 0x7F) / 4) as u32;
+                let bank = offset & !0x7F;
+                let mut changed = heapless::Vec::<u32, 32>::new();
+                for spi in self.spis.iter_mut().filter(|s| s.intid / 32 == word) {
+                    let bit = value & (1 << (spi.intid % 32)) != 0;
+                    let before = spi.enabled;
+                    match bank {
+                        GICD_IGROUPR => spi.group1 = bit,
+                        GICD_IGRPMODR => spi.grpmod = bit,
+                        GICD_ISENABLER if bit => spi.enabled = true,
+                        GICD_ICENABLER if bit => spi.enabled = false,
+                        GICD_ISPENDR if bit => spi.pending = true,
+                        GICD_ICPENDR if bit => spi.pending = false,
+                        GICD_ISACTIVER if bit => spi.active = true,
+                        GICD_ICACTIVER if bit => spi.active = false,
+                        _ => {}
+                    }
+                    if spi.enabled != before {
+                        let _ = changed.push(spi.intid);
+                    }
+                }
+                for intid in changed {
+                    if let Some(spi) = self.spi(intid) {
+                        let _ = effects.push(self.spi_effect(spi));
+                    }
+                }
+            }
+            GICD_ICFGR..=0x0CFF => {
+                let first = ((offset - GICD_ICFGR) / 4 * 16) as u32;
+                for spi in self.spis.iter_mut() {
+                    if (first..first + 16).contains(&spi.intid) {
+                        spi.edge = value & (2 << ((spi.intid - first) * 2)) != 0;
+                    }
+                }
+            }
+            GICD_TYPER | GICD_IIDR | GICD_NSACR..=GICD_SGIR | ID_REGS..=0xFFFC => {}
+            0x0F04..=0x0FFF => {}
+            _ => self.unknown_access(offset),
+        }
+        Ok(effects)
+    }
+
+    // ---- redistributors ----
+
+    /// A guest load at `offset` in the redistributor region (frame `n` = vCPU `n`).
+    pub fn gicr_read(&mut self, offset: u64, size: u8) -> Result<u64, BadAccess> {
+        let vcpu = (offset / GICR_FRAME_SIZE) as usize;
+        if vcpu >= self.vcpus {
+            return Err(BadAccess::OutOfRange);
+        }
+        let reg = offset % GICR_FRAME_SIZE;
+        if (GICR_IPRIORITYR..GICR_IPRIORITYR + 32).contains(&reg) {
+            check(reg, size, &[1, 4])?;
+            let first = (reg - GICR_IPRIORITYR) as usize;
+            let p = &self.private[vcpu];
+            let value = (0..usize::from(size))
+                .map(|i| u64::from(p.priority[first + i]) << (i * 8))
+                .fold(0, |acc, b| acc | b);
+            return Ok(value);
+        }
+        if (GICR_TYPER..GICR_TYPER + 8).contains(&reg) {
+            let last = if vcpu + 1 == self.vcpus {
+                TYPER_LAST
+            } else {
+                0
+            };
+            let typer = (vcpu as u64) << 32 | (vcpu as u64) << 8 | last;
+            return read64(GICR_TYPER, reg, size, typer);
+        }
+        check(reg, size, &[4])?;
+        let p = &self.private[vcpu];
+        let value = match reg {
+            GICR_CTLR | GICR_STATUSR => 0,
+            GICR_IIDR => IIDR,
+            GICR_WAKER if p.asleep => WAKER_PROCESSOR_SLEEP | WAKER_CHILDREN_ASLEEP,
+            GICR_WAKER => 0,
+            PIDR2 => PIDR2_VALUE,
+            GICR_IGROUPR0 => p.group,
+            GICR_ISENABLER0 | GICR_ICENABLER0 => p.enabled,
+            GICR_ISPENDR0 | GICR_ICPENDR0 => p.pending,
+            GICR_ISACTIVER0 | GICR_ICACTIVER0 => p.active,
+            GICR_ICFGR0 => ICFGR0_SGI,
+            GICR_ICFGR1 => p.config,
+            GICR_IGRPMODR0 => p.grpmod,
+            GICR_NSACR => 0,
+            ID_REGS..=0xFFFC => 0,
+            _ => {
+                self.unknown_access(offset);
+                0
+            }
+        };
+        Ok(u64::from(value))
+    }
+
+    /// A guest store at `offset` in the redistributor region.
+    pub fn gicr_write(&mut self, offset: u64, size: u8, value: u64) -> Result<Effects, BadAccess> {
+        let mut effects = Effects::new();
+        let vcpu = (offset / GICR_FRAME_SIZE) as usize;
+        if vcpu >= self.vcpus {
+            return Err(BadAccess::OutOfRange);
+        }
+        let reg = offset % GICR_FRAME_SIZE;
+        if (GICR_IPRIORITYR..GICR_IPRIORITYR + 32).contains(&reg) {
+            check(reg, size, &[1, 4])?;
+            let first = (reg - GICR_IPRIORITYR) as u32;
+            for i in 0..u32::from(size) {
+                let intid = first + i;
+                self.private[vcpu].priority[intid as usize] = byte(value, u64::from(i));
+                if let Some(effect) = self.private_effect(vcpu, intid) {
+                    let _ = effects.push(effect);
+                }
+            }
+            return Ok(effects);
+        }
+        if (GICR_TYPER..GICR_TYPER + 8).contains(&reg) {
+            check(reg, size, &[4, 8])?;
+            return Ok(effects);
+        }
+        check(reg, size, &[4])?;
+        let bits = value as u32;
+        let p = &mut self.private[vcpu];
+        let enabled_before = p.enabled;
+        match reg {
+            GICR_WAKER => p.asleep = bits & WAKER_PROCESSOR_SLEEP != 0,
+            GICR_IGROUPR0 => p.group = bits,
+            GICR_ISENABLER0 => p.enabled |= bits,
+            GICR_ICENABLER0 => p.enabled &= !bits,
+            GICR_ISPENDR0 => p.pending |= bits,
+            GICR_ICPENDR0 => p.pending &= !bits,
+            GICR_ISACTIVER0 => p.active |= bits,
+            GICR_ICACTIVER0 => p.active &= !bits,
+            GICR_ICFGR1 => p.config = bits,
+            GICR_IGRPMODR0 => p.grpmod = bits,
+            GICR_CTLR | GICR_IIDR | GICR_STATUSR | GICR_ICFGR0 | GICR_NSACR | PIDR2 => {}
+            ID_REGS..=0xFFFC => {}
+            _ => self.unknown_access(offset),
+        }
+        let changed = (enabled_before ^ self.private[vcpu].enabled) & HW_PRIVATE;
+        for intid in 0..32 {
+            if changed & (1 << intid) != 0 {
+                if let Some(effect) = self.private_effect(vcpu, intid) {
+                    let _ = effects.push(effect);
+                }
+            }
+        }
+        Ok(effects)
+    }
+}
+
+/// `ICH_HCR_EL2` bits.
+pub mod ich_hcr {
+    /// Virtual CPU interface enable.
+    pub const EN: u64 = 1 << 0;
+    /// Maintenance interrupt when at most one list register holds an interrupt.
+    pub const UIE: u64 = 1 << 1;
+}
+
+/// `ICH_HCR_EL2` for a vCPU: the interface on, underflow maintenance only while interrupts
+/// wait for a free list register.
+pub const fn ich_hcr(queue_waiting: bool) -> u64 {
+    if queue_waiting {
+        ich_hcr::EN | ich_hcr::UIE
+    } else {
+        ich_hcr::EN
+    }
+}
+
+/// `ICH_VMCR_EL2` at vCPU entry: as a CPU interface comes out of reset (priority mask 0,
+/// both groups off, EOImode 0), the guest programs it through `ICC_*`.
+pub const ICH_VMCR_RESET: u64 = 0;
+
+/// State of an interrupt in a list register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LrState {
+    Invalid = 0,
+    Pending = 1,
+    Active = 2,
+    PendingActive = 3,
+}
+
+/// One `ICH_LR<n>_EL2` value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListReg {
+    pub vintid: u32,
+    /// The physical INTID the guest's deactivation also deactivates (`HW = 1`).
+    pub pintid: Option<u32>,
+    pub priority: u8,
+    pub group1: bool,
+    pub state: LrState,
+}
+
+const LR_VINTID_MASK: u64 = 0xFFFF_FFFF;
+const LR_PINTID_SHIFT: u32 = 32;
+const LR_PINTID_MASK: u64 = 0x3FF;
+const LR_PRIORITY_SHIFT: u32 = 48;
+const LR_GROUP: u64 = 1 << 60;
+const LR_HW: u64 = 1 << 61;
+const LR_STATE_SHIFT: u32 = 62;
+
+impl ListReg {
+    /// A pending interrupt forwarded from hardware: its `pINTID` is its `vINTID`.
+    pub const fn hardware(intid: u32, delivery: Delivery) -> Self {
+        Self {
+            vintid: intid,
+            pintid: Some(intid),
+            priority: delivery.priority,
+            group1: delivery.group1,
+            state: LrState::Pending,
+        }
+    }
+
+    pub const fn encode(&self) -> u64 {
+        let mut lr = (self.vintid as u64) & LR_VINTID_MASK;
+        if let Some(p) = self.pintid {
+            lr |= LR_HW | ((p as u64 & LR_PINTID_MASK) << LR_PINTID_SHIFT);
+        }
+        if self.group1 {
+            lr |= LR_GROUP;
+        }
+        lr | (self.priority as u64) << LR_PRIORITY_SHIFT | (self.state as u64) << LR_STATE_SHIFT
+    }
+
+    pub const fn decode(lr: u64) -> Self {
+        let state = match lr >> LR_STATE_SHIFT {
+            0 => LrState::Invalid,
+            1 => LrState::Pending,
+            2 => LrState::Active,
+            _ => LrState::PendingActive,
+        };
+        Self {
+            vintid: (lr & LR_VINTID_MASK) as u32,
+            pintid: if lr & LR_HW != 0 {
+                Some(((lr >> LR_PINTID_SHIFT) & LR_PINTID_MASK) as u32)
+            } else {
+                None
+            },
+            priority: (lr >> LR_PRIORITY_SHIFT) as u8,
+            group1: lr & LR_GROUP != 0,
+            state,
+        }
+    }
+}
+
+/// Number of list registers from `ICH_VTR_EL2.ListRegs`.
+pub const fn list_regs(ich_vtr: u64) -> usize {
+    (ich_vtr & 0x1F) as usize + 1
+}
+
+/// The first free list register per `ICH_ELRSR_EL2` (bit set = empty) among `count`.
+pub const fn free_lr(elrsr: u64, count: usize) -> Option<usize> {
+    let usable = if count >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << count) - 1
+    };
+    let free = elrsr & usable;
+    if free == 0 {
+        None
+    } else {
+        Some(free.trailing_zeros() as usize)
+    }
+}
+
+/// Whether any of `lrs` holds a pending interrupt (a trapped WFI must not sleep then).
+pub fn any_pending(lrs: &[u64]) -> bool {
+    lrs.iter().any(|&lr| {
+        matches!(
+            ListReg::decode(lr).state,
+            LrState::Pending | LrState::PendingActive
+        )
+    })
+}
+
+/// Interrupts of one vCPU waiting for a free list register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingQueue {
+    entries: [Option<ListReg>; Self::CAPACITY],
+}
+
+impl Default for PendingQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PendingQueue {
+    pub const CAPACITY: usize = 16;
+
+    pub const fn new() -> Self {
+        Self {
+            entries: [None; Self::CAPACITY],
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.iter().all(Option::is_none)
+    }
+
+    /// Queues `lr`; an interrupt already queued stays queued once. `Err` if full.
+    pub fn push(&mut self, lr: ListReg) -> Result<(), ListReg> {
+        if self.entries.iter().flatten().any(|e| e.vintid == lr.vintid) {
+            return Ok(());
+        }
+        match self.entries.iter_mut().find(|e| e.is_none()) {
+            Some(slot) => {
+                *slot = Some(lr);
+                Ok(())
+            }
+            None => Err(lr),
+        }
+    }
+
+    /// Takes the most urgent entry (lowest priority value; oldest slot on a tie).
+    pub fn pop(&mut self) -> Option<ListReg> {
+        let index = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.map(|e| (e.priority, i)))
+            .min()?
+            .1;
+        self.entries[index].take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RD: u64 = 0;
+    const SGI: u64 = SGI_BASE;
+
+    fn vgic(vcpus: usize, spis: &[u32]) -> Vgic {
+        let mut v = Vgic::new();
+        v.configure(vcpus, 256, spis.iter().copied());
+        v
+    }
+
+    fn frame(n: u64) -> u64 {
+        n * GICR_FRAME_SIZE
+    }
+
+    #[test]
+    fn gicr_typer_walk_finds_each_vcpu_and_last() {
+        let mut v = vgic(3, &[]);
+        for n in 0..3u64 {
+            let typer = v.gicr_read(frame(n) + 8, 8).unwrap();
+            assert_eq!(typer >> 32, n, "affinity");
+            assert_eq!((typer >> 8) & 0xFFFF, n, "processor number");
+            assert_eq!(typer & TYPER_LAST != 0, n == 2, "Last");
+            let lo = v.gicr_read(frame(n) + 8, 4).unwrap();
+            let hi = v.gicr_read(frame(n) + 12, 4).unwrap();
+            assert_eq!(hi << 32 | lo, typer);
+        }
+        assert_eq!(v.gicr_read(frame(3) + 8, 8), Err(BadAccess::OutOfRange));
+        assert_eq!(v.gicr_size(), 3 * GICR_FRAME_SIZE);
+    }
+
+    #[test]
+    fn waker_wakes_the_redistributor() {
+        let mut v = vgic(1, &[]);
+        assert_eq!(v.gicr_read(RD + 0x14, 4).unwrap(), 0b110);
+        v.gicr_write(RD + 0x14, 4, 0).unwrap();
+        assert_eq!(
+            v.gicr_read(RD + 0x14, 4).unwrap() & WAKER_CHILDREN_ASLEEP as u64,
+            0
+        );
+        v.gicr_write(RD + 0x14, 4, 0b10).unwrap();
+        assert_eq!(v.gicr_read(RD + 0x14, 4).unwrap(), 0b110);
+    }
+
+    #[test]
+    fn enabling_the_vtimer_mirrors_it_to_hardware() {
+        let mut v = vgic(2, &[]);
+        v.gicr_write(frame(1) + SGI + 0x400 + 24, 4, 0x80_00_00_00)
+            .unwrap();
+        assert_eq!(v.gicr_read(frame(1) + SGI + 0x400 + 27, 1).unwrap(), 0x80);
+        v.gicr_write(frame(1) + SGI + 0x80, 4, u32::MAX.into())
+            .unwrap();
+        assert_eq!(v.deliverable(1, 27), None, "still disabled");
+        let effects = v.gicr_write(frame(1) + SGI + 0x100, 4, 1 << 27).unwrap();
+        assert_eq!(
+            effects.as_slice(),
+            &[Effect::Private {
+                vcpu: 1,
+                intid: 27,
+                enable: true,
+                priority: 0x80
+            }]
+        );
+        assert_eq!(
+            v.deliverable(1, 27),
+            Some(Delivery {
+                priority: 0x80,
+                group1: true
+            })
+        );
+        assert_eq!(v.deliverable(0, 27), None, "other vCPU's PPI untouched");
+        // Enabling again changes nothing physical.
+        assert!(v
+            .gicr_write(frame(1) + SGI + 0x100, 4, 1 << 27)
+            .unwrap()
+            .is_empty());
+        // A priority change while enabled is mirrored.
+        let effects = v.gicr_write(frame(1) + SGI + 0x41B, 1, 0x40).unwrap();
+        assert_eq!(effects.len(), 1);
+        let effects = v.gicr_write(frame(1) + SGI + 0x180, 4, 1 << 27).unwrap();
+        assert_eq!(
+            effects.as_slice(),
+            &[Effect::Private {
+                vcpu: 1,
+                intid: 27,
+                enable: false,
+                priority: 0x40
+            }]
+        );
+        assert_eq!(v.deliverable(1, 27), None);
+        assert_eq!(v.gicr_read(frame(1) + SGI + 0x100, 4).unwrap(), 0);
+    }
+
+    #[test]
+    fn software_private_interrupts_have_no_effects() {
+        let mut v = vgic(1, &[]);
+        assert!(v.gicr_write(SGI + 0x100, 4, 0xFFFF).unwrap().is_empty());
+        assert_eq!(v.gicr_read(SGI + 0x100, 4).unwrap(), 0xFFFF);
+        assert_eq!(
+            v.deliverable(0, 3),
+            None,
+            "SGIs are not forwarded from hardware"
+        );
+        v.gicr_write(SGI + 0x200, 4, 0b101).unwrap();
+        v.gicr_write(SGI + 0x280, 4, 0b1).unwrap();
+        assert_eq!(v.gicr_read(SGI + 0x200, 4).unwrap(), 0b100);
+        assert_eq!(v.gicr_read(SGI + 0xC00, 4).unwrap(), 0xAAAA_AAAA);
+        v.gicr_write(SGI + 0xC04, 4, 0x2).unwrap();
+        assert_eq!(v.gicr_read(SGI + 0xC04, 4).unwrap(), 0x2);
+    }
+
+    #[test]
+    fn bad_sizes_and_alignment_are_refused() {
+        let mut v = vgic(1, &[40]);
+        assert_eq!(v.gicr_read(SGI + 0x100, 2), Err(BadAccess::WrongSize));
+        assert_eq!(v.gicr_read(SGI + 0x102, 1), Err(BadAccess::WrongSize));
+        assert_eq!(v.gicr_read(SGI + 0x401, 4), Err(BadAccess::Misaligned));
+        assert_eq!(v.gicr_read(0xC, 8), Err(BadAccess::Misaligned));
+        assert_eq!(v.gicd_read(0x4, 8), Err(BadAccess::WrongSize));
+        assert_eq!(v.gicd_write(0x6104, 8, 0), Err(BadAccess::Misaligned));
+        assert_eq!(v.gicd_read(0x1_0000, 4), Err(BadAccess::OutOfRange));
+        assert!(v.gicd_read(0x428, 1).is_ok());
+    }
+
+    #[test]
+    fn unknown_offsets_are_raz_wi_and_rate_limited() {
+        let mut v = vgic(1, &[]);
+        assert_eq!(v.gicr_read(SGI + 0x4000, 4).unwrap(), 0);
+        assert_eq!(v.take_unknown(), Some(SGI + 0x4000));
+        assert_eq!(v.take_unknown(), None);
+        assert!(v.gicd_write(0x0020, 4, 5).unwrap().is_empty());
+        assert_eq!(v.take_unknown(), Some(0x20));
+        let logged = (0..5000)
+            .filter(|_| {
+                v.gicd_read(0x5000, 4).unwrap();
+                v.take_unknown().is_some()
+            })
+            .count();
+        assert!(logged < 16, "{logged} logs");
+        // Known RAZ/WI registers are not reported.
+        assert_eq!(v.gicd_read(0x0810, 4).unwrap(), 0);
+        assert_eq!(v.gicd_read(0xFFD0, 4).unwrap(), 0);
+        let mut fresh = vgic(1, &[]);
+        fresh.gicd_read(0xFFD0, 4).unwrap();
+        assert_eq!(fresh.take_unknown(), None);
+    }
+
+    #[test]
+    fn distributor_identification() {
+        let mut v = vgic(1, &[]);
+        let typer = v.gicd_read(0x4, 4).unwrap();
+        assert_eq!(typer & 0x1F, 8, "288 lines: 256 SPIs + 32");
+        assert_eq!((typer >> 19) & 0x1F, 9);
+        assert_eq!((v.gicd_read(0xFFE8, 4).unwrap() >> 4) & 0xF, 3);
+        assert_eq!(v.gicd_read(0x8, 4).unwrap(), u64::from(IIDR));
+        assert_eq!((v.gicr_read(0xFFE8, 4).unwrap() >> 4) & 0xF, 3);
+        let mut small = Vgic::new();
+        small.configure(1, 0, [].into_iter());
+        assert_eq!(small.gicd_read(0x4, 4).unwrap() & 0x1F, 0);
+    }
+
+    #[test]
+    fn gicd_ctlr_keeps_enables_and_are() {
+        let mut v = vgic(1, &[]);
+        assert_eq!(v.gicd_read(0, 4).unwrap(), u64::from(CTLR_ARE | CTLR_DS));
+        v.gicd_write(0, 4, u64::from(CTLR_ARE | 0b10 | (1 << 31)))
+            .unwrap();
+        assert_eq!(
+            v.gicd_read(0, 4).unwrap(),
+            u64::from(CTLR_ARE | CTLR_DS | 0b10)
+        );
+    }
+
+    #[test]
+    fn owned_spis_are_emulated_and_mirrored() {
+        let mut v = vgic(2, &[48, 49, 33, 48, 2000]);
+        assert_eq!(v.owned_spis().collect::<Vec<_>>(), [48, 49, 33]);
+        // Priority for SPI 48 and 49 in one word.
+        let effects = v.gicd_write(0x400 + 48, 4, 0x20_10).unwrap();
+        assert_eq!(effects.len(), 2);
+        assert_eq!(v.gicd_read(0x400 + 48, 4).unwrap(), 0x20_10);
+        v.gicd_write(0x80 + 4, 4, u64::from(u32::MAX)).unwrap();
+        assert_eq!(v.gicd_read(0x84, 4).unwrap(), 1 << 1 | 1 << 16 | 1 << 17);
+        // Route 49 to vCPU 1.
+        v.gicd_write(0x6000 + 49 * 8, 8, 1).unwrap();
+        assert_eq!(v.gicd_read(0x6000 + 49 * 8, 8).unwrap(), 1);
+        let effects = v.gicd_write(0x104, 4, 1 << 16 | 1 << 17 | 1 << 20).unwrap();
+        assert_eq!(
+            effects.as_slice(),
+            &[
+                Effect::Spi {
+                    intid: 48,
+                    enable: true,
+                    priority: 0x10,
+                    target_vcpu: 0
+                },
+                Effect::Spi {
+                    intid: 49,
+                    enable: true,
+                    priority: 0x20,
+                    target_vcpu: 1
+                }
+            ]
+        );
+        assert_eq!(v.gicd_read(0x104, 4).unwrap(), 1 << 16 | 1 << 17);
+        assert_eq!(
+            v.deliverable(1, 49),
+            Some(Delivery {
+                priority: 0x20,
+                group1: true
+            })
+        );
+        assert_eq!(v.deliverable(0, 49), None, "routed elsewhere");
+        assert_eq!(v.deliverable(0, 52), None, "not owned");
+        assert!(v.owns_spi(33) && !v.owns_spi(52));
+        // Unowned SPIs are RAZ/WI.
+        v.gicd_write(0x104, 4, 1 << 20).unwrap();
+        v.gicd_write(0x400 + 52, 1, 0x55).unwrap();
+        assert_eq!(v.gicd_read(0x400 + 52, 1).unwrap(), 0);
+        // Routing by halves, and to a vCPU that does not exist falls back to vCPU 0.
+        v.gicd_write(0x6000 + 49 * 8, 4, 7).unwrap();
+        assert_eq!(v.deliverable(0, 49).map(|d| d.priority), Some(0x20));
+        v.gicd_write(0x6000 + 49 * 8 + 4, 4, 0).unwrap();
+        assert_eq!(v.gicd_read(0x6000 + 49 * 8 + 4, 4).unwrap(), 0);
+        // Config and disable.
+        v.gicd_write(0xC00 + 12, 4, 2 << 2).unwrap();
+        assert_eq!(v.gicd_read(0xC00 + 12, 4).unwrap(), 2 << 2);
+        let effects = v.gicd_write(0x184, 4, 1 << 16).unwrap();
+        assert!(matches!(
+            effects[0],
+            Effect::Spi {
+                intid: 48,
+                enable: false,
+                ..
+            }
+        ));
+        assert_eq!(v.deliverable(0, 48), None);
+    }
+
+    #[test]
+    fn list_register_encoding() {
+        let lr = ListReg::hardware(
+            27,
+            Delivery {
+                priority: 0xA0,
+                group1: true,
+            },
+        );
+        let raw = lr.encode();
+        assert_eq!(raw & 0xFFFF_FFFF, 27);
+        assert_eq!((raw >> 32) & 0x3FF, 27);
+        assert_eq!((raw >> 48) & 0xFF, 0xA0);
+        assert_ne!(raw & LR_GROUP, 0);
+        assert_ne!(raw & LR_HW, 0);
+        assert_eq!(raw >> 62, 1, "pending");
+        assert_eq!(ListReg::decode(raw), lr);
+        let soft = ListReg {
+            vintid: 5,
+            pintid: None,
+            priority: 0,
+            group1: false,
+            state: LrState::PendingActive,
+        };
+        assert_eq!(soft.encode(), 5 | 3 << 62);
+        assert_eq!(ListReg::decode(soft.encode()), soft);
+    }
+
+    #[test]
+    fn free_list_register_choice() {
+        assert_eq!(list_regs(0x9000_0003), 4);
+        assert_eq!(free_lr(0b1111, 4), Some(0));
+        assert_eq!(free_lr(0b1100, 4), Some(2));
+        assert_eq!(free_lr(0, 4), None);
+        assert_eq!(
+            free_lr(0b1_0000, 4),
+            None,
+            "bits beyond the implemented LRs"
+        );
+        assert_eq!(free_lr(1 << 15, 16), Some(15));
+        let pending = ListReg::hardware(
+            27,
+            Delivery {
+                priority: 0,
+                group1: true,
+            },
+        );
+        let mut active = pending;
+        active.state = LrState::Active;
+        assert!(any_pending(&[0, pending.encode()]));
+        assert!(!any_pending(&[0, active.encode()]));
+    }
+
+    #[test]
+    fn pending_queue_orders_by_priority_and_dedupes() {
+        let mut q = PendingQueue::new();
+        assert!(q.is_empty());
+        let mk = |intid, priority| {
+            ListReg::hardware(
+                intid,
+                Delivery {
+                    priority,
+                    group1: true,
+                },
+            )
+        };
+        q.push(mk(40, 0x80)).unwrap();
+        q.push(mk(41, 0x10)).unwrap();
+        q.push(mk(40, 0x80)).unwrap();
+        q.push(mk(42, 0x80)).unwrap();
+        assert_eq!(q.pop().map(|l| l.vintid), Some(41));
+        assert_eq!(q.pop().map(|l| l.vintid), Some(40));
+        assert_eq!(q.pop().map(|l| l.vintid), Some(42));
+        assert_eq!(q.pop(), None);
+        for i in 0..PendingQueue::CAPACITY as u32 {
+            q.push(mk(100 + i, 0)).unwrap();
+        }
+        assert_eq!(q.push(mk(999, 0)), Err(mk(999, 0)));
+    }
+
+    #[test]
+    fn ich_hcr_sets_underflow_only_while_waiting() {
+        assert_eq!(ich_hcr(false), ich_hcr::EN);
+        assert_eq!(ich_hcr(true), ich_hcr::EN | ich_hcr::UIE);
+    }
+
+    #[test]
+    fn rate_limit_logs_first_then_sparse() {
+        let mut r = RateLimit::new();
+        let logged = (0..3000).filter(|_| r.hit()).count();
+        assert_eq!(logged, 8 + 2);
+    }
+}
