@@ -275,7 +275,9 @@ pub(crate) fn supervise(
                 continue;
             }
             Err(RecvTimeoutError::Timeout) if timed_out => break,
-            Err(_) => break,
+            // No deadline: silence is fine, keep waiting.
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
         };
         match msg {
             Msg::Serial(bytes) => {
