@@ -5,6 +5,8 @@ use spumone_abi::hvc::BOOT_MAGIC;
 
 /// Boot argument bit that asks for the fault-containment probe (`rtos-fault` scenario).
 pub const BOOT_ARG_FAULT_PROBE: u64 = 1 << 0;
+/// Boot argument bit that makes a task overflow its stack on purpose, to show the guard page.
+pub const BOOT_ARG_STACK_OVERFLOW: u64 = 1 << 1;
 
 /// Who entered the image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +60,10 @@ impl BootInfo {
         self.boot_arg & BOOT_ARG_FAULT_PROBE != 0
     }
 
+    pub fn stack_overflow_requested(&self) -> bool {
+        self.boot_arg & BOOT_ARG_STACK_OVERFLOW != 0
+    }
+
     /// The first line the RTOS prints.
     pub fn banner(&self) -> Banner {
         Banner(self.platform)
@@ -104,6 +110,8 @@ mod tests {
     fn probe_bit_is_bit_zero_only() {
         assert!(!BootInfo::from_registers(BOOT_MAGIC, 0b10, 0).fault_probe_requested());
         assert!(BootInfo::from_registers(BOOT_MAGIC, 0b11, 0).fault_probe_requested());
+        assert!(BootInfo::from_registers(BOOT_MAGIC, 0b10, 0).stack_overflow_requested());
+        assert!(!BootInfo::from_registers(BOOT_MAGIC, 0b01, 0).stack_overflow_requested());
     }
 
     #[test]

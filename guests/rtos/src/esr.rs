@@ -8,6 +8,11 @@ pub const EC_DATA_ABORT_SAME_EL: u8 = 0x25;
 /// This is what spumone injects when a stage-2 fault hits an address the partition lacks.
 pub const DFSC_SYNC_EXTERNAL: u8 = 0x10;
 
+/// Exception class: `SVC` from AArch64, a task's service call.
+pub const EC_SVC64: u8 = 0x15;
+/// Exception class: instruction abort taken without a change of EL.
+pub const EC_INSTRUCTION_ABORT_SAME_EL: u8 = 0x21;
+
 /// Which of the 16 vector table entries was taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VectorSlot {
@@ -131,6 +136,64 @@ pub fn judge(slot: VectorSlot, esr: Syndrome, armed: Option<Access>) -> Verdict 
     }
 }
 
+/// Where the trap handler sends an exception.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `SVC #0` from a task or the boot code: a kernel service.
+    Service,
+    /// An IRQ from a task or the idle loop.
+    Interrupt,
+    /// An abort in the guard page below stack slot `slot`.
+    StackOverflow { slot: usize },
+    /// Anything else: see [`judge`].
+    Other,
+}
+
+/// Sorts an exception out; `guard_slot` maps a fault address to the stack whose guard page
+/// holds it. IRQs are taken only from EL1 code (tasks on SP_EL0 or boot code on SP_EL1).
+pub fn route(
+    slot: VectorSlot,
+    esr: Syndrome,
+    far: u64,
+    guard_slot: impl Fn(u64) -> Option<usize>,
+) -> Route {
+    let own = matches!(slot.origin, Origin::CurrentElSp0 | Origin::CurrentElSpx);
+    match slot.kind {
+        Kind::Irq if own => Route::Interrupt,
+        Kind::Sync if own => match esr.ec() {
+            EC_SVC64 => Route::Service,
+            EC_DATA_ABORT_SAME_EL | EC_INSTRUCTION_ABORT_SAME_EL => match guard_slot(far) {
+                Some(slot) => Route::StackOverflow { slot },
+                None => Route::Other,
+            },
+            _ => Route::Other,
+        },
+        _ => Route::Other,
+    }
+}
+
+/// `rtos: stack overflow in task 7 (guard page hit at 0x..., ELR 0x...)`
+pub struct OverflowReport {
+    /// The task id, `None` for the idle loop.
+    pub task: Option<usize>,
+    pub far: u64,
+    pub elr: u64,
+}
+
+impl fmt::Display for OverflowReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.task {
+            Some(task) => write!(f, "rtos: stack overflow in task {task}")?,
+            None => f.write_str("rtos: stack overflow in the idle loop")?,
+        }
+        write!(
+            f,
+            " (guard page hit at {:#x}, ELR {:#x})",
+            self.far, self.elr
+        )
+    }
+}
+
 /// `caught external abort: read at 0x9030000 (esr 0x96000010), continuing`
 pub struct ContainedReport {
     pub access: Access,
@@ -182,6 +245,58 @@ mod tests {
     fn esr(ec: u8, iss: u64) -> Syndrome {
         // IL set: a 32-bit instruction.
         Syndrome((u64::from(ec) << 26) | (1 << 25) | iss)
+    }
+
+    #[test]
+    fn routes() {
+        let task_sync = VectorSlot::from_index(0);
+        let task_irq = VectorSlot::from_index(1);
+        let guard = |far: u64| (far == 0x1000).then_some(3);
+        let svc = esr(EC_SVC64, 0);
+        let abort = esr(EC_DATA_ABORT_SAME_EL, 0x07);
+        assert_eq!(route(task_sync, svc, 0, guard), Route::Service);
+        assert_eq!(route(OWN_SYNC, svc, 0, guard), Route::Service);
+        assert_eq!(route(task_irq, Syndrome(0), 0, guard), Route::Interrupt);
+        assert_eq!(
+            route(VectorSlot::from_index(5), Syndrome(0), 0, guard),
+            Route::Interrupt
+        );
+        assert_eq!(
+            route(task_sync, abort, 0x1000, guard),
+            Route::StackOverflow { slot: 3 }
+        );
+        assert_eq!(route(task_sync, abort, 0x2000, guard), Route::Other);
+        assert_eq!(route(task_sync, esr(0x00, 0), 0x1000, guard), Route::Other);
+        // From a lower EL nothing is ours.
+        assert_eq!(
+            route(VectorSlot::from_index(8), svc, 0, guard),
+            Route::Other
+        );
+        assert_eq!(
+            route(VectorSlot::from_index(2), Syndrome(0), 0, guard),
+            Route::Other
+        );
+    }
+
+    #[test]
+    fn overflow_report() {
+        let task = OverflowReport {
+            task: Some(7),
+            far: 0x4604_fff0,
+            elr: 0x4400_1234,
+        };
+        assert_eq!(
+            task.to_string(),
+            "rtos: stack overflow in task 7 (guard page hit at 0x4604fff0, ELR 0x44001234)"
+        );
+        let idle = OverflowReport {
+            task: None,
+            far: 1,
+            elr: 2,
+        };
+        assert!(idle
+            .to_string()
+            .starts_with("rtos: stack overflow in the idle loop ("));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The physical addresses the RTOS knows about, and what its identity map covers.
 
 use crate::boot::Platform;
+use crate::gic::{GICD_BASE, GICD_SIZE, GICR_BASE, GICR_REGION_SIZE};
 use crate::mmu::{MemType, Region};
 use crate::probe::PROBES;
 
@@ -13,16 +14,59 @@ pub const PL011_BASE: u64 = 0x0900_0000;
 
 const PAGE: u64 = 4096;
 
+/// Task stacks live in a fixed area of partition RAM, past the image (the linker script
+/// checks that), each with an unmapped guard page below it so an overflow faults.
+pub const STACKS_BASE: u64 = PARTITION_RAM_BASE + 0x0200_0000;
+pub const GUARD_SIZE: u64 = PAGE;
+pub const STACK_SIZE: u64 = 16 * 1024;
+pub const STACK_STRIDE: u64 = GUARD_SIZE + STACK_SIZE;
+/// Stack slots: one per task (at most `STACK_SLOTS - 1`) and the idle loop's, the last.
+pub const STACK_SLOTS: usize = 16;
+pub const IDLE_SLOT: usize = STACK_SLOTS - 1;
+const STACKS_END: u64 = STACKS_BASE + STACK_SLOTS as u64 * STACK_STRIDE;
+const _: () = assert!(STACKS_END <= PARTITION_RAM_BASE + PARTITION_RAM_SIZE);
+
+/// The initial stack pointer of slot `slot` (the stack grows down from it).
+pub const fn stack_top(slot: usize) -> u64 {
+    STACKS_BASE + slot as u64 * STACK_STRIDE + STACK_STRIDE
+}
+
+/// The slot whose guard page holds `addr`: the stack that overflowed.
+pub fn guard_slot(addr: u64) -> Option<usize> {
+    let offset = addr.checked_sub(STACKS_BASE)?;
+    let slot = usize::try_from(offset / STACK_STRIDE).ok()?;
+    (slot < STACK_SLOTS && offset % STACK_STRIDE < GUARD_SIZE).then_some(slot)
+}
+
+/// Partition RAM minus the guard pages, in address order.
+fn ram_regions() -> impl Iterator<Item = Region> {
+    let normal = |base: u64, end: u64| Region {
+        base,
+        size: end - base,
+        mem: MemType::Normal,
+    };
+    let below = normal(PARTITION_RAM_BASE, STACKS_BASE);
+    let stacks = (0..STACK_SLOTS).map(move |slot| {
+        let bottom = STACKS_BASE + slot as u64 * STACK_STRIDE + GUARD_SIZE;
+        normal(bottom, bottom + STACK_SIZE)
+    });
+    let above = normal(STACKS_END, PARTITION_RAM_BASE + PARTITION_RAM_SIZE);
+    core::iter::once(below)
+        .chain(stacks)
+        .chain(core::iter::once(above))
+}
+
 /// Everything the RTOS maps, identity, on `platform`.
 ///
 /// The probe addresses are mapped as device memory so a probe access passes the RTOS's own
-/// stage 1 and is stopped by spumone's stage 2, not by a translation fault of our own.
+/// stage 1 and is stopped by spumone's stage 2, not by a translation fault of our own. The
+/// GIC is mapped on both platforms: under spumone the same addresses reach its emulation.
 pub fn regions(platform: Platform) -> impl Iterator<Item = Region> {
-    let ram = Region {
-        base: PARTITION_RAM_BASE,
-        size: PARTITION_RAM_SIZE,
-        mem: MemType::Normal,
-    };
+    let gic = [(GICD_BASE, GICD_SIZE), (GICR_BASE, GICR_REGION_SIZE)].map(|(base, size)| Region {
+        base,
+        size,
+        mem: MemType::Device,
+    });
     let uart = platform.is_bare().then_some(Region {
         base: PL011_BASE,
         size: PAGE,
@@ -33,7 +77,7 @@ pub fn regions(platform: Platform) -> impl Iterator<Item = Region> {
         size: PAGE,
         mem: MemType::Device,
     });
-    core::iter::once(ram).chain(uart).chain(probes)
+    ram_regions().chain(gic).chain(uart).chain(probes)
 }
 
 #[cfg(test)]
@@ -68,6 +112,44 @@ mod tests {
             for probe in PROBES {
                 assert_eq!(covers(&all, probe.addr), Some(MemType::Device));
             }
+        }
+    }
+
+    #[test]
+    fn guard_pages_are_holes_below_each_stack() {
+        let all: Vec<_> = regions(Platform::Bare).collect();
+        for slot in 0..STACK_SLOTS {
+            let top = stack_top(slot);
+            let bottom = top - STACK_SIZE;
+            assert_eq!(covers(&all, top - 8), Some(MemType::Normal));
+            assert_eq!(covers(&all, bottom), Some(MemType::Normal));
+            assert_eq!(covers(&all, bottom - 1), None, "guard of slot {slot}");
+            assert_eq!(covers(&all, bottom - GUARD_SIZE), None);
+            assert_eq!(guard_slot(bottom - 1), Some(slot));
+            assert_eq!(guard_slot(bottom - GUARD_SIZE), Some(slot));
+            assert_eq!(guard_slot(bottom), None);
+            assert_eq!(guard_slot(top - 1), None);
+        }
+        assert_eq!(covers(&all, STACKS_END), Some(MemType::Normal));
+        assert_eq!(guard_slot(STACKS_END), None);
+        assert_eq!(guard_slot(STACKS_BASE - 1), None);
+        assert_eq!(guard_slot(0), None);
+        assert_eq!(IDLE_SLOT, STACK_SLOTS - 1);
+    }
+
+    #[test]
+    fn gic_is_device_on_both_platforms() {
+        for platform in [Platform::Bare, Platform::Spumone { vcpu: 0 }] {
+            let all: Vec<_> = regions(platform).collect();
+            assert_eq!(covers(&all, GICD_BASE), Some(MemType::Device));
+            assert_eq!(
+                covers(&all, GICR_BASE + 0x1_0000 + 0x100),
+                Some(MemType::Device)
+            );
+            assert_eq!(
+                covers(&all, GICR_BASE + 3 * 0x2_0000),
+                Some(MemType::Device)
+            );
         }
     }
 

@@ -1,4 +1,5 @@
-//! The RTOS image: boots, reports where it runs, optionally probes its isolation, powers off.
+//! The RTOS image: boots, reports where it runs, then either probes its isolation (boot
+//! argument bit 0) or starts the kernel with the self-tests and the latency probe.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
@@ -33,19 +34,19 @@ mod firmware {
             info.boot_arg
         );
 
-        let mut success = true;
-        if info.fault_probe_requested() {
-            let mut tally = Tally::default();
-            for probe in &PROBES {
-                let faulted = arch::probe::run(probe);
-                if !faulted {
-                    println!("fault probe: {probe} did not fault");
-                }
-                tally.record(faulted);
-            }
-            println!("{tally}");
-            success = tally.all_contained();
+        if !info.fault_probe_requested() {
+            rtos::app::run(&info)
         }
+        let mut tally = Tally::default();
+        for probe in &PROBES {
+            let faulted = arch::probe::run(probe);
+            if !faulted {
+                println!("fault probe: {probe} did not fault");
+            }
+            tally.record(faulted);
+        }
+        println!("{tally}");
+        let success = tally.all_contained();
 
         if success {
             println!("rtos: done, powering off");

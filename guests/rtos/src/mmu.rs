@@ -8,6 +8,8 @@ use core::fmt;
 
 pub const ENTRIES: usize = 512;
 pub const PAGE_SIZE: u64 = 4096;
+/// Tables the boot map may use: RAM (with page-level stack guards), GIC, UART, probes.
+pub const TABLE_POOL: usize = 12;
 /// Input address size; `TCR_EL1.T0SZ` = 64 − this.
 pub const VA_BITS: u32 = 39;
 
@@ -292,9 +294,11 @@ mod tests {
 
     #[test]
     fn partition_layout_translates_identity_with_the_right_types() {
-        let mut pool = [Table::EMPTY; 8];
+        let mut pool = [Table::EMPTY; TABLE_POOL];
         let used = build(Platform::Bare, &mut pool);
-        assert!(used <= 8);
+        assert!(used <= TABLE_POOL);
+        let guard = crate::layout::stack_top(0) - crate::layout::STACK_SIZE - 8;
+        assert_eq!(translate(&pool, BASE, guard), None, "stack guard page");
         let ram_end = PARTITION_RAM_BASE + PARTITION_RAM_SIZE;
         for va in [
             PARTITION_RAM_BASE,
@@ -320,7 +324,7 @@ mod tests {
 
     #[test]
     fn uart_page_is_absent_under_spumone() {
-        let mut pool = [Table::EMPTY; 8];
+        let mut pool = [Table::EMPTY; TABLE_POOL];
         build(Platform::Spumone { vcpu: 0 }, &mut pool);
         assert_eq!(translate(&pool, BASE, PL011_BASE), None);
         // The GPIO probe shares the UART's 2 MiB range and is still there.

@@ -3,11 +3,10 @@
 use super::sysreg;
 use crate::boot::Platform;
 use crate::layout;
-use crate::mmu::{tcr_el1, MapError, Mapper, Table, MAIR_EL1, PAGE_SIZE, SCTLR_EL1_MMU_ON};
+use crate::mmu::{
+    tcr_el1, MapError, Mapper, Table, MAIR_EL1, PAGE_SIZE, SCTLR_EL1_MMU_ON, TABLE_POOL as POOL,
+};
 use core::arch::asm;
-
-/// Enough for the partition RAM, the UART and the three probe pages (7 tables).
-const POOL: usize = 8;
 
 static mut TABLES: [Table; POOL] = [Table::EMPTY; POOL];
 

@@ -1,13 +1,16 @@
 //! The thin hardware layer: entry, vectors, system registers, console backends, MMU,
-//! power. Built only for `aarch64` with no OS.
+//! power, GIC, timer, and the kernel's exception-level glue. Built only for `aarch64` with no OS.
 
 mod boot;
 pub mod console;
 pub mod exceptions;
+pub mod gic;
 pub mod mmu;
 pub mod power;
 pub mod probe;
+pub mod rtos;
 pub mod sysreg;
+pub mod timer;
 
 use crate::boot::Platform;
 use core::sync::atomic::{AtomicU8, Ordering};
