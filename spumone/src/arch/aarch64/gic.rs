@@ -198,6 +198,83 @@ pub fn enable_private(mpidr: u64, intid: u32) {
     }
 }
 
+/// Physical base of the distributor (guests see their virtual one at the same IPA).
+pub fn distributor_base() -> u64 {
+    GICD_BASE.load(Ordering::Relaxed) as u64
+}
+
+/// Physical base of the redistributor region.
+pub fn redistributor_base() -> u64 {
+    GICR_BASE.load(Ordering::Relaxed) as u64
+}
+
+/// Sets byte `index` of a priority register bank.
+fn set_priority(words: &[ReadWrite<u32>], index: usize, priority: u8) {
+    if let Some(word) = words.get(index / 4) {
+        let shift = (index % 4) * 8;
+        word.set((word.get() & !(0xff << shift)) | u32::from(priority) << shift);
+    }
+}
+
+/// Priority and enable of private interrupt `intid` on the core with `mpidr` (any core may
+/// program another core's redistributor).
+pub fn configure_private(mpidr: u64, intid: u32, enable: bool, priority: u8) {
+    let (Some(r), true) = (my_redistributor(mpidr), intid < 32) else {
+        return;
+    };
+    set_priority(&r.ipriorityr, intid as usize, priority);
+    if enable {
+        r.isenabler0.set(1 << intid);
+    } else {
+        r.icenabler0.set(1 << intid);
+    }
+}
+
+/// Priority, route and enable of SPI `intid`.
+pub fn configure_spi(intid: u32, enable: bool, priority: u8, route_mpidr: u64) {
+    if !(32..SPECIAL_INTID_START).contains(&intid) {
+        return;
+    }
+    let d = gicd();
+    let (word, bit) = ((intid / 32) as usize, 1u32 << (intid % 32));
+    if !enable {
+        d.icenabler[word].set(bit);
+    }
+    set_priority(&d.ipriorityr, intid as usize, priority);
+    if let Some(route) = d.irouter.get(intid as usize - 32) {
+        route.set(route_mpidr & 0xff_00ff_ffff);
+    }
+    if enable {
+        d.isenabler[word].set(bit);
+    }
+}
+
+/// Disables interrupt `intid` (private ones on the core with `mpidr`).
+pub fn disable(mpidr: u64, intid: u32) {
+    if intid < 32 {
+        if let Some(r) = my_redistributor(mpidr) {
+            r.icenabler0.set(1 << intid);
+        }
+    } else if intid < SPECIAL_INTID_START {
+        gicd().icenabler[(intid / 32) as usize].set(1 << (intid % 32));
+    }
+}
+
+/// Priority drop only (`ICC_EOIR1_EL1`): the interrupt stays active until the guest's
+/// virtual EOI deactivates it through a hardware list register.
+pub fn priority_drop(intid: u32) {
+    // SAFETY: drops the running priority of the interrupt this core acknowledged; with
+    // EOImode = 1 it stays active.
+    unsafe {
+        core::arch::asm!(
+            "msr icc_eoir1_el1, {0}",
+            "isb",
+            in(reg) u64::from(intid),
+            options(nostack)
+        );
+    }
+}
+
 /// Acknowledges the highest-priority pending group 1 interrupt.
 pub fn acknowledge() -> u32 {
     let iar: u64;

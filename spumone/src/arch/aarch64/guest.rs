@@ -7,8 +7,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{
     Readable, Writeable, CNTHCTL_EL2, CNTVOFF_EL2, CPACR_EL1, CPTR_EL2, ELR_EL1, ESR_EL1, ESR_EL2,
-    FAR_EL1, FAR_EL2, HCR_EL2, HPFAR_EL2, ICH_HCR_EL2, MIDR_EL1, SCTLR_EL1, SPSR_EL1, VBAR_EL1,
-    VMPIDR_EL2, VTCR_EL2, VTTBR_EL2,
+    FAR_EL1, FAR_EL2, HCR_EL2, HPFAR_EL2, MIDR_EL1, SCTLR_EL1, SPSR_EL1, VBAR_EL1, VMPIDR_EL2,
+    VTCR_EL2, VTTBR_EL2,
 };
 use board::rt::Partition;
 
@@ -65,6 +65,10 @@ pub fn prepare_partitions() {
                 error!("partition {}: stage 2: {}", partition.name, what);
                 LIFECYCLE.lock().stop(index, STOPPED_BY_HYPERVISOR);
             }
+        }
+        if let Err(what) = super::vgic::prepare_partition(index, partition) {
+            error!("partition {}: vGIC: {}", partition.name, what);
+            LIFECYCLE.lock().stop(index, STOPPED_BY_HYPERVISOR);
         }
     }
 }
@@ -137,7 +141,7 @@ fn enter_vcpu(core: u8, partition: &'static Partition, vcpu: usize, entry: u64, 
     SCTLR_EL1.set(vcpu::SCTLR_EL1_RESET);
     CPACR_EL1.set(0);
     VBAR_EL1.set(0);
-    ICH_HCR_EL2.set(0);
+    super::vgic::enter_vcpu();
     barrier::isb(barrier::SY);
     // SAFETY: drops any stage-1+2 translations a previous user of this VMID left on this
     // core before the guest runs.
@@ -177,7 +181,11 @@ pub fn handle_sync(frame: &mut TrapFrame) {
         ExceptionClass::Hvc64 => handle_hvc(frame, partition),
         ExceptionClass::Smc64 => handle_smc(frame, esr, partition, vcpu),
         ExceptionClass::WfiWfe => {
-            cpu::wait_for_interrupt();
+            // A virtual interrupt already waiting is a wake-up event the EL2 `wfi` cannot
+            // see; a physical one wakes it and is taken right after the return.
+            if !super::vgic::virtual_pending() {
+                cpu::wait_for_interrupt();
+            }
             frame.elr = vcpu::resume_pc(esr, frame.elr);
         }
         ExceptionClass::DataAbortLower => handle_data_abort(frame, esr, partition, vcpu),

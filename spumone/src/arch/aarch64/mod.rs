@@ -14,6 +14,7 @@ pub mod percore;
 pub mod psci;
 pub mod timer;
 pub mod uart;
+pub mod vgic;
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
@@ -89,6 +90,11 @@ extern "C" fn boot_main(x0: u64) -> ! {
         gic.arch_rev, platform.gicd.base, platform.gicr.base, gic.spis
     );
     HYP_TIMER_INTID.store(platform.hyp_timer_intid, Ordering::Relaxed);
+    vgic::init(gic.spis);
+    info!(
+        "virtual CPU interface: {} list registers",
+        vgic::list_regs()
+    );
 
     let me = cpu::mpidr();
     let Some(cores) = platform::logical_cores(me, &platform.cpus) else {
@@ -163,6 +169,7 @@ fn init_this_core(core: usize, mpidr: u64) {
         park()
     }
     gic::enable_private(mpidr, HYP_TIMER_INTID.load(Ordering::Relaxed));
+    vgic::init_core(mpidr);
     timer::start_tick();
 }
 
@@ -220,6 +227,7 @@ fn run_core(core: usize) -> ! {
 /// pending interrupts are handled by polling the CPU interface.
 pub fn idle() -> ! {
     let state = percore::this_core();
+    vgic::leave_vcpu(state.running());
     state.set_running(None);
     loop {
         cpu::wait_for_interrupt();
@@ -230,8 +238,10 @@ pub fn idle() -> ! {
     }
 }
 
-/// Acknowledges and handles every pending physical interrupt on this core.
+/// Acknowledges and handles every pending physical interrupt on this core: the tick here,
+/// interrupts of the vCPU running here into its list registers, others switched off.
 pub fn handle_pending_interrupts() {
+    let running = percore::this_core().running();
     loop {
         let intid = gic::acknowledge();
         if intid >= gic::SPECIAL_INTID_START {
@@ -239,10 +249,13 @@ pub fn handle_pending_interrupts() {
         }
         if intid == HYP_TIMER_INTID.load(Ordering::Relaxed) {
             timer::rearm();
-        } else {
-            warn!("core {}: unexpected interrupt {}", cpu::core_index(), intid);
+            gic::end_of_interrupt(intid);
+        } else if !vgic::forward(running, intid) {
+            vgic::unclaimed(intid);
         }
-        gic::end_of_interrupt(intid);
+    }
+    if running.is_some() {
+        vgic::refill();
     }
 }
 

@@ -1,0 +1,349 @@
+//! Virtual GIC mechanism: the emulated GICD/GICR frames in each partition's MMIO table, the
+//! virtual CPU interface (`ICH_*_EL2`) of the vCPU on this core, and forwarding physical
+//! interrupts into list registers. The state and every decision live in `hvcore::vgic`.
+
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+use board::rt::Partition;
+
+use super::config::CONFIG;
+use super::guest::MMIO;
+use super::{cpu, gic, percore};
+use crate::hvcore::mmio::MmioAccess;
+use crate::hvcore::vgic::{
+    self, BadAccess, Effect, Effects, ListReg, PendingQueue, Vgic, GICD_SIZE, MAINTENANCE_INTID,
+    VTIMER_INTID,
+};
+use crate::hvcore::{MAX_CORES, MAX_PARTITIONS};
+
+static VGICS: [spin::Mutex<Vgic>; MAX_PARTITIONS] =
+    [const { spin::Mutex::new(Vgic::new()) }; MAX_PARTITIONS];
+/// Interrupts of this core's vCPU waiting for a free list register.
+static QUEUES: [spin::Mutex<PendingQueue>; MAX_CORES] =
+    [const { spin::Mutex::new(PendingQueue::new()) }; MAX_CORES];
+static SPI_LINES: AtomicU32 = AtomicU32::new(0);
+static LIST_REGS: AtomicUsize = AtomicUsize::new(0);
+/// INTIDs already reported as unclaimed, one bit each.
+static UNCLAIMED_LOGGED: [AtomicU32; 32] = [const { AtomicU32::new(0) }; 32];
+
+/// Records what the physical GIC offers; called once by the boot core.
+pub fn init(spi_lines: u32) {
+    SPI_LINES.store(spi_lines, Ordering::Relaxed);
+    LIST_REGS.store(vgic::list_regs(read_vtr()), Ordering::Relaxed);
+}
+
+/// Per-core: the maintenance interrupt reaches EL2 (it only fires while a queue waits).
+pub fn init_core(mpidr: u64) {
+    gic::enable_private(mpidr, MAINTENANCE_INTID);
+}
+
+/// Number of list registers.
+pub fn list_regs() -> usize {
+    LIST_REGS.load(Ordering::Relaxed)
+}
+
+/// Sets up partition `index`'s vGIC and routes its GICD/GICR frames to the emulation.
+pub fn prepare_partition(index: usize, partition: &Partition) -> Result<(), &'static str> {
+    let mut v = VGICS[index].lock();
+    let owned = partition
+        .devices
+        .iter()
+        .flat_map(|d| d.irqs.iter().copied());
+    v.configure(
+        partition.vcpus.len(),
+        SPI_LINES.load(Ordering::Relaxed),
+        owned,
+    );
+    let gicd = gic::distributor_base();
+    let gicr = gic::redistributor_base();
+    let mut table = MMIO[index].lock();
+    table
+        .register(gicd..gicd + GICD_SIZE, gicd_access)
+        .map_err(|_| "cannot register the distributor")?;
+    table
+        .register(gicr..gicr + v.gicr_size(), gicr_access)
+        .map_err(|_| "cannot register the redistributors")?;
+    Ok(())
+}
+
+fn gicd_access(partition: usize, offset: u64, access: &MmioAccess) -> Option<u64> {
+    emulate(
+        partition,
+        offset,
+        access,
+        "GICD",
+        Vgic::gicd_read,
+        Vgic::gicd_write,
+    )
+}
+
+fn gicr_access(partition: usize, offset: u64, access: &MmioAccess) -> Option<u64> {
+    emulate(
+        partition,
+        offset,
+        access,
+        "GICR",
+        Vgic::gicr_read,
+        Vgic::gicr_write,
+    )
+}
+
+type ReadFn = fn(&mut Vgic, u64, u8) -> Result<u64, BadAccess>;
+type WriteFn = fn(&mut Vgic, u64, u8, u64) -> Result<Effects, BadAccess>;
+
+fn emulate(
+    partition: usize,
+    offset: u64,
+    access: &MmioAccess,
+    frame: &str,
+    read: ReadFn,
+    write: WriteFn,
+) -> Option<u64> {
+    let mut v = VGICS.get(partition)?.lock();
+    let result = if access.write {
+        write(&mut v, offset, access.size, access.value).map(|effects| {
+            for effect in effects {
+                apply(partition, effect);
+            }
+            0
+        })
+    } else {
+        read(&mut v, offset, access.size)
+    };
+    let unknown = v.take_unknown();
+    drop(v);
+    let name = CONFIG.partitions.get(partition).map_or("?", |p| p.name);
+    if let Some(at) = unknown {
+        warn!(
+            "partition {}: {} offset {:#x} is not emulated: reads as zero, writes ignored",
+            name, frame, at
+        );
+    }
+    match result {
+        Ok(value) => Some(value),
+        Err(why) => {
+            warn!(
+                "partition {}: {} access of {} bytes at offset {:#x}: {}",
+                name,
+                frame,
+                access.size,
+                offset,
+                match why {
+                    BadAccess::Misaligned => "misaligned",
+                    BadAccess::WrongSize => "wrong size",
+                    BadAccess::OutOfRange => "beyond the frames",
+                }
+            );
+            None
+        }
+    }
+}
+
+/// The MPIDR of the core that runs `vcpu` of `partition`.
+fn core_mpidr(partition: usize, vcpu: usize) -> Option<u64> {
+    let core = CONFIG.partitions.get(partition)?.vcpus.get(vcpu)?.core;
+    Some(
+        percore::CORES
+            .get(usize::from(core))?
+            .mpidr
+            .load(Ordering::Relaxed),
+    )
+}
+
+fn apply(partition: usize, effect: Effect) {
+    match effect {
+        Effect::Private {
+            vcpu,
+            intid,
+            enable,
+            priority,
+        } => {
+            if let Some(mpidr) = core_mpidr(partition, vcpu) {
+                gic::configure_private(mpidr, intid, enable, priority);
+                if enable {
+                    info!(
+                        "vGIC: vcpu {} PPI {} forwarded from hardware (priority {:#x})",
+                        vcpu, intid, priority
+                    );
+                }
+            }
+        }
+        Effect::Spi {
+            intid,
+            enable,
+            priority,
+            target_vcpu,
+        } => {
+            if let Some(mpidr) = core_mpidr(partition, target_vcpu) {
+                gic::configure_spi(intid, enable, priority, mpidr);
+            }
+        }
+    }
+}
+
+/// Enables the virtual CPU interface for the vCPU about to enter on this core, with empty
+/// list registers.
+pub fn enter_vcpu() {
+    *QUEUES[cpu::core_index()].lock() = PendingQueue::new();
+    for n in 0..list_regs() {
+        write_lr(n, 0);
+    }
+    write_vmcr(vgic::ICH_VMCR_RESET);
+    write_hcr(vgic::ich_hcr(false));
+}
+
+/// Leaving the vCPU on this core for good: its hardware-backed interrupts must not keep
+/// firing at a core with no one to take them.
+pub fn leave_vcpu(running: Option<(usize, usize)>) {
+    write_hcr(0);
+    if running.is_none() {
+        return;
+    }
+    for n in 0..list_regs() {
+        write_lr(n, 0);
+    }
+    gic::disable(cpu::mpidr(), VTIMER_INTID);
+    // SAFETY: stops the EL1 virtual timer the departed guest left armed on this core.
+    unsafe { core::arch::asm!("msr cntv_ctl_el0, xzr", "isb", options(nostack)) };
+}
+
+/// Forwards physical interrupt `intid`, acknowledged while `running` ran on this core, to
+/// that vCPU. `false` if it is not that vCPU's.
+pub fn forward(running: Option<(usize, usize)>, intid: u32) -> bool {
+    if intid == MAINTENANCE_INTID {
+        gic::end_of_interrupt(intid);
+        return true;
+    }
+    let Some((partition, vcpu)) = running else {
+        return false;
+    };
+    let Some(delivery) = VGICS[partition].lock().deliverable(vcpu, intid) else {
+        return false;
+    };
+    let lr = ListReg::hardware(intid, delivery);
+    match vgic::free_lr(read_elrsr(), list_regs()) {
+        Some(n) => write_lr(n, lr.encode()),
+        None => {
+            if QUEUES[cpu::core_index()].lock().push(lr).is_err() {
+                // Nowhere to keep it: drop it rather than leave it active for good.
+                gic::end_of_interrupt(intid);
+                return true;
+            }
+        }
+    }
+    // Priority drop only: the guest's EOI deactivates it through the HW bit.
+    gic::priority_drop(intid);
+    true
+}
+
+/// An interrupt nobody takes: end it, switch it off so a level interrupt cannot storm, and
+/// report it once.
+pub fn unclaimed(intid: u32) {
+    gic::disable(cpu::mpidr(), intid);
+    gic::end_of_interrupt(intid);
+    let (word, bit) = ((intid / 32) as usize % 32, 1u32 << (intid % 32));
+    if UNCLAIMED_LOGGED[word].fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+        warn!(
+            "core {}: interrupt {} belongs to no running vCPU; disabled",
+            cpu::core_index(),
+            intid
+        );
+    }
+}
+
+/// Moves queued interrupts into free list registers; asks for an underflow maintenance
+/// interrupt while some still wait.
+pub fn refill() {
+    let mut queue = QUEUES[cpu::core_index()].lock();
+    if queue.is_empty() {
+        return;
+    }
+    let count = list_regs();
+    while let Some(n) = vgic::free_lr(read_elrsr(), count) {
+        match queue.pop() {
+            Some(lr) => write_lr(n, lr.encode()),
+            None => break,
+        }
+    }
+    write_hcr(vgic::ich_hcr(!queue.is_empty()));
+}
+
+/// Whether this core's vCPU has a virtual interrupt to take (a trapped WFI returns at once).
+pub fn virtual_pending() -> bool {
+    if !QUEUES[cpu::core_index()].lock().is_empty() {
+        return true;
+    }
+    let mut lrs = [0u64; 16];
+    let count = list_regs().min(lrs.len());
+    for (n, lr) in lrs.iter_mut().enumerate().take(count) {
+        *lr = read_lr(n);
+    }
+    vgic::any_pending(&lrs[..count])
+}
+
+fn read_vtr() -> u64 {
+    let value: u64;
+    // SAFETY: reads an ID-like register of the virtual CPU interface.
+    unsafe { core::arch::asm!("mrs {}, ich_vtr_el2", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+fn read_elrsr() -> u64 {
+    let value: u64;
+    // SAFETY: reads which list registers are empty.
+    unsafe { core::arch::asm!("mrs {}, ich_elrsr_el2", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+fn write_hcr(value: u64) {
+    // SAFETY: controls this core's virtual CPU interface; only the guest on this core sees it.
+    unsafe { core::arch::asm!("msr ich_hcr_el2, {}", "isb", in(reg) value, options(nostack)) };
+}
+
+fn write_vmcr(value: u64) {
+    // SAFETY: the guest's view of its CPU interface control (priority mask, group enables).
+    unsafe { core::arch::asm!("msr ich_vmcr_el2, {}", in(reg) value, options(nostack)) };
+}
+
+macro_rules! lr_access {
+    ($($i:literal),*) => {
+        /// Writes list register `n` (ignored beyond the implemented ones).
+        fn write_lr(n: usize, value: u64) {
+            if n >= list_regs() {
+                return;
+            }
+            match n {
+                $(
+                    // SAFETY: list register `$i` exists (n < ICH_VTR_EL2.ListRegs + 1); it
+                    // only affects the guest on this core.
+                    $i => unsafe {
+                        core::arch::asm!(concat!("msr ich_lr", $i, "_el2, {}"), in(reg) value,
+                            options(nostack))
+                    },
+                )*
+                _ => {}
+            }
+        }
+
+        /// Reads list register `n` (0 beyond the implemented ones).
+        fn read_lr(n: usize) -> u64 {
+            let mut value = 0;
+            if n >= list_regs() {
+                return value;
+            }
+            match n {
+                $(
+                    // SAFETY: list register `$i` exists; reading it has no side effect.
+                    $i => unsafe {
+                        core::arch::asm!(concat!("mrs {}, ich_lr", $i, "_el2"), out(reg) value,
+                            options(nomem, nostack))
+                    },
+                )*
+                _ => {}
+            }
+            value
+        }
+    };
+}
+
+lr_access!(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
