@@ -290,6 +290,7 @@ fn handle_data_abort(frame: &mut TrapFrame, esr: Esr, partition: &'static Partit
     let decoded = mmio::access_from_abort(&abort, hpfar, far, reg_value);
     if let Ok(access) = decoded {
         let handler = MMIO[index].lock().lookup(access.ipa);
+        let emulated = handler.is_some();
         if let Some((handler, offset)) = handler {
             if let Some(raw) = handler(index, offset, &access) {
                 if !access.write && access.reg < 31 {
@@ -300,9 +301,10 @@ fn handle_data_abort(frame: &mut TrapFrame, esr: Esr, partition: &'static Partit
             }
         }
         warn!(
-            "partition {} vcpu {}: unassigned MMIO {} of {} bytes at {:#x} (pc {:#x}): external abort injected",
+            "partition {} vcpu {}: {} MMIO {} of {} bytes at {:#x} (pc {:#x}): external abort injected",
             partition.name,
             vcpu,
+            if emulated { "refused" } else { "unassigned" },
             if access.write { "write" } else { "read" },
             access.size,
             access.ipa,
