@@ -32,20 +32,33 @@ impl fmt::Display for GicError {
     }
 }
 
+// MMIO goes through plain `ldr`/`str` with a base register: the compiler may otherwise pick
+// write-back or pair forms, whose aborts carry no syndrome for spumone to emulate them by.
+
 fn read32(addr: u64) -> u32 {
+    let value: u32;
     // SAFETY: only called with GIC register addresses, mapped as device memory by the boot
-    // map; MMIO needs volatile accesses.
-    unsafe { (addr as *const u32).read_volatile() }
+    // map; a single aligned load.
+    unsafe {
+        asm!("ldr {v:w}, [{a}]", v = out(reg) value, a = in(reg) addr, options(nostack, preserves_flags));
+    }
+    value
 }
 
 fn write32(addr: u64, value: u32) {
-    // SAFETY: as in read32.
-    unsafe { (addr as *mut u32).write_volatile(value) }
+    // SAFETY: as in read32, a single aligned store.
+    unsafe {
+        asm!("str {v:w}, [{a}]", v = in(reg) value, a = in(reg) addr, options(nostack, preserves_flags));
+    }
 }
 
 fn read64(addr: u64) -> u64 {
+    let value: u64;
     // SAFETY: as in read32 (GICR_TYPER is a 64-bit register).
-    unsafe { (addr as *const u64).read_volatile() }
+    unsafe {
+        asm!("ldr {v}, [{a}]", v = out(reg) value, a = in(reg) addr, options(nostack, preserves_flags));
+    }
+    value
 }
 
 fn spin_until(mut done: impl FnMut() -> bool) -> bool {
