@@ -665,6 +665,40 @@ impl Vgic {
     }
 }
 
+/// What to do with a physical interrupt EL2 acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IrqRoute {
+    /// The hypervisor's own (its tick): handle, then priority drop and deactivate.
+    Hypervisor,
+    /// The virtual interface's maintenance interrupt: refill list registers, end it.
+    Maintenance,
+    /// For the vCPU running here: this list register, then priority drop only.
+    Guest(ListReg),
+    /// For no one running here: disable, end, report.
+    Unclaimed,
+}
+
+/// Routes physical `intid`, given the hypervisor tick's INTID and how the vCPU running on this
+/// core takes it (`Vgic::deliverable`, `None` without a vCPU).
+pub const fn route_irq(intid: u32, hyp_timer: u32, delivery: Option<Delivery>) -> IrqRoute {
+    if intid == hyp_timer {
+        IrqRoute::Hypervisor
+    } else if intid == MAINTENANCE_INTID {
+        IrqRoute::Maintenance
+    } else if let Some(delivery) = delivery {
+        IrqRoute::Guest(ListReg::hardware(intid, delivery))
+    } else {
+        IrqRoute::Unclaimed
+    }
+}
+
+/// Whether a trapped wait instruction may sleep the core at EL2: only a WFI with no virtual
+/// interrupt pending (EL2's `wfi` cannot see those); a WFE returns at once, since an event
+/// (`SEV` from another core) would not wake EL2's `wfi`.
+pub const fn trapped_wait_sleeps(is_wfe: bool, virtual_pending: bool) -> bool {
+    !is_wfe && !virtual_pending
+}
+
 /// `ICH_HCR_EL2` bits.
 pub mod ich_hcr {
     /// Virtual CPU interface enable.
@@ -1166,6 +1200,30 @@ mod tests {
     fn ich_hcr_sets_underflow_only_while_waiting() {
         assert_eq!(ich_hcr(false), ich_hcr::EN);
         assert_eq!(ich_hcr(true), ich_hcr::EN | ich_hcr::UIE);
+    }
+
+    #[test]
+    fn physical_interrupts_are_routed() {
+        let d = Delivery {
+            priority: 0x10,
+            group1: true,
+        };
+        assert_eq!(route_irq(26, 26, Some(d)), IrqRoute::Hypervisor);
+        assert_eq!(route_irq(25, 26, None), IrqRoute::Maintenance);
+        assert_eq!(
+            route_irq(27, 26, Some(d)),
+            IrqRoute::Guest(ListReg::hardware(27, d))
+        );
+        assert_eq!(route_irq(27, 26, None), IrqRoute::Unclaimed);
+        assert_eq!(route_irq(40, 26, None), IrqRoute::Unclaimed);
+    }
+
+    #[test]
+    fn trapped_waits_never_lose_a_wakeup() {
+        assert!(trapped_wait_sleeps(false, false));
+        assert!(!trapped_wait_sleeps(false, true));
+        assert!(!trapped_wait_sleeps(true, false));
+        assert!(!trapped_wait_sleeps(true, true));
     }
 
     #[test]

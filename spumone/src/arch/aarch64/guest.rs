@@ -15,7 +15,7 @@ use board::rt::Partition;
 use super::config::CONFIG;
 use super::exception::{self, TrapFrame, VectorKind};
 use super::{cpu, log, percore};
-use crate::hvcore::esr::{Esr, ExceptionClass};
+use crate::hvcore::esr::{Esr, ExceptionClass, Wfx};
 use crate::hvcore::hypercall::{self, HypercallAction};
 use crate::hvcore::inject::{self, GuestState, Injection};
 use crate::hvcore::lifecycle::{Lifecycle, StopOutcome};
@@ -181,9 +181,9 @@ pub fn handle_sync(frame: &mut TrapFrame) {
         ExceptionClass::Hvc64 => handle_hvc(frame, partition),
         ExceptionClass::Smc64 => handle_smc(frame, esr, partition, vcpu),
         ExceptionClass::WfiWfe => {
-            // A virtual interrupt already waiting is a wake-up event the EL2 `wfi` cannot
-            // see; a physical one wakes it and is taken right after the return.
-            if !super::vgic::virtual_pending() {
+            // A physical interrupt wakes EL2's `wfi` and is taken right after the return.
+            let is_wfe = matches!(esr.wfx(), Some(Wfx::Wfe));
+            if super::vgic::trapped_wait_sleeps(is_wfe) {
                 cpu::wait_for_interrupt();
             }
             frame.elr = vcpu::resume_pc(esr, frame.elr);

@@ -21,6 +21,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use aarch64_cpu::asm::sev;
 
 use crate::hvcore::platform::{self, LayoutProblem};
+use crate::hvcore::vgic::IrqRoute;
 use config::CONFIG;
 pub use cpu::park;
 
@@ -247,11 +248,10 @@ pub fn handle_pending_interrupts() {
         if intid >= gic::SPECIAL_INTID_START {
             break;
         }
-        if intid == HYP_TIMER_INTID.load(Ordering::Relaxed) {
+        let tick = HYP_TIMER_INTID.load(Ordering::Relaxed);
+        if vgic::dispatch(running, intid, tick) == IrqRoute::Hypervisor {
             timer::rearm();
             gic::end_of_interrupt(intid);
-        } else if !vgic::forward(running, intid) {
-            vgic::unclaimed(intid);
         }
     }
     if running.is_some() {

@@ -11,8 +11,8 @@ use super::guest::MMIO;
 use super::{cpu, gic, percore};
 use crate::hvcore::mmio::MmioAccess;
 use crate::hvcore::vgic::{
-    self, BadAccess, Effect, Effects, ListReg, PendingQueue, Vgic, GICD_SIZE, MAINTENANCE_INTID,
-    VTIMER_INTID,
+    self, BadAccess, Effect, Effects, IrqRoute, ListReg, PendingQueue, Vgic, GICD_SIZE,
+    MAINTENANCE_INTID, VTIMER_INTID,
 };
 use crate::hvcore::{MAX_CORES, MAX_PARTITIONS};
 
@@ -207,38 +207,42 @@ pub fn leave_vcpu(running: Option<(usize, usize)>) {
     unsafe { core::arch::asm!("msr cntv_ctl_el0, xzr", "isb", options(nostack)) };
 }
 
-/// Forwards physical interrupt `intid`, acknowledged while `running` ran on this core, to
-/// that vCPU. `false` if it is not that vCPU's.
-pub fn forward(running: Option<(usize, usize)>, intid: u32) -> bool {
-    if intid == MAINTENANCE_INTID {
-        gic::end_of_interrupt(intid);
-        return true;
+/// Handles physical interrupt `intid`, acknowledged while `running` ran on this core, unless
+/// it is the hypervisor tick (`Hypervisor` is returned for the caller to handle).
+pub fn dispatch(running: Option<(usize, usize)>, intid: u32, hyp_timer: u32) -> IrqRoute {
+    // The tick and maintenance interrupts skip the vGIC lock.
+    let own = intid == hyp_timer || intid == MAINTENANCE_INTID;
+    let delivery = running
+        .filter(|_| !own)
+        .and_then(|(partition, vcpu)| VGICS.get(partition)?.lock().deliverable(vcpu, intid));
+    let route = vgic::route_irq(intid, hyp_timer, delivery);
+    match route {
+        IrqRoute::Hypervisor => {}
+        IrqRoute::Maintenance => gic::end_of_interrupt(intid),
+        IrqRoute::Guest(lr) => inject(intid, lr),
+        IrqRoute::Unclaimed => unclaimed(intid),
     }
-    let Some((partition, vcpu)) = running else {
-        return false;
-    };
-    let Some(delivery) = VGICS[partition].lock().deliverable(vcpu, intid) else {
-        return false;
-    };
-    let lr = ListReg::hardware(intid, delivery);
+    route
+}
+
+fn inject(intid: u32, lr: ListReg) {
     match vgic::free_lr(read_elrsr(), list_regs()) {
         Some(n) => write_lr(n, lr.encode()),
         None => {
             if QUEUES[cpu::core_index()].lock().push(lr).is_err() {
                 // Nowhere to keep it: drop it rather than leave it active for good.
                 gic::end_of_interrupt(intid);
-                return true;
+                return;
             }
         }
     }
     // Priority drop only: the guest's EOI deactivates it through the HW bit.
     gic::priority_drop(intid);
-    true
 }
 
 /// An interrupt nobody takes: end it, switch it off so a level interrupt cannot storm, and
 /// report it once.
-pub fn unclaimed(intid: u32) {
+fn unclaimed(intid: u32) {
     gic::disable(cpu::mpidr(), intid);
     gic::end_of_interrupt(intid);
     let (word, bit) = ((intid / 32) as usize % 32, 1u32 << (intid % 32));
@@ -268,8 +272,13 @@ pub fn refill() {
     write_hcr(vgic::ich_hcr(!queue.is_empty()));
 }
 
-/// Whether this core's vCPU has a virtual interrupt to take (a trapped WFI returns at once).
-pub fn virtual_pending() -> bool {
+/// Whether a trapped WFI/WFE may sleep this core at EL2.
+pub fn trapped_wait_sleeps(is_wfe: bool) -> bool {
+    vgic::trapped_wait_sleeps(is_wfe, is_wfe || virtual_pending())
+}
+
+/// Whether this core's vCPU has a virtual interrupt to take.
+fn virtual_pending() -> bool {
     if !QUEUES[cpu::core_index()].lock().is_empty() {
         return true;
     }
