@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::firmware::{self, BuildOptions};
+use crate::firmware::{self, BuildOptions, LatencySettings};
 use crate::paths::{target_dir, workspace_root};
 use crate::scenario::SCENARIOS;
 use crate::setup;
@@ -90,8 +90,16 @@ pub fn test_all() -> Result<bool> {
         if !setup_ok {
             return Status::Skipped("setup failed".into());
         }
+        // The tests read the same settings to know the N their images were built with.
+        let options = match LatencySettings::from_env() {
+            Ok(latency) => BuildOptions {
+                latency,
+                ..BuildOptions::default()
+            },
+            Err(e) => return Status::Failed(format!("{e:#}")),
+        };
         for scenario in SCENARIOS.iter().filter(|s| s.tested) {
-            if let Err(e) = firmware::build(scenario, &BuildOptions::default()) {
+            if let Err(e) = firmware::build(scenario, &options) {
                 return Status::Failed(format!("scenario {}: {e:#}", scenario.name));
             }
         }

@@ -1,7 +1,7 @@
 //! `cargo xtask build`: cross-builds spumone and the guest images a scenario needs.
 
 use anyhow::{bail, Context, Result};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -37,10 +37,84 @@ pub fn guest_image(name: &str) -> Option<&'static GuestImage> {
     GUEST_IMAGES.iter().find(|g| g.name == name)
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The RTOS latency probe's build-time settings, always passed explicitly so an image's N and
+/// P are known to whoever boots it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatencySettings {
+    /// Samples N (`RTOS_LATENCY_SAMPLES`).
+    pub samples: u32,
+    /// Cyclic period P in microseconds (`RTOS_LATENCY_PERIOD_US`).
+    pub period_us: u32,
+}
+
+impl LatencySettings {
+    pub const SAMPLES_ENV: &'static str = "RTOS_LATENCY_SAMPLES";
+    pub const PERIOD_ENV: &'static str = "RTOS_LATENCY_PERIOD_US";
+    /// The RTOS's own defaults (`guests/rtos/src/latency.rs`).
+    pub const DEFAULT: LatencySettings = LatencySettings {
+        samples: 10_000,
+        period_us: 1_000,
+    };
+    /// The RTOS's sample buffer.
+    pub const MAX_SAMPLES: u32 = 100_000;
+
+    /// Checks the ranges the RTOS accepts.
+    pub fn new(samples: u32, period_us: u32) -> Result<LatencySettings> {
+        if !(1..=Self::MAX_SAMPLES).contains(&samples) {
+            bail!(
+                "latency samples must be 1..={}, not {samples}",
+                Self::MAX_SAMPLES
+            );
+        }
+        if period_us == 0 {
+            bail!("latency period must be at least 1 us");
+        }
+        Ok(LatencySettings { samples, period_us })
+    }
+
+    /// [`Self::DEFAULT`] overridden by `RTOS_LATENCY_SAMPLES` / `RTOS_LATENCY_PERIOD_US` when
+    /// they are set in xtask's environment.
+    pub fn from_env() -> Result<LatencySettings> {
+        Self::from_vars(|key| std::env::var(key).ok())
+    }
+
+    fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<LatencySettings> {
+        let read = |key: &str, default: u32| -> Result<u32> {
+            match get(key) {
+                None => Ok(default),
+                Some(text) => text
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("{key}=`{text}` is not a decimal number")),
+            }
+        };
+        Self::new(
+            read(Self::SAMPLES_ENV, Self::DEFAULT.samples)?,
+            read(Self::PERIOD_ENV, Self::DEFAULT.period_us)?,
+        )
+    }
+
+    /// Guest time the probe takes: N × P.
+    pub fn probe_seconds(&self) -> f64 {
+        f64::from(self.samples) * f64::from(self.period_us) / 1e6
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BuildOptions {
     /// Build spumone with its `plain-log` feature (plain text instead of framed defmt).
     pub plain_log: bool,
+    /// Latency probe settings the RTOS image is built with.
+    pub latency: LatencySettings,
+}
+
+impl Default for BuildOptions {
+    fn default() -> BuildOptions {
+        BuildOptions {
+            plain_log: false,
+            latency: LatencySettings::DEFAULT,
+        }
+    }
 }
 
 /// Everything QEMU needs to boot a scenario.
@@ -69,7 +143,7 @@ fn cargo_build(
     bin: &str,
     target: &str,
     features: &[&str],
-    env: &[(&str, &Path)],
+    env: &[(&str, &OsStr)],
 ) -> Result<PathBuf> {
     let mut cmd = Command::new(cargo());
     cmd.current_dir(workspace_root())
@@ -107,10 +181,9 @@ fn cargo_build(
     Ok(built)
 }
 
-/// Copies a built image into the scenario's image directory under `name`.
-fn stash(built: &Path, scenario: &str, name: &str) -> Result<PathBuf> {
-    let dir = images_dir(scenario);
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", paths::display(&dir)))?;
+/// Copies a built image into `dir` under `name`.
+fn stash(built: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", paths::display(dir)))?;
     let dest = dir.join(name);
     fs::copy(built, &dest).with_context(|| {
         format!(
@@ -122,20 +195,49 @@ fn stash(built: &Path, scenario: &str, name: &str) -> Result<PathBuf> {
     Ok(dest)
 }
 
-fn build_guest(image_name: &str, scenario: &str) -> Result<PathBuf> {
+fn build_guest(
+    image_name: &str,
+    scenario: &str,
+    dir: &Path,
+    options: &BuildOptions,
+) -> Result<PathBuf> {
     let Some(image) = guest_image(image_name) else {
         bail!("scenario {scenario}: unknown guest image `{image_name}`");
     };
-    let built = cargo_build(image.name, image.package, image.bin, image.target, &[], &[])?;
-    stash(&built, scenario, &format!("{}.elf", image.name))
+    // Every guest gets them; only the RTOS reads them.
+    let samples = options.latency.samples.to_string();
+    let period = options.latency.period_us.to_string();
+    let env = [
+        (LatencySettings::SAMPLES_ENV, OsStr::new(&samples)),
+        (LatencySettings::PERIOD_ENV, OsStr::new(&period)),
+    ];
+    let built = cargo_build(
+        image.name,
+        image.package,
+        image.bin,
+        image.target,
+        &[],
+        &env,
+    )?;
+    stash(&built, dir, &format!("{}.elf", image.name))
 }
 
 /// Builds what `scenario` boots and copies it to `target/images/<scenario>/`.
 pub fn build(scenario: &'static Scenario, options: &BuildOptions) -> Result<Firmware> {
+    build_into(scenario, options, &images_dir(scenario.name))
+}
+
+/// Builds what `scenario` boots and copies it to `dir` (benchmarks keep their images apart
+/// from the ones the tests boot).
+pub fn build_into(
+    scenario: &'static Scenario,
+    options: &BuildOptions,
+    dir: &Path,
+) -> Result<Firmware> {
     match scenario.kind {
         Kind::Native { image } => {
             println!("build: {} ({image} without the hypervisor)", scenario.name);
-            let kernel = build_guest(image, scenario.name)?;
+            let kernel = build_guest(image, scenario.name, dir, options)?;
             Ok(Firmware {
                 scenario,
                 kernel,
@@ -169,12 +271,12 @@ pub fn build(scenario: &'static Scenario, options: &BuildOptions) -> Result<Firm
                 "spumone",
                 crate::firmware::HV_TARGET,
                 features,
-                &[("SPUMONE_CONFIG", &config_path)],
+                &[("SPUMONE_CONFIG", config_path.as_os_str())],
             )?;
-            let kernel = stash(&built, scenario.name, "spumone.elf")?;
+            let kernel = stash(&built, dir, "spumone.elf")?;
             let mut loads = Vec::new();
             for p in &partitions {
-                let path = build_guest(&p.image, scenario.name)?;
+                let path = build_guest(&p.image, scenario.name, dir, options)?;
                 if !loads.contains(&path) {
                     loads.push(path);
                 }
@@ -233,5 +335,52 @@ pub fn prebuilt(scenario: &'static Scenario) -> Result<Firmware> {
                 plain_log: false,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |key| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn latency_settings_default_and_override() {
+        assert_eq!(
+            LatencySettings::from_vars(vars(&[])).unwrap(),
+            LatencySettings::DEFAULT
+        );
+        let s = LatencySettings::from_vars(vars(&[
+            ("RTOS_LATENCY_SAMPLES", "2000"),
+            ("RTOS_LATENCY_PERIOD_US", " 250 "),
+        ]))
+        .unwrap();
+        assert_eq!((s.samples, s.period_us), (2000, 250));
+        assert_eq!(s.probe_seconds(), 0.5);
+    }
+
+    #[test]
+    fn latency_settings_reject_what_the_rtos_cannot_do() {
+        for bad in [
+            ("RTOS_LATENCY_SAMPLES", "0"),
+            ("RTOS_LATENCY_SAMPLES", "100001"),
+            ("RTOS_LATENCY_SAMPLES", "1e4"),
+            ("RTOS_LATENCY_PERIOD_US", "0"),
+            ("RTOS_LATENCY_PERIOD_US", "-5"),
+        ] {
+            let err = LatencySettings::from_vars(vars(&[bad])).unwrap_err();
+            assert!(!format!("{err:#}").is_empty(), "{bad:?} accepted");
+        }
+        let err = format!(
+            "{:#}",
+            LatencySettings::from_vars(vars(&[("RTOS_LATENCY_SAMPLES", "x")])).unwrap_err()
+        );
+        assert!(err.contains("RTOS_LATENCY_SAMPLES"), "{err}");
     }
 }

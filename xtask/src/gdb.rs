@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 
-use crate::firmware::{self, BuildOptions};
+use crate::firmware::{self, BuildOptions, LatencySettings};
 use crate::paths;
 use crate::qemu::QemuOptions;
 use crate::run::{self, RunOptions};
@@ -25,7 +25,11 @@ pub fn gdb(scenario: &'static Scenario, plain_log: bool) -> Result<()> {
         bail!("{GDB} not found: install the package gdb-multiarch (Debian/Ubuntu: `apt-get install gdb-multiarch`)");
     }
     crate::setup::ensure(false)?;
-    let firmware = firmware::build(scenario, &BuildOptions { plain_log })?;
+    let options = BuildOptions {
+        plain_log,
+        latency: LatencySettings::from_env()?,
+    };
+    let firmware = firmware::build(scenario, &options)?;
     let mut options = RunOptions::new(scenario);
     options.timeout = None;
     options.echo = false;

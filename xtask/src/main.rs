@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use xtask::cli::{self, Command};
-use xtask::firmware::{self, BuildOptions};
+use xtask::firmware::{self, BuildOptions, LatencySettings};
 use xtask::run::{self, RunOptions};
 use xtask::scenario::{self, SCENARIOS};
 use xtask::{ci, gdb, setup, signals};
@@ -42,7 +42,10 @@ fn real_main(args: &[String]) -> Result<u8> {
             plain_log,
         } => {
             setup::ensure(false)?;
-            let options = BuildOptions { plain_log };
+            let options = BuildOptions {
+                plain_log,
+                latency: LatencySettings::from_env()?,
+            };
             match scenario {
                 Some(name) => {
                     firmware::build(scenario::lookup(&name)?, &options)?;
@@ -62,7 +65,11 @@ fn real_main(args: &[String]) -> Result<u8> {
         } => {
             let scenario = scenario::lookup(&scenario)?;
             setup::ensure(false)?;
-            let built = firmware::build(scenario, &BuildOptions { plain_log })?;
+            let build_options = BuildOptions {
+                plain_log,
+                latency: LatencySettings::from_env()?,
+            };
+            let built = firmware::build(scenario, &build_options)?;
             let options = RunOptions {
                 timeout: timeout.map(Duration::from_secs),
                 icount,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::defmt_log::DefmtLog;
 use crate::demux::{Demux, Line, Mode, Source};
 use crate::event::Event;
-use crate::firmware::{self, BuildOptions, Firmware};
+use crate::firmware::{self, BuildOptions, Firmware, LatencySettings};
 use crate::paths::{self, logs_dir};
 use crate::qemu::{self, QemuOptions};
 use crate::scenario::{Kind, Scenario};
@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub echo: bool,
     /// Boot the images already in `target/images/<scenario>/` instead of building.
     pub prebuilt: bool,
+    /// The RTOS latency probe's settings, when building.
+    pub latency: LatencySettings,
 }
 
 impl RunOptions {
@@ -45,6 +47,7 @@ impl RunOptions {
             plain_log: false,
             echo: true,
             prebuilt: false,
+            latency: LatencySettings::DEFAULT,
         }
     }
 }
@@ -186,6 +189,7 @@ pub fn run_scenario(options: &RunOptions) -> Result<RunOutcome> {
             options.scenario,
             &BuildOptions {
                 plain_log: options.plain_log,
+                latency: options.latency,
             },
         )?
     };
