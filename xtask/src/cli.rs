@@ -26,6 +26,13 @@ pub enum Command {
         plain_log: bool,
     },
     Test,
+    Bench {
+        name: String,
+        samples: Option<u32>,
+        period_us: Option<u32>,
+        /// Seconds per run as given (`0` waits for ever); `None` picks one from N × P.
+        timeout: Option<u64>,
+    },
 }
 
 pub fn usage() -> String {
@@ -42,6 +49,9 @@ commands:
   run --list              list the scenarios
   gdb SCENARIO            boot a scenario stopped at its first instruction, under gdb-multiarch
   test                    run every test: unit tests, clippy, rustfmt, QEMU integration tests
+  bench rtos-latency [--samples N] [--period-us P] [--timeout SECS]
+                          RTOS dispatch latency, native and under spumone, with and without
+                          --icount; writes target/bench/rtos-latency.{{json,md}}
 
 options:
   --timeout SECS   stop the run if the machine has not powered off after SECS seconds
@@ -101,6 +111,47 @@ pub fn parse(args: &[String]) -> Result<Command> {
                     icount,
                     plain_log,
                 }
+            }
+        }
+        "bench" => {
+            let number = |text: Option<String>, name: &str| -> Result<Option<u64>> {
+                match text {
+                    None => Ok(None),
+                    Some(t) => match t.parse::<u64>() {
+                        Ok(n) => Ok(Some(n)),
+                        Err(_) => bail!("{name} wants a whole number, not `{t}`"),
+                    },
+                }
+            };
+            let small = |value: Option<u64>, name: &str| -> Result<Option<u32>> {
+                match value.map(u32::try_from) {
+                    None => Ok(None),
+                    Some(Ok(0)) | Some(Err(_)) => {
+                        bail!("{name} must be 1 or more (and fit 32 bits)")
+                    }
+                    Some(Ok(n)) => Ok(Some(n)),
+                }
+            };
+            let samples = small(number(flags.value("--samples")?, "--samples")?, "--samples")?;
+            let period_us = small(
+                number(flags.value("--period-us")?, "--period-us")?,
+                "--period-us",
+            )?;
+            let timeout = number(flags.value("--timeout")?, "--timeout")?;
+            let Some(name) = flags.positional()? else {
+                bail!("bench needs a name: cargo xtask bench rtos-latency");
+            };
+            if !crate::bench::BENCHES.contains(&name.as_str()) {
+                bail!(
+                    "unknown bench `{name}` (known: {})",
+                    crate::bench::BENCHES.join(", ")
+                );
+            }
+            Command::Bench {
+                name,
+                samples,
+                period_us,
+                timeout,
             }
         }
         "gdb" => {
@@ -279,6 +330,39 @@ mod tests {
             "gdb",
             "setup extra",
             "test --now",
+        ] {
+            assert!(parse_str(bad).is_err(), "`{bad}` should be rejected");
+        }
+    }
+
+    #[test]
+    fn bench_options() {
+        assert_eq!(
+            parse_str("bench rtos-latency").unwrap(),
+            Command::Bench {
+                name: "rtos-latency".into(),
+                samples: None,
+                period_us: None,
+                timeout: None
+            }
+        );
+        assert_eq!(
+            parse_str("bench --samples 2000 rtos-latency --period-us=500 --timeout 0").unwrap(),
+            Command::Bench {
+                name: "rtos-latency".into(),
+                samples: Some(2000),
+                period_us: Some(500),
+                timeout: Some(0)
+            }
+        );
+        for bad in [
+            "bench",
+            "bench nope",
+            "bench rtos-latency --samples",
+            "bench rtos-latency --samples 0",
+            "bench rtos-latency --samples many",
+            "bench rtos-latency --period-us 99999999999",
+            "bench rtos-latency --icount",
         ] {
             assert!(parse_str(bad).is_err(), "`{bad}` should be rejected");
         }

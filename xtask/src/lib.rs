@@ -3,8 +3,10 @@
 //!
 //! - [`setup`]: install what is missing; [`firmware`]: cross-build a scenario's images;
 //! - [`run`]: boot a scenario on QEMU and collect its prefixed console lines;
+//! - [`bench`]: `cargo xtask bench`, results under `target/bench/`;
 //! - [`demux`], [`defmt_log`], [`event`]: turn spumone's framed UART stream into those lines.
 
+pub mod bench;
 pub mod ci;
 pub mod cli;
 pub mod config;

@@ -6,7 +6,7 @@ use xtask::cli::{self, Command};
 use xtask::firmware::{self, BuildOptions, LatencySettings};
 use xtask::run::{self, RunOptions};
 use xtask::scenario::{self, SCENARIOS};
-use xtask::{ci, gdb, setup, signals};
+use xtask::{bench, ci, gdb, setup, signals};
 
 fn main() -> ExitCode {
     // Errors are values printed as one line; a panic is a bug, and still gets one line.
@@ -88,6 +88,25 @@ fn real_main(args: &[String]) -> Result<u8> {
             scenario,
             plain_log,
         } => gdb::gdb(scenario::lookup(&scenario)?, plain_log)?,
+        Command::Bench {
+            name,
+            samples,
+            period_us,
+            timeout,
+        } => {
+            debug_assert_eq!(name, "rtos-latency");
+            let defaults = LatencySettings::DEFAULT;
+            let latency = LatencySettings::new(
+                samples.unwrap_or(defaults.samples),
+                period_us.unwrap_or(defaults.period_us),
+            )?;
+            let timeout = match timeout {
+                None => Some(bench::default_timeout(&latency)),
+                Some(0) => None,
+                Some(secs) => Some(Duration::from_secs(secs)),
+            };
+            bench::rtos_latency(&bench::LatencyBenchOptions { latency, timeout })?;
+        }
         Command::Test => {
             if !ci::test_all()? {
                 return Ok(1);

@@ -1,0 +1,810 @@
+//! `cargo xtask bench`: benchmarks that write `target/bench/<name>.json` and `<name>.md`.
+//!
+//! `rtos-latency` boots `rtos-native` (the baseline) and `rtos` (under spumone), each with
+//! and without `-icount`, reads the RTOS's one `latency n=... misses=...` line from each run,
+//! and reports spumone's numbers as ratios of the native ones from the same bench.
+
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Map, Value};
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::firmware::{self, BuildOptions, LatencySettings};
+use crate::paths::{self, target_dir};
+use crate::run::{self, RunOptions};
+use crate::scenario::{self, DEFAULT_TIMEOUT_SECS};
+use crate::{setup, signals};
+
+/// The benchmarks `cargo xtask bench` knows.
+pub const BENCHES: &[&str] = &["rtos-latency"];
+
+/// The baseline scenario of the latency ratios.
+pub const NATIVE: &str = "rtos-native";
+/// The scenarios `rtos-latency` runs, baseline first.
+pub const LATENCY_SCENARIOS: [&str; 2] = [NATIVE, "rtos"];
+/// The console the RTOS prints on, in both scenarios.
+pub const RTOS_CONSOLE: &str = "[rtos]";
+
+/// Targets under `-icount`: spumone's p99 within 1.1× and max within 1.5× of native (as
+/// integer fractions), and no misses.
+pub const P99_TARGET: (u64, u64) = (11, 10);
+pub const MAX_TARGET: (u64, u64) = (3, 2);
+
+/// The RTOS's `latency` line, all times in ns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatencyStats {
+    pub n: u64,
+    pub min_ns: u64,
+    pub mean_ns: u64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
+    pub misses: u64,
+}
+
+/// The keys of the line, in the order the RTOS prints them.
+const KEYS: [&str; 7] = ["n", "min", "mean", "p50", "p99", "max", "misses"];
+
+/// Parses `latency n=<N> min=<ns> mean=<ns> p50=<ns> p99=<ns> max=<ns> misses=<k>` (the
+/// console text, without the `[rtos] ` prefix).
+pub fn parse_latency_line(text: &str) -> Result<LatencyStats, String> {
+    let text = text.trim_end();
+    let mut words = text.split(' ');
+    if words.next() != Some("latency") {
+        return Err(format!("`{text}` does not start with `latency `"));
+    }
+    let mut values = [0u64; KEYS.len()];
+    for (key, slot) in KEYS.iter().zip(values.iter_mut()) {
+        let Some(word) = words.next() else {
+            return Err(format!("`{text}` ends before `{key}=`"));
+        };
+        let Some(value) = word.strip_prefix(key).and_then(|w| w.strip_prefix('=')) else {
+            return Err(format!("`{text}`: expected `{key}=`, found `{word}`"));
+        };
+        *slot = value
+            .parse()
+            .map_err(|_| format!("`{text}`: `{key}={value}` is not a whole number"))?;
+    }
+    if let Some(extra) = words.next() {
+        return Err(format!("`{text}`: unexpected `{extra}` after `misses=`"));
+    }
+    let [n, min_ns, mean_ns, p50_ns, p99_ns, max_ns, misses] = values;
+    Ok(LatencyStats {
+        n,
+        min_ns,
+        mean_ns,
+        p50_ns,
+        p99_ns,
+        max_ns,
+        misses,
+    })
+}
+
+/// The one `latency` line among the prefixed `lines` from `source` (e.g. `"[rtos]"`).
+pub fn find_latency(lines: &[String], source: &str) -> Result<LatencyStats, String> {
+    let prefix = format!("{source} latency ");
+    let found: Vec<&String> = lines.iter().filter(|l| l.starts_with(&prefix)).collect();
+    match found.as_slice() {
+        [] => Err(format!(
+            "no `{source} latency n=... misses=...` line in the output"
+        )),
+        [line] => parse_latency_line(&line[source.len() + 1..]),
+        more => Err(format!(
+            "{} `{source} latency` lines, expected exactly one",
+            more.len()
+        )),
+    }
+}
+
+impl LatencyStats {
+    /// Checks that the numbers can be a summary of `samples` latencies.
+    pub fn check(&self, samples: u64) -> Result<(), String> {
+        if self.n != samples {
+            return Err(format!(
+                "n={} but the image was built for {samples}",
+                self.n
+            ));
+        }
+        let ordered = self.min_ns <= self.p50_ns
+            && self.p50_ns <= self.p99_ns
+            && self.p99_ns <= self.max_ns
+            && self.min_ns <= self.mean_ns
+            && self.mean_ns <= self.max_ns;
+        if !ordered {
+            return Err(format!(
+                "expected min <= p50 <= p99 <= max and min <= mean <= max, got {self:?}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One result: a scenario's latency under one clock (and, later, policy and Linux load).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub scenario: String,
+    pub icount: bool,
+    pub policy: Option<String>,
+    pub load: Option<String>,
+    pub period_us: u64,
+    pub stats: LatencyStats,
+    /// Host time of the whole QEMU run.
+    pub wall_seconds: f64,
+}
+
+/// What identifies a row in the results file: a newer row with the same key replaces it.
+pub type RowKey = (String, bool, Option<String>, Option<String>);
+
+impl Row {
+    pub fn key(&self) -> RowKey {
+        (
+            self.scenario.clone(),
+            self.icount,
+            self.policy.clone(),
+            self.load.clone(),
+        )
+    }
+
+    /// Guest time of the probe, N × P.
+    pub fn guest_seconds(&self) -> f64 {
+        self.stats.n as f64 * self.period_us as f64 / 1e6
+    }
+
+    pub fn to_json(&self) -> Value {
+        let s = &self.stats;
+        json!({
+            "scenario": self.scenario,
+            "icount": self.icount,
+            "policy": self.policy,
+            "load": self.load,
+            "n": s.n,
+            "period_us": self.period_us,
+            "min_ns": s.min_ns,
+            "mean_ns": s.mean_ns,
+            "p50_ns": s.p50_ns,
+            "p99_ns": s.p99_ns,
+            "max_ns": s.max_ns,
+            "misses": s.misses,
+            "wall_seconds": (self.wall_seconds * 1000.0).round() / 1000.0,
+        })
+    }
+
+    pub fn from_json(value: &Value) -> Result<Row, String> {
+        let object = value
+            .as_object()
+            .ok_or_else(|| format!("a row is not an object: {value}"))?;
+        let (scenario, icount, policy, load) = key_of(object)?;
+        let num = |name: &str| -> Result<u64, String> {
+            object
+                .get(name)
+                .and_then(Value::as_u64)
+                .ok_or_else(|| format!("row {scenario}: `{name}` missing or not a whole number"))
+        };
+        let stats = LatencyStats {
+            n: num("n")?,
+            min_ns: num("min_ns")?,
+            mean_ns: num("mean_ns")?,
+            p50_ns: num("p50_ns")?,
+            p99_ns: num("p99_ns")?,
+            max_ns: num("max_ns")?,
+            misses: num("misses")?,
+        };
+        let wall_seconds = object
+            .get("wall_seconds")
+            .and_then(Value::as_f64)
+            .ok_or_else(|| format!("row {scenario}: `wall_seconds` missing or not a number"))?;
+        Ok(Row {
+            period_us: num("period_us").unwrap_or(0),
+            scenario,
+            icount,
+            policy,
+            load,
+            stats,
+            wall_seconds,
+        })
+    }
+}
+
+/// The key of a row object; a missing `policy` or `load` counts as `null`.
+fn key_of(object: &Map<String, Value>) -> Result<RowKey, String> {
+    let scenario = object
+        .get("scenario")
+        .and_then(Value::as_str)
+        .ok_or_else(|| "a row has no `scenario` string".to_string())?
+        .to_string();
+    let icount = object
+        .get("icount")
+        .and_then(Value::as_bool)
+        .ok_or_else(|| format!("row {scenario}: `icount` missing or not a boolean"))?;
+    let optional = |name: &str| -> Result<Option<String>, String> {
+        match object.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(format!(
+                "row {scenario}: `{name}` is neither a string nor null: {other}"
+            )),
+        }
+    };
+    let (policy, load) = (optional("policy")?, optional("load")?);
+    Ok((scenario, icount, policy, load))
+}
+
+/// The rows of a results file (a JSON array of objects).
+pub fn parse_results(text: &str) -> Result<Vec<Value>, String> {
+    let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let Value::Array(rows) = value else {
+        return Err("not a JSON array".into());
+    };
+    for row in &rows {
+        key_of(row.as_object().ok_or("an element is not an object")?)?;
+    }
+    Ok(rows)
+}
+
+/// `old` with each row whose key is in `new` replaced in place; rows with new keys are
+/// appended. Rows of other benches are kept untouched, whatever their fields.
+pub fn merge(old: Vec<Value>, new: &[Row]) -> Vec<Value> {
+    let mut out = old;
+    for row in new {
+        let key = row.key();
+        let same = |v: &Value| v.as_object().and_then(|o| key_of(o).ok()).as_ref() == Some(&key);
+        match out.iter().position(same) {
+            Some(i) => out[i] = row.to_json(),
+            None => out.push(row.to_json()),
+        }
+    }
+    out
+}
+
+/// `a / b` for display; `None` when `b` is 0 and `a` is not.
+pub fn ratio(a: u64, b: u64) -> Option<f64> {
+    match (a, b) {
+        (0, 0) => Some(1.0),
+        (_, 0) => None,
+        _ => Some(a as f64 / b as f64),
+    }
+}
+
+/// Whether `a <= (num / den) × b`, exactly.
+pub fn within(a: u64, b: u64, (num, den): (u64, u64)) -> bool {
+    u128::from(a) * u128::from(den) <= u128::from(b) * u128::from(num)
+}
+
+/// A row set against its native baseline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    pub row: Row,
+    pub p99_ratio: Option<f64>,
+    pub max_ratio: Option<f64>,
+    /// Under icount only: whether every target is met, and which are not.
+    pub verdict: Option<Result<(), Vec<String>>>,
+}
+
+/// The native row of the same clock (without policy or load), if any.
+fn baseline(rows: &[Row], icount: bool) -> Option<&Row> {
+    rows.iter().find(|r| {
+        r.scenario == NATIVE && r.icount == icount && r.policy.is_none() && r.load.is_none()
+    })
+}
+
+/// Every non-native row against the native row of the same clock.
+pub fn compare(rows: &[Row]) -> Vec<Comparison> {
+    let mut out = Vec::new();
+    for row in rows.iter().filter(|r| r.scenario != NATIVE) {
+        let Some(base) = baseline(rows, row.icount) else {
+            out.push(Comparison {
+                row: row.clone(),
+                p99_ratio: None,
+                max_ratio: None,
+                verdict: None,
+            });
+            continue;
+        };
+        let (s, b) = (&row.stats, &base.stats);
+        let verdict = row.icount.then(|| {
+            let mut unmet = Vec::new();
+            if !within(s.p99_ns, b.p99_ns, P99_TARGET) {
+                unmet.push("p99".to_string());
+            }
+            if !within(s.max_ns, b.max_ns, MAX_TARGET) {
+                unmet.push("max".to_string());
+            }
+            if s.misses != 0 {
+                unmet.push("misses".to_string());
+            }
+            if unmet.is_empty() {
+                Ok(())
+            } else {
+                Err(unmet)
+            }
+        });
+        out.push(Comparison {
+            row: row.clone(),
+            p99_ratio: ratio(s.p99_ns, b.p99_ns),
+            max_ratio: ratio(s.max_ns, b.max_ns),
+            verdict,
+        });
+    }
+    out
+}
+
+fn clock(icount: bool) -> &'static str {
+    if icount {
+        "icount"
+    } else {
+        "wall"
+    }
+}
+
+fn or_dash(value: &Option<String>) -> &str {
+    value.as_deref().unwrap_or("–")
+}
+
+fn show_ratio(value: Option<f64>) -> String {
+    value.map_or_else(|| "n/a".to_string(), |r| format!("{r:.2}×"))
+}
+
+/// The Markdown report of every row.
+pub fn render_markdown(rows: &[Row]) -> String {
+    let mut md = String::new();
+    let _ = writeln!(md, "# RTOS dispatch latency\n");
+    let _ = writeln!(
+        md,
+        "Latency: from a cyclic handler's programmed deadline until the highest-priority task \
+         it releases runs, in ns, over n samples at period P. The probe takes n × P of guest \
+         time (`guest s`); under `icount` (`-icount shift=0,align=off,sleep=off`) guest time \
+         is deterministic, one instruction per virtual ns. `wall s` is host time for the whole \
+         QEMU run. Written by `cargo xtask bench rtos-latency`.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| scenario | clock | policy | load | n | P µs | guest s | min ns | mean ns | p50 ns | \
+         p99 ns | max ns | misses | wall s |"
+    );
+    let _ = writeln!(
+        md,
+        "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+    );
+    for r in rows {
+        let s = &r.stats;
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {:.2} |",
+            r.scenario,
+            clock(r.icount),
+            or_dash(&r.policy),
+            or_dash(&r.load),
+            s.n,
+            r.period_us,
+            r.guest_seconds(),
+            s.min_ns,
+            s.mean_ns,
+            s.p50_ns,
+            s.p99_ns,
+            s.max_ns,
+            s.misses,
+            r.wall_seconds
+        );
+    }
+    let comparisons = compare(rows);
+    if comparisons.is_empty() {
+        return md;
+    }
+    let (p99n, p99d) = P99_TARGET;
+    let (maxn, maxd) = MAX_TARGET;
+    let target = format!(
+        "p99 ≤ {:.1}×, max ≤ {:.1}×, 0 misses",
+        p99n as f64 / p99d as f64,
+        maxn as f64 / maxd as f64
+    );
+    let _ = writeln!(md, "\n## Under spumone / native ({NATIVE}, same clock)\n");
+    let _ = writeln!(
+        md,
+        "Targets apply under `icount` only: {target}. Wall-clock numbers follow the host's \
+         load and are shown for reference.\n"
+    );
+    let _ = writeln!(
+        md,
+        "| scenario | clock | policy | load | p99 ratio | max ratio | misses | target | result |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|--:|--:|--:|---|---|");
+    for c in &comparisons {
+        let r = &c.row;
+        let (goal, result) = match &c.verdict {
+            _ if baseline(rows, r.icount).is_none() => {
+                ("–".to_string(), format!("no {NATIVE} row"))
+            }
+            None => ("none (wall)".to_string(), "–".to_string()),
+            Some(Ok(())) => (target.clone(), "met".to_string()),
+            Some(Err(unmet)) => (target.clone(), format!("not met ({})", unmet.join(", "))),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {goal} | {result} |",
+            r.scenario,
+            clock(r.icount),
+            or_dash(&r.policy),
+            or_dash(&r.load),
+            show_ratio(c.p99_ratio),
+            show_ratio(c.max_ratio),
+            r.stats.misses,
+        );
+    }
+    md
+}
+
+/// Where benchmarks keep results, and the images they boot (apart from the tests' images).
+pub fn bench_dir() -> PathBuf {
+    target_dir().join("bench")
+}
+
+fn bench_images_dir(scenario: &str) -> PathBuf {
+    bench_dir().join("images").join(scenario)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatencyBenchOptions {
+    pub latency: LatencySettings,
+    /// Per run; `None` waits for ever.
+    pub timeout: Option<Duration>,
+}
+
+/// The default per-run timeout: the usual one plus three times the probe's guest time.
+pub fn default_timeout(latency: &LatencySettings) -> Duration {
+    Duration::from_secs(DEFAULT_TIMEOUT_SECS + 3 * latency.probe_seconds().ceil() as u64)
+}
+
+/// `cargo xtask bench rtos-latency`.
+pub fn rtos_latency(options: &LatencyBenchOptions) -> Result<()> {
+    setup::ensure(false)?;
+    let build = BuildOptions {
+        latency: options.latency,
+        ..BuildOptions::default()
+    };
+    let mut built = Vec::new();
+    for name in LATENCY_SCENARIOS {
+        let s = scenario::lookup(name)?;
+        built.push(firmware::build_into(s, &build, &bench_images_dir(name))?);
+    }
+    // After building: cargo must stay interruptible; Ctrl-C now reaches QEMU.
+    signals::ignore_interrupts();
+
+    let mut rows = Vec::new();
+    for icount in [true, false] {
+        for firmware in &built {
+            let name = firmware.scenario.name;
+            println!(
+                "bench: {name} ({}), n={} P={} us ...",
+                clock(icount),
+                options.latency.samples,
+                options.latency.period_us
+            );
+            let run_options = RunOptions {
+                timeout: options.timeout,
+                icount,
+                echo: false,
+                latency: options.latency,
+                ..RunOptions::new(firmware.scenario)
+            };
+            let outcome = run::launch(firmware, &run_options)?;
+            let all_log = paths::display(&outcome.log_dir.join("all.log"));
+            let what = format!("scenario {name} ({})", clock(icount));
+            if let Some(why) = outcome.failure() {
+                bail!("bench rtos-latency: {what}: {why}");
+            }
+            let stats = find_latency(&outcome.lines, RTOS_CONSOLE)
+                .and_then(|s| s.check(u64::from(options.latency.samples)).map(|()| s))
+                .map_err(|e| anyhow::anyhow!("bench rtos-latency: {what}: {e} (see {all_log})"))?;
+            let row = Row {
+                scenario: name.to_string(),
+                icount,
+                policy: None,
+                load: None,
+                period_us: u64::from(options.latency.period_us),
+                stats,
+                wall_seconds: outcome.elapsed.as_secs_f64(),
+            };
+            println!(
+                "bench: {name} ({}): p50={} p99={} max={} misses={} in {:.1} s",
+                clock(icount),
+                stats.p50_ns,
+                stats.p99_ns,
+                stats.max_ns,
+                stats.misses,
+                row.wall_seconds
+            );
+            rows.push(row);
+        }
+    }
+
+    let json_path = bench_dir().join("rtos-latency.json");
+    let md_path = bench_dir().join("rtos-latency.md");
+    let merged = merge(read_results(&json_path)?, &rows);
+    let all: Vec<Row> = merged
+        .iter()
+        .map(Row::from_json)
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", paths::display(&json_path)))?;
+    let markdown = render_markdown(&all);
+    fs::create_dir_all(bench_dir())?;
+    let text = serde_json::to_string_pretty(&Value::Array(merged))? + "\n";
+    fs::write(&json_path, text)
+        .with_context(|| format!("writing {}", paths::display(&json_path)))?;
+    fs::write(&md_path, &markdown)
+        .with_context(|| format!("writing {}", paths::display(&md_path)))?;
+    println!();
+    print!("{markdown}");
+    println!();
+    println!(
+        "bench: wrote {} and {}",
+        paths::display(&json_path),
+        paths::display(&md_path)
+    );
+    Ok(())
+}
+
+/// The rows already in `path`; none if it does not exist.
+fn read_results(path: &Path) -> Result<Vec<Value>> {
+    match fs::read_to_string(path) {
+        Ok(text) => parse_results(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: {e} (fix or delete it; rows are merged into it)",
+                paths::display(path)
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("reading {}", paths::display(path))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINE: &str = "latency n=10000 min=1248 mean=1300 p50=1250 p99=1500 max=2000 misses=0";
+
+    fn stats(p99: u64, max: u64, misses: u64) -> LatencyStats {
+        LatencyStats {
+            n: 100,
+            min_ns: 10,
+            mean_ns: 20,
+            p50_ns: 15,
+            p99_ns: p99,
+            max_ns: max,
+            misses,
+        }
+    }
+
+    fn row(scenario: &str, icount: bool, s: LatencyStats) -> Row {
+        Row {
+            scenario: scenario.into(),
+            icount,
+            policy: None,
+            load: None,
+            period_us: 1000,
+            stats: s,
+            wall_seconds: 1.5,
+        }
+    }
+
+    #[test]
+    fn parses_the_rtos_line() {
+        assert_eq!(
+            parse_latency_line(LINE).unwrap(),
+            LatencyStats {
+                n: 10000,
+                min_ns: 1248,
+                mean_ns: 1300,
+                p50_ns: 1250,
+                p99_ns: 1500,
+                max_ns: 2000,
+                misses: 0
+            }
+        );
+        assert!(parse_latency_line(&format!("{LINE}\r")).is_ok());
+    }
+
+    #[test]
+    fn malformed_lines_say_what_is_wrong() {
+        let cases = [
+            ("latncy n=1", "does not start"),
+            ("latency n=1 min=2", "ends before `mean=`"),
+            (
+                "latency n=1 mean=2 min=1 p50=1 p99=1 max=1 misses=0",
+                "expected `min=`",
+            ),
+            (
+                "latency n=1 min=-2 mean=2 p50=1 p99=1 max=1 misses=0",
+                "`min=-2` is not a whole number",
+            ),
+            (
+                "latency n=1 min=1 mean=1 p50=1 p99=1 max=1 misses=0 extra=1",
+                "unexpected `extra=1`",
+            ),
+            (
+                "latency n=1 min=1 mean=1 p50=1 p99=1 max=1 misses=",
+                "`misses=` is not",
+            ),
+        ];
+        for (line, want) in cases {
+            let err = parse_latency_line(line).unwrap_err();
+            assert!(err.contains(want), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn finds_exactly_one_line_from_the_source() {
+        let lines: Vec<String> = [
+            "[hv] latency n=5 is not from the rtos",
+            "[rtos] rtos: latency probe: 10000 samples, period 1000 us",
+            &format!("[rtos] {LINE}"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(find_latency(&lines, "[rtos]").unwrap().n, 10000);
+        let err = find_latency(&lines[..2], "[rtos]").unwrap_err();
+        assert!(err.contains("no `[rtos] latency"), "{err}");
+        let mut twice = lines.clone();
+        twice.push(format!("[rtos] {LINE}"));
+        assert!(find_latency(&twice, "[rtos]")
+            .unwrap_err()
+            .contains("2 `[rtos] latency` lines"));
+    }
+
+    #[test]
+    fn check_wants_the_configured_n_and_ordered_statistics() {
+        let good = stats(30, 40, 0);
+        assert!(good.check(100).is_ok());
+        assert!(good.check(99).unwrap_err().contains("n=100"));
+        assert!(stats(50, 40, 0).check(100).is_err(), "p99 above max");
+        let mut mean_high = good;
+        mean_high.mean_ns = 41;
+        assert!(mean_high.check(100).is_err());
+    }
+
+    #[test]
+    fn rows_round_trip_through_json() {
+        let mut r = row("rtos", true, stats(30, 40, 2));
+        r.policy = Some("shared".into());
+        let back = Row::from_json(&r.to_json()).unwrap();
+        assert_eq!(back, r);
+        let v = r.to_json();
+        for field in [
+            "scenario",
+            "icount",
+            "n",
+            "min_ns",
+            "mean_ns",
+            "p50_ns",
+            "p99_ns",
+            "max_ns",
+            "misses",
+            "wall_seconds",
+        ] {
+            assert!(v.get(field).is_some(), "missing {field}");
+        }
+    }
+
+    #[test]
+    fn merge_replaces_by_key_and_keeps_the_rest() {
+        let old = vec![
+            row("rtos-native", true, stats(30, 40, 0)).to_json(),
+            row("rtos", true, stats(31, 41, 0)).to_json(),
+            // Another bench's row with a load: a different key, and extra fields kept.
+            json!({"scenario": "rtos", "icount": true, "policy": null, "load": "make -j4",
+                   "extra": 7}),
+            // Written before `policy`/`load` existed: counts as both null.
+            json!({"scenario": "rtos", "icount": false, "n": 1}),
+        ];
+        let new = [
+            row("rtos", true, stats(50, 60, 1)),
+            row("rtos", false, stats(70, 80, 0)),
+            row("rtos-native", false, stats(30, 40, 0)),
+        ];
+        let merged = merge(old, &new);
+        assert_eq!(merged.len(), 5);
+        assert_eq!(merged[1]["p99_ns"], 50);
+        assert_eq!(merged[2]["extra"], 7);
+        assert_eq!(merged[3]["p99_ns"], 70, "replaced in place");
+        assert_eq!(merged[4]["scenario"], "rtos-native");
+        assert_eq!(merged[4]["icount"], false);
+    }
+
+    #[test]
+    fn results_file_must_be_an_array_of_keyed_rows() {
+        assert!(parse_results("[]").unwrap().is_empty());
+        assert!(parse_results("{}").unwrap_err().contains("array"));
+        assert!(parse_results("[1]").is_err());
+        assert!(parse_results(r#"[{"icount": true}]"#)
+            .unwrap_err()
+            .contains("scenario"));
+        assert!(parse_results("[").unwrap_err().contains("not JSON"));
+    }
+
+    #[test]
+    fn ratios_and_exact_targets() {
+        assert_eq!(ratio(110, 100), Some(1.1));
+        assert_eq!(ratio(0, 0), Some(1.0));
+        assert_eq!(ratio(5, 0), None);
+        assert!(within(110, 100, P99_TARGET));
+        assert!(!within(111, 100, P99_TARGET));
+        assert!(within(150, 100, MAX_TARGET));
+        assert!(!within(151, 100, MAX_TARGET));
+    }
+
+    #[test]
+    fn comparison_judges_icount_rows_only() {
+        let rows = [
+            row("rtos-native", true, stats(100, 100, 0)),
+            row("rtos", true, stats(110, 150, 0)),
+            row("rtos-native", false, stats(100, 100, 5)),
+            row("rtos", false, stats(500, 900, 3)),
+        ];
+        let c = compare(&rows);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].verdict, Some(Ok(())));
+        assert_eq!(c[0].p99_ratio, Some(1.1));
+        assert_eq!(c[1].verdict, None);
+        assert_eq!(c[1].max_ratio, Some(9.0));
+
+        let worse = [
+            row("rtos-native", true, stats(100, 100, 0)),
+            row("rtos", true, stats(111, 151, 1)),
+        ];
+        assert_eq!(
+            compare(&worse)[0].verdict,
+            Some(Err(vec!["p99".into(), "max".into(), "misses".into()]))
+        );
+        let alone = [row("rtos", true, stats(1, 1, 0))];
+        assert_eq!(compare(&alone)[0].p99_ratio, None);
+    }
+
+    #[test]
+    fn markdown_has_every_row_and_the_verdicts() {
+        let rows = [
+            row("rtos-native", true, stats(100, 100, 0)),
+            row("rtos", true, stats(110, 200, 0)),
+            row("rtos-native", false, stats(100, 100, 0)),
+            row("rtos", false, stats(300, 400, 2)),
+        ];
+        let md = render_markdown(&rows);
+        let table_rows = md.lines().filter(|l| l.starts_with("| rtos")).count();
+        assert_eq!(table_rows, 4 + 2, "{md}");
+        assert!(
+            md.contains("| rtos | icount | – | – | 1.10× | 2.00× | 0 |"),
+            "{md}"
+        );
+        assert!(md.contains("not met (max)"), "{md}");
+        assert!(md.contains("| rtos | wall | – | – | 3.00× | 4.00× | 2 | none (wall) | – |"));
+        assert!(md.contains("p99 ≤ 1.1×, max ≤ 1.5×, 0 misses"));
+        assert!(md.contains("| 0.10 |"), "guest s = 100 × 1 ms: {md}");
+        // No comparison section without spumone rows.
+        assert!(!render_markdown(&rows[..1]).contains("native ("));
+    }
+
+    #[test]
+    fn latency_scenarios_print_on_the_rtos_console() {
+        for name in LATENCY_SCENARIOS {
+            let s = scenario::lookup(name).unwrap();
+            let console = match s.kind {
+                scenario::Kind::Native { image } => image.to_string(),
+                scenario::Kind::Hypervisor { config } => {
+                    let path = paths::workspace_root().join(config);
+                    let partitions = crate::config::load(&path).unwrap();
+                    crate::config::console_names(&partitions).unwrap()[0].clone()
+                }
+            };
+            assert_eq!(format!("[{console}]"), RTOS_CONSOLE, "{name}");
+        }
+        assert_eq!(LATENCY_SCENARIOS[0], NATIVE);
+    }
+
+    #[test]
+    fn default_timeout_grows_with_the_probe() {
+        let s = LatencySettings::new(10_000, 1_000).unwrap();
+        assert_eq!(default_timeout(&s), Duration::from_secs(150));
+    }
+}
