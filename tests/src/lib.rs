@@ -7,7 +7,9 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use xtask::bench::{find_latency, LatencyStats, RTOS_CONSOLE};
 use xtask::ci::PREBUILT_ENV;
+use xtask::firmware::LatencySettings;
 use xtask::run::{run_scenario, RunOptions, RunOutcome, Verdict};
 use xtask::scenario;
 
@@ -16,6 +18,16 @@ const TAIL: usize = 40;
 
 /// Runs of one scenario share its log directory, so runs within a test binary take turns.
 static QEMU: Mutex<()> = Mutex::new(());
+
+/// Runs kept for every test of a binary that only reads the output (see [`boot_shared`]).
+static SHARED: Mutex<Vec<&'static RunOutcome>> = Mutex::new(Vec::new());
+
+/// The latency settings the images are built with: `cargo xtask test` and these tests read
+/// the same environment.
+#[track_caller]
+pub fn latency_settings() -> LatencySettings {
+    LatencySettings::from_env().unwrap_or_else(|e| panic!("{e:#}"))
+}
 
 /// Boots `name` with the default timeout and returns what it printed.
 #[track_caller]
@@ -32,12 +44,27 @@ pub fn boot_with(name: &str, adjust: impl FnOnce(&mut RunOptions)) -> RunOutcome
     let mut options = RunOptions::new(scenario);
     options.echo = false;
     options.prebuilt = std::env::var_os(PREBUILT_ENV).is_some();
+    options.latency = latency_settings();
     adjust(&mut options);
     let _turn = QEMU.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     match run_scenario(&options) {
         Ok(outcome) => outcome,
         Err(e) => panic!("scenario {name} could not be run: {e:#}"),
     }
+}
+
+/// One default boot of `name` per test binary, shared by the tests that only read its output.
+#[track_caller]
+pub fn boot_shared(name: &str) -> &'static RunOutcome {
+    let mut shared = SHARED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(run) = shared.iter().find(|r| r.scenario.name == name) {
+        return run;
+    }
+    let run: &'static RunOutcome = Box::leak(Box::new(boot(name)));
+    shared.push(run);
+    run
 }
 
 /// Fails the test with `message` and the last lines of the run.
@@ -117,4 +144,57 @@ pub fn expect_clean_stream(outcome: &RunOutcome) {
     for bad in ["undecodable defmt record", "no table to decode it"] {
         expect_no_line(outcome, "[hv]", bad);
     }
+}
+
+/// The RTOS self-test lines that show its services work, in the order they run.
+pub const SERVICE_LINES: [&str; 3] = [
+    "test preempt: order H,L ok",
+    "test semaphore: blocked and woken ok",
+    "test bad id: activate_task(99) = E_ID ok",
+];
+
+/// Fails unless the RTOS printed every [`SERVICE_LINES`] line in order and no failed test.
+/// Returns the index of the last one.
+#[track_caller]
+pub fn expect_rtos_services(outcome: &RunOutcome) -> usize {
+    let mut last = None;
+    for want in SERVICE_LINES {
+        let at = expect_line(outcome, RTOS_CONSOLE, &[want]);
+        if last.is_some_and(|before| at < before) {
+            fail(
+                outcome,
+                &format!("`{want}` came before the previous test line"),
+            );
+        }
+        last = Some(at);
+    }
+    let failed = outcome.lines.iter().find(|l| {
+        l.strip_prefix(RTOS_CONSOLE)
+            .is_some_and(|t| t.trim_start().starts_with("test ") && t.contains("FAILED"))
+    });
+    if let Some(line) = failed {
+        fail(outcome, &format!("an RTOS self-test failed: {line}"));
+    }
+    last.unwrap_or(0)
+}
+
+/// Fails unless the RTOS announced the probe with the configured N and P and printed exactly
+/// one well-formed `latency` line with n = N and min <= p50 <= p99 <= max.
+#[track_caller]
+pub fn expect_latency(outcome: &RunOutcome) -> (usize, LatencyStats) {
+    let settings = latency_settings();
+    let announced = format!(
+        "rtos: latency probe: {} samples, period {} us",
+        settings.samples, settings.period_us
+    );
+    expect_line(outcome, RTOS_CONSOLE, &[&announced]);
+    let stats = match find_latency(&outcome.lines, RTOS_CONSOLE) {
+        Ok(stats) => stats,
+        Err(e) => fail(outcome, &format!("latency line: {e}")),
+    };
+    if let Err(e) = stats.check(u64::from(settings.samples)) {
+        fail(outcome, &format!("implausible latency line: {e}"));
+    }
+    let at = expect_line(outcome, RTOS_CONSOLE, &["latency n="]);
+    (at, stats)
 }

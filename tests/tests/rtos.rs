@@ -1,36 +1,35 @@
 //! spumone boots on four cores and runs the RTOS partition to a clean poweroff.
 
 use spumone_tests::{
-    boot, boot_with, expect_clean_poweroff, expect_clean_stream, expect_line, expect_no_line, fail,
+    boot, boot_shared, boot_with, expect_clean_poweroff, expect_clean_stream, expect_latency,
+    expect_line, expect_no_line, expect_rtos_services, fail,
 };
 use std::fs;
 use std::time::Duration;
 use xtask::event::Event;
 use xtask::run::{Verdict, TIMEOUT_EXIT};
 
-/// Half the default timeout: a healthy boot takes about a second.
+/// Half the default timeout: a healthy boot takes about a second, plus the latency probe's
+/// N × P (10 s by default).
 const BOOT_LIMIT: Duration = Duration::from_secs(60);
 
 #[test]
 fn rtos_boots_under_spumone_and_powers_off() {
-    let run = boot("rtos");
+    let run = boot_shared("rtos");
 
     // spumone's own log, decoded from defmt.
-    expect_line(&run, "[hv]", &["INFO", "GICv3 at 0x8000000"]);
-    let cores = expect_line(&run, "[hv]", &["INFO", "4/4 cores online"]);
-    expect_no_line(&run, "[hv]", "only ");
+    expect_line(run, "[hv]", &["INFO", "GICv3 at 0x8000000"]);
+    let cores = expect_line(run, "[hv]", &["INFO", "4/4 cores online"]);
+    expect_no_line(run, "[hv]", "only ");
 
     // The RTOS console, demultiplexed from its channel.
-    let banner = expect_line(
-        &run,
-        "[rtos]",
-        &["spumone rtos 0.1 (under spumone, vcpu 0)"],
-    );
-    expect_line(&run, "[rtos]", &["rtos: EL1, boot argument 0x0"]);
-    let done = expect_line(&run, "[rtos]", &["rtos: done, powering off"]);
+    let banner = expect_line(run, "[rtos]", &["spumone rtos 0.1 (under spumone, vcpu 0)"]);
+    expect_line(run, "[rtos]", &["rtos: EL1, boot argument 0x0"]);
+    expect_line(run, "[rtos]", &["rtos: kernel up:", "INTID 27"]);
+    let done = expect_line(run, "[rtos]", &["rtos: done, powering off"]);
     if !(cores < banner && banner < done) {
         fail(
-            &run,
+            run,
             "expected `4/4 cores online`, then the RTOS banner, then `rtos: done`",
         );
     }
@@ -41,15 +40,30 @@ fn rtos_boots_under_spumone_and_powers_off() {
     };
     if !run.events.contains(&stopped) {
         fail(
-            &run,
+            run,
             "expected the event `partition-stopped name=rtos code=0`",
         );
     }
     if run.shutdown_code() != Some(0) {
-        fail(&run, "expected the event `shutdown code=0`");
+        fail(run, "expected the event `shutdown code=0`");
     }
-    expect_clean_stream(&run);
-    expect_clean_poweroff(&run, BOOT_LIMIT);
+    expect_clean_stream(run);
+    expect_clean_poweroff(run, BOOT_LIMIT);
+}
+
+#[test]
+fn rtos_services_and_latency_probe_work_under_spumone() {
+    let run = boot_shared("rtos");
+    let tests = expect_rtos_services(run);
+    let (latency, _stats) = expect_latency(run);
+    let done = expect_line(run, "[rtos]", &["rtos: done, powering off"]);
+    if !(tests < latency && latency < done) {
+        fail(
+            run,
+            "expected the self-tests, then the latency line, then `rtos: done`",
+        );
+    }
+    expect_clean_poweroff(run, BOOT_LIMIT);
 }
 
 #[test]
