@@ -364,6 +364,18 @@ impl Vgic {
         })
     }
 
+    /// The list register value that forwards `intid` to `vcpu` straight from the IRQ path
+    /// without the lock, or 0 when it must take the locked path (disabled, not a private
+    /// hardware interrupt, or a core shared by several vCPUs where the per-core cache would be
+    /// ambiguous).
+    pub fn fast_lr(&self, vcpu: usize, intid: u32, shared_core: bool) -> u64 {
+        if shared_core || intid >= SPI_BASE {
+            return 0;
+        }
+        self.deliverable(vcpu, intid)
+            .map_or(0, |d| ListReg::hardware(intid, d).encode())
+    }
+
     /// The vCPU an SPI is routed to: `Aff0` if it names one of ours, else vCPU 0.
     fn spi_target(&self, spi: &Spi) -> usize {
         let aff0 = (spi.route & 0xFF) as usize;
@@ -968,6 +980,29 @@ mod tests {
         );
         assert_eq!(v.deliverable(1, 27), None);
         assert_eq!(v.gicr_read(frame(1) + SGI + 0x100, 4).unwrap(), 0);
+    }
+
+    #[test]
+    fn fast_lr_follows_enable_priority_and_sharing() {
+        let mut v = vgic(2, &[40]);
+        assert_eq!(v.fast_lr(1, 27, false), 0, "disabled");
+        v.gicr_write(frame(1) + SGI + 0x400 + 24, 4, 0x80_00_00_00)
+            .unwrap();
+        v.gicr_write(frame(1) + SGI + 0x80, 4, u32::MAX.into())
+            .unwrap();
+        v.gicr_write(frame(1) + SGI + 0x100, 4, 1 << 27).unwrap();
+        let d = v.deliverable(1, 27).unwrap();
+        let lr = ListReg::hardware(27, d).encode();
+        assert_ne!(lr, 0);
+        assert_eq!(v.fast_lr(1, 27, false), lr);
+        assert_eq!(v.fast_lr(1, 27, true), 0, "shared core");
+        assert_eq!(v.fast_lr(0, 27, false), 0, "other vCPU");
+        v.gicr_write(frame(1) + SGI + 0x41B, 1, 0x40).unwrap();
+        assert_ne!(v.fast_lr(1, 27, false), lr, "priority change seen");
+        v.gicr_write(frame(1) + SGI + 0x180, 4, 1 << 27).unwrap();
+        assert_eq!(v.fast_lr(1, 27, false), 0, "disabled again");
+        v.gicd_write(GICD_ISENABLER + 4, 4, 1 << 8).unwrap();
+        assert_eq!(v.fast_lr(0, 40, false), 0, "SPIs take the locked path");
     }
 
     #[test]

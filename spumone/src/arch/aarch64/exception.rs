@@ -3,7 +3,9 @@
 //! Every vector saves the interrupted context's general registers, `ELR_EL2` and `SPSR_EL2`
 //! in a [`TrapFrame`] on the EL2 stack and calls [`trap_entry`] with the vector's
 //! [`VectorKind`]. Returning from `trap_entry` restores the (possibly edited) frame and
-//! `eret`s. While one vCPU owns a core, that frame *is* the guest's register state.
+//! `eret`s. While one vCPU owns a core, that frame *is* the guest's register state. The
+//! exception is a guest's IRQ: it saves only the caller-saved registers and calls
+//! [`irq_entry`], which never looks at the frame.
 
 use core::arch::global_asm;
 
@@ -70,7 +72,7 @@ macro_rules! vector_table {
             vector_entry!(6),
             vector_entry!(7),
             vector_entry!(8),
-            vector_entry!(9),
+            irq_vector_entry!(),
             vector_entry!(10),
             vector_entry!(11),
             vector_entry!(12),
@@ -93,6 +95,33 @@ macro_rules! vector_entry {
             $kind,
             "\n",
             "b spumone_trap_common\n",
+        )
+    };
+}
+
+// A guest's IRQ saves only what the AAPCS lets Rust clobber (x0-x18, x30) plus the return
+// state: `irq_entry` preserves x19-x29 itself and never reads the frame's other slots.
+macro_rules! irq_vector_entry {
+    () => {
+        concat!(
+            ".balign 128\n",
+            "sub sp, sp, #272\n",
+            "stp x0, x1, [sp, #0]\n",
+            "stp x2, x3, [sp, #16]\n",
+            "stp x4, x5, [sp, #32]\n",
+            "stp x6, x7, [sp, #48]\n",
+            "stp x8, x9, [sp, #64]\n",
+            "stp x10, x11, [sp, #80]\n",
+            "stp x12, x13, [sp, #96]\n",
+            "stp x14, x15, [sp, #112]\n",
+            "stp x16, x17, [sp, #128]\n",
+            "str x18, [sp, #144]\n",
+            "mrs x9, elr_el2\n",
+            "stp x30, x9, [sp, #240]\n",
+            "mrs x10, spsr_el2\n",
+            "str x10, [sp, #256]\n",
+            "bl {irq_entry}\n",
+            "b spumone_irq_return\n",
         )
     };
 }
@@ -122,6 +151,24 @@ spumone_trap_common:
     mov     x1, x0
     mov     x0, sp
     bl      {trap_entry}
+
+spumone_irq_return:
+    ldr     x10, [sp, #256]
+    msr     spsr_el2, x10
+    ldp     x30, x9, [sp, #240]
+    msr     elr_el2, x9
+    ldp     x0, x1, [sp, #0]
+    ldp     x2, x3, [sp, #16]
+    ldp     x4, x5, [sp, #32]
+    ldp     x6, x7, [sp, #48]
+    ldp     x8, x9, [sp, #64]
+    ldp     x10, x11, [sp, #80]
+    ldp     x12, x13, [sp, #96]
+    ldp     x14, x15, [sp, #112]
+    ldp     x16, x17, [sp, #128]
+    ldr     x18, [sp, #144]
+    add     sp, sp, #{frame_size}
+    eret
 
 .global spumone_trap_return
 spumone_trap_return:
@@ -162,6 +209,7 @@ spumone_enter_frame:
     b       spumone_trap_return
 "#,
     trap_entry = sym trap_entry,
+    irq_entry = sym irq_entry,
     frame_size = const FRAME_SIZE,
 );
 
@@ -178,11 +226,16 @@ pub fn enter(frame: &TrapFrame) -> ! {
     unsafe { spumone_enter_frame(frame, top) }
 }
 
+/// A physical IRQ taken from a guest (the frame holds only caller-saved registers).
+extern "C" fn irq_entry() {
+    super::guest::handle_irq();
+}
+
 extern "C" fn trap_entry(frame: &mut TrapFrame, kind: u64) {
     let kind = VectorKind(kind);
     match kind.0 {
         VectorKind::LOWER_A64_SYNC => super::guest::handle_sync(frame),
-        VectorKind::LOWER_A64_IRQ => super::guest::handle_irq(frame),
+        VectorKind::LOWER_A64_IRQ => super::guest::handle_irq(),
         _ if kind.from_current_el() => super::fatal::unexpected_el2_exception(frame, kind),
         _ => super::guest::handle_unexpected(frame, kind),
     }

@@ -2,7 +2,7 @@
 //! moves values between them and the registers.
 
 use core::ops::Range;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{
@@ -39,6 +39,8 @@ static STAGE2_TABLES: [spin::Mutex<Stage2Tables>; MAX_PARTITIONS] =
 static VTTBR: [AtomicU64; MAX_PARTITIONS] = [const { AtomicU64::new(0) }; MAX_PARTITIONS];
 
 static LIFECYCLE: spin::Mutex<Lifecycle> = spin::Mutex::new(Lifecycle::new(0));
+/// Mirrors "stopped" in `LIFECYCLE` so the IRQ path checks it without the lock.
+static STOPPED: [AtomicBool; MAX_PARTITIONS] = [const { AtomicBool::new(false) }; MAX_PARTITIONS];
 static POWER: spin::Mutex<[[VcpuPower; MAX_VCPUS]; MAX_PARTITIONS]> =
     spin::Mutex::new([[VcpuPower::Off; MAX_VCPUS]; MAX_PARTITIONS]);
 
@@ -64,11 +66,13 @@ pub fn prepare_partitions() {
             Err(what) => {
                 error!("partition {}: stage 2: {}", partition.name, what);
                 LIFECYCLE.lock().stop(index, STOPPED_BY_HYPERVISOR);
+                STOPPED[index].store(true, Ordering::Release);
             }
         }
         if let Err(what) = super::vgic::prepare_partition(index, partition) {
             error!("partition {}: vGIC: {}", partition.name, what);
             LIFECYCLE.lock().stop(index, STOPPED_BY_HYPERVISOR);
+            STOPPED[index].store(true, Ordering::Release);
         }
     }
 }
@@ -377,12 +381,14 @@ fn apply(frame: &mut TrapFrame, injection: &Injection) {
     frame.spsr = injection.new_spsr;
 }
 
-pub fn handle_irq(frame: &mut TrapFrame) {
-    let _ = frame;
-    super::handle_pending_interrupts();
+pub fn handle_irq() {
+    super::handle_guest_interrupt();
     // Another core stopped this core's partition: leave the guest.
     if let Some((index, _)) = percore::this_core().running() {
-        if !LIFECYCLE.lock().is_running(index) {
+        if STOPPED
+            .get(index)
+            .is_some_and(|s| s.load(Ordering::Acquire))
+        {
             super::idle()
         }
     }
@@ -415,6 +421,9 @@ pub fn stop_partition(partition: &'static Partition, code: i64, why: &str) {
     let outcome = LIFECYCLE.lock().stop(index, code);
     if outcome == StopOutcome::AlreadyStopped {
         return;
+    }
+    if let Some(stopped) = STOPPED.get(index) {
+        stopped.store(true, Ordering::Release);
     }
     info!(
         "partition {} stopped ({}), exit code {}",

@@ -248,14 +248,33 @@ pub fn handle_pending_interrupts() {
         if intid >= gic::SPECIAL_INTID_START {
             break;
         }
-        let tick = HYP_TIMER_INTID.load(Ordering::Relaxed);
-        if vgic::dispatch(running, intid, tick) == IrqRoute::Hypervisor {
-            timer::rearm();
-            gic::end_of_interrupt(intid);
-        }
+        handle_acknowledged(running, intid);
     }
     if running.is_some() {
         vgic::refill();
+    }
+}
+
+/// A physical IRQ taken from the guest on this core. The common case, its own timer PPI
+/// with a free list register, is forwarded without locks; anything else (or anything still
+/// pending, which traps again right after the return) takes the general path.
+pub fn handle_guest_interrupt() {
+    let intid = gic::acknowledge();
+    if intid >= gic::SPECIAL_INTID_START {
+        return;
+    }
+    if vgic::fast_forward(cpu::core_index(), intid) {
+        return;
+    }
+    handle_acknowledged(percore::this_core().running(), intid);
+    handle_pending_interrupts();
+}
+
+fn handle_acknowledged(running: Option<(usize, usize)>, intid: u32) {
+    let tick = HYP_TIMER_INTID.load(Ordering::Relaxed);
+    if vgic::dispatch(running, intid, tick) == IrqRoute::Hypervisor {
+        timer::rearm();
+        gic::end_of_interrupt(intid);
     }
 }
 

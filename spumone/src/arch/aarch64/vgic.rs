@@ -2,7 +2,7 @@
 //! virtual CPU interface (`ICH_*_EL2`) of the vCPU on this core, and forwarding physical
 //! interrupts into list registers. The state and every decision live in `hvcore::vgic`.
 
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use board::rt::Partition;
 
@@ -10,6 +10,7 @@ use super::config::CONFIG;
 use super::guest::MMIO;
 use super::{cpu, gic, percore};
 use crate::hvcore::mmio::MmioAccess;
+use crate::hvcore::vcpu;
 use crate::hvcore::vgic::{
     self, BadAccess, Effect, Effects, IrqRoute, ListReg, PendingQueue, Vgic, GICD_SIZE,
     MAINTENANCE_INTID, VTIMER_INTID,
@@ -23,6 +24,11 @@ static QUEUES: [spin::Mutex<PendingQueue>; MAX_CORES] =
     [const { spin::Mutex::new(PendingQueue::new()) }; MAX_CORES];
 static SPI_LINES: AtomicU32 = AtomicU32::new(0);
 static LIST_REGS: AtomicUsize = AtomicUsize::new(0);
+/// Per core: the list register value forwarding the virtual timer PPI to the vCPU placed
+/// alone on that core, or 0 (see `Vgic::fast_lr`). Kept in step with the vGIC under its lock.
+static FAST_VTIMER_LR: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
+/// Per core: some interrupt waits in `QUEUES` (only this core touches its flag).
+static QUEUED: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
 /// INTIDs already reported as unclaimed, one bit each.
 static UNCLAIMED_LOGGED: [AtomicU32; 32] = [const { AtomicU32::new(0) }; 32];
 
@@ -54,6 +60,7 @@ pub fn prepare_partition(index: usize, partition: &Partition) -> Result<(), &'st
         SPI_LINES.load(Ordering::Relaxed),
         owned,
     );
+    refresh_fast(index, &v);
     let gicd = gic::distributor_base();
     let gicr = gic::redistributor_base();
     let mut table = MMIO[index].lock();
@@ -110,6 +117,9 @@ fn emulate(
     } else {
         read(&mut v, offset, access.size)
     };
+    if access.write {
+        refresh_fast(partition, &v);
+    }
     let unknown = v.take_unknown();
     drop(v);
     let name = CONFIG.partitions.get(partition).map_or("?", |p| p.name);
@@ -137,6 +147,41 @@ fn emulate(
             None
         }
     }
+}
+
+/// Recomputes the lock-free forwarding values of `partition`'s vCPUs (called with its vGIC
+/// locked, after every change).
+fn refresh_fast(partition: usize, v: &Vgic) {
+    let Some(p) = CONFIG.partitions.get(partition) else {
+        return;
+    };
+    for (n, placed) in p.vcpus.iter().enumerate() {
+        let shared = vcpu::trap_policy(&CONFIG, placed.core).shared_core;
+        if let Some(slot) = FAST_VTIMER_LR.get(usize::from(placed.core)) {
+            slot.store(v.fast_lr(n, VTIMER_INTID, shared), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Forwards the just-acknowledged `intid` to this core's vCPU without any lock when the
+/// cached value allows it and a list register is free; `false` leaves it to [`dispatch`].
+pub fn fast_forward(core: usize, intid: u32) -> bool {
+    if intid != VTIMER_INTID {
+        return false;
+    }
+    let (Some(slot), Some(queued)) = (FAST_VTIMER_LR.get(core), QUEUED.get(core)) else {
+        return false;
+    };
+    let lr = slot.load(Ordering::Relaxed);
+    if lr == 0 || queued.load(Ordering::Relaxed) {
+        return false;
+    }
+    let Some(n) = vgic::free_lr(read_elrsr(), list_regs()) else {
+        return false;
+    };
+    write_lr(n, lr);
+    gic::priority_drop(intid);
+    true
 }
 
 /// The MPIDR of the core that runs `vcpu` of `partition`.
@@ -184,7 +229,9 @@ fn apply(partition: usize, effect: Effect) {
 /// Enables the virtual CPU interface for the vCPU about to enter on this core, with empty
 /// list registers.
 pub fn enter_vcpu() {
-    *QUEUES[cpu::core_index()].lock() = PendingQueue::new();
+    let core = cpu::core_index();
+    *QUEUES[core].lock() = PendingQueue::new();
+    QUEUED[core].store(false, Ordering::Relaxed);
     for n in 0..list_regs() {
         write_lr(n, 0);
     }
@@ -229,11 +276,13 @@ fn inject(intid: u32, lr: ListReg) {
     match vgic::free_lr(read_elrsr(), list_regs()) {
         Some(n) => write_lr(n, lr.encode()),
         None => {
-            if QUEUES[cpu::core_index()].lock().push(lr).is_err() {
+            let core = cpu::core_index();
+            if QUEUES[core].lock().push(lr).is_err() {
                 // Nowhere to keep it: drop it rather than leave it active for good.
                 gic::end_of_interrupt(intid);
                 return;
             }
+            QUEUED[core].store(true, Ordering::Relaxed);
         }
     }
     // Priority drop only: the guest's EOI deactivates it through the HW bit.
@@ -258,10 +307,11 @@ fn unclaimed(intid: u32) {
 /// Moves queued interrupts into free list registers; asks for an underflow maintenance
 /// interrupt while some still wait.
 pub fn refill() {
-    let mut queue = QUEUES[cpu::core_index()].lock();
-    if queue.is_empty() {
+    let core = cpu::core_index();
+    if !QUEUED[core].load(Ordering::Relaxed) {
         return;
     }
+    let mut queue = QUEUES[core].lock();
     let count = list_regs();
     while let Some(n) = vgic::free_lr(read_elrsr(), count) {
         match queue.pop() {
@@ -269,7 +319,9 @@ pub fn refill() {
             None => break,
         }
     }
-    write_hcr(vgic::ich_hcr(!queue.is_empty()));
+    let waiting = !queue.is_empty();
+    QUEUED[core].store(waiting, Ordering::Relaxed);
+    write_hcr(vgic::ich_hcr(waiting));
 }
 
 /// Whether a trapped WFI/WFE may sleep this core at EL2.
@@ -279,7 +331,7 @@ pub fn trapped_wait_sleeps(is_wfe: bool) -> bool {
 
 /// Whether this core's vCPU has a virtual interrupt to take.
 fn virtual_pending() -> bool {
-    if !QUEUES[cpu::core_index()].lock().is_empty() {
+    if QUEUED[cpu::core_index()].load(Ordering::Relaxed) {
         return true;
     }
     let mut lrs = [0u64; 16];
