@@ -55,6 +55,21 @@ pub fn trap_policy(config: &Config, core: u8) -> TrapPolicy {
     }
 }
 
+/// Whether a core needs the EL2 tick. Its only jobs are picking up PSCI `CPU_ON` requests
+/// and noticing a partition stopped elsewhere; neither can happen to a core running the sole
+/// vCPU of a single-vCPU partition placed alone on it, so that guest is never woken by it.
+pub fn needs_tick(config: &Config, core: u8, running: bool) -> bool {
+    let mut here = config
+        .partitions
+        .iter()
+        .filter(|p| p.vcpus.iter().any(|v| v.core == core));
+    let alone = match (here.next(), here.next()) {
+        (Some(p), None) => p.vcpus.len() == 1,
+        _ => false,
+    };
+    !(running && alone)
+}
+
 /// PSTATE at guest entry: EL1h with D, A, I and F masked.
 pub const ENTRY_SPSR: u64 = 0x3c5;
 
@@ -170,6 +185,31 @@ mod tests {
         assert!(!trap_policy(&config, 0).shared_core);
         assert!(trap_policy(&config, 1).shared_core);
         assert!(!trap_policy(&config, 2).shared_core);
+    }
+
+    #[test]
+    fn tick_stops_only_for_a_lone_running_vcpu() {
+        static A: [Vcpu; 1] = [Vcpu { core: 0 }];
+        static B: [Vcpu; 2] = [Vcpu { core: 1 }, Vcpu { core: 2 }];
+        static C: [Vcpu; 1] = [Vcpu { core: 2 }];
+        let parts: &'static [Partition] = Box::leak(Box::new([
+            partition(0, &A),
+            partition(1, &B),
+            partition(2, &C),
+        ]));
+        let config = Config {
+            board: "t",
+            cores: 4,
+            dtb_hint: 0,
+            hypervisor_ram: MemRange::new(0x4000_0000, 0x0400_0000),
+            board_ram: &RAM,
+            partitions: parts,
+        };
+        assert!(!needs_tick(&config, 0, true), "lone vCPU running");
+        assert!(needs_tick(&config, 0, false), "idle core");
+        assert!(needs_tick(&config, 1, true), "partition with other vCPUs");
+        assert!(needs_tick(&config, 2, true), "shared core");
+        assert!(needs_tick(&config, 3, false), "no vCPU");
     }
 
     #[test]

@@ -154,6 +154,10 @@ fn enter_vcpu(core: u8, partition: &'static Partition, vcpu: usize, entry: u64, 
         *power = VcpuPower::On;
     }
     percore::this_core().set_running(Some((index, vcpu)));
+    if !vcpu::needs_tick(&CONFIG, core, true) {
+        // Nothing for the tick to do here: it would only wake the guest's `wfi`.
+        super::timer::stop_tick();
+    }
     info!(
         "partition {} vcpu {}: entering at {:#x} on core {}",
         partition.name, vcpu, entry, core

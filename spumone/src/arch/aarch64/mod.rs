@@ -230,6 +230,11 @@ pub fn idle() -> ! {
     let state = percore::this_core();
     vgic::leave_vcpu(state.running());
     state.set_running(None);
+    if let Ok(core) = u8::try_from(cpu::core_index()) {
+        if crate::hvcore::vcpu::needs_tick(&CONFIG, core, false) {
+            timer::start_tick();
+        }
+    }
     loop {
         cpu::wait_for_interrupt();
         handle_pending_interrupts();

@@ -36,3 +36,8 @@ pub fn start_tick() {
     rearm();
     CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET + CNTHP_CTL_EL2::IMASK::CLEAR);
 }
+
+/// Stops this core's tick (a pending one is withdrawn with the timer's output).
+pub fn stop_tick() {
+    CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::CLEAR + CNTHP_CTL_EL2::IMASK::SET);
+}
