@@ -275,6 +275,15 @@ pub fn priority_drop(intid: u32) {
     }
 }
 
+/// [`priority_drop`] when the next thing this core does is the `eret` to the guest, which
+/// synchronizes the write, so no `isb` is needed.
+pub fn priority_drop_before_eret(intid: u32) {
+    // SAFETY: as in `priority_drop`; only the synchronization is left to the `eret`.
+    unsafe {
+        core::arch::asm!("msr icc_eoir1_el1, {0}", in(reg) u64::from(intid), options(nostack));
+    }
+}
+
 /// Acknowledges the highest-priority pending group 1 interrupt.
 pub fn acknowledge() -> u32 {
     let iar: u64;

@@ -268,9 +268,15 @@ pub fn handle_guest_interrupt() {
     if intid >= gic::SPECIAL_INTID_START {
         return;
     }
-    if vgic::fast_forward(cpu::core_index(), intid) {
-        return;
+    if !vgic::fast_forward(cpu::core_index(), intid) {
+        slow_guest_interrupt(intid);
     }
+}
+
+/// Kept out of line so the fast path saves no callee-saved registers.
+#[cold]
+#[inline(never)]
+fn slow_guest_interrupt(intid: u32) {
     handle_acknowledged(percore::this_core().running(), intid);
     handle_pending_interrupts();
 }

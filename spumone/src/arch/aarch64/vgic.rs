@@ -180,7 +180,7 @@ pub fn fast_forward(core: usize, intid: u32) -> bool {
         return false;
     };
     write_lr(n, lr);
-    gic::priority_drop(intid);
+    gic::priority_drop_before_eret(intid);
     true
 }
 
