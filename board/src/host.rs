@@ -6,10 +6,19 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::rt::{MemRange, Vcpu};
+use crate::rt::{
+    Kind, MemRange, Vcpu, LINUX_BOOTARGS_MAX, LINUX_CONSOLE_DEFAULT, LINUX_CONSOLE_SIZE,
+    LINUX_DTB_MAX,
+};
 
 /// Granule every partition RAM range must be aligned to (the stage-2 page size).
 pub const PAGE_SIZE: u64 = 0x1000;
+
+/// Alignment of a Linux `Image` (arm64 boot protocol: 2 MiB from the start of RAM).
+pub const LINUX_IMAGE_ALIGN: u64 = 0x20_0000;
+
+/// Room for the `Image` (BSS included) when `kernel_size` is not given.
+pub const LINUX_KERNEL_SIZE_DEFAULT: u64 = 0x0400_0000;
 
 // ---------------------------------------------------------------------------------------------
 // File schemas. `deny_unknown_fields` turns typos into errors instead of silent defaults.
@@ -64,16 +73,33 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawPartition {
     name: String,
+    #[serde(default)]
+    kind: RawKind,
     image: String,
     ram: Vec<RawRange>,
     #[serde(default)]
     devices: Vec<String>,
-    entry: u64,
-    #[serde(default)]
-    boot_arg: u64,
+    // Options so a Linux partition (which derives them) can be told not to set them.
+    entry: Option<u64>,
+    boot_arg: Option<u64>,
+    // Linux only.
+    kernel_offset: Option<u64>,
+    kernel_size: Option<u64>,
+    initrd: Option<RawRange>,
+    dtb: Option<u64>,
+    bootargs: Option<String>,
+    console: Option<u64>,
     // Defaulted so a missing list is reported as "no vCPU", not as a syntax error.
     #[serde(default)]
     vcpus: Vec<RawVcpu>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawKind {
+    #[default]
+    Rtos,
+    Linux,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,6 +162,19 @@ pub struct PartitionInfo {
     pub entry: u64,
     pub boot_arg: u64,
     pub vcpus: Vec<Vcpu>,
+    pub kind: Kind,
+    /// How it boots, for `Kind::Linux`.
+    pub linux: Option<LinuxInfo>,
+}
+
+/// The validated Linux boot layout of a partition (see `board::rt::LinuxBoot`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinuxInfo {
+    pub kernel: MemRange,
+    pub initrd: MemRange,
+    pub dtb: MemRange,
+    pub bootargs: String,
+    pub console: u64,
 }
 
 /// A partition config that passed every check, with its board.
@@ -252,7 +291,26 @@ impl ValidatedConfig {
             writeln!(out, "        }},")?;
         }
         writeln!(out, "    ],")?;
-        writeln!(out, "}};")
+        writeln!(out, "}};")?;
+        writeln!(
+            out,
+            "/// How the Linux partitions boot (`board::rt::LinuxBoot::find` by partition index)."
+        )?;
+        // Not every image boots Linux; an unused table must not warn.
+        writeln!(out, "#[allow(dead_code)]")?;
+        writeln!(out, "pub static LINUX: &[board::rt::LinuxBoot] = &[")?;
+        for p in &self.partitions {
+            let Some(l) = &p.linux else { continue };
+            writeln!(out, "    board::rt::LinuxBoot {{")?;
+            writeln!(out, "        partition: {},", p.index)?;
+            writeln!(out, "        kernel: {},", rust_range(&l.kernel))?;
+            writeln!(out, "        initrd: {},", rust_range(&l.initrd))?;
+            writeln!(out, "        dtb: {},", rust_range(&l.dtb))?;
+            writeln!(out, "        bootargs: {:?},", l.bootargs)?;
+            writeln!(out, "        console: {:#x},", l.console)?;
+            writeln!(out, "    }},")?;
+        }
+        writeln!(out, "];")
     }
 }
 
@@ -386,6 +444,71 @@ pub enum Problem {
     },
     NoVcpu {
         partition: String,
+    },
+    /// An RTOS partition without `entry`.
+    NoEntry {
+        partition: String,
+    },
+    /// A Linux-only key (`kernel_offset`, `initrd`, ...) on an RTOS partition.
+    LinuxOnlyField {
+        partition: String,
+        field: &'static str,
+    },
+    /// `entry` or `boot_arg` on a Linux partition, where the boot protocol fixes them.
+    LinuxFixedField {
+        partition: String,
+        field: &'static str,
+    },
+    MissingLinuxField {
+        partition: String,
+        field: &'static str,
+    },
+    UnalignedKernel {
+        partition: String,
+        offset: u64,
+    },
+    /// `what` (`kernel`, `initrd`, `dtb`) is empty, overflows or is misaligned.
+    BadLinuxRegion {
+        partition: String,
+        what: &'static str,
+        range: MemRange,
+        align: u64,
+    },
+    LinuxRegionOutsideRam {
+        partition: String,
+        what: &'static str,
+        range: MemRange,
+    },
+    LinuxRegionOverlap {
+        partition: String,
+        what: &'static str,
+        range: MemRange,
+        other: &'static str,
+        other_range: MemRange,
+    },
+    /// The DTB straddles a 2 MiB boundary (Linux maps it with one 2 MiB block).
+    DtbCrosses2MiB {
+        partition: String,
+        dtb: MemRange,
+    },
+    BootargsTooLong {
+        partition: String,
+        len: usize,
+        max: usize,
+    },
+    /// A NUL or other control character, which a DT string cannot carry sensibly.
+    BootargsBadChar {
+        partition: String,
+    },
+    UnalignedConsole {
+        partition: String,
+        console: u64,
+    },
+    /// The emulated console frame overlaps the partition's RAM or one of its devices (`what`).
+    ConsoleOverlap {
+        partition: String,
+        console: u64,
+        what: String,
     },
     CoreOutOfRange {
         partition: String,
@@ -534,6 +657,87 @@ impl fmt::Display for Problem {
                 Hex(*entry)
             ),
             Problem::NoVcpu { partition } => write!(f, "partition {partition:?} has no vCPU"),
+            Problem::NoEntry { partition } => write!(f, "partition {partition:?} has no entry"),
+            Problem::LinuxOnlyField { partition, field } => write!(
+                f,
+                "partition {partition:?} sets {field:?}, which only a kind = \"linux\" partition takes"
+            ),
+            Problem::LinuxFixedField { partition, field } => write!(
+                f,
+                "partition {partition:?} is a Linux partition, whose {field:?} follows from the boot protocol; remove it"
+            ),
+            Problem::MissingLinuxField { partition, field } => write!(
+                f,
+                "Linux partition {partition:?} needs {field:?}"
+            ),
+            Problem::UnalignedKernel { partition, offset } => write!(
+                f,
+                "partition {partition:?} kernel_offset {} is not 2 MiB aligned",
+                Hex(*offset)
+            ),
+            Problem::BadLinuxRegion {
+                partition,
+                what,
+                range,
+                align,
+            } => write!(
+                f,
+                "partition {partition:?} {what} region {} is empty, overflows or is not aligned to {}",
+                Span(*range),
+                Hex(*align)
+            ),
+            Problem::LinuxRegionOutsideRam {
+                partition,
+                what,
+                range,
+            } => write!(
+                f,
+                "partition {partition:?} {what} region {} is not inside one of its RAM ranges",
+                Span(*range)
+            ),
+            Problem::LinuxRegionOverlap {
+                partition,
+                what,
+                range,
+                other,
+                other_range,
+            } => write!(
+                f,
+                "partition {partition:?} {what} region {} overlaps its {other} region {}",
+                Span(*range),
+                Span(*other_range)
+            ),
+            Problem::DtbCrosses2MiB { partition, dtb } => write!(
+                f,
+                "partition {partition:?} DTB region {} crosses a 2 MiB boundary",
+                Span(*dtb)
+            ),
+            Problem::BootargsTooLong {
+                partition,
+                len,
+                max,
+            } => write!(
+                f,
+                "partition {partition:?} bootargs are {len} bytes, more than {max}"
+            ),
+            Problem::BootargsBadChar { partition } => write!(
+                f,
+                "partition {partition:?} bootargs contain a control character"
+            ),
+            Problem::UnalignedConsole { partition, console } => write!(
+                f,
+                "partition {partition:?} console {} is not 4 KiB aligned",
+                Hex(*console)
+            ),
+            Problem::ConsoleOverlap {
+                partition,
+                console,
+                what,
+            } => write!(
+                f,
+                "partition {partition:?} console {} overlaps its {what}",
+                Hex(*console)
+            ),
             Problem::CoreOutOfRange {
                 partition,
                 core,
@@ -826,14 +1030,37 @@ fn check_partitions(raw: &RawConfig, board: &Board) -> Result<Vec<PartitionInfo>
     check_cores(parts, board, &mut problems);
     check_devices(parts, board, &mut problems);
 
+    let mut linux = Vec::new();
     for p in parts {
         let ram: Vec<MemRange> = p.ram.iter().map(RawRange::range).collect();
-        if !ram.is_empty() && !ram.iter().any(|r| r.contains(p.entry)) {
-            problems.push(Problem::EntryOutsideRam {
-                partition: p.name.clone(),
-                entry: p.entry,
-            });
+        let info = match p.kind {
+            RawKind::Rtos => {
+                check_not_linux(p, &mut problems);
+                None
+            }
+            RawKind::Linux => check_linux(p, &ram, board, &mut problems),
+        };
+        let entry = match (&info, p.entry) {
+            (Some(l), _) => Some(l.kernel.base),
+            (None, Some(entry)) => Some(entry),
+            (None, None) if p.kind == RawKind::Rtos => {
+                problems.push(Problem::NoEntry {
+                    partition: p.name.clone(),
+                });
+                None
+            }
+            // A broken Linux layout is reported by `check_linux`.
+            (None, None) => None,
+        };
+        if let Some(entry) = entry {
+            if !ram.is_empty() && !ram.iter().any(|r| r.contains(entry)) {
+                problems.push(Problem::EntryOutsideRam {
+                    partition: p.name.clone(),
+                    entry,
+                });
+            }
         }
+        linux.push(info);
         if p.vcpus.is_empty() {
             problems.push(Problem::NoVcpu {
                 partition: p.name.clone(),
@@ -846,8 +1073,9 @@ fn check_partitions(raw: &RawConfig, board: &Board) -> Result<Vec<PartitionInfo>
     }
     Ok(parts
         .iter()
+        .zip(linux)
         .enumerate()
-        .map(|(i, p)| PartitionInfo {
+        .map(|(i, (p, linux))| PartitionInfo {
             name: p.name.clone(),
             // Both hold: `i < max_partitions()`, checked above.
             index: i as u8,
@@ -859,11 +1087,177 @@ fn check_partitions(raw: &RawConfig, board: &Board) -> Result<Vec<PartitionInfo>
                 .iter()
                 .filter_map(|d| board.device(d).cloned())
                 .collect(),
-            entry: p.entry,
-            boot_arg: p.boot_arg,
+            entry: linux
+                .as_ref()
+                .map_or(p.entry.unwrap_or_default(), |l| l.kernel.base),
+            boot_arg: p.boot_arg.unwrap_or_default(),
             vcpus: p.vcpus.iter().map(|v| Vcpu { core: v.core }).collect(),
+            kind: match p.kind {
+                RawKind::Rtos => Kind::Rtos,
+                RawKind::Linux => Kind::Linux,
+            },
+            linux,
         })
         .collect())
+}
+
+fn check_not_linux(p: &RawPartition, problems: &mut Vec<Problem>) {
+    let set = [
+        ("kernel_offset", p.kernel_offset.is_some()),
+        ("kernel_size", p.kernel_size.is_some()),
+        ("initrd", p.initrd.is_some()),
+        ("dtb", p.dtb.is_some()),
+        ("bootargs", p.bootargs.is_some()),
+        ("console", p.console.is_some()),
+    ];
+    for (field, _) in set.iter().filter(|(_, present)| *present) {
+        problems.push(Problem::LinuxOnlyField {
+            partition: p.name.clone(),
+            field,
+        });
+    }
+}
+
+/// The Linux layout of `p`: Image, initrd and DTB inside its RAM, apart, and aligned as the
+/// arm64 boot protocol wants; `None` (with the problems recorded) when it does not hold.
+fn check_linux(
+    p: &RawPartition,
+    ram: &[MemRange],
+    board: &Board,
+    problems: &mut Vec<Problem>,
+) -> Option<LinuxInfo> {
+    let before = problems.len();
+    let partition = || p.name.clone();
+    for (field, present) in [
+        ("entry", p.entry.is_some()),
+        ("boot_arg", p.boot_arg.is_some()),
+    ] {
+        if present {
+            problems.push(Problem::LinuxFixedField {
+                partition: partition(),
+                field,
+            });
+        }
+    }
+    let mut missing = |field| {
+        problems.push(Problem::MissingLinuxField {
+            partition: partition(),
+            field,
+        })
+    };
+    let offset = p.kernel_offset;
+    if offset.is_none() {
+        missing("kernel_offset");
+    }
+    if p.initrd.is_none() {
+        missing("initrd");
+    }
+    if p.dtb.is_none() {
+        missing("dtb");
+    }
+    // No RAM is reported by `check_ram`.
+    let (Some(offset), Some(initrd), Some(dtb), Some(first)) =
+        (offset, p.initrd.as_ref(), p.dtb, ram.first())
+    else {
+        return None;
+    };
+    if !offset.is_multiple_of(LINUX_IMAGE_ALIGN) {
+        problems.push(Problem::UnalignedKernel {
+            partition: partition(),
+            offset,
+        });
+    }
+    let kernel = MemRange::new(
+        first.base.saturating_add(offset),
+        p.kernel_size.unwrap_or(LINUX_KERNEL_SIZE_DEFAULT),
+    );
+    let regions = [
+        ("kernel", kernel, PAGE_SIZE),
+        ("initrd", initrd.range(), PAGE_SIZE),
+        // The boot protocol asks for 8 bytes.
+        ("dtb", MemRange::new(dtb, LINUX_DTB_MAX), 8),
+    ];
+    for (i, &(what, range, align)) in regions.iter().enumerate() {
+        if range.is_empty() || overflows(&range) || !range.base.is_multiple_of(align) {
+            problems.push(Problem::BadLinuxRegion {
+                partition: partition(),
+                what,
+                range,
+                align,
+            });
+            continue;
+        }
+        if !ram.iter().any(|r| r.contains_range(&range)) {
+            problems.push(Problem::LinuxRegionOutsideRam {
+                partition: partition(),
+                what,
+                range,
+            });
+        }
+        for &(other, other_range, _) in &regions[..i] {
+            if range.overlaps(&other_range) {
+                problems.push(Problem::LinuxRegionOverlap {
+                    partition: partition(),
+                    what,
+                    range,
+                    other,
+                    other_range,
+                });
+            }
+        }
+    }
+    let dtb = regions[2].1;
+    if !overflows(&dtb) && dtb.base / LINUX_IMAGE_ALIGN != (dtb.end() - 1) / LINUX_IMAGE_ALIGN {
+        problems.push(Problem::DtbCrosses2MiB {
+            partition: partition(),
+            dtb,
+        });
+    }
+    let bootargs = p.bootargs.clone().unwrap_or_default();
+    if bootargs.len() > LINUX_BOOTARGS_MAX {
+        problems.push(Problem::BootargsTooLong {
+            partition: partition(),
+            len: bootargs.len(),
+            max: LINUX_BOOTARGS_MAX,
+        });
+    }
+    if bootargs.chars().any(char::is_control) {
+        problems.push(Problem::BootargsBadChar {
+            partition: partition(),
+        });
+    }
+    let console = p.console.unwrap_or(LINUX_CONSOLE_DEFAULT);
+    let frame = MemRange::new(console, LINUX_CONSOLE_SIZE);
+    if !console.is_multiple_of(PAGE_SIZE) || overflows(&frame) {
+        problems.push(Problem::UnalignedConsole {
+            partition: partition(),
+            console,
+        });
+    } else {
+        if ram.iter().any(|r| r.overlaps(&frame)) {
+            problems.push(Problem::ConsoleOverlap {
+                partition: partition(),
+                console,
+                what: "RAM".into(),
+            });
+        }
+        for d in p.devices.iter().filter_map(|d| board.device(d)) {
+            if d.range().overlaps(&frame) {
+                problems.push(Problem::ConsoleOverlap {
+                    partition: partition(),
+                    console,
+                    what: format!("device {:?}", d.name),
+                });
+            }
+        }
+    }
+    (problems.len() == before).then(|| LinuxInfo {
+        kernel,
+        initrd: initrd.range(),
+        dtb,
+        bootargs,
+        console,
+    })
 }
 
 fn check_ram(parts: &[RawPartition], board: &Board, problems: &mut Vec<Problem>) {

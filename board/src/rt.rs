@@ -93,6 +93,67 @@ impl Partition {
     }
 }
 
+/// What runs in a partition; selects how spumone enters it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kind {
+    /// Entered at `entry` with `boot_arg` in `x1`.
+    #[default]
+    Rtos,
+    /// An arm64 Linux `Image`, entered per the arm64 boot protocol with a generated DTB.
+    Linux,
+}
+
+/// Largest DTB spumone writes for a Linux partition (the generated tree is a few KiB).
+pub const LINUX_DTB_MAX: u64 = 0x1_0000;
+
+/// Longest `bootargs` accepted (Linux's arm64 command line holds 2048 bytes with the NUL).
+pub const LINUX_BOOTARGS_MAX: usize = 2047;
+
+/// Where the emulated console UART appears when the config does not say (QEMU `virt`'s PL011).
+pub const LINUX_CONSOLE_DEFAULT: u64 = 0x0900_0000;
+
+/// Size of the emulated console UART's register frame.
+pub const LINUX_CONSOLE_SIZE: u64 = 0x1000;
+
+/// How a Linux partition is booted. Kept beside [`Partition`] (in a table of its own) so the
+/// existing tables stay source compatible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinuxBoot {
+    /// [`Partition::index`] of the partition this describes.
+    pub partition: u8,
+    /// Where the `Image` goes (2 MiB aligned; also the partition's `entry`) and the most it
+    /// may occupy, BSS included (the `image_size` of its header).
+    pub kernel: MemRange,
+    /// Where the host tools put the initrd and the most it may take; the actual end is passed
+    /// to the DTB builder.
+    pub initrd: MemRange,
+    /// Where spumone writes the generated DTB (its address goes in `x0`), and its room.
+    pub dtb: MemRange,
+    pub bootargs: &'static str,
+    /// Base address of the emulated SBSA UART the guest sees as its console.
+    pub console: u64,
+}
+
+impl LinuxBoot {
+    /// The entry of `table` for the partition with index `partition`.
+    pub fn find(table: &'static [LinuxBoot], partition: u8) -> Option<&'static LinuxBoot> {
+        table.iter().find(|l| l.partition == partition)
+    }
+
+    /// What the partition with index `partition` runs.
+    pub fn kind(table: &'static [LinuxBoot], partition: u8) -> Kind {
+        match Self::find(table, partition) {
+            Some(_) => Kind::Linux,
+            None => Kind::Rtos,
+        }
+    }
+
+    /// The emulated console's register frame.
+    pub const fn console_range(&self) -> MemRange {
+        MemRange::new(self.console, LINUX_CONSOLE_SIZE)
+    }
+}
+
 /// The whole machine layout: the board and its partitions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {

@@ -17,6 +17,10 @@ mod two_partitions {
     include!("golden/two-partitions.rs");
 }
 
+mod demo {
+    include!("golden/demo.rs");
+}
+
 /// Exercises devices, several RAM ranges and several vCPUs, which `rtos.toml` lacks.
 const TWO_PARTITIONS: &str = r#"
 board = "qemu-virt"
@@ -45,6 +49,10 @@ fn manifest_path(rel: &str) -> PathBuf {
 
 fn rtos_config() -> ValidatedConfig {
     board::load_config(&manifest_path("configs/rtos.toml")).unwrap()
+}
+
+fn demo_config() -> ValidatedConfig {
+    board::load_config(&manifest_path("configs/demo.toml")).unwrap()
 }
 
 /// Loads `TWO_PARTITIONS` from a scratch tree that has the shipped board.
@@ -78,6 +86,28 @@ fn check_golden(name: &str, cfg: &ValidatedConfig) {
         golden, fresh,
         "generated code changed; rerun with BOARD_BLESS=1 to refresh {name}.rs"
     );
+}
+
+fn check_linux_tables(linux: &'static [rt::LinuxBoot], cfg: &ValidatedConfig) {
+    let infos: Vec<_> = cfg
+        .partitions()
+        .iter()
+        .filter(|p| p.linux.is_some())
+        .collect();
+    assert_eq!(linux.len(), infos.len());
+    for info in &infos {
+        let l = rt::LinuxBoot::find(linux, info.index).unwrap();
+        let want = info.linux.as_ref().unwrap();
+        assert_eq!(l.kernel, want.kernel);
+        assert_eq!(l.initrd, want.initrd);
+        assert_eq!(l.dtb, want.dtb);
+        assert_eq!(l.bootargs, want.bootargs);
+        assert_eq!(l.console, want.console);
+        assert_eq!(rt::LinuxBoot::kind(linux, info.index), info.kind);
+    }
+    for p in cfg.partitions().iter().filter(|p| p.linux.is_none()) {
+        assert_eq!(rt::LinuxBoot::kind(linux, p.index), rt::Kind::Rtos);
+    }
 }
 
 fn check_tables(rt: &rt::Config, cfg: &ValidatedConfig) {
@@ -137,4 +167,22 @@ fn two_partitions_tables_match_validated_config() {
         linux.device_at(0x0a00_0a10).map(|d| d.irqs),
         Some(&[53][..])
     );
+}
+
+#[test]
+fn demo_golden_matches_generator() {
+    check_golden("demo", &demo_config());
+}
+
+#[test]
+fn demo_tables_match_validated_config() {
+    let cfg = demo_config();
+    check_tables(&demo::CONFIG, &cfg);
+    check_linux_tables(demo::LINUX, &cfg);
+    check_linux_tables(rtos::LINUX, &rtos_config());
+    let linux = demo::CONFIG.partition_on_core(3).unwrap();
+    let boot = rt::LinuxBoot::find(demo::LINUX, linux.index).unwrap();
+    assert_eq!(linux.entry, boot.kernel.base);
+    assert_eq!(boot.console_range().size, rt::LINUX_CONSOLE_SIZE);
+    assert_eq!(rt::LinuxBoot::kind(demo::LINUX, 0), rt::Kind::Rtos);
 }

@@ -414,6 +414,297 @@ fn collects_several_problems() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Linux partitions: one valid layout, broken in exactly one way per test.
+
+const LINUX: &str = r#"
+board = "qemu-virt"
+
+[[partition]]
+name = "rtos"
+image = "rtos"
+ram = [{ base = 0x4400_0000, size = 0x0400_0000 }]
+entry = 0x4400_0000
+vcpus = [{ core = 0 }]
+
+[[partition]]
+name = "linux"
+kind = "linux"
+image = "linux"
+ram = [{ base = 0x4800_0000, size = 0x4000_0000 }, { base = 0x9000_0000, size = 0x1000_0000 }]
+devices = ["virtio0"]
+kernel_offset = 0x20_0000
+kernel_size = 0x0400_0000
+dtb = 0x4FE0_0000
+initrd = { base = 0x5000_0000, size = 0x0800_0000 }
+bootargs = "console=ttyAMA0"
+vcpus = [{ core = 1 }, { core = 2 }, { core = 3 }]
+"#;
+
+fn linux_with(edits: &[(&str, &str)]) -> String {
+    let mut s = LINUX.to_string();
+    for (from, to) in edits {
+        assert!(s.contains(from), "{from:?} not in the config");
+        s = s.replacen(from, to, 1);
+    }
+    s
+}
+
+fn linux_partition(config: &str) -> PartitionInfo {
+    let raw: RawConfig = parse(Path::new("test.toml"), config).unwrap();
+    let mut parts = check_partitions(&raw, &board()).unwrap();
+    parts.remove(1)
+}
+
+#[test]
+fn linux_layout_is_valid_and_derived() {
+    let p = linux_partition(LINUX);
+    assert_eq!(p.kind, Kind::Linux);
+    assert_eq!(p.entry, 0x4820_0000);
+    assert_eq!(p.boot_arg, 0);
+    let l = p.linux.unwrap();
+    assert_eq!(l.kernel, MemRange::new(0x4820_0000, 0x0400_0000));
+    assert_eq!(l.initrd, MemRange::new(0x5000_0000, 0x0800_0000));
+    assert_eq!(l.dtb, MemRange::new(0x4FE0_0000, LINUX_DTB_MAX));
+    assert_eq!(l.bootargs, "console=ttyAMA0");
+    assert_eq!(l.console, 0x0900_0000);
+    let rtos = &check_partitions(&parse(Path::new("t.toml"), LINUX).unwrap(), &board()).unwrap()[0];
+    assert_eq!((rtos.kind, rtos.linux.is_none()), (Kind::Rtos, true));
+}
+
+#[test]
+fn linux_defaults() {
+    let p = linux_partition(&linux_with(&[
+        ("kernel_size = 0x0400_0000\n", ""),
+        ("bootargs = \"console=ttyAMA0\"\n", ""),
+    ]));
+    let l = p.linux.unwrap();
+    assert_eq!(l.kernel.size, LINUX_KERNEL_SIZE_DEFAULT);
+    assert_eq!(l.bootargs, "");
+    let p = linux_partition(&linux_with(&[(
+        "kind = \"linux\"",
+        "kind = \"linux\"\nconsole = 0x0a10_0000",
+    )]));
+    assert_eq!(p.linux.unwrap().console, 0x0a10_0000);
+}
+
+#[test]
+fn rejects_unknown_kind() {
+    let cfg = linux_with(&[("kind = \"linux\"", "kind = \"windows\"")]);
+    let err = parse::<RawConfig>(Path::new("x.toml"), &cfg).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Syntax { .. }), "{err}");
+}
+
+#[test]
+fn rejects_rtos_without_entry() {
+    let cfg = linux_with(&[("entry = 0x4400_0000\n", "")]);
+    assert_problem(
+        &cfg,
+        |p| matches!(p, Problem::NoEntry { partition } if partition == "rtos"),
+    );
+}
+
+#[test]
+fn rejects_linux_fields_on_rtos() {
+    for (key, line) in [
+        ("kernel_offset", "kernel_offset = 0"),
+        ("kernel_size", "kernel_size = 0x1000"),
+        ("initrd", "initrd = { base = 0x4500_0000, size = 0x1000 }"),
+        ("dtb", "dtb = 0x4500_0000"),
+        ("bootargs", "bootargs = \"\""),
+        ("console", "console = 0x0900_0000"),
+    ] {
+        let cfg = linux_with(&[(
+            "entry = 0x4400_0000",
+            &format!("entry = 0x4400_0000\n{line}"),
+        )]);
+        assert_problem(
+            &cfg,
+            |p| matches!(p, Problem::LinuxOnlyField { partition, field } if partition == "rtos" && *field == key),
+        );
+    }
+}
+
+#[test]
+fn rejects_entry_or_boot_arg_on_linux() {
+    for (key, line) in [
+        ("entry", "entry = 0x4820_0000"),
+        ("boot_arg", "boot_arg = 0"),
+    ] {
+        let cfg = linux_with(&[("kind = \"linux\"", &format!("kind = \"linux\"\n{line}"))]);
+        assert_problem(
+            &cfg,
+            |p| matches!(p, Problem::LinuxFixedField { partition, field } if partition == "linux" && *field == key),
+        );
+    }
+}
+
+#[test]
+fn rejects_missing_linux_fields() {
+    for (key, line) in [
+        ("kernel_offset", "kernel_offset = 0x20_0000\n"),
+        (
+            "initrd",
+            "initrd = { base = 0x5000_0000, size = 0x0800_0000 }\n",
+        ),
+        ("dtb", "dtb = 0x4FE0_0000\n"),
+    ] {
+        let cfg = linux_with(&[(line, "")]);
+        assert_problem(
+            &cfg,
+            |p| matches!(p, Problem::MissingLinuxField { partition, field } if partition == "linux" && *field == key),
+        );
+    }
+}
+
+#[test]
+fn rejects_unaligned_kernel() {
+    let cfg = linux_with(&[("kernel_offset = 0x20_0000", "kernel_offset = 0x10_0000")]);
+    assert_problem(&cfg, |p| {
+        *p == Problem::UnalignedKernel {
+            partition: "linux".into(),
+            offset: 0x10_0000,
+        }
+    });
+}
+
+#[test]
+fn rejects_bad_linux_regions() {
+    for (what, from, to) in [
+        ("kernel", "kernel_size = 0x0400_0000", "kernel_size = 0"),
+        ("initrd", "size = 0x0800_0000 }", "size = 0 }"),
+        ("initrd", "base = 0x5000_0000", "base = 0x5000_0800"),
+        ("dtb", "dtb = 0x4FE0_0000", "dtb = 0x4FE0_0004"),
+    ] {
+        let cfg = linux_with(&[(from, to)]);
+        assert_problem(
+            &cfg,
+            |p| matches!(p, Problem::BadLinuxRegion { partition, what: w, .. } if partition == "linux" && *w == what),
+        );
+    }
+}
+
+#[test]
+fn rejects_linux_regions_outside_ram() {
+    for (what, from, to) in [
+        (
+            "kernel",
+            "kernel_size = 0x0400_0000",
+            "kernel_size = 0x4000_0000",
+        ),
+        ("initrd", "base = 0x5000_0000", "base = 0x8800_0000"),
+        ("dtb", "dtb = 0x4FE0_0000", "dtb = 0x8FFF_F000"),
+    ] {
+        let cfg = linux_with(&[(from, to)]);
+        assert_problem(
+            &cfg,
+            |p| matches!(p, Problem::LinuxRegionOutsideRam { partition, what: w, .. } if partition == "linux" && *w == what),
+        );
+    }
+}
+
+#[test]
+fn rejects_overlapping_linux_regions() {
+    for (what, other, from, to) in [
+        (
+            "initrd",
+            "kernel",
+            "base = 0x5000_0000",
+            "base = 0x4A00_0000",
+        ),
+        ("dtb", "kernel", "dtb = 0x4FE0_0000", "dtb = 0x4A00_0000"),
+        ("dtb", "initrd", "dtb = 0x4FE0_0000", "dtb = 0x5200_0000"),
+    ] {
+        let cfg = linux_with(&[(from, to)]);
+        assert_problem(&cfg, |p| {
+            matches!(p, Problem::LinuxRegionOverlap { partition, what: w, other: o, .. }
+                if partition == "linux" && *w == what && *o == other)
+        });
+    }
+}
+
+#[test]
+fn rejects_dtb_across_2mib() {
+    let cfg = linux_with(&[("dtb = 0x4FE0_0000", "dtb = 0x4FFF_8000")]);
+    assert_problem(
+        &cfg,
+        |p| matches!(p, Problem::DtbCrosses2MiB { partition, dtb } if partition == "linux" && dtb.base == 0x4FFF_8000),
+    );
+    // Ending exactly on the boundary is fine.
+    let cfg = linux_with(&[("dtb = 0x4FE0_0000", "dtb = 0x4FFF_0000")]);
+    assert_eq!(problems(&cfg), vec![]);
+}
+
+#[test]
+fn rejects_long_bootargs() {
+    let long = "x".repeat(LINUX_BOOTARGS_MAX + 1);
+    let cfg = linux_with(&[("\"console=ttyAMA0\"", &format!("{long:?}"))]);
+    assert_problem(
+        &cfg,
+        |p| matches!(p, Problem::BootargsTooLong { partition, len, .. } if partition == "linux" && *len == LINUX_BOOTARGS_MAX + 1),
+    );
+    let fits = "x".repeat(LINUX_BOOTARGS_MAX);
+    let cfg = linux_with(&[("\"console=ttyAMA0\"", &format!("{fits:?}"))]);
+    assert_eq!(problems(&cfg), vec![]);
+}
+
+#[test]
+fn rejects_control_chars_in_bootargs() {
+    for bad in [r#""a\u0000b""#, r#""a\nb""#] {
+        let cfg = linux_with(&[("\"console=ttyAMA0\"", bad)]);
+        assert_problem(
+            &cfg,
+            |p| matches!(p, Problem::BootargsBadChar { partition } if partition == "linux"),
+        );
+    }
+}
+
+#[test]
+fn rejects_bad_console() {
+    let with_console = |addr: &str| {
+        linux_with(&[(
+            "kind = \"linux\"",
+            &format!("kind = \"linux\"\nconsole = {addr}"),
+        )])
+    };
+    assert_problem(
+        &with_console("0x0900_0800"),
+        |p| matches!(p, Problem::UnalignedConsole { partition, console: 0x0900_0800 } if partition == "linux"),
+    );
+    assert_problem(
+        &with_console("0x4900_0000"),
+        |p| matches!(p, Problem::ConsoleOverlap { partition, what, .. } if partition == "linux" && what == "RAM"),
+    );
+    assert_problem(
+        &with_console("0x0a00_0000"),
+        |p| matches!(p, Problem::ConsoleOverlap { partition, what, .. } if partition == "linux" && what.contains("virtio0")),
+    );
+}
+
+#[test]
+fn shipped_linux_configs() {
+    for name in ["linux", "demo"] {
+        let cfg = load_config(&crate_path(&format!("configs/{name}.toml"))).unwrap();
+        let p = cfg.partition("linux").unwrap();
+        assert_eq!(p.kind, Kind::Linux);
+        assert_eq!(
+            p.vcpus,
+            vec![Vcpu { core: 1 }, Vcpu { core: 2 }, Vcpu { core: 3 }]
+        );
+        let devices: Vec<&str> = p.devices.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(devices, ["virtio0", "virtio1", "virtio2", "virtio3"]);
+        assert!(p.ram.iter().map(|r| r.size).sum::<u64>() >= 1 << 30);
+        let l = p.linux.as_ref().unwrap();
+        assert_eq!(p.entry, l.kernel.base);
+        assert_eq!(l.console, LINUX_CONSOLE_DEFAULT);
+    }
+    let demo = load_config(&crate_path("configs/demo.toml")).unwrap();
+    assert_eq!(
+        demo.partition("rtos").unwrap().vcpus,
+        vec![Vcpu { core: 0 }]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
 // Board file checks.
 
 #[test]

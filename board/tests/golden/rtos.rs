@@ -21,3 +21,7 @@ pub static CONFIG: board::rt::Config = board::rt::Config {
         },
     ],
 };
+/// How the Linux partitions boot (`board::rt::LinuxBoot::find` by partition index).
+#[allow(dead_code)]
+pub static LINUX: &[board::rt::LinuxBoot] = &[
+];
