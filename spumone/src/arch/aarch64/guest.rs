@@ -167,6 +167,13 @@ fn enter_vcpu(core: u8, partition: &'static Partition, vcpu: usize, entry: u64, 
     exception::enter(&frame)
 }
 
+/// Whether partition `index` was stopped (lock-free).
+pub fn is_stopped(index: usize) -> bool {
+    STOPPED
+        .get(index)
+        .is_some_and(|s| s.load(Ordering::Acquire))
+}
+
 /// The partition and vCPU running on this core; a trap from a lower EL without one is a bug.
 fn running() -> (&'static Partition, usize) {
     let state = percore::this_core();
@@ -386,7 +393,10 @@ fn apply(frame: &mut TrapFrame, injection: &Injection) {
 }
 
 pub fn handle_irq() {
-    super::handle_guest_interrupt();
+    // The fast path is closed to stopped partitions (`vgic::partition_stopped`).
+    if super::handle_guest_interrupt() {
+        return;
+    }
     // Another core stopped this core's partition: leave the guest.
     if let Some((index, _)) = percore::this_core().running() {
         if STOPPED
@@ -429,6 +439,7 @@ pub fn stop_partition(partition: &'static Partition, code: i64, why: &str) {
     if let Some(stopped) = STOPPED.get(index) {
         stopped.store(true, Ordering::Release);
     }
+    super::vgic::partition_stopped(index);
     info!(
         "partition {} stopped ({}), exit code {}",
         partition.name, why, code

@@ -261,16 +261,18 @@ pub fn handle_pending_interrupts() {
 }
 
 /// A physical IRQ taken from the guest on this core. The common case, its own timer PPI
-/// with a free list register, is forwarded without locks; anything else (or anything still
-/// pending, which traps again right after the return) takes the general path.
-pub fn handle_guest_interrupt() {
+/// with a free list register, is forwarded without locks (`true`); anything else (or anything
+/// still pending, which traps again right after the return) takes the general path.
+pub fn handle_guest_interrupt() -> bool {
     let intid = gic::acknowledge();
     if intid >= gic::SPECIAL_INTID_START {
-        return;
+        return false;
     }
-    if !vgic::fast_forward(cpu::core_index(), intid) {
-        slow_guest_interrupt(intid);
+    if vgic::fast_forward(cpu::core_index(), intid) {
+        return true;
     }
+    slow_guest_interrupt(intid);
+    false
 }
 
 /// Kept out of line so the fast path saves no callee-saved registers.

@@ -150,16 +150,26 @@ fn emulate(
 }
 
 /// Recomputes the lock-free forwarding values of `partition`'s vCPUs (called with its vGIC
-/// locked, after every change).
+/// locked, after every change). A stopped partition gets none, so its cores take the slow
+/// path, which notices the stop.
 fn refresh_fast(partition: usize, v: &Vgic) {
     let Some(p) = CONFIG.partitions.get(partition) else {
         return;
     };
+    let stopped = super::guest::is_stopped(partition);
     for (n, placed) in p.vcpus.iter().enumerate() {
         let shared = vcpu::trap_policy(&CONFIG, placed.core).shared_core;
         if let Some(slot) = FAST_VTIMER_LR.get(usize::from(placed.core)) {
-            slot.store(v.fast_lr(n, VTIMER_INTID, shared), Ordering::Relaxed);
+            let lr = v.fast_lr(n, VTIMER_INTID, shared, stopped);
+            slot.store(lr, Ordering::Relaxed);
         }
+    }
+}
+
+/// Closes the fast path of a partition just marked stopped.
+pub fn partition_stopped(partition: usize) {
+    if let Some(v) = VGICS.get(partition) {
+        refresh_fast(partition, &v.lock());
     }
 }
 
