@@ -308,6 +308,8 @@ impl ValidatedConfig {
             writeln!(out, "        dtb: {},", rust_range(&l.dtb))?;
             writeln!(out, "        bootargs: {:?},", l.bootargs)?;
             writeln!(out, "        console: {:#x},", l.console)?;
+            let kinds: Vec<String> = p.devices.iter().map(|d| format!("{:?}", d.kind)).collect();
+            writeln!(out, "        device_kinds: &[{}],", kinds.join(", "))?;
             writeln!(out, "    }},")?;
         }
         writeln!(out, "];")

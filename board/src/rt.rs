@@ -132,6 +132,9 @@ pub struct LinuxBoot {
     pub bootargs: &'static str,
     /// Base address of the emulated SBSA UART the guest sees as its console.
     pub console: u64,
+    /// The board `kind` (compatible) of each of [`Partition::devices`], in order, for the
+    /// device tree.
+    pub device_kinds: &'static [&'static str],
 }
 
 impl LinuxBoot {

@@ -103,6 +103,8 @@ fn check_linux_tables(linux: &'static [rt::LinuxBoot], cfg: &ValidatedConfig) {
         assert_eq!(l.dtb, want.dtb);
         assert_eq!(l.bootargs, want.bootargs);
         assert_eq!(l.console, want.console);
+        let kinds: Vec<&str> = info.devices.iter().map(|d| d.kind.as_str()).collect();
+        assert_eq!(l.device_kinds, kinds.as_slice());
         assert_eq!(rt::LinuxBoot::kind(linux, info.index), info.kind);
     }
     for p in cfg.partitions().iter().filter(|p| p.linux.is_none()) {

@@ -47,5 +47,6 @@ pub static LINUX: &[board::rt::LinuxBoot] = &[
         dtb: board::rt::MemRange { base: 0x4fe00000, size: 0x10000 },
         bootargs: "console=ttyAMA0 earlycon root=/dev/vda1 rw",
         console: 0x9000000,
+        device_kinds: &["virtio,mmio", "virtio,mmio", "virtio,mmio", "virtio,mmio"],
     },
 ];
