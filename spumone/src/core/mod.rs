@@ -11,8 +11,11 @@ pub mod mmio;
 pub mod platform;
 pub mod stage2;
 pub mod vcpu;
+pub mod vfdt;
 pub mod vgic;
 pub mod vpsci;
+pub mod vsgi;
+pub mod vuart;
 
 /// Most physical cores spumone supports (stacks and per-core state are sized by it).
 pub const MAX_CORES: usize = 8;
