@@ -458,7 +458,7 @@ pub fn default_timeout(latency: &LatencySettings) -> Duration {
 
 /// `cargo xtask bench rtos-latency`.
 pub fn rtos_latency(options: &LatencyBenchOptions) -> Result<()> {
-    setup::ensure(false)?;
+    setup::ensure_base(false)?;
     let build = BuildOptions {
         latency: options.latency,
         ..BuildOptions::default()

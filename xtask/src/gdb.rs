@@ -24,7 +24,7 @@ pub fn gdb(scenario: &'static Scenario, plain_log: bool) -> Result<()> {
     if !found {
         bail!("{GDB} not found: install the package gdb-multiarch (Debian/Ubuntu: `apt-get install gdb-multiarch`)");
     }
-    crate::setup::ensure(false)?;
+    crate::setup::ensure_base(false)?;
     let options = BuildOptions {
         plain_log,
         latency: LatencySettings::from_env()?,

@@ -1,7 +1,7 @@
 //! The project's task runner as a library, so the QEMU integration tests (`tests/`) build and
 //! boot scenarios exactly as `cargo xtask run` does.
 //!
-//! - [`setup`]: install what is missing; [`firmware`]: cross-build a scenario's images;
+//! - [`setup`]: install what is missing; [`linux`]: the Debian kernel and initramfs; [`firmware`]: cross-build a scenario's images;
 //! - [`run`]: boot a scenario on QEMU and collect its prefixed console lines;
 //! - [`bench`]: `cargo xtask bench`, results under `target/bench/`;
 //! - [`demux`], [`defmt_log`], [`event`]: turn spumone's framed UART stream into those lines.
@@ -10,11 +10,13 @@ pub mod bench;
 pub mod ci;
 pub mod cli;
 pub mod config;
+pub mod cpio;
 pub mod defmt_log;
 pub mod demux;
 pub mod event;
 pub mod firmware;
 pub mod gdb;
+pub mod linux;
 pub mod paths;
 pub mod qemu;
 pub mod run;

@@ -41,7 +41,7 @@ fn real_main(args: &[String]) -> Result<u8> {
             scenario,
             plain_log,
         } => {
-            setup::ensure(false)?;
+            setup::ensure_base(false)?;
             let options = BuildOptions {
                 plain_log,
                 latency: LatencySettings::from_env()?,
@@ -64,7 +64,7 @@ fn real_main(args: &[String]) -> Result<u8> {
             plain_log,
         } => {
             let scenario = scenario::lookup(&scenario)?;
-            setup::ensure(false)?;
+            setup::ensure_base(false)?;
             let build_options = BuildOptions {
                 plain_log,
                 latency: LatencySettings::from_env()?,

@@ -181,7 +181,7 @@ impl RunOutcome {
 /// Builds (unless `prebuilt`) and boots a scenario, returning what it printed and how it ended.
 /// A run that fails or times out is still `Ok`: see [`RunOutcome::verdict`].
 pub fn run_scenario(options: &RunOptions) -> Result<RunOutcome> {
-    setup::ensure(false)?;
+    setup::ensure_base(false)?;
     let firmware = if options.prebuilt {
         firmware::prebuilt(options.scenario)?
     } else {

@@ -34,15 +34,32 @@ pub trait Step {
     fn run(&self) -> Result<()>;
 }
 
-/// Every step, in order.
-pub fn steps() -> Vec<Box<dyn Step>> {
+/// What building and booting any scenario needs, in order.
+pub fn base_steps() -> Vec<Box<dyn Step>> {
     vec![Box::new(RustTargets), Box::new(Qemu)]
 }
 
-/// Checks every step and runs the missing ones. With `verbose`, one line per step; otherwise
-/// only steps that had to act say so.
+/// Every step, in order: the base ones, then the Linux guest images.
+pub fn steps() -> Vec<Box<dyn Step>> {
+    let mut all = base_steps();
+    all.extend(crate::linux::steps());
+    all
+}
+
+/// Checks every step and runs the missing ones (`cargo xtask setup`, `cargo xtask test`).
 pub fn ensure(verbose: bool) -> Result<()> {
-    for step in steps() {
+    ensure_steps(&steps(), verbose)
+}
+
+/// Only what every scenario needs; Linux scenarios fetch their images when they are built.
+pub fn ensure_base(verbose: bool) -> Result<()> {
+    ensure_steps(&base_steps(), verbose)
+}
+
+/// Checks `steps` and runs the missing ones. With `verbose`, one line per step; otherwise
+/// only steps that had to act say so.
+pub fn ensure_steps(steps: &[Box<dyn Step>], verbose: bool) -> Result<()> {
+    for step in steps {
         let name = step.name();
         match step.check()? {
             State::Ready(detail) => {
