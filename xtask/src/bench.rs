@@ -790,7 +790,7 @@ mod tests {
         for name in LATENCY_SCENARIOS {
             let s = scenario::lookup(name).unwrap();
             let console = match s.kind {
-                scenario::Kind::Native { image } => image.to_string(),
+                scenario::Kind::Native { image, .. } => image.to_string(),
                 scenario::Kind::Hypervisor { config } => {
                     let path = paths::workspace_root().join(config);
                     let partitions = crate::config::load(&path).unwrap();

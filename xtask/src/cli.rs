@@ -19,6 +19,8 @@ pub enum Command {
         timeout: Option<u64>,
         icount: bool,
         plain_log: bool,
+        /// Run this shell command in the Linux guest and exit with its status.
+        cmd: Option<String>,
     },
     List,
     Gdb {
@@ -44,7 +46,7 @@ commands:
   setup                   install what building and running need (Rust targets, QEMU)
   build [--scenario NAME] [--plain-log]
                           build the firmware of one scenario (default: every scenario)
-  run [SCENARIO] [--timeout SECS] [--icount] [--plain-log]
+  run [SCENARIO] [--timeout SECS] [--icount] [--plain-log] [--cmd 'COMMAND']
                           build and boot a scenario (default: {DEFAULT_SCENARIO})
   run --list              list the scenarios
   gdb SCENARIO            boot a scenario stopped at its first instruction, under gdb-multiarch
@@ -58,9 +60,17 @@ options:
                    (default {DEFAULT_TIMEOUT_SECS}; 0 waits for ever)
   --icount         deterministic guest time (-icount shift=0,align=off,sleep=off)
   --plain-log      build spumone to print plain text instead of framed defmt records
+  --cmd 'COMMAND'  Linux scenarios: run COMMAND with `sh -c` in the guest instead of a shell,
+                   print its output as [linux] lines, power off, and exit with its status
+
+input: without --cmd, a native scenario (linux-native) gets this terminal's keys: an
+interactive shell, raw mode from a terminal (Ctrl-C goes to the guest; `exit` or
+`poweroff -f` ends the run, Ctrl-A x stops QEMU). Scenarios under spumone take no input
+yet: that comes with spumone's virtual UART.
 
 exit status of run:
   0    the machine powered off cleanly (spumone reported shutdown code=0)
+  N    with --cmd: the command's exit status (1 if the guest never reported it)
   N    spumone reported shutdown code=N (1 if N does not fit)
   124  the timeout passed; QEMU was killed
   130  interrupted by Ctrl-C
@@ -102,6 +112,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 };
                 let icount = flags.switch("--icount");
                 let plain_log = flags.switch("--plain-log");
+                let cmd = flags.value("--cmd")?;
                 let scenario = flags
                     .positional()?
                     .unwrap_or_else(|| DEFAULT_SCENARIO.to_string());
@@ -110,6 +121,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                     timeout,
                     icount,
                     plain_log,
+                    cmd,
                 }
             }
         }
@@ -258,9 +270,29 @@ mod tests {
                 scenario: DEFAULT_SCENARIO.into(),
                 timeout: Some(DEFAULT_TIMEOUT_SECS),
                 icount: false,
-                plain_log: false
+                plain_log: false,
+                cmd: None,
             }
         );
+    }
+
+    #[test]
+    fn run_with_a_command() {
+        let args: Vec<String> = ["run", "linux-native", "--cmd", "echo hello; exit 7"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            parse(&args).unwrap(),
+            Command::Run {
+                scenario: "linux-native".into(),
+                timeout: Some(DEFAULT_TIMEOUT_SECS),
+                icount: false,
+                plain_log: false,
+                cmd: Some("echo hello; exit 7".into()),
+            }
+        );
+        assert!(parse_str("run linux-native --cmd").is_err());
+        assert!(usage().contains("--cmd"));
     }
 
     #[test]
@@ -270,6 +302,7 @@ mod tests {
             timeout: Some(30),
             icount: true,
             plain_log: true,
+            cmd: None,
         };
         assert_eq!(
             parse_str("run rtos-native --timeout 30 --icount --plain-log").unwrap(),

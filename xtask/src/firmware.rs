@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::config;
+use crate::linux;
 use crate::paths::{self, images_dir, target_dir, workspace_root};
 use crate::scenario::{Kind, Scenario};
 
@@ -15,22 +16,40 @@ pub const HV_TARGET: &str = "aarch64-unknown-none-softfloat";
 /// Guests keep the plain bare-metal target.
 pub const GUEST_TARGET: &str = "aarch64-unknown-none";
 
-/// A guest image built from a crate of this workspace.
+/// A guest image: built from a crate of this workspace, or the Debian Linux kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuestImage {
     /// The name configs use (`image = "..."`).
     pub name: &'static str,
-    pub package: &'static str,
-    pub bin: &'static str,
-    pub target: &'static str,
+    pub source: ImageSource,
 }
 
-const GUEST_IMAGES: &[GuestImage] = &[GuestImage {
-    name: "rtos",
-    package: "rtos",
-    bin: "rtos",
-    target: GUEST_TARGET,
-}];
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageSource {
+    /// An ELF from `cargo build`.
+    Cargo {
+        package: &'static str,
+        bin: &'static str,
+        target: &'static str,
+    },
+    /// The Debian kernel `Image` and the initramfs made by `cargo xtask setup` ([`linux`]).
+    DebianLinux,
+}
+
+const GUEST_IMAGES: &[GuestImage] = &[
+    GuestImage {
+        name: "rtos",
+        source: ImageSource::Cargo {
+            package: "rtos",
+            bin: "rtos",
+            target: GUEST_TARGET,
+        },
+    },
+    GuestImage {
+        name: "linux",
+        source: ImageSource::DebianLinux,
+    },
+];
 
 /// The guest image called `name` in configs.
 pub fn guest_image(name: &str) -> Option<&'static GuestImage> {
@@ -130,6 +149,10 @@ pub struct Firmware {
     /// spumone's ELF, holding the defmt table (hypervisor scenarios).
     pub hv_elf: Option<PathBuf>,
     pub plain_log: bool,
+    /// A native Linux boot's initramfs (`-initrd`).
+    pub initrd: Option<PathBuf>,
+    /// A native Linux boot's kernel command line (`-append`).
+    pub append: Option<String>,
 }
 
 fn cargo() -> OsString {
@@ -204,6 +227,14 @@ fn build_guest(
     let Some(image) = guest_image(image_name) else {
         bail!("scenario {scenario}: unknown guest image `{image_name}`");
     };
+    let ImageSource::Cargo {
+        package,
+        bin,
+        target,
+    } = image.source
+    else {
+        bail!("scenario {scenario}: the Linux image is not yet loaded by spumone scenarios");
+    };
     // Every guest gets them; only the RTOS reads them.
     let samples = options.latency.samples.to_string();
     let period = options.latency.period_us.to_string();
@@ -211,14 +242,7 @@ fn build_guest(
         (LatencySettings::SAMPLES_ENV, OsStr::new(&samples)),
         (LatencySettings::PERIOD_ENV, OsStr::new(&period)),
     ];
-    let built = cargo_build(
-        image.name,
-        image.package,
-        image.bin,
-        image.target,
-        &[],
-        &env,
-    )?;
+    let built = cargo_build(image.name, package, bin, target, &[], &env)?;
     stash(&built, dir, &format!("{}.elf", image.name))
 }
 
@@ -235,8 +259,14 @@ pub fn build_into(
     dir: &Path,
 ) -> Result<Firmware> {
     match scenario.kind {
-        Kind::Native { image } => {
+        Kind::Native { image, .. } => {
             println!("build: {} ({image} without the hypervisor)", scenario.name);
+            if guest_image(image).map(|g| g.source) == Some(ImageSource::DebianLinux) {
+                linux::ensure(false)?;
+                let kernel = stash(&linux::kernel_image(), dir, "Image")?;
+                let initrd = stash(&linux::initramfs(), dir, "initramfs.cpio.gz")?;
+                return Ok(native_linux(scenario, kernel, initrd));
+            }
             let kernel = build_guest(image, scenario.name, dir, options)?;
             Ok(Firmware {
                 scenario,
@@ -245,6 +275,8 @@ pub fn build_into(
                 consoles: vec![image.to_string()],
                 hv_elf: None,
                 plain_log: false,
+                initrd: None,
+                append: None,
             })
         }
         Kind::Hypervisor { config } => {
@@ -288,8 +320,24 @@ pub fn build_into(
                 loads,
                 consoles: config::console_names(&partitions)?,
                 plain_log: options.plain_log,
+                initrd: None,
+                append: None,
             })
         }
+    }
+}
+
+/// The Debian kernel booted directly by QEMU, its console shown as `[linux]`.
+fn native_linux(scenario: &'static Scenario, kernel: PathBuf, initrd: PathBuf) -> Firmware {
+    Firmware {
+        scenario,
+        kernel,
+        loads: Vec::new(),
+        consoles: vec![linux::CONSOLE.to_string()],
+        hv_elf: None,
+        plain_log: false,
+        initrd: Some(initrd),
+        append: Some(linux::NATIVE_APPEND.to_string()),
     }
 }
 
@@ -308,13 +356,24 @@ pub fn prebuilt(scenario: &'static Scenario) -> Result<Firmware> {
         Ok(path)
     };
     match scenario.kind {
-        Kind::Native { image } => Ok(Firmware {
+        Kind::Native { image, .. }
+            if guest_image(image).map(|g| g.source) == Some(ImageSource::DebianLinux) =>
+        {
+            Ok(native_linux(
+                scenario,
+                need("Image")?,
+                need("initramfs.cpio.gz")?,
+            ))
+        }
+        Kind::Native { image, .. } => Ok(Firmware {
             scenario,
             kernel: need(&format!("{image}.elf"))?,
             loads: Vec::new(),
             consoles: vec![image.to_string()],
             hv_elf: None,
             plain_log: false,
+            initrd: None,
+            append: None,
         }),
         Kind::Hypervisor { config } => {
             let partitions = config::load(&workspace_root().join(config))?;
@@ -333,6 +392,8 @@ pub fn prebuilt(scenario: &'static Scenario) -> Result<Firmware> {
                 loads,
                 consoles: config::console_names(&partitions)?,
                 plain_log: false,
+                initrd: None,
+                append: None,
             })
         }
     }

@@ -62,6 +62,7 @@ fn real_main(args: &[String]) -> Result<u8> {
             timeout,
             icount,
             plain_log,
+            cmd,
         } => {
             let scenario = scenario::lookup(&scenario)?;
             setup::ensure_base(false)?;
@@ -70,10 +71,14 @@ fn real_main(args: &[String]) -> Result<u8> {
                 latency: LatencySettings::from_env()?,
             };
             let built = firmware::build(scenario, &build_options)?;
+            // Fails early when the scenario boots no Linux or the command is too long.
+            run::with_command(&built, cmd.as_deref())?;
             let options = RunOptions {
                 timeout: timeout.map(Duration::from_secs),
                 icount,
                 plain_log,
+                forward_stdin: cmd.is_none(),
+                cmd: cmd.clone(),
                 ..RunOptions::new(scenario)
             };
             // After building: cargo must stay interruptible.
@@ -81,6 +86,22 @@ fn real_main(args: &[String]) -> Result<u8> {
             let outcome = run::launch(&built, &options)?;
             if let Some(why) = outcome.failure() {
                 eprintln!("error: {why}");
+                return Ok(u8::try_from(outcome.exit_code()).unwrap_or(1));
+            }
+            if cmd.is_some() {
+                return Ok(match outcome.command_status() {
+                    Some(status) => u8::try_from(status).unwrap_or(1),
+                    None => {
+                        let log = outcome.log_dir.join("all.log");
+                        eprintln!(
+                            "error: the guest powered off without a `{}N` line, so the command's \
+                             status is unknown (log in {})",
+                            xtask::linux::STATUS_MARKER,
+                            xtask::paths::display(&log)
+                        );
+                        1
+                    }
+                });
             }
             return Ok(u8::try_from(outcome.exit_code()).unwrap_or(1));
         }

@@ -18,24 +18,17 @@ pub struct QemuOptions {
 pub fn args(firmware: &Firmware, options: &QemuOptions) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
-    match firmware.scenario.kind {
-        Kind::Hypervisor { .. } => push(&[
-            "-M",
-            "virt,virtualization=on,gic-version=3",
-            "-cpu",
-            "cortex-a72",
-            "-smp",
-            "4",
-        ]),
-        Kind::Native { .. } => push(&[
-            "-M",
-            "virt,gic-version=3",
-            "-cpu",
-            "cortex-a72",
-            "-smp",
-            "1",
-        ]),
-    }
+    let cpus = match firmware.scenario.kind {
+        Kind::Hypervisor { .. } => {
+            push(&["-M", "virt,virtualization=on,gic-version=3"]);
+            4
+        }
+        Kind::Native { cpus, .. } => {
+            push(&["-M", "virt,gic-version=3"]);
+            cpus
+        }
+    };
+    push(&["-cpu", "cortex-a72", "-smp", &cpus.to_string()]);
     // A guest reset ends the run rather than looping through boot again.
     push(&["-m", "2G", "-nographic", "-no-reboot"]);
     if options.icount {
@@ -46,6 +39,14 @@ pub fn args(firmware: &Firmware, options: &QemuOptions) -> Vec<OsString> {
     }
     args.push("-kernel".into());
     args.push(firmware.kernel.clone().into_os_string());
+    if let Some(initrd) = &firmware.initrd {
+        args.push("-initrd".into());
+        args.push(initrd.clone().into_os_string());
+    }
+    if let Some(append) = &firmware.append {
+        args.push("-append".into());
+        args.push(append.into());
+    }
     for image in &firmware.loads {
         args.push("-device".into());
         let mut spec = OsString::from("loader,file=");
@@ -79,6 +80,8 @@ mod tests {
             consoles: vec!["rtos".into()],
             hv_elf: Some(PathBuf::from("/img/spumone.elf")),
             plain_log: false,
+            initrd: None,
+            append: None,
         }
     }
 
@@ -115,12 +118,40 @@ mod tests {
             consoles: vec!["rtos".into()],
             hv_elf: None,
             plain_log: false,
+            initrd: None,
+            append: None,
         };
         let line = command_line(&args(&firmware, &QemuOptions::default()));
         assert_eq!(
             line,
             "qemu-system-aarch64 -M virt,gic-version=3 -cpu cortex-a72 -smp 1 -m 2G -nographic \
              -no-reboot -kernel /img/rtos.elf"
+        );
+    }
+
+    #[test]
+    fn native_linux_gets_three_cores_initrd_and_append() {
+        let firmware = Firmware {
+            scenario: find("linux-native").unwrap(),
+            kernel: PathBuf::from("/img/Image"),
+            loads: vec![],
+            consoles: vec!["linux".into()],
+            hv_elf: None,
+            plain_log: false,
+            initrd: Some(PathBuf::from("/img/initramfs.cpio.gz")),
+            append: Some("console=ttyAMA0 panic=-1".into()),
+        };
+        let a = args(&firmware, &QemuOptions::default());
+        assert_eq!(
+            command_line(&a),
+            "qemu-system-aarch64 -M virt,gic-version=3 -cpu cortex-a72 -smp 3 -m 2G -nographic \
+             -no-reboot -kernel /img/Image -initrd /img/initramfs.cpio.gz \
+             -append console=ttyAMA0 panic=-1"
+        );
+        assert_eq!(
+            a.last().unwrap(),
+            "console=ttyAMA0 panic=-1",
+            "one argument"
         );
     }
 }

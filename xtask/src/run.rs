@@ -13,6 +13,7 @@ use crate::defmt_log::DefmtLog;
 use crate::demux::{Demux, Line, Mode, Source};
 use crate::event::Event;
 use crate::firmware::{self, BuildOptions, Firmware, LatencySettings};
+use crate::linux;
 use crate::paths::{self, logs_dir};
 use crate::qemu::{self, QemuOptions};
 use crate::scenario::{Kind, Scenario};
@@ -36,6 +37,10 @@ pub struct RunOptions {
     pub prebuilt: bool,
     /// The RTOS latency probe's settings, when building.
     pub latency: LatencySettings,
+    /// A shell command the Linux guest runs before powering off (`--cmd`).
+    pub cmd: Option<String>,
+    /// Forward this process's stdin to the guest console (native scenarios only).
+    pub forward_stdin: bool,
 }
 
 impl RunOptions {
@@ -48,6 +53,8 @@ impl RunOptions {
             echo: true,
             prebuilt: false,
             latency: LatencySettings::DEFAULT,
+            cmd: None,
+            forward_stdin: false,
         }
     }
 }
@@ -172,6 +179,29 @@ impl RunOutcome {
         self.lines[start..].join("\n")
     }
 
+    /// The exit status the Linux guest reported for `--cmd` (its last marker line).
+    pub fn command_status(&self) -> Option<i32> {
+        let prefix = format!("[{}] ", linux::CONSOLE);
+        linux::command_status(
+            self.lines
+                .iter()
+                .filter_map(|l| l.strip_prefix(prefix.as_str())),
+        )
+    }
+
+    /// The lines the guest console printed between `/init`'s ready line and the status marker:
+    /// the `--cmd` command's output.
+    pub fn command_output(&self) -> Vec<&str> {
+        let prefix = format!("[{}] ", linux::CONSOLE);
+        self.lines
+            .iter()
+            .filter_map(|l| l.strip_prefix(prefix.as_str()))
+            .skip_while(|l| !l.starts_with(linux::READY_LINE))
+            .skip(1)
+            .take_while(|l| !l.starts_with(linux::STATUS_MARKER))
+            .collect()
+    }
+
     /// Whether some line contains `needle`.
     pub fn has_line(&self, needle: &str) -> bool {
         self.lines.iter().any(|l| l.contains(needle))
@@ -210,7 +240,24 @@ pub fn launch(firmware: &Firmware, options: &RunOptions) -> Result<RunOutcome> {
         icount: options.icount,
         gdb: false,
     };
-    supervise(firmware, options, &qemu_options, None)
+    let firmware = with_command(firmware, options.cmd.as_deref())?;
+    supervise(&firmware, options, &qemu_options, None)
+}
+
+/// `firmware` with `cmd` passed on the Linux kernel command line (quietly: the kernel's log
+/// stays out of the command's output).
+pub fn with_command(firmware: &Firmware, cmd: Option<&str>) -> Result<Firmware> {
+    let mut firmware = firmware.clone();
+    if let Some(cmd) = cmd {
+        let Some(append) = &firmware.append else {
+            anyhow::bail!(
+                "--cmd runs a command in Linux; scenario {} boots no Linux kernel directly",
+                firmware.scenario.name
+            );
+        };
+        firmware.append = Some(format!("{append} quiet {}", linux::cmd_param(cmd)?));
+    }
+    Ok(firmware)
 }
 
 /// Runs QEMU to the end, feeding its output through the demux into the logs (and the terminal
@@ -239,8 +286,18 @@ pub(crate) fn supervise(
 
     let args = qemu::args(firmware, qemu_options);
     let command_line = qemu::command_line(&args);
+    let forward = options.forward_stdin && mode == Mode::Native;
+    // From a terminal, the console is shown as it comes (prompts have no newline yet).
+    let raw_terminal = if forward && options.echo {
+        RawTerminal::enter()
+    } else {
+        None
+    };
     let started = Instant::now();
-    let mut child = spawn_qemu(&args, qemu_options.gdb)?;
+    let mut child = spawn_qemu(&args, qemu_options.gdb, forward)?;
+    if forward {
+        forward_stdin(&mut child);
+    }
     if let Some(tx) = started_pid {
         let _ = tx.send(child.id());
     }
@@ -289,6 +346,11 @@ pub(crate) fn supervise(
                     .first_output
                     .get_or_insert_with(|| started.elapsed());
                 logs.serial(&bytes);
+                if raw_terminal.is_some() {
+                    let mut out = io::stdout().lock();
+                    let _ = out.write_all(&bytes);
+                    let _ = out.flush();
+                }
                 demux.feed(&bytes, &mut fresh);
             }
             Msg::SerialEnd => {
@@ -311,7 +373,8 @@ pub(crate) fn supervise(
             }
             let shown = demux.prefixed(&line);
             logs.line(&line, &shown);
-            if options.echo {
+            let already_shown = raw_terminal.is_some() && line.source != Source::Passthrough;
+            if options.echo && !already_shown {
                 let mut out = io::stdout().lock();
                 let _ = writeln!(out, "{shown}");
             }
@@ -320,6 +383,7 @@ pub(crate) fn supervise(
         logs.flush();
     }
     let status = child.wait().context("waiting for QEMU")?;
+    drop(raw_terminal);
     outcome.elapsed = started.elapsed();
     outcome.ending = if timed_out {
         Ending::TimedOut
@@ -334,7 +398,11 @@ fn load_defmt(elf: &Path) -> Result<Option<DefmtLog>> {
     DefmtLog::from_elf(&bytes).with_context(|| format!("decoding defmt in {}", paths::display(elf)))
 }
 
-fn spawn_qemu(args: &[std::ffi::OsString], own_process_group: bool) -> Result<Child> {
+fn spawn_qemu(
+    args: &[std::ffi::OsString],
+    own_process_group: bool,
+    piped_stdin: bool,
+) -> Result<Child> {
     let mut cmd = Command::new(setup::QEMU);
     if own_process_group {
         use std::os::unix::process::CommandExt;
@@ -342,7 +410,11 @@ fn spawn_qemu(args: &[std::ffi::OsString], own_process_group: bool) -> Result<Ch
     }
     cmd.args(args)
         .current_dir(crate::paths::workspace_root())
-        .stdin(Stdio::null())
+        .stdin(if piped_stdin {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     match cmd.spawn() {
@@ -351,6 +423,65 @@ fn spawn_qemu(args: &[std::ffi::OsString], own_process_group: bool) -> Result<Ch
             anyhow::bail!("{}", setup::qemu_missing_advice())
         }
         Err(e) => Err(e).context("starting QEMU"),
+    }
+}
+
+/// Copies this process's stdin to QEMU's (the guest console) until either side closes.
+fn forward_stdin(child: &mut Child) {
+    let Some(mut to_qemu) = child.stdin.take() else {
+        return;
+    };
+    thread::spawn(move || {
+        let mut stdin = io::stdin().lock();
+        let mut buf = [0u8; 256];
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if to_qemu.write_all(&buf[..n]).is_err() || to_qemu.flush().is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// The terminal in raw mode (keys go to the guest as typed, Ctrl-C included), restored on drop.
+struct RawTerminal {
+    saved: libc::termios,
+}
+
+impl RawTerminal {
+    /// `None` when stdin is not a terminal.
+    fn enter() -> Option<RawTerminal> {
+        // SAFETY: isatty/tcgetattr/tcsetattr only read and write the termios given.
+        unsafe {
+            if libc::isatty(0) != 1 || libc::isatty(1) != 1 {
+                return None;
+            }
+            let mut saved: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(0, &mut saved) != 0 {
+                return None;
+            }
+            let mut raw = saved;
+            libc::cfmakeraw(&mut raw);
+            // Keep "\n" → "\r\n" for what xtask itself prints.
+            raw.c_oflag |= libc::OPOST | libc::ONLCR;
+            if libc::tcsetattr(0, libc::TCSANOW, &raw) != 0 {
+                return None;
+            }
+            Some(RawTerminal { saved })
+        }
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        // SAFETY: restores the settings read in `enter`.
+        unsafe {
+            libc::tcsetattr(0, libc::TCSANOW, &self.saved);
+        }
     }
 }
 

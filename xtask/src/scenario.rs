@@ -11,9 +11,9 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 120;
 pub enum Kind {
     /// spumone with the partitions of a config file (path relative to the workspace root).
     Hypervisor { config: &'static str },
-    /// One guest image booted directly by QEMU, without virtualization; its plain console
-    /// output is shown under the image's name.
-    Native { image: &'static str },
+    /// One guest image booted directly by QEMU on `cpus` cores, without virtualization; its
+    /// plain console output is shown under the image's name.
+    Native { image: &'static str, cpus: u32 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +37,20 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "rtos-native",
         description: "the RTOS image alone on QEMU, without the hypervisor (baseline)",
-        kind: Kind::Native { image: "rtos" },
+        kind: Kind::Native {
+            image: "rtos",
+            cpus: 1,
+        },
+        tested: true,
+    },
+    Scenario {
+        name: "linux-native",
+        description: "Debian arm64 Linux alone on QEMU, 3 cores, without the hypervisor (baseline)",
+        // As many cores as the Linux partition has vCPUs under spumone, for a fair comparison.
+        kind: Kind::Native {
+            image: "linux",
+            cpus: 3,
+        },
         tested: true,
     },
     Scenario {
@@ -117,7 +130,7 @@ mod tests {
     #[test]
     fn native_images_are_known() {
         for s in SCENARIOS {
-            if let Kind::Native { image } = s.kind {
+            if let Kind::Native { image, .. } = s.kind {
                 assert!(
                     crate::firmware::guest_image(image).is_some(),
                     "{}: unknown image {image}",
