@@ -9,6 +9,7 @@ pub mod inject;
 pub mod lifecycle;
 pub mod mmio;
 pub mod platform;
+pub mod smp;
 pub mod stage2;
 pub mod vcpu;
 pub mod vfdt;

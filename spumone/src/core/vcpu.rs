@@ -55,19 +55,11 @@ pub fn trap_policy(config: &Config, core: u8) -> TrapPolicy {
     }
 }
 
-/// Whether a core needs the EL2 tick. Its only jobs are picking up PSCI `CPU_ON` requests
-/// and noticing a partition stopped elsewhere; neither can happen to a core running the sole
-/// vCPU of a single-vCPU partition placed alone on it, so that guest is never woken by it.
-pub fn needs_tick(config: &Config, core: u8, running: bool) -> bool {
-    let mut here = config
-        .partitions
-        .iter()
-        .filter(|p| p.vcpus.iter().any(|v| v.core == core));
-    let alone = match (here.next(), here.next()) {
-        (Some(p), None) => p.vcpus.len() == 1,
-        _ => false,
-    };
-    !(running && alone)
+/// Whether a core needs the EL2 tick. PSCI `CPU_ON`, posted virtual interrupts and a
+/// partition stopped elsewhere all reach a core through the kick SGI, so the tick is only
+/// kept where several vCPUs share the core (the hook for sharing it out).
+pub fn needs_tick(config: &Config, core: u8) -> bool {
+    trap_policy(config, core).shared_core
 }
 
 /// PSTATE at guest entry: EL1h with D, A, I and F masked.
@@ -94,14 +86,15 @@ pub const fn boot_registers(partition: &Partition, vcpu: usize) -> [u64; 3] {
 }
 
 /// Where the guest resumes after a trap that was handled (not injected): past the
-/// trapping instruction for SMC, WFx and emulated data aborts (their `ELR_EL2` points at
-/// it), unchanged for HVC (its preferred return already points past it).
+/// trapping instruction for SMC, WFx, emulated data aborts and system registers (their
+/// `ELR_EL2` points at it), unchanged for HVC (its preferred return already points past it).
 pub fn resume_pc(esr: Esr, elr: u64) -> u64 {
     let width = if esr.il() { 4 } else { 2 };
     match esr.ec() {
-        ExceptionClass::Smc64 | ExceptionClass::WfiWfe | ExceptionClass::DataAbortLower => {
-            elr.wrapping_add(width)
-        }
+        ExceptionClass::Smc64
+        | ExceptionClass::WfiWfe
+        | ExceptionClass::DataAbortLower
+        | ExceptionClass::SysReg64 => elr.wrapping_add(width),
         _ => elr,
     }
 }
@@ -130,7 +123,7 @@ mod tests {
         assert_eq!(resume_pc(esr(0x01), 0x4000_1000), 0x4000_1004, "WFI");
         assert_eq!(resume_pc(esr(0x24), 0x4000_1000), 0x4000_1004, "MMIO");
         assert_eq!(resume_pc(esr(0x16), 0x4000_1004), 0x4000_1004, "HVC");
-        assert_eq!(resume_pc(esr(0x18), 0x4000_1000), 0x4000_1000, "sysreg");
+        assert_eq!(resume_pc(esr(0x18), 0x4000_1000), 0x4000_1004, "sysreg");
         // A 16-bit instruction (IL = 0) only exists for AArch32 guests.
         assert_eq!(resume_pc(Esr(0x24 << 26), 0x1000), 0x1002);
     }
@@ -188,7 +181,7 @@ mod tests {
     }
 
     #[test]
-    fn tick_stops_only_for_a_lone_running_vcpu() {
+    fn tick_runs_only_on_shared_cores() {
         static A: [Vcpu; 1] = [Vcpu { core: 0 }];
         static B: [Vcpu; 2] = [Vcpu { core: 1 }, Vcpu { core: 2 }];
         static C: [Vcpu; 1] = [Vcpu { core: 2 }];
@@ -205,11 +198,10 @@ mod tests {
             board_ram: &RAM,
             partitions: parts,
         };
-        assert!(!needs_tick(&config, 0, true), "lone vCPU running");
-        assert!(needs_tick(&config, 0, false), "idle core");
-        assert!(needs_tick(&config, 1, true), "partition with other vCPUs");
-        assert!(needs_tick(&config, 2, true), "shared core");
-        assert!(needs_tick(&config, 3, false), "no vCPU");
+        assert!(!needs_tick(&config, 0), "lone vCPU");
+        assert!(!needs_tick(&config, 1), "secondary vCPUs start by kick");
+        assert!(needs_tick(&config, 2), "shared core");
+        assert!(!needs_tick(&config, 3), "no vCPU");
     }
 
     #[test]

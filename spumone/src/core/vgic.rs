@@ -119,6 +119,8 @@ pub enum Effect {
         priority: u8,
         target_vcpu: usize,
     },
+    /// `vcpu` has software-pending interrupts it takes now (`Vgic::take_software`).
+    SoftPending { vcpu: usize },
 }
 
 /// The effects of one write: a register touches at most 32 interrupts.
@@ -362,6 +364,26 @@ impl Vgic {
             priority: spi.priority,
             group1: spi.group1,
         })
+    }
+
+    /// Adds `posted` to `vcpu`'s software-pending SGIs/PPIs, then takes those enabled, as list
+    /// register values; disabled ones stay pending until the guest enables them.
+    pub fn take_software(&mut self, vcpu: usize, posted: u32) -> heapless::Vec<ListReg, 32> {
+        let mut out = heapless::Vec::new();
+        let Some(p) = self.private.get_mut(vcpu).filter(|_| vcpu < self.vcpus) else {
+            return out;
+        };
+        p.pending |= posted;
+        let ready = p.pending & p.enabled;
+        p.pending &= !ready;
+        for intid in (0..32).filter(|i| ready & (1 << i) != 0) {
+            let delivery = Delivery {
+                priority: p.priority[intid as usize],
+                group1: p.group & (1 << intid) != 0,
+            };
+            let _ = out.push(ListReg::software(intid, delivery));
+        }
+        out
     }
 
     /// The list register value that forwards `intid` to `vcpu` straight from the IRQ path
@@ -665,6 +687,10 @@ impl Vgic {
             ID_REGS..=0xFFFC => {}
             _ => self.unknown_access(offset),
         }
+        let p = &self.private[vcpu];
+        if matches!(reg, GICR_ISPENDR0 | GICR_ISENABLER0) && p.pending & p.enabled != 0 {
+            let _ = effects.push(Effect::SoftPending { vcpu });
+        }
         let changed = (enabled_before ^ self.private[vcpu].enabled) & HW_PRIVATE;
         for intid in 0..32 {
             if changed & (1 << intid) != 0 {
@@ -767,6 +793,18 @@ impl ListReg {
         Self {
             vintid: intid,
             pintid: Some(intid),
+            priority: delivery.priority,
+            group1: delivery.group1,
+            state: LrState::Pending,
+        }
+    }
+
+    /// A pending interrupt with no physical one behind it (SGIs, software-pending PPIs): the
+    /// guest's EOI completes it.
+    pub const fn software(intid: u32, delivery: Delivery) -> Self {
+        Self {
+            vintid: intid,
+            pintid: None,
             priority: delivery.priority,
             group1: delivery.group1,
             state: LrState::Pending,
@@ -1026,6 +1064,35 @@ mod tests {
         assert_eq!(v.gicr_read(SGI + 0xC00, 4).unwrap(), 0xAAAA_AAAA);
         v.gicr_write(SGI + 0xC04, 4, 0x2).unwrap();
         assert_eq!(v.gicr_read(SGI + 0xC04, 4).unwrap(), 0x2);
+    }
+
+    #[test]
+    fn software_pending_interrupts_wait_for_their_enable() {
+        let mut v = vgic(2, &[]);
+        v.gicr_write(SGI + 0x80, 4, 0xFFFF_FFFF).unwrap();
+        v.gicr_write(SGI + 0x400, 4, 0x1020_3040).unwrap();
+        v.gicr_write(SGI + 0x100, 4, 0b10).unwrap();
+        // SGI 0 is disabled: it stays pending; SGI 1 goes.
+        let lrs = v.take_software(0, 0b11);
+        assert_eq!(lrs.len(), 1);
+        assert_eq!(lrs[0].vintid, 1);
+        assert_eq!(lrs[0].pintid, None, "no physical interrupt behind it");
+        assert_eq!((lrs[0].priority, lrs[0].group1), (0x30, true));
+        assert_eq!(v.gicr_read(SGI + 0x200, 4).unwrap(), 0b1);
+        // Enabling it asks for delivery; then it is taken once.
+        let effects = v.gicr_write(SGI + 0x100, 4, 0b1).unwrap();
+        assert_eq!(effects.as_slice(), [Effect::SoftPending { vcpu: 0 }]);
+        let lrs = v.take_software(0, 0);
+        assert_eq!(lrs.iter().map(|l| l.vintid).collect::<Vec<_>>(), [0]);
+        assert!(v.take_software(0, 0).is_empty());
+        // Software-pending through GICR_ISPENDR0 on vCPU 1 (frame 1).
+        let f1 = frame(1) + SGI;
+        assert!(v.gicr_write(f1 + 0x200, 4, 1 << 6).unwrap().is_empty());
+        v.gicr_write(f1 + 0x100, 4, 1 << 5).unwrap();
+        let effects = v.gicr_write(f1 + 0x200, 4, 1 << 5).unwrap();
+        assert_eq!(effects.as_slice(), [Effect::SoftPending { vcpu: 1 }]);
+        assert_eq!(v.take_software(1, 0)[0].vintid, 5);
+        assert!(v.take_software(7, 1).is_empty(), "no such vCPU");
     }
 
     #[test]

@@ -284,6 +284,21 @@ pub fn priority_drop_before_eret(intid: u32) {
     }
 }
 
+/// Sends a physical SGI (`ICC_SGI1R_EL1` value) after the stores it announces.
+pub fn send_sgi(sgi1r: u64) {
+    // SAFETY: generates an SGI to other cores; `dsb ishst` first so a woken core that reads
+    // what this core posted sees it.
+    unsafe {
+        core::arch::asm!(
+            "dsb ishst",
+            "msr icc_sgi1r_el1, {0}",
+            "isb",
+            in(reg) sgi1r,
+            options(nostack)
+        );
+    }
+}
+
 /// Acknowledges the highest-priority pending group 1 interrupt.
 pub fn acknowledge() -> u32 {
     let iar: u64;

@@ -20,6 +20,7 @@ use crate::hvcore::hypercall::{self, HypercallAction};
 use crate::hvcore::inject::{self, GuestState, Injection};
 use crate::hvcore::lifecycle::{Lifecycle, StopOutcome};
 use crate::hvcore::mmio::{self, MmioAccess, MmioTable};
+use crate::hvcore::smp::{next_power, PowerEvent};
 use crate::hvcore::stage2::{self, S2Attrs, Stage2, TablePool};
 use crate::hvcore::vpsci::{self, PartitionView, PsciCall, PsciOutcome, VcpuPower};
 use crate::hvcore::{vcpu, MAX_PARTITIONS};
@@ -151,10 +152,10 @@ fn enter_vcpu(core: u8, partition: &'static Partition, vcpu: usize, entry: u64, 
     // core before the guest runs.
     unsafe { core::arch::asm!("tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
     if let Some(power) = POWER.lock()[index].get_mut(vcpu) {
-        *power = VcpuPower::On;
+        *power = next_power(*power, PowerEvent::Entered);
     }
     percore::this_core().set_running(Some((index, vcpu)));
-    if !vcpu::needs_tick(&CONFIG, core, true) {
+    if !vcpu::needs_tick(&CONFIG, core) {
         // Nothing for the tick to do here: it would only wake the guest's `wfi`.
         super::timer::stop_tick();
     }
@@ -204,6 +205,15 @@ pub fn handle_sync(frame: &mut TrapFrame) {
             frame.elr = vcpu::resume_pc(esr, frame.elr);
         }
         ExceptionClass::DataAbortLower => handle_data_abort(frame, esr, partition, vcpu),
+        // EL1 writes to ICC_SGI1R_EL1 trap while HCR_EL2.IMO is set: guest SGIs are virtual.
+        ExceptionClass::SysReg64
+            if esr.sysreg().is_some_and(|a| a.is_icc_sgi1r() && !a.is_read) =>
+        {
+            let rt = esr.sysreg().map_or(31, |a| usize::from(a.rt));
+            let value = frame.x.get(rt).copied().unwrap_or(0);
+            super::vgic::send_virtual_sgi(usize::from(partition.index), vcpu, value);
+            frame.elr = vcpu::resume_pc(esr, frame.elr);
+        }
         ExceptionClass::InstAbortLower => {
             let far = FAR_EL2.get();
             warn!(
@@ -254,13 +264,23 @@ fn handle_smc(frame: &mut TrapFrame, esr: Esr, partition: &'static Partition, vc
     for r in partition.ram {
         let _ = ram.push(r.base..r.end());
     }
-    let powers = POWER.lock()[index];
     let count = partition.vcpus.len().min(MAX_VCPUS);
+    // Decided and applied under one lock, so two CPU_ONs for one vCPU cannot both succeed.
+    let mut powers = POWER.lock();
     let view = PartitionView {
-        vcpus: &powers[..count],
+        vcpus: &powers[index][..count],
         ram: &ram,
     };
     let outcome = vpsci::handle(&call, &view);
+    let event = match outcome {
+        PsciOutcome::CpuOn { vcpu: target, .. } => Some((target, PowerEvent::CpuOnAccepted)),
+        PsciOutcome::CpuOff => Some((vcpu, PowerEvent::CpuOff)),
+        _ => None,
+    };
+    if let Some((n, event)) = event {
+        powers[index][n] = next_power(powers[index][n], event);
+    }
+    drop(powers);
     match outcome {
         PsciOutcome::Return(_) => {}
         PsciOutcome::CpuOn {
@@ -268,13 +288,12 @@ fn handle_smc(frame: &mut TrapFrame, esr: Esr, partition: &'static Partition, vc
             entry,
             context_id,
         } => {
-            POWER.lock()[index][target] = VcpuPower::OnPending;
             let core = usize::from(partition.vcpus[target].core);
             percore::CORES[core].request_start(entry, context_id);
+            super::kick(core);
         }
         PsciOutcome::Suspend => cpu::wait_for_interrupt(),
         PsciOutcome::CpuOff => {
-            POWER.lock()[index][vcpu] = VcpuPower::Off;
             info!("partition {} vcpu {}: CPU_OFF", partition.name, vcpu);
             super::idle()
         }
@@ -440,6 +459,14 @@ pub fn stop_partition(partition: &'static Partition, code: i64, why: &str) {
         stopped.store(true, Ordering::Release);
     }
     super::vgic::partition_stopped(index);
+    // Its other cores leave it on the kick (the fast IRQ path is closed to it now).
+    let here = cpu::core_index();
+    for placed in partition.vcpus {
+        let core = usize::from(placed.core);
+        if core != here {
+            super::kick(core);
+        }
+    }
     info!(
         "partition {} stopped ({}), exit code {}",
         partition.name, why, code

@@ -21,6 +21,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use aarch64_cpu::asm::sev;
 
 use crate::hvcore::platform::{self, LayoutProblem};
+use crate::hvcore::smp::{self, KICK_SGI};
 use crate::hvcore::vgic::IrqRoute;
 use config::CONFIG;
 pub use cpu::park;
@@ -170,8 +171,21 @@ fn init_this_core(core: usize, mpidr: u64) {
         park()
     }
     gic::enable_private(mpidr, HYP_TIMER_INTID.load(Ordering::Relaxed));
+    gic::enable_private(mpidr, KICK_SGI);
     vgic::init_core(mpidr);
-    timer::start_tick();
+    match u8::try_from(core) {
+        Ok(id) if crate::hvcore::vcpu::needs_tick(&CONFIG, id) => timer::start_tick(),
+        _ => timer::stop_tick(),
+    }
+}
+
+/// Sends the kick SGI to `core` (which may be this one) so it looks at its mailboxes.
+pub fn kick(core: usize) {
+    let Some(state) = percore::CORES.get(core) else {
+        return;
+    };
+    let mpidr = state.mpidr.load(Ordering::Relaxed);
+    gic::send_sgi(smp::sgi1r_to(KICK_SGI, mpidr));
 }
 
 /// Counts this core as online (after its "online" line, so the boot core's summary follows
@@ -230,17 +244,18 @@ pub fn idle() -> ! {
     let state = percore::this_core();
     vgic::leave_vcpu(state.running());
     state.set_running(None);
-    if let Ok(core) = u8::try_from(cpu::core_index()) {
-        if crate::hvcore::vcpu::needs_tick(&CONFIG, core, false) {
-            timer::start_tick();
-        }
+    match u8::try_from(cpu::core_index()) {
+        Ok(core) if crate::hvcore::vcpu::needs_tick(&CONFIG, core) => timer::start_tick(),
+        _ => timer::stop_tick(),
     }
     loop {
-        cpu::wait_for_interrupt();
-        handle_pending_interrupts();
+        // A request posted before this core got here came with a kick that is still pending
+        // (so `wfi` returns at once); checking first only saves the round trip.
         if let Some((entry, context)) = state.take_start_request() {
             guest::start_requested_vcpu(cpu::core_index(), entry, context);
         }
+        cpu::wait_for_interrupt();
+        handle_pending_interrupts();
     }
 }
 
@@ -284,6 +299,14 @@ fn slow_guest_interrupt(intid: u32) {
 }
 
 fn handle_acknowledged(running: Option<(usize, usize)>, intid: u32) {
+    if intid == KICK_SGI {
+        // What it announces is read after the EOI, so a kick sent meanwhile is not lost.
+        gic::end_of_interrupt(intid);
+        if running.is_some() {
+            vgic::deliver_posted();
+        }
+        return;
+    }
     let tick = HYP_TIMER_INTID.load(Ordering::Relaxed);
     if vgic::dispatch(running, intid, tick) == IrqRoute::Hypervisor {
         timer::rearm();

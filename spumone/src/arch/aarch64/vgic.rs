@@ -10,11 +10,12 @@ use super::config::CONFIG;
 use super::guest::MMIO;
 use super::{cpu, gic, percore};
 use crate::hvcore::mmio::MmioAccess;
-use crate::hvcore::vcpu;
+use crate::hvcore::smp::{self, Placement, Posted};
 use crate::hvcore::vgic::{
     self, BadAccess, Effect, Effects, IrqRoute, ListReg, PendingQueue, Vgic, GICD_SIZE,
     MAINTENANCE_INTID, VTIMER_INTID,
 };
+use crate::hvcore::{vcpu, vsgi};
 use crate::hvcore::{MAX_CORES, MAX_PARTITIONS};
 
 static VGICS: [spin::Mutex<Vgic>; MAX_PARTITIONS] =
@@ -29,6 +30,9 @@ static LIST_REGS: AtomicUsize = AtomicUsize::new(0);
 static FAST_VTIMER_LR: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
 /// Per core: some interrupt waits in `QUEUES` (only this core touches its flag).
 static QUEUED: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
+/// Per partition and vCPU: SGIs/PPIs other cores posted for it (see `smp::Posted`).
+static POSTED: [[Posted; vgic::MAX_VCPUS]; MAX_PARTITIONS] =
+    [const { [const { Posted::new() }; vgic::MAX_VCPUS] }; MAX_PARTITIONS];
 /// INTIDs already reported as unclaimed, one bit each.
 static UNCLAIMED_LOGGED: [AtomicU32; 32] = [const { AtomicU32::new(0) }; 32];
 
@@ -231,6 +235,84 @@ fn apply(partition: usize, effect: Effect) {
         } => {
             if let Some(mpidr) = core_mpidr(partition, target_vcpu) {
                 gic::configure_spi(intid, enable, priority, mpidr);
+            }
+        }
+        // The vGIC lock is held here: have the vCPU's core take them, even this one.
+        Effect::SoftPending { vcpu } => {
+            if let Some(core) = vcpu_core(partition, vcpu) {
+                super::kick(core);
+            }
+        }
+    }
+}
+
+fn vcpu_core(partition: usize, vcpu: usize) -> Option<usize> {
+    let core = CONFIG.partitions.get(partition)?.vcpus.get(vcpu)?.core;
+    Some(usize::from(core))
+}
+
+/// A guest's `ICC_SGI1R_EL1` write from `sender` of `partition`: posts the SGI to each target
+/// vCPU; the one on this core takes it at once, other cores are kicked.
+pub fn send_virtual_sgi(partition: usize, sender: usize, value: u64) {
+    let vcpus = CONFIG
+        .partitions
+        .get(partition)
+        .map_or(0, |p| p.vcpus.len());
+    let sgi = vsgi::decode(value, sender, vcpus);
+    let mut local = false;
+    for target in sgi.vcpus() {
+        let Some(posted) = POSTED.get(partition).and_then(|p| p.get(target)) else {
+            continue;
+        };
+        let first = posted.post(1 << sgi.intid);
+        let Some(core) = vcpu_core(partition, target) else {
+            continue;
+        };
+        if core == cpu::core_index() {
+            local = true;
+        } else if first {
+            super::kick(core);
+        }
+    }
+    if local {
+        deliver_posted();
+    }
+}
+
+/// Moves the interrupts posted for the vCPU running on this core into its list registers
+/// (or the queue when they are full); disabled ones stay pending in its vGIC.
+pub fn deliver_posted() {
+    let Some((partition, vcpu)) = percore::this_core().running() else {
+        return;
+    };
+    let Some(posted) = POSTED.get(partition).and_then(|p| p.get(vcpu)) else {
+        return;
+    };
+    let bits = posted.take();
+    let Some(v) = VGICS.get(partition) else {
+        return;
+    };
+    let ready = v.lock().take_software(vcpu, bits);
+    if ready.is_empty() {
+        return;
+    }
+    let count = list_regs().min(16);
+    let mut lrs = [0u64; 16];
+    let core = cpu::core_index();
+    for lr in ready {
+        for (n, value) in lrs.iter_mut().enumerate().take(count) {
+            *value = read_lr(n);
+        }
+        match smp::place(&lrs[..count], read_elrsr(), lr.vintid) {
+            Placement::AlreadyPending => {}
+            Placement::Merge(n, value) => write_lr(n, value),
+            Placement::Free(n) => write_lr(n, lr.encode()),
+            Placement::Queue => {
+                // A full queue drops it: SGIs are edge-triggered, a lost one is the best left.
+                if QUEUES[core].lock().push(lr).is_ok() {
+                    QUEUED[core].store(true, Ordering::Relaxed);
+                    write_hcr(vgic::ich_hcr(true));
+                }
             }
         }
     }
