@@ -327,6 +327,12 @@ pub fn build_into(
     }
 }
 
+/// Whether QEMU boots the Debian kernel itself in `scenario` (so `--cmd` can reach it).
+pub fn boots_linux_directly(scenario: &Scenario) -> bool {
+    matches!(scenario.kind, Kind::Native { image, .. }
+        if guest_image(image).map(|g| g.source) == Some(ImageSource::DebianLinux))
+}
+
 /// The Debian kernel booted directly by QEMU, its console shown as `[linux]`.
 fn native_linux(scenario: &'static Scenario, kernel: PathBuf, initrd: PathBuf) -> Firmware {
     Firmware {

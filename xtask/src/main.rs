@@ -65,6 +65,13 @@ fn real_main(args: &[String]) -> Result<u8> {
             cmd,
         } => {
             let scenario = scenario::lookup(&scenario)?;
+            if cmd.is_some() && !firmware::boots_linux_directly(scenario) {
+                anyhow::bail!(
+                    "--cmd runs a command in Linux; scenario {} does not boot Linux directly \
+                     (try linux-native)",
+                    scenario.name
+                );
+            }
             setup::ensure_base(false)?;
             let build_options = BuildOptions {
                 plain_log,
