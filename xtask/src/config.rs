@@ -11,6 +11,17 @@ pub struct Partition {
     pub image: String,
     /// Its console channel on the UART.
     pub channel: u8,
+    /// Where a Linux partition's pieces go.
+    pub linux: Option<LinuxLayout>,
+}
+
+/// A Linux partition's load addresses and room, from its config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinuxLayout {
+    pub kernel_base: u64,
+    pub kernel_size: u64,
+    pub initrd_base: u64,
+    pub initrd_size: u64,
 }
 
 /// Loads and validates a config; the board crate's message becomes one line.
@@ -30,6 +41,12 @@ pub fn load(path: &Path) -> Result<Vec<Partition>> {
             name: p.name.clone(),
             image: p.image.clone(),
             channel: p.console_channel,
+            linux: p.linux.as_ref().map(|l| LinuxLayout {
+                kernel_base: l.kernel.base,
+                kernel_size: l.kernel.size,
+                initrd_base: l.initrd.base,
+                initrd_size: l.initrd.size,
+            }),
         })
         .collect();
     partitions.sort_by_key(|p| p.channel);
@@ -73,7 +90,8 @@ mod tests {
             [Partition {
                 name: "rtos".into(),
                 image: "rtos".into(),
-                channel: chan::GUEST_BASE
+                channel: chan::GUEST_BASE,
+                linux: None,
             }]
         );
         assert_eq!(console_names(&parts).unwrap(), ["rtos"]);
@@ -97,6 +115,7 @@ mod tests {
             name: "linux".into(),
             image: "linux".into(),
             channel: chan::GUEST_BASE + 1,
+            linux: None,
         }];
         assert_eq!(console_names(&parts).unwrap(), ["partition0", "linux"]);
     }

@@ -10,6 +10,7 @@ use crate::config;
 use crate::linux;
 use crate::paths::{self, images_dir, target_dir, workspace_root};
 use crate::scenario::{Kind, Scenario};
+use spumone_abi::bootinfo::{self, BootInfo};
 
 /// spumone runs at EL2 without touching FP/SIMD registers.
 pub const HV_TARGET: &str = "aarch64-unknown-none-softfloat";
@@ -153,6 +154,132 @@ pub struct Firmware {
     pub initrd: Option<PathBuf>,
     /// A native Linux boot's kernel command line (`-append`).
     pub append: Option<String>,
+    /// Files loaded raw at an address: a Linux partition's `Image`, initramfs and boot info.
+    pub raw_loads: RawLoads,
+    /// The boot-info blob of a Linux partition under spumone (rewritten for `--cmd`).
+    pub boot_info: Option<BootInfoFile>,
+}
+
+/// What the boot-info blob (`spumone_abi::bootinfo`) holds, and where it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootInfoFile {
+    pub path: PathBuf,
+    pub initrd_size: u64,
+    pub kaslr_seed: u64,
+    pub bootargs: String,
+}
+
+impl BootInfoFile {
+    /// Writes the blob to `self.path`.
+    pub fn write(&self) -> Result<()> {
+        let info = BootInfo {
+            initrd_size: self.initrd_size,
+            kaslr_seed: self.kaslr_seed,
+            bootargs: &self.bootargs,
+        };
+        let mut blob = vec![0u8; bootinfo::SIZE];
+        let Some(len) = info.write(&mut blob) else {
+            bail!(
+                "extra kernel arguments too long for the boot-info blob ({} bytes, at most {})",
+                self.bootargs.len(),
+                bootinfo::MAX_BOOTARGS
+            );
+        };
+        blob.truncate(len);
+        fs::write(&self.path, &blob)
+            .with_context(|| format!("writing {}", paths::display(&self.path)))
+    }
+
+    /// This blob with `extra` appended to its bootargs, written beside it under a name of
+    /// its own (so concurrent runs of one build do not share it).
+    pub fn with_bootargs(&self, extra: &str) -> Result<BootInfoFile> {
+        use std::hash::{Hash, Hasher};
+        let bootargs = format!("{} {extra}", self.bootargs).trim().to_string();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        bootargs.hash(&mut hasher);
+        let name = format!(
+            "bootinfo-{:016x}-{}.bin",
+            hasher.finish(),
+            std::process::id()
+        );
+        let file = BootInfoFile {
+            path: self.path.with_file_name(name),
+            bootargs,
+            ..self.clone()
+        };
+        file.write()?;
+        Ok(file)
+    }
+}
+
+/// A KASLR seed from the host's random source.
+fn kaslr_seed() -> Result<u64> {
+    let mut bytes = [0u8; 8];
+    use std::io::Read;
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom for a KASLR seed")?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// Files loaded raw, each at its address.
+type RawLoads = Vec<(PathBuf, u64)>;
+
+/// The raw loads and boot info of a config's Linux partition (at most one), its files
+/// stashed in `dir`.
+fn linux_loads(
+    partitions: &[config::Partition],
+    dir: &Path,
+    stash_files: bool,
+) -> Result<(RawLoads, Option<BootInfoFile>)> {
+    let linux: Vec<config::LinuxLayout> = partitions.iter().filter_map(|p| p.linux).collect();
+    let layout = match linux.as_slice() {
+        [] => return Ok((Vec::new(), None)),
+        [one] => *one,
+        _ => bail!("only one Linux partition per config is supported"),
+    };
+    let (kernel, initrd) = if stash_files {
+        linux::ensure(false)?;
+        (
+            stash(&linux::kernel_image(), dir, "Image")?,
+            stash(&linux::initramfs(), dir, "initramfs.cpio.gz")?,
+        )
+    } else {
+        (dir.join("Image"), dir.join("initramfs.cpio.gz"))
+    };
+    let kernel_len = file_len(&kernel)?;
+    if kernel_len > layout.kernel_size {
+        bail!(
+            "the kernel Image ({kernel_len} bytes) does not fit the partition's kernel_size ({})",
+            layout.kernel_size
+        );
+    }
+    let initrd_size = file_len(&initrd)?;
+    if initrd_size > layout.initrd_size {
+        bail!(
+            "the initramfs ({initrd_size} bytes) does not fit the partition's initrd room ({})",
+            layout.initrd_size
+        );
+    }
+    let info = BootInfoFile {
+        path: dir.join("bootinfo.bin"),
+        initrd_size,
+        kaslr_seed: kaslr_seed()?,
+        bootargs: String::new(),
+    };
+    info.write()?;
+    let loads = vec![
+        (kernel, layout.kernel_base),
+        (initrd, layout.initrd_base),
+        (info.path.clone(), bootinfo::ADDR),
+    ];
+    Ok((loads, Some(info)))
+}
+
+fn file_len(path: &Path) -> Result<u64> {
+    Ok(fs::metadata(path)
+        .with_context(|| format!("{} is missing", paths::display(path)))?
+        .len())
 }
 
 fn cargo() -> OsString {
@@ -277,6 +404,8 @@ pub fn build_into(
                 plain_log: false,
                 initrd: None,
                 append: None,
+                raw_loads: Vec::new(),
+                boot_info: None,
             })
         }
         Kind::Hypervisor { config } => {
@@ -307,7 +436,8 @@ pub fn build_into(
             )?;
             let kernel = stash(&built, dir, "spumone.elf")?;
             let mut loads = Vec::new();
-            for p in &partitions {
+            let (raw_loads, boot_info) = linux_loads(&partitions, dir, true)?;
+            for p in partitions.iter().filter(|p| p.linux.is_none()) {
                 let path = build_guest(&p.image, scenario.name, dir, options)?;
                 if !loads.contains(&path) {
                     loads.push(path);
@@ -322,15 +452,23 @@ pub fn build_into(
                 plain_log: options.plain_log,
                 initrd: None,
                 append: None,
+                raw_loads,
+                boot_info,
             })
         }
     }
 }
 
-/// Whether QEMU boots the Debian kernel itself in `scenario` (so `--cmd` can reach it).
-pub fn boots_linux_directly(scenario: &Scenario) -> bool {
-    matches!(scenario.kind, Kind::Native { image, .. }
-        if guest_image(image).map(|g| g.source) == Some(ImageSource::DebianLinux))
+/// Whether `scenario` boots the Debian kernel, natively or in a partition (so `--cmd` can
+/// reach it).
+pub fn boots_linux(scenario: &Scenario) -> bool {
+    match scenario.kind {
+        Kind::Native { image, .. } => {
+            guest_image(image).map(|g| g.source) == Some(ImageSource::DebianLinux)
+        }
+        Kind::Hypervisor { config } => config::load(&workspace_root().join(config))
+            .is_ok_and(|parts| parts.iter().any(|p| p.linux.is_some())),
+    }
 }
 
 /// The Debian kernel booted directly by QEMU, its console shown as `[linux]`.
@@ -344,6 +482,8 @@ fn native_linux(scenario: &'static Scenario, kernel: PathBuf, initrd: PathBuf) -
         plain_log: false,
         initrd: Some(initrd),
         append: Some(linux::NATIVE_APPEND.to_string()),
+        raw_loads: Vec::new(),
+        boot_info: None,
     }
 }
 
@@ -380,12 +520,15 @@ pub fn prebuilt(scenario: &'static Scenario) -> Result<Firmware> {
             plain_log: false,
             initrd: None,
             append: None,
+            raw_loads: Vec::new(),
+            boot_info: None,
         }),
         Kind::Hypervisor { config } => {
             let partitions = config::load(&workspace_root().join(config))?;
             let kernel = need("spumone.elf")?;
             let mut loads = Vec::new();
-            for p in &partitions {
+            let (raw_loads, boot_info) = linux_loads(&partitions, &dir, false)?;
+            for p in partitions.iter().filter(|p| p.linux.is_none()) {
                 let path = need(&format!("{}.elf", p.image))?;
                 if !loads.contains(&path) {
                     loads.push(path);
@@ -400,6 +543,8 @@ pub fn prebuilt(scenario: &'static Scenario) -> Result<Firmware> {
                 plain_log: false,
                 initrd: None,
                 append: None,
+                raw_loads,
+                boot_info,
             })
         }
     }

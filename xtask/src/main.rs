@@ -65,10 +65,10 @@ fn real_main(args: &[String]) -> Result<u8> {
             cmd,
         } => {
             let scenario = scenario::lookup(&scenario)?;
-            if cmd.is_some() && !firmware::boots_linux_directly(scenario) {
+            if cmd.is_some() && !firmware::boots_linux(scenario) {
                 anyhow::bail!(
-                    "--cmd runs a command in Linux; scenario {} does not boot Linux directly \
-                     (try linux-native)",
+                    "--cmd runs a command in Linux; scenario {} boots no Linux \
+                     (try linux or linux-native)",
                     scenario.name
                 );
             }

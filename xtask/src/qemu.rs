@@ -53,6 +53,13 @@ pub fn args(firmware: &Firmware, options: &QemuOptions) -> Vec<OsString> {
         spec.push(image);
         args.push(spec);
     }
+    for (image, addr) in &firmware.raw_loads {
+        args.push("-device".into());
+        let mut spec = OsString::from("loader,file=");
+        spec.push(image);
+        spec.push(format!(",addr={addr:#x},force-raw=on"));
+        args.push(spec);
+    }
     args
 }
 
@@ -82,6 +89,8 @@ mod tests {
             plain_log: false,
             initrd: None,
             append: None,
+            raw_loads: vec![],
+            boot_info: None,
         }
     }
 
@@ -92,6 +101,19 @@ mod tests {
             line,
             "qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu cortex-a72 -smp 4 \
              -m 2G -nographic -no-reboot -kernel /img/spumone.elf -device loader,file=/img/rtos.elf"
+        );
+    }
+
+    #[test]
+    fn raw_loads_are_forced_raw_at_their_address() {
+        let firmware = Firmware {
+            raw_loads: vec![(PathBuf::from("/img/Image"), 0x4820_0000)],
+            ..hv_firmware()
+        };
+        let line = command_line(&args(&firmware, &QemuOptions::default()));
+        assert!(
+            line.ends_with(" -device loader,file=/img/Image,addr=0x48200000,force-raw=on"),
+            "{line}"
         );
     }
 
@@ -120,6 +142,8 @@ mod tests {
             plain_log: false,
             initrd: None,
             append: None,
+            raw_loads: vec![],
+            boot_info: None,
         };
         let line = command_line(&args(&firmware, &QemuOptions::default()));
         assert_eq!(
@@ -140,6 +164,8 @@ mod tests {
             plain_log: false,
             initrd: Some(PathBuf::from("/img/initramfs.cpio.gz")),
             append: Some("console=ttyAMA0 panic=-1".into()),
+            raw_loads: vec![],
+            boot_info: None,
         };
         let a = args(&firmware, &QemuOptions::default());
         assert_eq!(

@@ -248,6 +248,16 @@ pub fn launch(firmware: &Firmware, options: &RunOptions) -> Result<RunOutcome> {
 /// stays out of the command's output).
 pub fn with_command(firmware: &Firmware, cmd: Option<&str>) -> Result<Firmware> {
     let mut firmware = firmware.clone();
+    if let (Some(cmd), Some(info)) = (cmd, &firmware.boot_info) {
+        let info = info.with_bootargs(&format!("quiet {}", linux::cmd_param(cmd)?))?;
+        for (path, addr) in firmware.raw_loads.iter_mut() {
+            if *addr == spumone_abi::bootinfo::ADDR {
+                path.clone_from(&info.path);
+            }
+        }
+        firmware.boot_info = Some(info);
+        return Ok(firmware);
+    }
     if let Some(cmd) = cmd {
         let Some(append) = &firmware.append else {
             anyhow::bail!(

@@ -44,6 +44,14 @@ pub const SCENARIOS: &[Scenario] = &[
         tested: true,
     },
     Scenario {
+        name: "linux",
+        description: "spumone with Debian arm64 Linux on cores 1-3 (console emulated)",
+        kind: Kind::Hypervisor {
+            config: "board/configs/linux.toml",
+        },
+        tested: false,
+    },
+    Scenario {
         name: "linux-native",
         description: "Debian arm64 Linux alone on QEMU, 3 cores, without the hypervisor (baseline)",
         // As many cores as the Linux partition has vCPUs under spumone, for a fair comparison.

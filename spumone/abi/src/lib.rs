@@ -8,6 +8,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
+pub mod bootinfo;
 pub mod frame;
 pub mod hvc;
 

@@ -1,0 +1,106 @@
+//! The boot-info blob the host tools load for a Linux partition: what only they know at run
+//! time (the initrd's actual size, a KASLR seed, extra kernel arguments such as `--cmd`).
+//!
+//! Little-endian, loaded at [`ADDR`] (the last page of spumone's region):
+//! `magic: u64 | initrd_size: u64 | kaslr_seed: u64 | bootargs_len: u32 | reserved: u32 |
+//! bootargs: [u8; bootargs_len]` (UTF-8, appended to the config's bootargs after a space).
+
+/// Where the blob is loaded: the last 4 KiB page of spumone's 64 MiB region.
+pub const ADDR: u64 = 0x4000_0000 + 0x0400_0000 - SIZE as u64;
+/// Room for the blob.
+pub const SIZE: usize = 4096;
+/// "SPUMBOOT" read as a little-endian `u64`.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"SPUMBOOT");
+const HEADER: usize = 32;
+/// Most bytes of extra bootargs.
+pub const MAX_BOOTARGS: usize = SIZE - HEADER;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootInfo<'a> {
+    pub initrd_size: u64,
+    pub kaslr_seed: u64,
+    pub bootargs: &'a str,
+}
+
+impl<'a> BootInfo<'a> {
+    /// Parses a blob; `None` without the magic or with a bad length or non-UTF-8 bootargs.
+    pub fn parse(blob: &'a [u8]) -> Option<Self> {
+        let u64_at = |o: usize| -> Option<u64> {
+            Some(u64::from_le_bytes(blob.get(o..o + 8)?.try_into().ok()?))
+        };
+        if u64_at(0)? != MAGIC {
+            return None;
+        }
+        let len = u32::from_le_bytes(blob.get(24..28)?.try_into().ok()?) as usize;
+        if len > MAX_BOOTARGS {
+            return None;
+        }
+        let bootargs = core::str::from_utf8(blob.get(HEADER..HEADER + len)?).ok()?;
+        Some(Self {
+            initrd_size: u64_at(8)?,
+            kaslr_seed: u64_at(16)?,
+            bootargs,
+        })
+    }
+
+    /// Writes the blob into `out`; returns its length, or `None` if it does not fit.
+    pub fn write(&self, out: &mut [u8]) -> Option<usize> {
+        let len = self.bootargs.len();
+        if len > MAX_BOOTARGS || out.len() < HEADER + len {
+            return None;
+        }
+        out[0..8].copy_from_slice(&MAGIC.to_le_bytes());
+        out[8..16].copy_from_slice(&self.initrd_size.to_le_bytes());
+        out[16..24].copy_from_slice(&self.kaslr_seed.to_le_bytes());
+        out[24..28].copy_from_slice(&(len as u32).to_le_bytes());
+        out[28..32].fill(0);
+        out[HEADER..HEADER + len].copy_from_slice(self.bootargs.as_bytes());
+        Some(HEADER + len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::string::String;
+
+    #[test]
+    fn round_trip() {
+        let info = BootInfo {
+            initrd_size: 0x123_4567,
+            kaslr_seed: 0xdead_beef_0bad_cafe,
+            bootargs: "quiet spumone.cmd=bnByb2M=",
+        };
+        let mut buf = [0u8; SIZE];
+        let n = info.write(&mut buf).unwrap();
+        assert_eq!(n, 32 + info.bootargs.len());
+        assert_eq!(BootInfo::parse(&buf[..n]), Some(info));
+    }
+
+    #[test]
+    fn rejects_bad_magic_and_lengths() {
+        let info = BootInfo {
+            initrd_size: 1,
+            kaslr_seed: 2,
+            bootargs: "x",
+        };
+        let mut buf = [0u8; 64];
+        let n = info.write(&mut buf).unwrap();
+        assert!(BootInfo::parse(&buf[..n - 1]).is_none(), "truncated");
+        buf[0] ^= 1;
+        assert!(BootInfo::parse(&buf[..n]).is_none(), "magic");
+        assert!(BootInfo::parse(&[0u8; SIZE]).is_none(), "zeroes");
+        let long: String = "a".repeat(MAX_BOOTARGS + 1);
+        let too_long = BootInfo {
+            bootargs: &long,
+            ..info
+        };
+        assert!(too_long.write(&mut [0u8; SIZE * 2]).is_none());
+    }
+
+    #[test]
+    fn sits_at_the_end_of_the_hypervisor_region() {
+        assert_eq!(ADDR, 0x43FF_F000);
+    }
+}
