@@ -151,6 +151,8 @@ spumone_trap_common:
     mov     x1, x0
     mov     x0, sp
     bl      {trap_entry}
+    // The handler may have written any register (an MMIO load into x19-x29).
+    b       spumone_trap_return
 
 spumone_irq_return:
     ldr     x10, [sp, #256]
