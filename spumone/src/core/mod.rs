@@ -7,6 +7,7 @@ pub mod esr;
 pub mod hypercall;
 pub mod inject;
 pub mod lifecycle;
+pub mod linux;
 pub mod mmio;
 pub mod platform;
 pub mod smp;

@@ -541,9 +541,24 @@ impl<'a> Stage2<'a> {
     }
 }
 
+/// The 4 KiB pages covering `base..base + size`, as `(base, size)`: stage 2 maps whole pages,
+/// so devices smaller than a page (virtio-mmio transports, 0x200 each) share one.
+pub const fn device_pages(base: u64, size: u64) -> (u64, u64) {
+    let start = base & !0xfff;
+    let end = (base + size + 0xfff) & !0xfff;
+    (start, end - start)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_pages_round_out_to_whole_pages() {
+        assert_eq!(device_pages(0x0a00_0200, 0x200), (0x0a00_0000, 0x1000));
+        assert_eq!(device_pages(0x0a00_0e00, 0x400), (0x0a00_0000, 0x2000));
+        assert_eq!(device_pages(0x0900_0000, 0x1000), (0x0900_0000, 0x1000));
+    }
     use std::vec;
     use std::vec::Vec;
 

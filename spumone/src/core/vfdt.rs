@@ -49,6 +49,8 @@ pub struct LinuxDt<'a> {
     /// Where the initrd actually lies (`None`: no initrd).
     pub initrd: Option<MemRange>,
     pub kaslr_seed: u64,
+    /// Appended to the config's bootargs after a space (empty: nothing).
+    pub extra_bootargs: &'a str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +77,14 @@ pub fn build(dt: &LinuxDt<'_>, buf: &mut [u8]) -> Result<usize, Error> {
     w.prop_u32("interrupt-parent", GIC_PHANDLE)?;
 
     w.begin_node(format_args!("chosen"))?;
-    w.prop_str("bootargs", b.bootargs)?;
+    w.prop_with("bootargs", |w| {
+        w.bytes(b.bootargs.as_bytes())?;
+        if !dt.extra_bootargs.is_empty() {
+            w.bytes(b" ")?;
+            w.bytes(dt.extra_bootargs.as_bytes())?;
+        }
+        w.bytes(&[0])
+    })?;
     let mut path = PathBuf::default();
     let _ = write!(path, "/pl011@{:x}", b.console);
     w.prop_str("stdout-path", path.as_str())?;
@@ -409,6 +418,7 @@ mod tests {
             console_spi: CONSOLE_SPI,
             initrd: Some(MemRange::new(0x5000_0000, 0x0123_4000)),
             kaslr_seed: 0x0123_4567_89ab_cdef,
+            extra_bootargs: "",
         }
     }
 
@@ -586,6 +596,21 @@ mod tests {
             .filter(|n| n.name.starts_with("virtio_mmio@"))
             .count();
         assert_eq!(virtio, 4);
+    }
+
+    #[test]
+    fn extra_bootargs_follow_the_configured_ones() {
+        let dt = LinuxDt {
+            extra_bootargs: "quiet spumone.cmd=bnByb2M=",
+            ..params(&PARTITION, &BOOT)
+        };
+        let mut buf = [0u8; 8192];
+        let len = build(&dt, &mut buf).unwrap();
+        let fdt = Fdt::new(&buf[..len]).unwrap();
+        assert_eq!(
+            fdt.chosen().bootargs(),
+            Some("console=ttyAMA0 earlycon quiet spumone.cmd=bnByb2M=")
+        );
     }
 
     #[test]

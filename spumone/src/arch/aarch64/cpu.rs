@@ -37,3 +37,17 @@ pub fn park() -> ! {
         wfe();
     }
 }
+
+/// Cleans the data cache lines of `base..base + len` to the point of coherency, so a guest
+/// running with its MMU (and caches) off reads what was written.
+pub fn clean_dcache_range(base: u64, len: u64) {
+    const LINE: u64 = 64;
+    let mut addr = base & !(LINE - 1);
+    while addr < base + len {
+        // SAFETY: a cache maintenance operation on mapped memory; it changes no data.
+        unsafe { core::arch::asm!("dc cvac, {}", in(reg) addr, options(nostack, preserves_flags)) };
+        addr += LINE;
+    }
+    // SAFETY: a barrier only.
+    unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
+}

@@ -75,6 +75,11 @@ pub fn prepare_partitions() {
             LIFECYCLE.lock().stop(index, STOPPED_BY_HYPERVISOR);
             STOPPED[index].store(true, Ordering::Release);
         }
+        if let Err(what) = super::linux::prepare(partition) {
+            error!("partition {}: Linux: {}", partition.name, what);
+            LIFECYCLE.lock().stop(index, STOPPED_BY_HYPERVISOR);
+            STOPPED[index].store(true, Ordering::Release);
+        }
     }
 }
 
@@ -87,9 +92,16 @@ fn build_stage2(index: usize, partition: &Partition) -> Result<usize, &'static s
         s2.map(range.base, range.size, S2Attrs::RAM)
             .map_err(|_| "cannot map RAM")?;
     }
+    let mut mapped: heapless::Vec<(u64, u64), 16> = heapless::Vec::new();
     for device in partition.devices {
-        s2.map(device.base, device.size, S2Attrs::DEVICE)
+        let (base, size) = stage2::device_pages(device.base, device.size);
+        // Transports sharing a page are mapped once.
+        if mapped.contains(&(base, size)) {
+            continue;
+        }
+        s2.map(base, size, S2Attrs::DEVICE)
             .map_err(|_| "cannot map a device")?;
+        let _ = mapped.push((base, size));
     }
     VTTBR[index].store(s2.vttbr_el2(vcpu::vmid(partition.index)), Ordering::Release);
     Ok(s2.tables_used())
@@ -110,6 +122,9 @@ pub fn run_vcpu_on(core: usize) {
     };
     if vcpu != 0 || !LIFECYCLE.lock().is_running(index) {
         return;
+    }
+    if let Some((entry, regs)) = super::linux::entry(partition) {
+        enter_vcpu(core_id, partition, vcpu, entry, regs);
     }
     let [x0, x1, x2] = vcpu::boot_registers(partition, vcpu);
     enter_vcpu(core_id, partition, vcpu, partition.entry, [x0, x1, x2]);

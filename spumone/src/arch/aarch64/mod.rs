@@ -8,6 +8,7 @@ pub mod exception;
 mod fatal;
 pub mod gic;
 pub mod guest;
+mod linux;
 pub mod log;
 pub mod mmu;
 pub mod percore;
