@@ -49,7 +49,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: Kind::Hypervisor {
             config: "board/configs/linux.toml",
         },
-        tested: false,
+        tested: true,
     },
     Scenario {
         name: "linux-native",
