@@ -52,6 +52,14 @@ pub const SCENARIOS: &[Scenario] = &[
         tested: true,
     },
     Scenario {
+        name: "demo",
+        description: "spumone with the RTOS on core 0 and Debian arm64 Linux on cores 1-3",
+        kind: Kind::Hypervisor {
+            config: "board/configs/demo.toml",
+        },
+        tested: false,
+    },
+    Scenario {
         name: "linux-native",
         description: "Debian arm64 Linux alone on QEMU, 3 cores, without the hypervisor (baseline)",
         // As many cores as the Linux partition has vCPUs under spumone, for a fair comparison.
