@@ -31,8 +31,22 @@ static CONSOLES: [spin::Mutex<Console>; MAX_PARTITIONS] = [const {
     })
 }; MAX_PARTITIONS];
 
+unsafe extern "C" {
+    /// End of spumone's image, BSS and stacks included (from the linker script).
+    static __image_end: u8;
+}
+
 /// The host tools' boot-info blob, if they loaded one.
 fn boot_info() -> Option<BootInfo<'static>> {
+    let image_end = &raw const __image_end as u64;
+    if image_end > bootinfo::ADDR {
+        error!(
+            "spumone's image ends at {:#x}, over the boot-info blob at {:#x}",
+            image_end,
+            bootinfo::ADDR
+        );
+        return None;
+    }
     // SAFETY: the blob's page lies in spumone's own region, identity mapped as normal
     // memory, and nothing of spumone is placed there (the image and its stacks sit far
     // below); it is only read.
