@@ -296,7 +296,8 @@ pub(crate) fn supervise(
 
     let args = qemu::args(firmware, qemu_options);
     let command_line = qemu::command_line(&args);
-    let forward = options.forward_stdin && mode == Mode::Native;
+    // spumone passes input to a Linux partition's emulated console.
+    let forward = options.forward_stdin && (mode == Mode::Native || firmware.boot_info.is_some());
     // From a terminal, the console is shown as it comes (prompts have no newline yet).
     let raw_terminal = if forward && options.echo {
         RawTerminal::enter()

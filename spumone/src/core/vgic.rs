@@ -175,11 +175,14 @@ pub struct Spi {
     edge: bool,
     grpmod: bool,
     route: u64,
+    /// No physical interrupt behind it: an emulated device's line (the console UART).
+    virtual_only: bool,
 }
 
 impl Spi {
     const fn new(intid: u32) -> Self {
         Self {
+            virtual_only: false,
             intid,
             group1: false,
             enabled: false,
@@ -359,7 +362,7 @@ impl Vgic {
                 group1: p.group & (1 << intid) != 0,
             });
         }
-        let spi = self.spi(intid)?;
+        let spi = self.spi(intid).filter(|s| !s.virtual_only)?;
         (spi.enabled && self.spi_target(spi) == vcpu).then_some(Delivery {
             priority: spi.priority,
             group1: spi.group1,
@@ -409,13 +412,36 @@ impl Vgic {
         }
     }
 
-    fn spi_effect(&self, spi: &Spi) -> Effect {
-        Effect::Spi {
+    /// What the physical GIC must mirror for `spi`; nothing for a virtual-only one.
+    fn spi_effect(&self, spi: &Spi) -> Option<Effect> {
+        (!spi.virtual_only).then_some(Effect::Spi {
             intid: spi.intid,
             enable: spi.enabled,
             priority: spi.priority,
             target_vcpu: self.spi_target(spi),
+        })
+    }
+
+    /// Adds SPI `intid` as one the partition owns with no physical interrupt behind it (ignored
+    /// if it is out of range, already owned, or the table is full).
+    pub fn add_virtual_spi(&mut self, intid: u32) {
+        let lines = (self.it_lines + 1) * 32;
+        if (SPI_BASE..lines).contains(&intid) && self.spi(intid).is_none() {
+            let mut spi = Spi::new(intid);
+            spi.virtual_only = true;
+            let _ = self.spis.push(spi);
         }
+    }
+
+    /// The level of virtual-only SPI `intid` rose: the vCPU it goes to and its list register
+    /// value, or `None` if it is not such an SPI or the guest has it disabled.
+    pub fn assert_virtual_spi(&self, intid: u32) -> Option<(usize, ListReg)> {
+        let spi = self.spi(intid).filter(|s| s.virtual_only && s.enabled)?;
+        let delivery = Delivery {
+            priority: spi.priority,
+            group1: spi.group1,
+        };
+        Some((self.spi_target(spi), ListReg::software(intid, delivery)))
     }
 
     fn private_effect(&self, vcpu: usize, intid: u32) -> Option<Effect> {
@@ -524,7 +550,7 @@ impl Vgic {
                     spi.priority = byte(value, u64::from(i));
                 }
                 if let Some(spi) = self.spi(first + i) {
-                    let _ = effects.push(self.spi_effect(spi));
+                    effects.extend(self.spi_effect(spi));
                 }
             }
             return Ok(effects);
@@ -541,7 +567,7 @@ impl Vgic {
                 } & IROUTER_MASK;
             }
             if let Some(spi) = self.spi(intid) {
-                let _ = effects.push(self.spi_effect(spi));
+                effects.extend(self.spi_effect(spi));
             }
             return Ok(effects);
         }
@@ -573,7 +599,7 @@ impl Vgic {
                 }
                 for intid in changed {
                     if let Some(spi) = self.spi(intid) {
-                        let _ = effects.push(self.spi_effect(spi));
+                        effects.extend(self.spi_effect(spi));
                     }
                 }
             }
@@ -1046,6 +1072,28 @@ mod tests {
             0,
             "SPIs take the locked path"
         );
+    }
+
+    #[test]
+    fn virtual_spis_are_emulated_without_effects() {
+        let mut v = Vgic::new();
+        v.configure(3, 224, [48].into_iter());
+        v.add_virtual_spi(33);
+        v.add_virtual_spi(33);
+        v.add_virtual_spi(2000);
+        assert_eq!(v.owned_spis().collect::<Vec<_>>(), [48, 33]);
+        assert_eq!(v.assert_virtual_spi(33), None, "disabled");
+        assert_eq!(v.assert_virtual_spi(48), None, "backed by hardware");
+        let fx = v.gicd_write(GICD_ISENABLER + 4, 4, 1 << 1).unwrap();
+        assert!(fx.is_empty(), "{fx:?}");
+        v.gicd_write(GICD_IPRIORITYR + 33, 1, 0xa0).unwrap();
+        v.gicd_write(GICD_IROUTER + 33 * 8, 8, 2).unwrap();
+        let (vcpu, lr) = v.assert_virtual_spi(33).unwrap();
+        assert_eq!(vcpu, 2);
+        assert_eq!(lr.vintid, 33);
+        assert_eq!(lr.pintid, None);
+        assert_eq!(lr.priority, 0xa0);
+        assert_eq!(v.deliverable(2, 33), None, "never forwarded from hardware");
     }
 
     #[test]

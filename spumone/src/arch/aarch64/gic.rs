@@ -63,7 +63,7 @@ const GICR_TYPER_LAST: u64 = 1 << 4;
 /// Stride between redistributors (no virtual LPI frames on GICv3).
 const GICR_STRIDE: usize = 0x2_0000;
 /// Priority spumone gives every interrupt it enables.
-const DEFAULT_PRIORITY: u8 = 0xa0;
+pub const DEFAULT_PRIORITY: u8 = 0xa0;
 /// INTIDs from here on are special (spurious and friends).
 pub const SPECIAL_INTID_START: u32 = 1020;
 

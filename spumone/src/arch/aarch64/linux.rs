@@ -4,7 +4,8 @@
 use board::rt::{LinuxBoot, MemRange, Partition};
 use spumone_abi::bootinfo::{self, BootInfo};
 
-use super::config::{CONFIG, LINUX};
+use super::config::CONFIG;
+pub use super::config::LINUX;
 use super::gic;
 use super::guest::MMIO;
 use super::log;
@@ -111,11 +112,48 @@ pub fn prepare(partition: &'static Partition) -> Result<(), &'static str> {
         boot.initrd.base,
         initrd.map_or(0, |r| r.size)
     );
-    MMIO[usize::from(partition.index)]
+    let index = usize::from(partition.index);
+    MMIO[index]
         .lock()
         .register(boot.console..boot.console + UART_SIZE, uart_access)
         .map_err(|_| "cannot register its console")?;
+    super::vgic::add_virtual_spi(index, CONSOLE_INTID);
+    // Input goes to the first Linux partition, taken on the core of its vCPU 0.
+    if LINUX.first().map(|l| l.partition) == Some(partition.index) {
+        if let Some(core) = partition.vcpus.first() {
+            let mpidr = super::percore::CORES[usize::from(core.core)]
+                .mpidr
+                .load(core::sync::atomic::Ordering::Relaxed);
+            INPUT.store(index, core::sync::atomic::Ordering::Relaxed);
+            super::uart::enable_rx_interrupt();
+            gic::configure_spi(CONSOLE_INTID, true, gic::DEFAULT_PRIORITY, mpidr);
+        }
+    }
     Ok(())
+}
+
+/// INTID of the console UART, physical and virtual.
+pub const CONSOLE_INTID: u32 = 32 + vfdt::CONSOLE_SPI;
+
+/// The partition that gets console input.
+static INPUT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(usize::MAX);
+
+/// The physical UART's interrupt: its input goes to the input partition's emulated UART.
+pub fn console_input() {
+    let partition = INPUT.load(core::sync::atomic::Ordering::Relaxed);
+    let Some(console) = CONSOLES.get(partition) else {
+        super::uart::drain_rx(|_| {});
+        return;
+    };
+    let mut console = console.lock();
+    let before = console.uart.irq_level();
+    super::uart::drain_rx(|b| {
+        // A full FIFO drops the byte, as the hardware would (overrun).
+        let _ = console.uart.push_rx(b);
+    });
+    if !before && console.uart.irq_level() {
+        super::vgic::raise_virtual_spi(partition, CONSOLE_INTID);
+    }
 }
 
 /// Entry point and `x0..x2` of vCPU 0 of Linux partition `partition`, if it is one.
@@ -131,6 +169,9 @@ fn uart_access(partition: usize, offset: u64, access: &MmioAccess) -> Option<u64
     } else {
         console.uart.read(offset, access.size)
     };
+    if effects.irq_changed && console.uart.irq_level() {
+        super::vgic::raise_virtual_spi(partition, CONSOLE_INTID);
+    }
     if let Some(byte) = effects.tx {
         let _ = console.line.push(byte);
         if byte == b'\n' || console.line.is_full() {

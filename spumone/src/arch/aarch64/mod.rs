@@ -8,7 +8,7 @@ pub mod exception;
 mod fatal;
 pub mod gic;
 pub mod guest;
-mod linux;
+pub mod linux;
 pub mod log;
 pub mod mmu;
 pub mod percore;
@@ -306,6 +306,11 @@ fn handle_acknowledged(running: Option<(usize, usize)>, intid: u32) {
         if running.is_some() {
             vgic::deliver_posted();
         }
+        return;
+    }
+    if intid == linux::CONSOLE_INTID && !linux::LINUX.is_empty() {
+        linux::console_input();
+        gic::end_of_interrupt(intid);
         return;
     }
     let tick = HYP_TIMER_INTID.load(Ordering::Relaxed);

@@ -117,3 +117,33 @@ pub fn early_text(args: fmt::Arguments) {
     }
     let _ = fmt::Write::write_fmt(&mut Raw, args);
 }
+
+/// PL011 register offsets and bits used for input.
+const FR_OFFSET: usize = 0x18;
+const FR_RXFE: u32 = 1 << 4;
+const IMSC_OFFSET: usize = 0x38;
+const ICR_OFFSET: usize = 0x44;
+/// RX and RX timeout interrupts.
+const RX_INTERRUPTS: u32 = (1 << 4) | (1 << 6);
+
+fn reg(offset: usize) -> *mut u32 {
+    (BASE.load(Ordering::Relaxed) + offset) as *mut u32
+}
+
+/// Lets received bytes raise the UART's interrupt.
+pub fn enable_rx_interrupt() {
+    // SAFETY: IMSC of the PL011 (see `regs`); only the RX bits are set.
+    unsafe { reg(IMSC_OFFSET).write_volatile(RX_INTERRUPTS) };
+}
+
+/// Hands every byte waiting in the receive FIFO to `f`, then clears the RX interrupts.
+pub fn drain_rx(mut f: impl FnMut(u8)) {
+    // SAFETY: FR, DR and ICR of the PL011 (see `regs`); reading DR pops the RX FIFO, which
+    // nothing else in spumone reads.
+    unsafe {
+        while reg(FR_OFFSET).read_volatile() & FR_RXFE == 0 {
+            f(reg(0).read_volatile() as u8);
+        }
+        reg(ICR_OFFSET).write_volatile(RX_INTERRUPTS);
+    }
+}

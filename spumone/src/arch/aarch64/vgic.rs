@@ -34,6 +34,10 @@ static QUEUED: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_
 static POSTED: [[Posted; vgic::MAX_VCPUS]; MAX_PARTITIONS] =
     [const { [const { Posted::new() }; vgic::MAX_VCPUS] }; MAX_PARTITIONS];
 /// INTIDs already reported as unclaimed, one bit each.
+/// A virtual-only SPI raised for a vCPU on another core (its INTID, 0 for none), taken there
+/// on the kick.
+static POSTED_SPI: [[AtomicU32; vgic::MAX_VCPUS]; MAX_PARTITIONS] =
+    [const { [const { AtomicU32::new(0) }; vgic::MAX_VCPUS] }; MAX_PARTITIONS];
 static UNCLAIMED_LOGGED: [AtomicU32; 32] = [const { AtomicU32::new(0) }; 32];
 
 /// Records what the physical GIC offers; called once by the boot core.
@@ -292,29 +296,71 @@ pub fn deliver_posted() {
     let Some(v) = VGICS.get(partition) else {
         return;
     };
-    let ready = v.lock().take_software(vcpu, bits);
-    if ready.is_empty() {
-        return;
+    let spi = POSTED_SPI[partition]
+        .get(vcpu)
+        .map_or(0, |s| s.swap(0, Ordering::AcqRel));
+    let (ready, spi) = {
+        let v = &mut *v.lock();
+        let spi = (spi != 0)
+            .then(|| v.assert_virtual_spi(spi))
+            .flatten()
+            .filter(|(target, _)| *target == vcpu);
+        (v.take_software(vcpu, bits), spi)
+    };
+    for lr in ready.into_iter().chain(spi.map(|(_, lr)| lr)) {
+        place_local(lr);
     }
+}
+
+/// Puts a software interrupt into this core's list registers (or its queue when they are
+/// full), merging with an LR that already holds it.
+fn place_local(lr: ListReg) {
     let count = list_regs().min(16);
     let mut lrs = [0u64; 16];
     let core = cpu::core_index();
-    for lr in ready {
-        for (n, value) in lrs.iter_mut().enumerate().take(count) {
-            *value = read_lr(n);
-        }
-        match smp::place(&lrs[..count], read_elrsr(), lr.vintid) {
-            Placement::AlreadyPending => {}
-            Placement::Merge(n, value) => write_lr(n, value),
-            Placement::Free(n) => write_lr(n, lr.encode()),
-            Placement::Queue => {
-                // A full queue drops it: SGIs are edge-triggered, a lost one is the best left.
-                if QUEUES[core].lock().push(lr).is_ok() {
-                    QUEUED[core].store(true, Ordering::Relaxed);
-                    write_hcr(vgic::ich_hcr(true));
-                }
+    for (n, value) in lrs.iter_mut().enumerate().take(count) {
+        *value = read_lr(n);
+    }
+    match smp::place(&lrs[..count], read_elrsr(), lr.vintid) {
+        Placement::AlreadyPending => {}
+        Placement::Merge(n, value) => write_lr(n, value),
+        Placement::Free(n) => write_lr(n, lr.encode()),
+        Placement::Queue => {
+            // A full queue drops it: SGIs are edge-triggered, a lost one is the best left.
+            if QUEUES[core].lock().push(lr).is_ok() {
+                QUEUED[core].store(true, Ordering::Relaxed);
+                write_hcr(vgic::ich_hcr(true));
             }
         }
+    }
+}
+
+/// Makes SPI `intid` of `partition` one with no hardware behind it (an emulated device's).
+pub fn add_virtual_spi(partition: usize, intid: u32) {
+    if let Some(v) = VGICS.get(partition) {
+        v.lock().add_virtual_spi(intid);
+    }
+}
+
+/// The line of virtual-only SPI `intid` of `partition` rose: presents it to its target vCPU,
+/// here or on its core by a kick.
+pub fn raise_virtual_spi(partition: usize, intid: u32) {
+    let Some(v) = VGICS.get(partition) else {
+        return;
+    };
+    let Some((vcpu, lr)) = v.lock().assert_virtual_spi(intid) else {
+        return;
+    };
+    if percore::this_core().running() == Some((partition, vcpu)) {
+        place_local(lr);
+        return;
+    }
+    let Some(core) = vcpu_core(partition, vcpu) else {
+        return;
+    };
+    if let Some(slot) = POSTED_SPI[partition].get(vcpu) {
+        slot.store(intid, Ordering::Release);
+        super::kick(core);
     }
 }
 
