@@ -239,6 +239,7 @@ fn linux_loads(
         _ => bail!("only one Linux partition per config is supported"),
     };
     let (kernel, initrd) = if stash_files {
+        remove_command_blobs(dir);
         linux::ensure(false)?;
         (
             stash(&linux::kernel_image(), dir, "Image")?,
@@ -274,6 +275,20 @@ fn linux_loads(
         (info.path.clone(), bootinfo::ADDR),
     ];
     Ok((loads, Some(info)))
+}
+
+/// Removes the boot-info blobs earlier `--cmd` runs wrote beside a build.
+fn remove_command_blobs(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("bootinfo-") && name.ends_with(".bin") {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn file_len(path: &Path) -> Result<u64> {
