@@ -154,6 +154,16 @@ spumone_trap_common:
     // The handler may have written any register (an MMIO load into x19-x29).
     b       spumone_trap_return
 
+.global spumone_trap_return
+spumone_trap_return:
+    // A sync trap's handler may have written x19-x29 (an emulated load); the IRQ path below
+    // restores only the caller-saved registers the vector saved.
+    ldr     x19, [sp, #152]
+    ldp     x20, x21, [sp, #160]
+    ldp     x22, x23, [sp, #176]
+    ldp     x24, x25, [sp, #192]
+    ldp     x26, x27, [sp, #208]
+    ldp     x28, x29, [sp, #224]
 spumone_irq_return:
     ldr     x10, [sp, #256]
     msr     spsr_el2, x10
@@ -169,30 +179,6 @@ spumone_irq_return:
     ldp     x14, x15, [sp, #112]
     ldp     x16, x17, [sp, #128]
     ldr     x18, [sp, #144]
-    add     sp, sp, #{frame_size}
-    eret
-
-.global spumone_trap_return
-spumone_trap_return:
-    ldr     x10, [sp, #256]
-    msr     spsr_el2, x10
-    ldp     x30, x9, [sp, #240]
-    msr     elr_el2, x9
-    ldp     x0, x1, [sp, #0]
-    ldp     x2, x3, [sp, #16]
-    ldp     x4, x5, [sp, #32]
-    ldp     x6, x7, [sp, #48]
-    ldp     x8, x9, [sp, #64]
-    ldp     x10, x11, [sp, #80]
-    ldp     x12, x13, [sp, #96]
-    ldp     x14, x15, [sp, #112]
-    ldp     x16, x17, [sp, #128]
-    ldp     x18, x19, [sp, #144]
-    ldp     x20, x21, [sp, #160]
-    ldp     x22, x23, [sp, #176]
-    ldp     x24, x25, [sp, #192]
-    ldp     x26, x27, [sp, #208]
-    ldp     x28, x29, [sp, #224]
     add     sp, sp, #{frame_size}
     eret
 
