@@ -78,6 +78,29 @@ pub fn fail(outcome: &RunOutcome, message: &str) -> ! {
     )
 }
 
+/// Fails unless the `--cmd` command printed exactly `output` and exited with `status`.
+#[track_caller]
+pub fn expect_command_result(outcome: &RunOutcome, command: &str, output: &[&str], status: i32) {
+    if outcome.command_output() != output {
+        fail(
+            outcome,
+            &format!(
+                "`{command}` printed {:?}, expected {output:?}",
+                outcome.command_output()
+            ),
+        );
+    }
+    if outcome.command_status() != Some(status) {
+        fail(
+            outcome,
+            &format!(
+                "`{command}` status {:?}, expected {status}",
+                outcome.command_status()
+            ),
+        );
+    }
+}
+
 /// The index of the first line with prefix `source` (e.g. `"[hv]"`) containing every one of
 /// `needles`, if any.
 pub fn find_line(outcome: &RunOutcome, source: &str, needles: &[&str]) -> Option<usize> {

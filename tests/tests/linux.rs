@@ -1,7 +1,9 @@
 //! The Debian arm64 kernel and busybox initramfs as a partition of spumone on cores 1-3:
 //! generated device tree, emulated console, virtual GIC and PSCI, driven with `--cmd`.
 
-use spumone_tests::{boot_with, expect_clean_poweroff, expect_clean_stream, expect_line, fail};
+use spumone_tests::{
+    boot_with, expect_clean_poweroff, expect_clean_stream, expect_command_result, expect_line, fail,
+};
 use std::time::Duration;
 use xtask::run::RunOutcome;
 
@@ -40,33 +42,12 @@ fn run_cmd(cmd: &str) -> RunOutcome {
 #[test]
 fn linux_boots_on_three_vcpus() {
     let run = run_cmd("nproc");
-    if run.command_output() != ["3"] {
-        fail(
-            &run,
-            &format!("`nproc` printed {:?}, expected 3", run.command_output()),
-        );
-    }
-    if run.command_status() != Some(0) {
-        fail(
-            &run,
-            &format!("`nproc` status {:?}, expected 0", run.command_status()),
-        );
-    }
+    expect_command_result(&run, "nproc", &["3"], 0);
 }
 
 #[test]
 fn command_output_and_status_come_back() {
-    let run = run_cmd("echo hello; exit 7");
-    if run.command_output() != ["hello"] {
-        fail(
-            &run,
-            &format!("printed {:?}, expected [\"hello\"]", run.command_output()),
-        );
-    }
-    if run.command_status() != Some(7) {
-        fail(
-            &run,
-            &format!("status {:?}, expected 7", run.command_status()),
-        );
-    }
+    let cmd = "echo hello; exit 7";
+    let run = run_cmd(cmd);
+    expect_command_result(&run, cmd, &["hello"], 7);
 }
