@@ -111,6 +111,23 @@ pub fn find_line(outcome: &RunOutcome, source: &str, needles: &[&str]) -> Option
         .position(|l| l.starts_with(&prefix) && needles.iter().all(|n| l.contains(n)))
 }
 
+/// The index of the first line after index `after` with prefix `source` containing `needle`.
+pub fn find_line_after(
+    outcome: &RunOutcome,
+    after: usize,
+    source: &str,
+    needle: &str,
+) -> Option<usize> {
+    let prefix = format!("{source} ");
+    outcome
+        .lines
+        .iter()
+        .enumerate()
+        .skip(after + 1)
+        .find(|(_, l)| l.starts_with(&prefix) && l.contains(needle))
+        .map(|(i, _)| i)
+}
+
 /// Like [`find_line`], but fails the test when there is no such line.
 #[track_caller]
 pub fn expect_line(outcome: &RunOutcome, source: &str, needles: &[&str]) -> usize {

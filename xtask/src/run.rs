@@ -66,7 +66,13 @@ pub enum Ending {
     Exited(Option<i32>),
     /// The timeout passed and QEMU was killed.
     TimedOut,
+    /// The Linux partition stopped while the RTOS kept running: xtask ended the run once the
+    /// RTOS had printed after the stop (`rtos_alive`), or after [`LINGER`] without a word.
+    LinuxStopped { rtos_alive: bool },
 }
+
+/// How long a run waits for the RTOS to show it still runs after Linux stopped.
+pub const LINGER: Duration = Duration::from_secs(20);
 
 /// What the run amounts to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +89,8 @@ pub enum Verdict {
     QemuFailed(Option<i32>),
     /// QEMU exited cleanly but spumone never reported a shutdown.
     NoShutdownEvent,
+    /// Linux stopped and the RTOS printed nothing for [`LINGER`] afterwards.
+    RtosSilent,
 }
 
 #[derive(Debug, Clone)]
@@ -114,6 +122,14 @@ impl RunOutcome {
         })
     }
 
+    /// The exit code of the Linux partition's `partition-stopped` event, if it stopped.
+    pub fn linux_stop_code(&self) -> Option<i64> {
+        self.events.iter().find_map(|e| match e {
+            Event::PartitionStopped { name, code } if name == linux::CONSOLE => Some(*code),
+            _ => None,
+        })
+    }
+
     pub fn verdict(&self) -> Verdict {
         let interrupted = self
             .lines
@@ -122,6 +138,11 @@ impl RunOutcome {
         match self.ending {
             Ending::TimedOut => Verdict::TimedOut,
             _ if interrupted => Verdict::Interrupted,
+            Ending::LinuxStopped { rtos_alive: true } => match self.linux_stop_code() {
+                Some(0) | None => Verdict::PoweredOff,
+                Some(code) => Verdict::ShutdownCode(code),
+            },
+            Ending::LinuxStopped { rtos_alive: false } => Verdict::RtosSilent,
             Ending::Exited(Some(0)) => {
                 let hypervisor = matches!(self.scenario.kind, Kind::Hypervisor { .. });
                 match self.shutdown_code() {
@@ -143,7 +164,7 @@ impl RunOutcome {
             Verdict::ShutdownCode(_) => 1,
             Verdict::TimedOut => TIMEOUT_EXIT,
             Verdict::Interrupted => INTERRUPTED_EXIT,
-            Verdict::QemuFailed(_) | Verdict::NoShutdownEvent => 1,
+            Verdict::QemuFailed(_) | Verdict::NoShutdownEvent | Verdict::RtosSilent => 1,
         }
     }
 
@@ -169,6 +190,11 @@ impl RunOutcome {
             }
             Verdict::NoShutdownEvent => format!(
                 "QEMU exited but spumone reported no shutdown in scenario {name} (log in {all_log})"
+            ),
+            Verdict::RtosSilent => format!(
+                "Linux stopped and then the RTOS printed nothing for {} s in scenario {name} \
+                 (log in {all_log})",
+                LINGER.as_secs()
             ),
         })
     }
@@ -328,18 +354,36 @@ pub(crate) fn supervise(
         log_dir: log_dir.clone(),
         command_line,
     };
-    let deadline = options.timeout.map(|t| started + t);
+    let mut deadline = options.timeout.map(|t| started + t);
+    // Under spumone, when Linux stops beside an RTOS, the machine keeps running: the run ends
+    // at the RTOS's next line, which shows it survived.
+    let rtos_console = firmware
+        .consoles
+        .iter()
+        .position(|c| format!("[{c}]") == crate::bench::RTOS_CONSOLE);
+    let lingers = mode == Mode::Framed
+        && rtos_console.is_some()
+        && firmware.consoles.iter().any(|c| c == linux::CONSOLE);
+    let mut linux_stopped = false;
+    let mut linger_deadline = false;
+    let mut ended = None;
     let mut timed_out = false;
     let mut open_streams = 2;
     let mut fresh = Vec::new();
     while open_streams > 0 {
         let wait = match deadline {
-            Some(_) if timed_out => Duration::from_secs(5),
+            Some(_) if timed_out || ended.is_some() => Duration::from_secs(5),
             Some(d) => d.saturating_duration_since(Instant::now()),
             None => Duration::from_secs(3600),
         };
         let msg = match rx.recv_timeout(wait) {
             Ok(msg) => msg,
+            Err(RecvTimeoutError::Timeout) if linger_deadline && ended.is_none() => {
+                ended = Some(Ending::LinuxStopped { rtos_alive: false });
+                let _ = child.kill();
+                continue;
+            }
+            Err(RecvTimeoutError::Timeout) if ended.is_some() => break,
             Err(RecvTimeoutError::Timeout) if deadline.is_some() && !timed_out => {
                 timed_out = true;
                 // Killing closes QEMU's pipes, which ends the loop.
@@ -380,7 +424,25 @@ pub(crate) fn supervise(
                 if matches!(event, Event::Shutdown { .. }) {
                     outcome.shutdown_at.get_or_insert_with(|| started.elapsed());
                 }
+                if lingers
+                    && matches!(event, Event::PartitionStopped { name, .. } if name == linux::CONSOLE)
+                {
+                    linux_stopped = true;
+                    let linger_end = Instant::now() + LINGER;
+                    if deadline.is_none_or(|d| linger_end < d) {
+                        deadline = Some(linger_end);
+                        linger_deadline = true;
+                    }
+                }
                 outcome.events.push(event.clone());
+            }
+            if linux_stopped
+                && ended.is_none()
+                && rtos_console.is_some_and(|n| line.source == Source::Partition(n))
+            {
+                ended = Some(Ending::LinuxStopped { rtos_alive: true });
+                // Killing closes QEMU's pipes, which ends the loop.
+                let _ = child.kill();
             }
             let shown = demux.prefixed(&line);
             logs.line(&line, &shown);
@@ -396,10 +458,10 @@ pub(crate) fn supervise(
     let status = child.wait().context("waiting for QEMU")?;
     drop(raw_terminal);
     outcome.elapsed = started.elapsed();
-    outcome.ending = if timed_out {
-        Ending::TimedOut
-    } else {
-        Ending::Exited(status.code())
+    outcome.ending = match ended {
+        Some(ending) => ending,
+        None if timed_out => Ending::TimedOut,
+        None => Ending::Exited(status.code()),
     };
     Ok(outcome)
 }
@@ -639,6 +701,28 @@ mod tests {
             log_dir: PathBuf::from("target/logs").join(scenario),
             command_line: String::new(),
         }
+    }
+
+    #[test]
+    fn linux_stopping_beside_a_live_rtos_ends_the_run() {
+        let stopped = |code| {
+            vec![Event::PartitionStopped {
+                name: "linux".into(),
+                code,
+            }]
+        };
+        let alive = Ending::LinuxStopped { rtos_alive: true };
+        let o = outcome("demo", alive, &[], stopped(0));
+        assert_eq!(o.verdict(), Verdict::PoweredOff);
+        assert_eq!(o.exit_code(), 0);
+        let o = outcome("demo", alive, &[], stopped(255));
+        assert_eq!(o.verdict(), Verdict::ShutdownCode(255));
+        assert_ne!(o.exit_code(), 0, "spumone stopping Linux is a failure");
+        let silent = Ending::LinuxStopped { rtos_alive: false };
+        let o = outcome("demo", silent, &[], stopped(0));
+        assert_eq!(o.verdict(), Verdict::RtosSilent);
+        assert_ne!(o.exit_code(), 0);
+        assert!(o.failure().unwrap().contains("RTOS printed nothing"));
     }
 
     #[test]

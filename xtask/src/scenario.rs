@@ -1,7 +1,7 @@
 //! The named scenarios `cargo xtask run` knows.
 
 /// What `cargo xtask run` boots when no scenario is named.
-pub const DEFAULT_SCENARIO: &str = "rtos";
+pub const DEFAULT_SCENARIO: &str = "demo";
 
 /// Seconds a run may take before it is stopped as hung.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 120;
@@ -57,7 +57,7 @@ pub const SCENARIOS: &[Scenario] = &[
         kind: Kind::Hypervisor {
             config: "board/configs/demo.toml",
         },
-        tested: false,
+        tested: true,
     },
     Scenario {
         name: "linux-native",

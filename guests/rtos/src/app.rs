@@ -35,6 +35,8 @@ const _: () = assert!(TMO_FEVR == -1);
 static SAMPLES: AtomicU32 = AtomicU32::new(0);
 static PERIOD_US: AtomicU32 = AtomicU32::new(0);
 static OVERFLOW_TEST: AtomicBool = AtomicBool::new(false);
+/// Probe round after round, never powering off (boot argument bit 2).
+static CONTINUOUS: AtomicBool = AtomicBool::new(false);
 /// Firings that produced no sample: skipped periods and full hand-over queues.
 static LOST: AtomicU64 = AtomicU64::new(0);
 static FLAG_SEEN: AtomicU32 = AtomicU32::new(0);
@@ -255,28 +257,45 @@ extern "C" fn latency_task(_: usize) {
         return;
     };
     let buffer = &mut buffer[..samples];
-    let freq = timer::frequency();
-    LOST.store(0, Ordering::SeqCst);
+    let period_ns = u64::from(period_us) * 1_000;
     if let Err(error) = sta_cyc(CYC_LATENCY) {
         println!("latency probe: sta_cyc failed: {error:?}");
         return;
     }
+    loop {
+        if !probe_round(buffer, period_ns) {
+            return;
+        }
+        if !CONTINUOUS.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    let _ = stp_cyc(CYC_LATENCY);
+    let _ = sig_sem(SEM_DONE);
+}
+
+/// Fills `buffer` with one latency sample per firing and prints their summary; `false` if
+/// the probe broke down (already reported).
+fn probe_round(buffer: &mut [u32], period_ns: u64) -> bool {
+    let freq = timer::frequency();
+    // The cyclic handler keeps firing between rounds (printing takes a while): drop what it
+    // handed over meanwhile, so each round measures only its own firings.
+    while trcv_dtq(DTQ_LATENCY, Timeout::Poll).is_ok() {}
+    LOST.store(0, Ordering::SeqCst);
     for slot in buffer.iter_mut() {
         match trcv_dtq(DTQ_LATENCY, FOREVER) {
             Ok(deadline) => *slot = ticks_to_ns(timer::now().saturating_sub(deadline), freq),
             Err(error) => {
                 println!("latency probe: receive failed: {error:?}");
-                return;
+                return false;
             }
         }
     }
-    let _ = stp_cyc(CYC_LATENCY);
-    let period_ns = u64::from(period_us) * 1_000;
     let summary = summarize(buffer, period_ns, LOST.load(Ordering::SeqCst));
     let mut line = heapless::String::<128>::new();
     let _ = write!(line, "{summary}");
     println!("{line}");
-    let _ = sig_sem(SEM_DONE);
+    true
 }
 
 /// The cyclic handler: hands the firing's deadline to the latency task.
@@ -314,9 +333,16 @@ pub fn run(info: &BootInfo) -> ! {
     SAMPLES.store(latency.samples, Ordering::SeqCst);
     PERIOD_US.store(latency.period_us, Ordering::SeqCst);
     OVERFLOW_TEST.store(info.stack_overflow_requested(), Ordering::SeqCst);
+    CONTINUOUS.store(info.continuous_requested(), Ordering::SeqCst);
     println!(
-        "rtos: latency probe: {} samples, period {} us",
-        latency.samples, latency.period_us
+        "rtos: latency probe: {} samples, period {} us{}",
+        latency.samples,
+        latency.period_us,
+        if info.continuous_requested() {
+            ", round after round"
+        } else {
+            ""
+        }
     );
 
     let tasks = [

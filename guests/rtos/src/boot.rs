@@ -7,6 +7,9 @@ use spumone_abi::hvc::BOOT_MAGIC;
 pub const BOOT_ARG_FAULT_PROBE: u64 = 1 << 0;
 /// Boot argument bit that makes a task overflow its stack on purpose, to show the guard page.
 pub const BOOT_ARG_STACK_OVERFLOW: u64 = 1 << 1;
+/// Boot argument bit that keeps the latency probe running round after round, one line per
+/// round, instead of powering off after one (`demo`: the RTOS outlives Linux's runs).
+pub const BOOT_ARG_CONTINUOUS: u64 = 1 << 2;
 
 /// Who entered the image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +67,10 @@ impl BootInfo {
         self.boot_arg & BOOT_ARG_STACK_OVERFLOW != 0
     }
 
+    pub fn continuous_requested(&self) -> bool {
+        self.boot_arg & BOOT_ARG_CONTINUOUS != 0
+    }
+
     /// The first line the RTOS prints.
     pub fn banner(&self) -> Banner {
         Banner(self.platform)
@@ -95,6 +102,17 @@ mod tests {
         assert_eq!(info.platform, Platform::Spumone { vcpu: 3 });
         assert_eq!(info.boot_arg, 0x5);
         assert!(info.fault_probe_requested());
+        assert!(info.continuous_requested());
+        assert!(!info.stack_overflow_requested());
+    }
+
+    #[test]
+    fn demo_boot_argument_asks_for_rounds_only() {
+        // demo.toml: bit 2 and 1000 samples in bits [31:8].
+        let info = BootInfo::from_registers(BOOT_MAGIC, 0x3_E804, 0);
+        assert!(info.continuous_requested());
+        assert!(!info.fault_probe_requested());
+        assert!(!info.stack_overflow_requested());
     }
 
     #[test]
@@ -104,6 +122,7 @@ mod tests {
         assert_eq!(info.platform, Platform::Bare);
         assert_eq!(info.boot_arg, 0);
         assert!(!info.fault_probe_requested());
+        assert!(!info.continuous_requested());
     }
 
     #[test]
