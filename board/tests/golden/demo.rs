@@ -15,7 +15,7 @@ pub static CONFIG: board::rt::Config = board::rt::Config {
             devices: &[
             ],
             entry: 0x44000000,
-            boot_arg: 0x0,
+            boot_arg: 0x3e804,
             vcpus: &[board::rt::Vcpu { core: 0 }],
             console_channel: 0x10,
         },
