@@ -4,18 +4,8 @@
 
 mod common;
 
-use common::btf;
+use common::{btf, off, size};
 use dsm_btf::{Btf, Kind, Type, INT_SIGNED, POINTER_SIZE};
-
-fn off(btf: &Btf<'_>, path: &str) -> u64 {
-    btf.offset_of(path)
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn size(btf: &Btf<'_>, name: &str) -> u64 {
-    btf.struct_size(name)
-        .unwrap_or_else(|e| panic!("{name}: {e}"))
-}
 
 /// The type a member path has, with typedefs and qualifiers resolved.
 fn resolved<'a>(btf: &Btf<'a>, path: &str) -> Type<'a> {

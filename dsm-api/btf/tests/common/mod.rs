@@ -1,5 +1,6 @@
 //! The real pinned kernel `Image`, found as `cargo xtask` finds it.
 
+use dsm_btf::Btf;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -36,8 +37,20 @@ pub fn image() -> &'static [u8] {
     })
 }
 
-pub fn btf() -> dsm_btf::Btf<'static> {
+pub fn btf() -> Btf<'static> {
     dsm_btf::find_in_image(image())
         .expect("the kernel Image carries a .BTF section")
         .1
+}
+
+/// Byte offset of a member path; panics with the path on failure.
+pub fn off(btf: &Btf<'_>, path: &str) -> u64 {
+    btf.offset_of(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Size of a struct; panics with the name on failure.
+pub fn size(btf: &Btf<'_>, name: &str) -> u64 {
+    btf.struct_size(name)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
