@@ -486,6 +486,14 @@ impl<'a> Type<'a> {
             FuncProto if self.params().any(|p| !name_ok(p.name_off)) => {
                 return bad("parameter name outside the string section");
             }
+            Datasec
+                if self
+                    .sec_infos()
+                    .any(|v| v.offset as u64 + v.size as u64 > self.size_or_type as u64) =>
+            {
+                return bad("variable beyond the end of its section");
+            }
+            DeclTag if (self.word(0) as i32) < -1 => return bad("component index below -1"),
             Func if self.vlen() > 2 => return bad("unknown function linkage"),
             Var if self.word(0) > 2 => return bad("unknown variable linkage"),
             Float if !matches!(self.size_or_type, 2 | 4 | 8 | 12 | 16) => {
@@ -878,6 +886,18 @@ mod tests {
                 b.raw("f", Kind::Func, false, 3, 1, &[]);
             }),
             "unknown function linkage"
+        );
+        assert_eq!(
+            bad(&|b| {
+                b.raw(".bss", Kind::Datasec, false, 1, 8, &[1, 4, 8]);
+            }),
+            "variable beyond the end of its section"
+        );
+        assert_eq!(
+            bad(&|b| {
+                b.raw("t", Kind::DeclTag, false, 0, 1, &[(-2i32) as u32]);
+            }),
+            "component index below -1"
         );
         assert_eq!(
             bad(&|b| {

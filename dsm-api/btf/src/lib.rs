@@ -50,6 +50,8 @@ pub enum Error {
     NoSuchType(u32),
     /// No type or enumerator has that name.
     NotFound,
+    /// Two different structs or unions share the name, so no answer is trustworthy.
+    Ambiguous,
     /// The struct has no member of that name.
     NoMember,
     NotComposite(u32),

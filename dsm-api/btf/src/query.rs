@@ -81,9 +81,18 @@ impl<'a> Btf<'a> {
             .ok_or(Error::NotFound)
     }
 
-    /// The complete struct or union named `name` (forward declarations are skipped).
+    /// The complete struct or union named `name` (forward declarations are skipped). Two
+    /// different definitions of one name (drivers do this) are an error, not a guess.
     pub fn find_composite(&self, name: &str) -> Result<Type<'a>, Error> {
-        self.find_named(name, |k| matches!(k, Kind::Struct | Kind::Union))
+        let mut hits = self.types().filter(|t| {
+            matches!(t.kind(), Kind::Struct | Kind::Union)
+                && self.name_bytes(t.name_off()) == Ok(name.as_bytes())
+        });
+        let first = hits.next().ok_or(Error::NotFound)?;
+        match hits.next() {
+            Some(_) => Err(Error::Ambiguous),
+            None => Ok(first),
+        }
     }
 
     /// Size of the struct or union `name`.
@@ -262,6 +271,20 @@ mod tests {
         // void and functions have no size.
         assert_eq!(btf.size_of(0), Err(Error::NoSize(0)));
         assert_eq!(btf.size_of(19), Err(Error::NoSize(19)));
+    }
+
+    #[test]
+    fn two_definitions_of_one_name_are_ambiguous() {
+        let mut b = Builder::new();
+        let int = b.int("int", 4, 1);
+        b.strukt("slot", 4, &[("a", int, 0)]);
+        b.strukt("slot", 8, &[("b", int, 32)]);
+        b.strukt("one", 4, &[("a", int, 0)]);
+        let blob = b.build();
+        let btf = Btf::parse(&blob).unwrap();
+        assert_eq!(btf.field("slot.a"), Err(Error::Ambiguous));
+        assert_eq!(btf.struct_size("slot"), Err(Error::Ambiguous));
+        assert_eq!(btf.struct_size("one"), Ok(4));
     }
 
     #[test]
