@@ -123,6 +123,21 @@ fn anonymous_unions_are_searched() {
 }
 
 #[test]
+fn bitfields_keep_bit_offsets() {
+    let btf = btf();
+    // `unsigned int state_initialized:1; state_in_sysfs:1; ...` in `struct kobject`.
+    let init = btf.field("kobject.state_initialized").unwrap();
+    let sysfs = btf.field("kobject.state_in_sysfs").unwrap();
+    assert_eq!((init.bitfield_size, sysfs.bitfield_size), (1, 1));
+    assert_eq!(sysfs.bit_offset, init.bit_offset + 1);
+    assert_eq!(init.byte_offset(), Err(dsm_btf::Error::Bitfield));
+    // They follow `struct kref kref` (4 bytes) after the pointer-aligned members.
+    let kref_end = off(&btf, "kobject.kref") + btf.field_size("kobject.kref").unwrap();
+    assert!(init.bit_offset >= 8 * kref_end);
+    assert!(init.bit_offset < 8 * size(&btf, "kobject"));
+}
+
+#[test]
 fn cred_ids_follow_the_c_order() {
     let btf = btf();
     // kuid_t / kgid_t: a typedef'd struct around one 32-bit id.
