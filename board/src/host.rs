@@ -590,6 +590,15 @@ pub enum Problem {
         device: String,
         owner: String,
     },
+    /// Devices of two partitions in one 4 KiB page, which stage 2 cannot split between them;
+    /// `page` is the first page they share.
+    DevicePageShared {
+        partition: String,
+        device: String,
+        other: String,
+        other_device: String,
+        page: u64,
+    },
     // Problems in the board file.
     BoardNameMismatch {
         expected: String,
@@ -927,6 +936,17 @@ impl fmt::Display for Problem {
                 f,
                 "partition {partition:?} device {device:?} is already given to partition {owner:?}"
             ),
+            Problem::DevicePageShared {
+                partition,
+                device,
+                other,
+                other_device,
+                page,
+            } => write!(
+                f,
+                "partition {partition:?} device {device:?} shares the 4 KiB page {} with partition {other:?} device {other_device:?}; stage 2 maps whole pages, so each partition would reach the other's device",
+                Hex(*page)
+            ),
             Problem::BoardNameMismatch { expected, found } => write!(
                 f,
                 "board file is named {found:?}, but the config asks for board {expected:?}"
@@ -1166,6 +1186,7 @@ fn check_partitions(raw: &RawConfig, board: &Board) -> Result<Vec<PartitionInfo>
     check_ram(parts, board, &mut problems);
     check_cores(parts, board, &mut problems);
     check_devices(parts, board, &mut problems);
+    check_device_pages(parts, board, &mut problems);
     check_reset_copies(parts, board, &mut problems);
 
     let mut linux = Vec::new();
@@ -1580,6 +1601,41 @@ fn check_devices(parts: &[RawPartition], board: &Board, problems: &mut Vec<Probl
                     }
                 }
             }
+        }
+    }
+}
+
+/// Stage 2 gives a partition whole pages, so devices sharing a page must share an owner too.
+fn check_device_pages(parts: &[RawPartition], board: &Board, problems: &mut Vec<Problem>) {
+    // First and last page of each assignable device, with its partition; unknown and
+    // hypervisor-owned names are reported by `check_devices`.
+    let pages = |d: &BoardDevice| {
+        let first = d.base & !(PAGE_SIZE - 1);
+        let last = (d.base + (d.size - 1)) & !(PAGE_SIZE - 1);
+        (first, last)
+    };
+    let mut seen: Vec<(&str, &BoardDevice)> = Vec::new();
+    for p in parts {
+        for d in p.devices.iter().filter_map(|name| board.device(name)) {
+            if d.hypervisor_owned {
+                continue;
+            }
+            let (first, last) = pages(d);
+            for &(other, o) in &seen {
+                let (o_first, o_last) = pages(o);
+                // A device listed twice is `DeviceTaken`, not this.
+                if other == p.name || o.name == d.name || first > o_last || o_first > last {
+                    continue;
+                }
+                problems.push(Problem::DevicePageShared {
+                    partition: p.name.clone(),
+                    device: d.name.clone(),
+                    other: other.to_string(),
+                    other_device: o.name.clone(),
+                    page: first.max(o_first),
+                });
+            }
+            seen.push((&p.name, d));
         }
     }
 }

@@ -315,6 +315,43 @@ fn rejects_device_listed_twice() {
 }
 
 #[test]
+fn rejects_devices_of_two_partitions_in_one_page() {
+    // virtio2 (0x0a00_0400) is in the page of linux's virtio0 and virtio1.
+    let cfg = base_with(&[(r#"["rtc"]"#, r#"["virtio2"]"#)]);
+    let shared = |device: &str| Problem::DevicePageShared {
+        partition: "linux".into(),
+        device: device.into(),
+        other: "rtos".into(),
+        other_device: "virtio2".into(),
+        page: 0x0a00_0000,
+    };
+    assert_eq!(problems(&cfg), vec![shared("virtio0"), shared("virtio1")]);
+    let shown = shared("virtio0").to_string();
+    for needle in [
+        "\"linux\"",
+        "\"virtio0\"",
+        "\"rtos\"",
+        "\"virtio2\"",
+        "0xa000000",
+    ] {
+        assert!(shown.contains(needle), "{needle} missing in {shown}");
+    }
+}
+
+#[test]
+fn allows_devices_in_one_page_for_one_partition() {
+    // All eight transports of page 0x0a00_0000 to linux; virtio8 starts the next page.
+    let cfg = base_with(&[
+        (r#"["rtc"]"#, r#"["virtio8"]"#),
+        (
+            r#"["virtio0", "virtio1"]"#,
+            r#"["virtio0", "virtio1", "virtio2", "virtio3", "virtio4", "virtio5", "virtio6", "virtio7"]"#,
+        ),
+    ]);
+    assert_eq!(problems(&cfg), vec![]);
+}
+
+#[test]
 fn rejects_entry_outside_ram() {
     let cfg = base_with(&[("entry = 0x4820_0000", "entry = 0x8800_0000")]);
     assert_problem(
