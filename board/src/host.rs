@@ -89,6 +89,7 @@ struct RawPartition {
     dtb: Option<u64>,
     bootargs: Option<String>,
     console: Option<u64>,
+    reset_copy: Option<RawRange>,
     // Defaulted so a missing list is reported as "no vCPU", not as a syntax error.
     #[serde(default)]
     vcpus: Vec<RawVcpu>,
@@ -173,6 +174,8 @@ pub struct LinuxInfo {
     pub kernel: MemRange,
     pub initrd: MemRange,
     pub dtb: MemRange,
+    /// spumone's pristine copy of the Image and initrd, for a reset of this partition alone.
+    pub reset_copy: Option<MemRange>,
     pub bootargs: String,
     pub console: u64,
 }
@@ -306,6 +309,10 @@ impl ValidatedConfig {
             writeln!(out, "        kernel: {},", rust_range(&l.kernel))?;
             writeln!(out, "        initrd: {},", rust_range(&l.initrd))?;
             writeln!(out, "        dtb: {},", rust_range(&l.dtb))?;
+            match &l.reset_copy {
+                Some(r) => writeln!(out, "        reset_copy: Some({}),", rust_range(r))?,
+                None => writeln!(out, "        reset_copy: None,")?,
+            }
             writeln!(out, "        bootargs: {:?},", l.bootargs)?;
             writeln!(out, "        console: {:#x},", l.console)?;
             let kinds: Vec<String> = p.devices.iter().map(|d| format!("{:?}", d.kind)).collect();
@@ -512,6 +519,51 @@ pub enum Problem {
         console: u64,
         what: String,
     },
+    /// `reset_copy` has size 0.
+    EmptyResetCopy {
+        partition: String,
+        range: MemRange,
+    },
+    /// `reset_copy` runs past the end of the address space.
+    ResetCopyOverflows {
+        partition: String,
+        range: MemRange,
+    },
+    UnalignedResetCopy {
+        partition: String,
+        range: MemRange,
+    },
+    ResetCopyOutsideBoard {
+        partition: String,
+        range: MemRange,
+        board_ram: Vec<MemRange>,
+    },
+    ResetCopyOverlapsHypervisor {
+        partition: String,
+        range: MemRange,
+        hypervisor: MemRange,
+    },
+    /// `reset_copy` overlaps the RAM of partition `other` (possibly `partition` itself).
+    ResetCopyOverlapsRam {
+        partition: String,
+        range: MemRange,
+        other: String,
+        other_range: MemRange,
+    },
+    /// Two partitions' `reset_copy` ranges overlap.
+    ResetCopyOverlap {
+        partition: String,
+        range: MemRange,
+        other: String,
+        other_range: MemRange,
+    },
+    /// `reset_copy` cannot hold `kernel_size` + the initrd room.
+    ResetCopyTooSmall {
+        partition: String,
+        range: MemRange,
+        kernel_size: u64,
+        initrd_size: u64,
+    },
     CoreOutOfRange {
         partition: String,
         core: u8,
@@ -537,6 +589,15 @@ pub enum Problem {
         partition: String,
         device: String,
         owner: String,
+    },
+    /// Devices of two partitions in one 4 KiB page, which stage 2 cannot split between them;
+    /// `page` is the first page they share.
+    DevicePageShared {
+        partition: String,
+        device: String,
+        other: String,
+        other_device: String,
+        page: u64,
     },
     // Problems in the board file.
     BoardNameMismatch {
@@ -740,6 +801,89 @@ impl fmt::Display for Problem {
                 "partition {partition:?} console {} overlaps its {what}",
                 Hex(*console)
             ),
+            Problem::EmptyResetCopy { partition, range } => write!(
+                f,
+                "partition {partition:?} reset_copy at {} has size 0",
+                Hex(range.base)
+            ),
+            Problem::ResetCopyOverflows { partition, range } => write!(
+                f,
+                "partition {partition:?} reset_copy {} runs past the end of the address space",
+                Span(*range)
+            ),
+            Problem::UnalignedResetCopy { partition, range } => write!(
+                f,
+                "partition {partition:?} reset_copy {} is not 4 KiB aligned (base and size must be multiples of {:#x})",
+                Span(*range),
+                PAGE_SIZE
+            ),
+            Problem::ResetCopyOutsideBoard {
+                partition,
+                range,
+                board_ram,
+            } => write!(
+                f,
+                "partition {partition:?} reset_copy {} is outside the board's RAM ({})",
+                Span(*range),
+                spans(board_ram)
+            ),
+            Problem::ResetCopyOverlapsHypervisor {
+                partition,
+                range,
+                hypervisor,
+            } => write!(
+                f,
+                "partition {partition:?} reset_copy {} overlaps the hypervisor's region {}",
+                Span(*range),
+                Span(*hypervisor)
+            ),
+            Problem::ResetCopyOverlapsRam {
+                partition,
+                range,
+                other,
+                other_range,
+            } if partition == other => write!(
+                f,
+                "partition {partition:?} reset_copy {} overlaps its own RAM {} (the copy must be memory the guest cannot write)",
+                Span(*range),
+                Span(*other_range)
+            ),
+            Problem::ResetCopyOverlapsRam {
+                partition,
+                range,
+                other,
+                other_range,
+            } => write!(
+                f,
+                "partition {partition:?} reset_copy {} overlaps partition {other:?} RAM {}",
+                Span(*range),
+                Span(*other_range)
+            ),
+            Problem::ResetCopyOverlap {
+                partition,
+                range,
+                other,
+                other_range,
+            } => write!(
+                f,
+                "partition {partition:?} reset_copy {} overlaps partition {other:?} reset_copy {}",
+                Span(*range),
+                Span(*other_range)
+            ),
+            Problem::ResetCopyTooSmall {
+                partition,
+                range,
+                kernel_size,
+                initrd_size,
+            } => write!(
+                f,
+                "partition {partition:?} reset_copy {} is {} bytes, but must hold kernel_size {} + initrd size {} = {} bytes so a copy of the Image and initrd always fits",
+                Span(*range),
+                Hex(range.size),
+                Hex(*kernel_size),
+                Hex(*initrd_size),
+                Hex(kernel_size.saturating_add(*initrd_size))
+            ),
             Problem::CoreOutOfRange {
                 partition,
                 core,
@@ -791,6 +935,17 @@ impl fmt::Display for Problem {
             } => write!(
                 f,
                 "partition {partition:?} device {device:?} is already given to partition {owner:?}"
+            ),
+            Problem::DevicePageShared {
+                partition,
+                device,
+                other,
+                other_device,
+                page,
+            } => write!(
+                f,
+                "partition {partition:?} device {device:?} shares the 4 KiB page {} with partition {other:?} device {other_device:?}; stage 2 maps whole pages, so each partition would reach the other's device",
+                Hex(*page)
             ),
             Problem::BoardNameMismatch { expected, found } => write!(
                 f,
@@ -1031,6 +1186,8 @@ fn check_partitions(raw: &RawConfig, board: &Board) -> Result<Vec<PartitionInfo>
     check_ram(parts, board, &mut problems);
     check_cores(parts, board, &mut problems);
     check_devices(parts, board, &mut problems);
+    check_device_pages(parts, board, &mut problems);
+    check_reset_copies(parts, board, &mut problems);
 
     let mut linux = Vec::new();
     for p in parts {
@@ -1111,6 +1268,7 @@ fn check_not_linux(p: &RawPartition, problems: &mut Vec<Problem>) {
         ("dtb", p.dtb.is_some()),
         ("bootargs", p.bootargs.is_some()),
         ("console", p.console.is_some()),
+        ("reset_copy", p.reset_copy.is_some()),
     ];
     for (field, _) in set.iter().filter(|(_, present)| *present) {
         problems.push(Problem::LinuxOnlyField {
@@ -1257,6 +1415,7 @@ fn check_linux(
         kernel,
         initrd: initrd.range(),
         dtb,
+        reset_copy: p.reset_copy.as_ref().map(RawRange::range),
         bootargs,
         console,
     })
@@ -1308,6 +1467,83 @@ fn check_ram(parts: &[RawPartition], board: &Board, problems: &mut Vec<Problem>)
                 }
             }
             placed.push((&p.name, range));
+        }
+    }
+}
+
+/// Every Linux partition's `reset_copy`: memory only spumone touches (board RAM, clear of its
+/// own region and of all partition RAM), big enough for the largest Image and initrd allowed.
+fn check_reset_copies(parts: &[RawPartition], board: &Board, problems: &mut Vec<Problem>) {
+    // (partition, range) of each well-formed copy, for the copy-vs-copy check.
+    let mut placed: Vec<(&str, MemRange)> = Vec::new();
+    for p in parts.iter().filter(|p| p.kind == RawKind::Linux) {
+        let Some(range) = p.reset_copy.as_ref().map(RawRange::range) else {
+            continue;
+        };
+        let partition = p.name.clone();
+        if range.is_empty() {
+            problems.push(Problem::EmptyResetCopy { partition, range });
+            continue;
+        }
+        if overflows(&range) {
+            problems.push(Problem::ResetCopyOverflows { partition, range });
+            continue;
+        }
+        if !aligned(&range) {
+            problems.push(Problem::UnalignedResetCopy {
+                partition: partition.clone(),
+                range,
+            });
+        }
+        if !board.ram.iter().any(|b| b.contains_range(&range)) {
+            problems.push(Problem::ResetCopyOutsideBoard {
+                partition: partition.clone(),
+                range,
+                board_ram: board.ram.clone(),
+            });
+        }
+        if range.overlaps(&board.hypervisor_ram) {
+            problems.push(Problem::ResetCopyOverlapsHypervisor {
+                partition: partition.clone(),
+                range,
+                hypervisor: board.hypervisor_ram,
+            });
+        }
+        for q in parts {
+            for other_range in q.ram.iter().map(RawRange::range) {
+                if range.overlaps(&other_range) {
+                    problems.push(Problem::ResetCopyOverlapsRam {
+                        partition: partition.clone(),
+                        range,
+                        other: q.name.clone(),
+                        other_range,
+                    });
+                }
+            }
+        }
+        for (other, other_range) in &placed {
+            if range.overlaps(other_range) {
+                problems.push(Problem::ResetCopyOverlap {
+                    partition: partition.clone(),
+                    range,
+                    other: other.to_string(),
+                    other_range: *other_range,
+                });
+            }
+        }
+        placed.push((&p.name, range));
+        // A missing initrd is reported by `check_linux`.
+        if let Some(initrd) = &p.initrd {
+            let kernel_size = p.kernel_size.unwrap_or(LINUX_KERNEL_SIZE_DEFAULT);
+            let needed = kernel_size.checked_add(initrd.size);
+            if needed.is_none_or(|n| range.size < n) {
+                problems.push(Problem::ResetCopyTooSmall {
+                    partition,
+                    range,
+                    kernel_size,
+                    initrd_size: initrd.size,
+                });
+            }
         }
     }
 }
@@ -1365,6 +1601,41 @@ fn check_devices(parts: &[RawPartition], board: &Board, problems: &mut Vec<Probl
                     }
                 }
             }
+        }
+    }
+}
+
+/// Stage 2 gives a partition whole pages, so devices sharing a page must share an owner too.
+fn check_device_pages(parts: &[RawPartition], board: &Board, problems: &mut Vec<Problem>) {
+    // First and last page of each assignable device, with its partition; unknown and
+    // hypervisor-owned names are reported by `check_devices`.
+    let pages = |d: &BoardDevice| {
+        let first = d.base & !(PAGE_SIZE - 1);
+        let last = (d.base + (d.size - 1)) & !(PAGE_SIZE - 1);
+        (first, last)
+    };
+    let mut seen: Vec<(&str, &BoardDevice)> = Vec::new();
+    for p in parts {
+        for d in p.devices.iter().filter_map(|name| board.device(name)) {
+            if d.hypervisor_owned {
+                continue;
+            }
+            let (first, last) = pages(d);
+            for &(other, o) in &seen {
+                let (o_first, o_last) = pages(o);
+                // A device listed twice is `DeviceTaken`, not this.
+                if other == p.name || o.name == d.name || first > o_last || o_first > last {
+                    continue;
+                }
+                problems.push(Problem::DevicePageShared {
+                    partition: p.name.clone(),
+                    device: d.name.clone(),
+                    other: other.to_string(),
+                    other_device: o.name.clone(),
+                    page: first.max(o_first),
+                });
+            }
+            seen.push((&p.name, d));
         }
     }
 }

@@ -129,6 +129,10 @@ pub struct LinuxBoot {
     pub initrd: MemRange,
     /// Where spumone writes the generated DTB (its address goes in `x0`), and its room.
     pub dtb: MemRange,
+    /// Board RAM outside every partition that spumone owns and keeps a pristine copy of the
+    /// `Image` and initrd in, so a guest `SYSTEM_RESET` can restart this partition alone. At
+    /// least `kernel.size + initrd.size` long; `None` when the config gives none.
+    pub reset_copy: Option<MemRange>,
     pub bootargs: &'static str,
     /// Base address of the emulated SBSA UART the guest sees as its console.
     pub console: u64,

@@ -101,6 +101,7 @@ fn check_linux_tables(linux: &'static [rt::LinuxBoot], cfg: &ValidatedConfig) {
         assert_eq!(l.kernel, want.kernel);
         assert_eq!(l.initrd, want.initrd);
         assert_eq!(l.dtb, want.dtb);
+        assert_eq!(l.reset_copy, want.reset_copy);
         assert_eq!(l.bootargs, want.bootargs);
         assert_eq!(l.console, want.console);
         let kinds: Vec<&str> = info.devices.iter().map(|d| d.kind.as_str()).collect();
@@ -185,6 +186,7 @@ fn demo_tables_match_validated_config() {
     let linux = demo::CONFIG.partition_on_core(3).unwrap();
     let boot = rt::LinuxBoot::find(demo::LINUX, linux.index).unwrap();
     assert_eq!(linux.entry, boot.kernel.base);
+    assert!(boot.reset_copy.is_some());
     assert_eq!(boot.console_range().size, rt::LINUX_CONSOLE_SIZE);
     assert_eq!(rt::LinuxBoot::kind(demo::LINUX, 0), rt::Kind::Rtos);
 }

@@ -315,6 +315,43 @@ fn rejects_device_listed_twice() {
 }
 
 #[test]
+fn rejects_devices_of_two_partitions_in_one_page() {
+    // virtio2 (0x0a00_0400) is in the page of linux's virtio0 and virtio1.
+    let cfg = base_with(&[(r#"["rtc"]"#, r#"["virtio2"]"#)]);
+    let shared = |device: &str| Problem::DevicePageShared {
+        partition: "linux".into(),
+        device: device.into(),
+        other: "rtos".into(),
+        other_device: "virtio2".into(),
+        page: 0x0a00_0000,
+    };
+    assert_eq!(problems(&cfg), vec![shared("virtio0"), shared("virtio1")]);
+    let shown = shared("virtio0").to_string();
+    for needle in [
+        "\"linux\"",
+        "\"virtio0\"",
+        "\"rtos\"",
+        "\"virtio2\"",
+        "0xa000000",
+    ] {
+        assert!(shown.contains(needle), "{needle} missing in {shown}");
+    }
+}
+
+#[test]
+fn allows_devices_in_one_page_for_one_partition() {
+    // All eight transports of page 0x0a00_0000 to linux; virtio8 starts the next page.
+    let cfg = base_with(&[
+        (r#"["rtc"]"#, r#"["virtio8"]"#),
+        (
+            r#"["virtio0", "virtio1"]"#,
+            r#"["virtio0", "virtio1", "virtio2", "virtio3", "virtio4", "virtio5", "virtio6", "virtio7"]"#,
+        ),
+    ]);
+    assert_eq!(problems(&cfg), vec![]);
+}
+
+#[test]
 fn rejects_entry_outside_ram() {
     let cfg = base_with(&[("entry = 0x4820_0000", "entry = 0x8800_0000")]);
     assert_problem(
@@ -512,6 +549,10 @@ fn rejects_linux_fields_on_rtos() {
         ("dtb", "dtb = 0x4500_0000"),
         ("bootargs", "bootargs = \"\""),
         ("console", "console = 0x0900_0000"),
+        (
+            "reset_copy",
+            "reset_copy = { base = 0xA000_0000, size = 0x1000_0000 }",
+        ),
     ] {
         let cfg = linux_with(&[(
             "entry = 0x4400_0000",
@@ -680,6 +721,182 @@ fn rejects_bad_console() {
     );
 }
 
+/// `LINUX` with a `reset_copy` line; the valid one sits just above the Linux RAM and holds
+/// exactly `kernel_size` + the initrd room.
+fn linux_reset_copy(range: &str) -> String {
+    linux_with(&[(
+        "bootargs = ",
+        &format!("reset_copy = {{ {range} }}\nbootargs = "),
+    )])
+}
+
+const RESET_COPY: &str = "base = 0xA000_0000, size = 0x0C00_0000";
+
+#[test]
+fn linux_reset_copy_is_optional_and_kept() {
+    assert_eq!(linux_partition(LINUX).linux.unwrap().reset_copy, None);
+    let l = linux_partition(&linux_reset_copy(RESET_COPY))
+        .linux
+        .unwrap();
+    assert_eq!(l.reset_copy, Some(MemRange::new(0xA000_0000, 0x0C00_0000)));
+}
+
+#[test]
+fn rejects_bad_reset_copy_ranges() {
+    let found = problems(&linux_reset_copy("base = 0xA000_0000, size = 0"));
+    assert!(
+        found.contains(&Problem::EmptyResetCopy {
+            partition: "linux".into(),
+            range: MemRange::new(0xA000_0000, 0),
+        }),
+        "{found:#?}"
+    );
+    assert_problem(
+        &linux_reset_copy("base = 0xFFFF_FFFF_F000_0000, size = 0x1000_0000"),
+        |p| matches!(p, Problem::ResetCopyOverflows { partition, .. } if partition == "linux"),
+    );
+    for range in [
+        "base = 0xA000_0800, size = 0x0C00_0000",
+        "base = 0xA000_0000, size = 0x0C00_0800",
+    ] {
+        assert_problem(
+            &linux_reset_copy(range),
+            |p| matches!(p, Problem::UnalignedResetCopy { partition, .. } if partition == "linux"),
+        );
+    }
+}
+
+#[test]
+fn rejects_reset_copy_outside_board_ram() {
+    assert_problem(
+        &linux_reset_copy("base = 0xB800_0000, size = 0x0C00_0000"),
+        |p| {
+            matches!(p, Problem::ResetCopyOutsideBoard { partition, range, .. }
+                if partition == "linux" && range.base == 0xB800_0000)
+        },
+    );
+}
+
+#[test]
+fn rejects_reset_copy_overlapping_hypervisor() {
+    assert_problem(
+        &linux_reset_copy("base = 0x4000_0000, size = 0x0C00_0000"),
+        |p| {
+            matches!(p, Problem::ResetCopyOverlapsHypervisor { partition, hypervisor, .. }
+                if partition == "linux" && *hypervisor == board().hypervisor_ram)
+        },
+    );
+}
+
+#[test]
+fn rejects_reset_copy_overlapping_partition_ram() {
+    // Its own RAM: the guest could overwrite the copy.
+    assert_problem(
+        &linux_reset_copy("base = 0x8C00_0000, size = 0x0C00_0000"),
+        |p| {
+            matches!(p, Problem::ResetCopyOverlapsRam { partition, other, other_range, .. }
+                if partition == "linux" && other == "linux" && other_range.base == 0x9000_0000)
+        },
+    );
+    // Another partition's RAM.
+    assert_problem(
+        &linux_reset_copy("base = 0x4400_0000, size = 0x0400_0000"),
+        |p| {
+            matches!(p, Problem::ResetCopyOverlapsRam { partition, other, .. }
+                if partition == "linux" && other == "rtos")
+        },
+    );
+}
+
+/// A small Linux partition with 512 MiB of RAM at `base`, a 32 MiB Image and initrd room,
+/// and the given `reset_copy` range.
+fn small_linux(name: &str, base: u64, copy: &str, core: u8) -> String {
+    format!(
+        "[[partition]]\nname = {name:?}\nkind = \"linux\"\nimage = \"linux\"\n\
+         ram = [{{ base = {base:#x}, size = 0x2000_0000 }}]\n\
+         kernel_offset = 0x20_0000\nkernel_size = 0x0200_0000\ndtb = {:#x}\n\
+         initrd = {{ base = {:#x}, size = 0x0200_0000 }}\n\
+         reset_copy = {{ {copy} }}\nvcpus = [{{ core = {core} }}]\n",
+        base + 0x0BE0_0000,
+        base + 0x0C00_0000,
+    )
+}
+
+#[test]
+fn rejects_reset_copies_overlapping_each_other() {
+    // Two Linux partitions whose copies share 0xB000_0000..0xB400_0000.
+    let two = |second: &str| {
+        format!(
+            "board = \"qemu-virt\"\n{}{}",
+            small_linux(
+                "one",
+                0x4400_0000,
+                "base = 0xA800_0000, size = 0x0C00_0000",
+                0
+            ),
+            small_linux("two", 0x6400_0000, second, 1)
+        )
+    };
+    assert_eq!(
+        problems(&two("base = 0xB400_0000, size = 0x0400_0000")),
+        vec![]
+    );
+    let found = problems(&two("base = 0xB000_0000, size = 0x0400_0000"));
+    assert_eq!(
+        found,
+        vec![Problem::ResetCopyOverlap {
+            partition: "two".into(),
+            range: MemRange::new(0xB000_0000, 0x0400_0000),
+            other: "one".into(),
+            other_range: MemRange::new(0xA800_0000, 0x0C00_0000),
+        }]
+    );
+}
+
+#[test]
+fn rejects_reset_copy_too_small_for_image_and_initrd() {
+    // kernel_size 0x0400_0000 + initrd 0x0800_0000 = 0x0C00_0000; one page less fails.
+    let found = problems(&linux_reset_copy("base = 0xA000_0000, size = 0x0BFF_F000"));
+    let want = Problem::ResetCopyTooSmall {
+        partition: "linux".into(),
+        range: MemRange::new(0xA000_0000, 0x0BFF_F000),
+        kernel_size: 0x0400_0000,
+        initrd_size: 0x0800_0000,
+    };
+    assert_eq!(found, vec![want.clone()]);
+    let shown = want.to_string();
+    assert!(
+        shown.contains("0xc000000") && shown.contains("always fits"),
+        "{shown}"
+    );
+    // A bigger kernel_size needs a bigger copy.
+    let cfg = linux_reset_copy(RESET_COPY).replacen(
+        "kernel_size = 0x0400_0000",
+        "kernel_size = 0x0400_1000",
+        1,
+    );
+    assert_problem(&cfg, |p| {
+        matches!(
+            p,
+            Problem::ResetCopyTooSmall {
+                kernel_size: 0x0400_1000,
+                ..
+            }
+        )
+    });
+    // Without the key, the default kernel_size counts.
+    let size = LINUX_KERNEL_SIZE_DEFAULT + 0x0800_0000 - PAGE_SIZE;
+    let cfg = linux_reset_copy(&format!("base = 0xA000_0000, size = {size:#x}")).replacen(
+        "kernel_size = 0x0400_0000\n",
+        "",
+        1,
+    );
+    assert_problem(&cfg, |p| {
+        matches!(p, Problem::ResetCopyTooSmall { kernel_size, .. }
+            if *kernel_size == LINUX_KERNEL_SIZE_DEFAULT)
+    });
+}
+
 #[test]
 fn shipped_linux_configs() {
     for name in ["linux", "demo"] {
@@ -696,6 +913,9 @@ fn shipped_linux_configs() {
         let l = p.linux.as_ref().unwrap();
         assert_eq!(p.entry, l.kernel.base);
         assert_eq!(l.console, LINUX_CONSOLE_DEFAULT);
+        let copy = l.reset_copy.unwrap();
+        assert!(copy.size >= l.kernel.size + l.initrd.size);
+        assert!(!p.ram.iter().any(|r| r.overlaps(&copy)));
     }
     let demo = load_config(&crate_path("configs/demo.toml")).unwrap();
     assert_eq!(

@@ -23,7 +23,7 @@ pub static CONFIG: board::rt::Config = board::rt::Config {
             name: "linux",
             index: 1,
             image: "linux",
-            ram: &[board::rt::MemRange { base: 0x48000000, size: 0x78000000 }],
+            ram: &[board::rt::MemRange { base: 0x48000000, size: 0x70000000 }],
             devices: &[
                 board::rt::Device { name: "virtio0", base: 0xa000000, size: 0x200, irqs: &[48] },
                 board::rt::Device { name: "virtio1", base: 0xa000200, size: 0x200, irqs: &[49] },
@@ -42,9 +42,10 @@ pub static CONFIG: board::rt::Config = board::rt::Config {
 pub static LINUX: &[board::rt::LinuxBoot] = &[
     board::rt::LinuxBoot {
         partition: 1,
-        kernel: board::rt::MemRange { base: 0x48200000, size: 0x6000000 },
-        initrd: board::rt::MemRange { base: 0x50000000, size: 0x8000000 },
+        kernel: board::rt::MemRange { base: 0x48200000, size: 0x4000000 },
+        initrd: board::rt::MemRange { base: 0x50000000, size: 0x2000000 },
         dtb: board::rt::MemRange { base: 0x4fe00000, size: 0x10000 },
+        reset_copy: Some(board::rt::MemRange { base: 0xb8000000, size: 0x8000000 }),
         bootargs: "console=ttyAMA0 earlycon root=/dev/vda1 rw",
         console: 0x9000000,
         device_kinds: &["virtio,mmio", "virtio,mmio", "virtio,mmio", "virtio,mmio"],

@@ -403,6 +403,7 @@ mod tests {
         kernel: MemRange::new(0x4820_0000, 0x0400_0000),
         initrd: MemRange::new(0x5000_0000, 0x0800_0000),
         dtb: MemRange::new(0x4fe0_0000, 0x1_0000),
+        reset_copy: None,
         bootargs: "console=ttyAMA0 earlycon",
         console: 0x0900_0000,
         device_kinds: &["virtio,mmio", "arm,pl061", "virtio,mmio"],
