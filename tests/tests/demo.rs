@@ -94,3 +94,39 @@ fn linux_cannot_read_rtos_or_hypervisor_memory() {
         );
     }
 }
+
+#[test]
+fn linux_reboot_restarts_linux_alone() {
+    // The first boot reboots; spumone restarts Linux with `spumone.resets=1` on its command
+    // line, so the second boot runs the other branch and powers off.
+    let cmd = "case \" $(cat /proc/cmdline) \" in \
+               *' spumone.resets=1 '*) echo second boot; exit 3;; \
+               *) echo rebooting; reboot -f;; esac";
+    let run = run_cmd(cmd);
+    let rebooting = expect_line(&run, "[linux]", &["rebooting"]);
+    let reset = expect_line(
+        &run,
+        "[hv]",
+        &["partition linux: SYSTEM_RESET: restarting it"],
+    );
+    let second = expect_line(&run, "[linux]", &["second boot"]);
+    if !(rebooting < reset && reset < second) {
+        fail(
+            &run,
+            "expected `rebooting`, then the restart, then `second boot`",
+        );
+    }
+    if run.command_status() != Some(3) {
+        fail(&run, "the second boot's command did not report status 3");
+    }
+    // The RTOS kept its rounds through Linux's restart, and was never stopped.
+    let ready_again = match find_line_after(&run, reset, "[linux]", "spumone: linux ready") {
+        Some(at) => at,
+        None => fail(&run, "Linux did not come back after the restart"),
+    };
+    match find_line_after(&run, reset, "[rtos]", ROUND) {
+        Some(round) if round < ready_again => {}
+        _ => fail(&run, "no RTOS latency round while Linux restarted"),
+    }
+    expect_line(&run, "[hv]", &["event: partition-restarted name=linux"]);
+}

@@ -1,10 +1,13 @@
-//! Which partitions still run, and the machine's exit code once none does.
+//! Which partitions still run, and the machine's exit code once none does. A partition being
+//! reset (PSCI `SYSTEM_RESET`) is neither running nor stopped: its vCPUs may not start, but the
+//! machine stays up for it.
 
 use super::MAX_PARTITIONS;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     Running,
+    Resetting,
     Stopped { code: i64 },
 }
 
@@ -46,16 +49,37 @@ impl Lifecycle {
         index < self.count && self.states[index] == State::Running
     }
 
+    /// Partitions not stopped (a reset one counts: it comes back).
     pub fn running_count(&self) -> usize {
         self.states[..self.count]
             .iter()
-            .filter(|s| **s == State::Running)
+            .filter(|s| !matches!(s, State::Stopped { .. }))
             .count()
+    }
+
+    /// Starts resetting running partition `index`; `false` if it is not running (stopped, or
+    /// another vCPU's reset is under way).
+    pub fn begin_reset(&mut self, index: usize) -> bool {
+        if !self.is_running(index) {
+            return false;
+        }
+        self.states[index] = State::Resetting;
+        true
+    }
+
+    /// Ends the reset of partition `index`: it runs again. `false` if it was not resetting
+    /// (say, stopped meanwhile).
+    pub fn finish_reset(&mut self, index: usize) -> bool {
+        if index >= self.count || self.states[index] != State::Resetting {
+            return false;
+        }
+        self.states[index] = State::Running;
+        true
     }
 
     /// Stops partition `index` with `code`.
     pub fn stop(&mut self, index: usize, code: i64) -> StopOutcome {
-        if !self.is_running(index) {
+        if index >= self.count || matches!(self.states[index], State::Stopped { .. }) {
             return StopOutcome::AlreadyStopped;
         }
         self.states[index] = State::Stopped { code };
@@ -104,9 +128,39 @@ mod tests {
     }
 
     #[test]
+    fn a_reset_partition_keeps_the_machine_up_and_comes_back() {
+        let mut l = Lifecycle::new(2);
+        assert!(l.begin_reset(1));
+        assert!(!l.is_running(1), "no vCPU may start during the reset");
+        assert!(!l.begin_reset(1), "a second reset request loses");
+        assert_eq!(
+            l.stop(0, 0),
+            StopOutcome::Stopped,
+            "the resetting one still counts"
+        );
+        assert!(l.finish_reset(1));
+        assert!(l.is_running(1));
+        assert!(!l.finish_reset(1));
+        assert_eq!(l.stop(1, 0), StopOutcome::LastStopped { machine_code: 0 });
+    }
+
+    #[test]
+    fn a_partition_stopped_during_its_reset_stays_stopped() {
+        let mut l = Lifecycle::new(2);
+        assert!(l.begin_reset(0));
+        assert_eq!(l.stop(0, 255), StopOutcome::Stopped);
+        assert!(!l.finish_reset(0));
+        assert!(!l.is_running(0));
+        assert!(!l.begin_reset(0), "a stopped partition cannot be reset");
+        assert_eq!(l.exit_code(0), Some(255));
+    }
+
+    #[test]
     fn out_of_range_partitions_are_ignored() {
         let mut l = Lifecycle::new(2);
         assert_eq!(l.stop(5, 1), StopOutcome::AlreadyStopped);
+        assert!(!l.begin_reset(5));
+        assert!(!l.finish_reset(5));
         assert_eq!(l.exit_code(5), None);
         assert_eq!(l.exit_code(1), None);
         assert_eq!(Lifecycle::new(100).running_count(), MAX_PARTITIONS);

@@ -45,6 +45,48 @@ pub fn check_image(header: &[u8; HEADER_SIZE], kernel: MemRange) -> Result<u64, 
     Ok(kernel.base)
 }
 
+/// Bytes a pristine copy of the `Image` must keep: its `image_size` (a header of 0, from very
+/// old kernels, means the whole room).
+pub fn image_len(header: &[u8; HEADER_SIZE], kernel: MemRange) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&header[16..24]);
+    match u64::from_le_bytes(b) {
+        0 => kernel.size,
+        size => size.min(kernel.size),
+    }
+}
+
+/// Where the pristine copies of a partition's `Image` (`image_len` bytes) and initrd
+/// (`initrd_len` bytes) go inside its `reset_copy` range: the Image first, the initrd on the
+/// next page. `None` if they do not fit.
+pub fn pristine_layout(
+    reset_copy: MemRange,
+    image_len: u64,
+    initrd_len: u64,
+) -> Option<(MemRange, MemRange)> {
+    const PAGE: u64 = 4096;
+    let initrd_base = reset_copy
+        .base
+        .checked_add(image_len.checked_next_multiple_of(PAGE)?)?;
+    let end = initrd_base.checked_add(initrd_len)?;
+    (end <= reset_copy.end()).then_some((
+        MemRange::new(reset_copy.base, image_len),
+        MemRange::new(initrd_base, initrd_len),
+    ))
+}
+
+/// The KASLR seed for the `resets`-th restart: a fresh one derived from the boot seed
+/// (splitmix64), as a real reboot would draw a new one; the boot seed itself for `resets` 0.
+pub fn restart_seed(seed: u64, resets: u32) -> u64 {
+    if resets == 0 {
+        return seed;
+    }
+    let mut z = seed.wrapping_add(u64::from(resets).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +104,35 @@ mod tests {
     #[test]
     fn a_fitting_image_enters_at_its_base() {
         assert_eq!(check_image(&header(0, 0x0300_0000), ROOM), Ok(0x4820_0000));
+    }
+
+    #[test]
+    fn the_copy_keeps_image_size_bytes() {
+        assert_eq!(image_len(&header(0, 0x0230_0000), ROOM), 0x0230_0000);
+        assert_eq!(image_len(&header(0, 0), ROOM), ROOM.size);
+        assert_eq!(image_len(&header(0, u64::MAX), ROOM), ROOM.size);
+    }
+
+    #[test]
+    fn pristine_copies_fit_or_are_refused() {
+        let room = MemRange::new(0xB800_0000, 0x0800_0000);
+        let (kernel, initrd) = pristine_layout(room, 0x0230_0123, 0x17_0000).unwrap();
+        assert_eq!(kernel, MemRange::new(0xB800_0000, 0x0230_0123));
+        assert_eq!(initrd, MemRange::new(0xBA30_1000, 0x17_0000));
+        assert!(pristine_layout(room, 0x0800_0000, 0).is_some());
+        assert!(pristine_layout(room, 0x0800_0000, 1).is_none());
+        assert!(pristine_layout(room, u64::MAX, 1).is_none());
+        assert!(pristine_layout(MemRange::new(u64::MAX - 4095, 4096), 4096, 1).is_none());
+    }
+
+    #[test]
+    fn restarts_draw_fresh_seeds() {
+        assert_eq!(restart_seed(0x1234, 0), 0x1234);
+        let first = restart_seed(0x1234, 1);
+        let second = restart_seed(0x1234, 2);
+        assert_ne!(first, 0x1234);
+        assert_ne!(first, second);
+        assert_eq!(first, restart_seed(0x1234, 1), "deterministic");
     }
 
     #[test]

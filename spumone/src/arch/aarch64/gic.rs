@@ -23,7 +23,11 @@ register_structs! {
         (0x0080 => igroupr: [ReadWrite<u32>; 32]),
         (0x0100 => isenabler: [ReadWrite<u32>; 32]),
         (0x0180 => icenabler: [ReadWrite<u32>; 32]),
-        (0x0200 => _r1),
+        (0x0200 => _r1a),
+        (0x0280 => icpendr: [ReadWrite<u32>; 32]),
+        (0x0300 => _r1b),
+        (0x0380 => icactiver: [ReadWrite<u32>; 32]),
+        (0x0400 => _r1),
         (0x0400 => ipriorityr: [ReadWrite<u32>; 256]),
         (0x0800 => _r2),
         (0x6100 => irouter: [ReadWrite<u64>; 988]),
@@ -258,6 +262,20 @@ pub fn disable(mpidr: u64, intid: u32) {
     } else if intid < SPECIAL_INTID_START {
         gicd().icenabler[(intid / 32) as usize].set(1 << (intid % 32));
     }
+}
+
+/// Disables SPI `intid` and clears its pending and active states: a device of a partition
+/// being restarted must not leave it active (a hardware list register that linked it is gone)
+/// or pending for the next kernel.
+pub fn quiesce_spi(intid: u32) {
+    if !(32..SPECIAL_INTID_START).contains(&intid) {
+        return;
+    }
+    let (word, bit) = ((intid / 32) as usize, 1 << (intid % 32));
+    let d = gicd();
+    d.icenabler[word].set(bit);
+    d.icpendr[word].set(bit);
+    d.icactiver[word].set(bit);
 }
 
 /// Priority drop only (`ICC_EOIR1_EL1`): the interrupt stays active until the guest's

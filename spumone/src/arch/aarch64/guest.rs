@@ -124,6 +124,7 @@ pub fn run_vcpu_on(core: usize) {
         return;
     }
     if let Some((entry, regs)) = super::linux::entry(partition) {
+        super::linux::keep_pristine(partition);
         enter_vcpu(core_id, partition, vcpu, entry, regs);
     }
     let [x0, x1, x2] = vcpu::boot_registers(partition, vcpu);
@@ -313,13 +314,7 @@ fn handle_smc(frame: &mut TrapFrame, esr: Esr, partition: &'static Partition, vc
             super::idle()
         }
         PsciOutcome::SystemOff => stop_current(partition, 0, "PSCI SYSTEM_OFF"),
-        PsciOutcome::SystemReset => {
-            warn!(
-                "partition {}: SYSTEM_RESET is not supported; stopping it",
-                partition.name
-            );
-            stop_current(partition, 0, "PSCI SYSTEM_RESET")
-        }
+        PsciOutcome::SystemReset => restart_current(partition),
     }
     if let Some(value) = outcome.return_value() {
         frame.x[0] = value;
@@ -454,6 +449,98 @@ pub fn handle_unexpected(frame: &mut TrapFrame, kind: VectorKind) {
         frame.elr
     );
     stop_current(partition, STOPPED_BY_HYPERVISOR, "unexpected exception")
+}
+
+/// Restarts the partition running on this core (PSCI `SYSTEM_RESET`): its other vCPUs are
+/// called off, its memory gets the pristine kernel and initrd back, and vCPU 0 boots again.
+/// Other partitions are not touched. Without pristine copies the partition is stopped.
+fn restart_current(partition: &'static Partition) -> ! {
+    let index = usize::from(partition.index);
+    if !super::linux::can_restart(partition) {
+        warn!(
+            "partition {}: SYSTEM_RESET without a reset_copy to restart from; stopping it",
+            partition.name
+        );
+        stop_current(partition, 0, "PSCI SYSTEM_RESET")
+    }
+    if !LIFECYCLE.lock().begin_reset(index) {
+        // Another vCPU's reset (or a stop) is under way; it calls this core off too.
+        super::idle()
+    }
+    info!("partition {}: SYSTEM_RESET: restarting it", partition.name);
+    STOPPED[index].store(true, Ordering::Release);
+    super::vgic::partition_stopped(index);
+    let here = cpu::core_index();
+    let state = percore::this_core();
+    super::vgic::leave_vcpu(state.running());
+    state.set_running(None);
+    for placed in partition.vcpus {
+        let core = usize::from(placed.core);
+        if core != here {
+            super::kick(core);
+        }
+    }
+    if !wait_until_left(partition) {
+        error!(
+            "partition {}: a vCPU did not leave for the restart",
+            partition.name
+        );
+        LIFECYCLE.lock().stop(index, STOPPED_BY_HYPERVISOR);
+        super::idle()
+    }
+    for placed in partition.vcpus {
+        // A CPU_ON the old kernel asked for must not start the new one.
+        let _ = percore::CORES[usize::from(placed.core)].take_start_request();
+    }
+    POWER.lock()[index] = [VcpuPower::Off; MAX_VCPUS];
+    super::vgic::reset_partition(index, partition);
+    let start = super::linux::restore(partition);
+    let Ok((entry, regs)) = start else {
+        let why = start.err().unwrap_or("?");
+        error!("partition {}: restart failed: {}", partition.name, why);
+        stop_current(partition, STOPPED_BY_HYPERVISOR, "restart failed")
+    };
+    if !LIFECYCLE.lock().finish_reset(index) {
+        super::idle()
+    }
+    STOPPED[index].store(false, Ordering::Release);
+    super::vgic::partition_stopped(index);
+    log::event(format_args!("partition-restarted name={}", partition.name));
+    let Some(first) = partition.vcpus.first() else {
+        super::idle()
+    };
+    let core = usize::from(first.core);
+    if core == here {
+        if let Some(power) = POWER.lock()[index].get_mut(0) {
+            *power = next_power(*power, PowerEvent::CpuOnAccepted);
+        }
+        enter_vcpu(first.core, partition, 0, entry, regs)
+    }
+    // vCPU 0 lives elsewhere: its core starts it as it would after CPU_ON (x0 = the DTB).
+    if let Some(power) = POWER.lock()[index].get_mut(0) {
+        *power = next_power(*power, PowerEvent::CpuOnAccepted);
+    }
+    percore::CORES[core].request_start(entry, regs[0]);
+    super::kick(core);
+    super::idle()
+}
+
+/// Waits (boundedly) until no core runs a vCPU of `partition`; `false` if one never left.
+fn wait_until_left(partition: &Partition) -> bool {
+    let index = usize::from(partition.index);
+    // A kicked core leaves within one interrupt entry; this bound only catches a wedged one.
+    for _ in 0..50_000_000u32 {
+        let busy = partition.vcpus.iter().any(|placed| {
+            percore::CORES[usize::from(placed.core)]
+                .running()
+                .is_some_and(|(p, _)| p == index)
+        });
+        if !busy {
+            return true;
+        }
+        core::hint::spin_loop();
+    }
+    false
 }
 
 /// Stops the partition running on this core and idles the core (or powers off if it was the

@@ -1,6 +1,9 @@
 //! Linux partitions: the boot-info blob, the generated DTB, the emulated console UART and
 //! the entry registers.
 
+use core::fmt::Write;
+use core::sync::atomic::{AtomicU32, Ordering};
+
 use board::rt::{LinuxBoot, MemRange, Partition};
 use spumone_abi::bootinfo::{self, BootInfo};
 
@@ -9,7 +12,9 @@ pub use super::config::LINUX;
 use super::gic;
 use super::guest::MMIO;
 use super::log;
-use crate::hvcore::linux::{check_image, ImageError, HEADER_SIZE};
+use crate::hvcore::linux::{
+    check_image, image_len, pristine_layout, restart_seed, ImageError, HEADER_SIZE,
+};
 use crate::hvcore::mmio::MmioAccess;
 use crate::hvcore::vfdt::{self, LinuxDt};
 use crate::hvcore::vuart::Vuart;
@@ -57,8 +62,23 @@ fn boot_info() -> Option<BootInfo<'static>> {
     BootInfo::parse(blob)
 }
 
-/// Prepares Linux partition `partition`: checks its `Image`, writes its DTB, registers its
-/// console; or says why it cannot boot.
+/// Where a partition's pristine `Image` and initrd copies are, for restarts.
+#[derive(Clone, Copy)]
+struct Pristine {
+    kernel: MemRange,
+    initrd: MemRange,
+}
+
+static PRISTINE: [spin::Mutex<Option<Pristine>>; MAX_PARTITIONS] =
+    [const { spin::Mutex::new(None) }; MAX_PARTITIONS];
+/// Restarts of each partition so far.
+static RESETS: [AtomicU32; MAX_PARTITIONS] = [const { AtomicU32::new(0) }; MAX_PARTITIONS];
+/// The config's extra bootargs plus `spumone.resets=N`, for a restart's DTB.
+static RESTART_BOOTARGS: spin::Mutex<heapless::String<{ bootinfo::MAX_BOOTARGS + 32 }>> =
+    spin::Mutex::new(heapless::String::new());
+
+/// Prepares Linux partition `partition`: checks its `Image`, writes its DTB, keeps pristine
+/// copies for restarts, registers its console; or says why it cannot boot.
 pub fn prepare(partition: &'static Partition) -> Result<(), &'static str> {
     let Some(boot) = LinuxBoot::find(LINUX, partition.index) else {
         return Ok(());
@@ -82,9 +102,43 @@ pub fn prepare(partition: &'static Partition) -> Result<(), &'static str> {
             bootinfo::ADDR
         );
     }
-    let initrd = info
+    write_dtb(partition, boot, 0, info.map_or("", |i| i.bootargs))?;
+    let index = usize::from(partition.index);
+    MMIO[index]
+        .lock()
+        .register(boot.console..boot.console + UART_SIZE, uart_access)
+        .map_err(|_| "cannot register its console")?;
+    super::vgic::add_virtual_spi(index, CONSOLE_INTID);
+    // Input goes to the first Linux partition, taken on the core of its vCPU 0.
+    if LINUX.first().map(|l| l.partition) == Some(partition.index) {
+        if let Some(core) = partition.vcpus.first() {
+            let mpidr = super::percore::CORES[usize::from(core.core)]
+                .mpidr
+                .load(Ordering::Relaxed);
+            INPUT.store(index, Ordering::Relaxed);
+            super::uart::enable_rx_interrupt();
+            gic::configure_spi(CONSOLE_INTID, true, gic::DEFAULT_PRIORITY, mpidr);
+        }
+    }
+    Ok(())
+}
+
+/// The initrd the host tools loaded, as the boot-info blob sizes it.
+fn initrd_range(boot: &LinuxBoot) -> Option<MemRange> {
+    boot_info()
         .filter(|i| i.initrd_size > 0 && i.initrd_size <= boot.initrd.size)
-        .map(|i| MemRange::new(boot.initrd.base, i.initrd_size));
+        .map(|i| MemRange::new(boot.initrd.base, i.initrd_size))
+}
+
+/// Writes the partition's DTB for its `resets`-th start, with `extra_bootargs`.
+fn write_dtb(
+    partition: &'static Partition,
+    boot: &'static LinuxBoot,
+    resets: u32,
+    extra_bootargs: &str,
+) -> Result<(), &'static str> {
+    let initrd = initrd_range(boot);
+    let seed = boot_info().map_or(0, |i| i.kaslr_seed);
     let dt = LinuxDt {
         partition,
         boot,
@@ -93,11 +147,11 @@ pub fn prepare(partition: &'static Partition) -> Result<(), &'static str> {
         timer_ppis: vfdt::TIMER_PPIS,
         console_spi: vfdt::CONSOLE_SPI,
         initrd,
-        kaslr_seed: info.map_or(0, |i| i.kaslr_seed),
-        extra_bootargs: info.map_or("", |i| i.bootargs),
+        kaslr_seed: restart_seed(seed, resets),
+        extra_bootargs,
     };
     // SAFETY: the DTB range lies in the partition's RAM (validated config), identity mapped
-    // at EL2, and no vCPU of the partition runs yet.
+    // at EL2, and no vCPU of the partition runs (before the first start, or during a reset).
     let buf = unsafe {
         core::slice::from_raw_parts_mut(boot.dtb.base as usize as *mut u8, boot.dtb.size as usize)
     };
@@ -112,24 +166,100 @@ pub fn prepare(partition: &'static Partition) -> Result<(), &'static str> {
         boot.initrd.base,
         initrd.map_or(0, |r| r.size)
     );
-    let index = usize::from(partition.index);
-    MMIO[index]
-        .lock()
-        .register(boot.console..boot.console + UART_SIZE, uart_access)
-        .map_err(|_| "cannot register its console")?;
-    super::vgic::add_virtual_spi(index, CONSOLE_INTID);
-    // Input goes to the first Linux partition, taken on the core of its vCPU 0.
-    if LINUX.first().map(|l| l.partition) == Some(partition.index) {
-        if let Some(core) = partition.vcpus.first() {
-            let mpidr = super::percore::CORES[usize::from(core.core)]
-                .mpidr
-                .load(core::sync::atomic::Ordering::Relaxed);
-            INPUT.store(index, core::sync::atomic::Ordering::Relaxed);
-            super::uart::enable_rx_interrupt();
-            gic::configure_spi(CONSOLE_INTID, true, gic::DEFAULT_PRIORITY, mpidr);
-        }
-    }
     Ok(())
+}
+
+/// Copies the freshly loaded `Image` and initrd of Linux partition `partition` into its
+/// `reset_copy` range, so a `SYSTEM_RESET` can restart it; without room, a reset will stop it
+/// instead. Called on the core of its vCPU 0 just before the first entry, so the copy delays
+/// only Linux, never another partition's start.
+pub fn keep_pristine(partition: &Partition) {
+    let Some(boot) = LinuxBoot::find(LINUX, partition.index) else {
+        return;
+    };
+    let Some(room) = boot.reset_copy else {
+        return;
+    };
+    // SAFETY: as in `prepare`: the header of the Image the loader placed, read only.
+    let header = unsafe { &*(boot.kernel.base as usize as *const [u8; HEADER_SIZE]) };
+    let image_len = image_len(header, boot.kernel);
+    let initrd = initrd_range(boot);
+    let initrd_len = initrd.map_or(0, |r| r.size);
+    let Some((kernel_copy, initrd_copy)) = pristine_layout(room, image_len, initrd_len) else {
+        warn!(
+            "partition {}: Image ({} bytes) and initrd ({} bytes) do not fit reset_copy {:#x}+{:#x}: SYSTEM_RESET will stop it",
+            partition.name, image_len, initrd_len, room.base, room.size
+        );
+        return;
+    };
+    copy(
+        kernel_copy.base,
+        MemRange::new(boot.kernel.base, kernel_copy.size),
+    );
+    copy(
+        initrd_copy.base,
+        MemRange::new(boot.initrd.base, initrd_copy.size),
+    );
+    *PRISTINE[usize::from(partition.index)].lock() = Some(Pristine {
+        kernel: kernel_copy,
+        initrd: initrd_copy,
+    });
+    info!(
+        "partition {}: pristine Image and initrd kept at {:#x} for restarts",
+        partition.name, room.base
+    );
+}
+
+/// Copies `from.size` bytes at `from.base` to `to`, both in RAM spumone owns or a partition
+/// that is not running.
+fn copy(to: u64, from: MemRange) {
+    if from.size == 0 {
+        return;
+    }
+    // SAFETY: both ranges are validated RAM (a partition's, with none of its vCPUs running,
+    // and spumone's `reset_copy`, which no partition maps), identity mapped at EL2, and they do
+    // not overlap (the config keeps `reset_copy` apart from every partition).
+    unsafe {
+        core::ptr::copy_nonoverlapping(
+            from.base as usize as *const u8,
+            to as usize as *mut u8,
+            from.size as usize,
+        )
+    };
+}
+
+/// Whether Linux partition `partition` can be restarted (its pristine copies exist).
+pub fn can_restart(partition: &Partition) -> bool {
+    PRISTINE
+        .get(usize::from(partition.index))
+        .is_some_and(|p| p.lock().is_some())
+}
+
+/// Puts the pristine `Image` and initrd back, resets the console and writes a new DTB (a fresh
+/// KASLR seed, `spumone.resets=N` on the command line); returns vCPU 0's entry and registers.
+/// The partition's vGIC must have been reset first, and none of its vCPUs may run.
+pub fn restore(partition: &'static Partition) -> Result<(u64, [u64; 3]), &'static str> {
+    let boot = LinuxBoot::find(LINUX, partition.index).ok_or("not a Linux partition")?;
+    let index = usize::from(partition.index);
+    let pristine = (*PRISTINE[index].lock()).ok_or("no pristine copy to restart from")?;
+    copy(boot.kernel.base, pristine.kernel);
+    copy(boot.initrd.base, pristine.initrd);
+    // The guest starts with its MMU off: its first reads bypass the caches.
+    super::cpu::clean_dcache_range(boot.kernel.base, pristine.kernel.size);
+    super::cpu::clean_dcache_range(boot.initrd.base, pristine.initrd.size);
+    {
+        let mut console = CONSOLES[index].lock();
+        console.uart = Vuart::new();
+        console.line.clear();
+    }
+    super::vgic::add_virtual_spi(index, CONSOLE_INTID);
+    let resets = RESETS[index].fetch_add(1, Ordering::Relaxed) + 1;
+    let mut bootargs = RESTART_BOOTARGS.lock();
+    bootargs.clear();
+    let extra = boot_info().map_or("", |i| i.bootargs);
+    let _ = write!(bootargs, "{extra} spumone.resets={resets}");
+    write_dtb(partition, boot, resets, bootargs.trim_start())?;
+    entry(partition).ok_or("not a Linux partition")
 }
 
 /// INTID of the console UART, physical and virtual.
@@ -140,7 +270,7 @@ static INPUT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize:
 
 /// The physical UART's interrupt: its input goes to the input partition's emulated UART.
 pub fn console_input() {
-    let partition = INPUT.load(core::sync::atomic::Ordering::Relaxed);
+    let partition = INPUT.load(Ordering::Relaxed);
     let Some(console) = CONSOLES.get(partition) else {
         super::uart::drain_rx(|_| {});
         return;

@@ -37,8 +37,10 @@ pub fn this_core() -> &'static CoreState {
 impl CoreState {
     pub fn set_running(&self, vcpu: Option<(usize, usize)>) {
         let (p, v) = vcpu.unwrap_or((NONE, NONE));
-        self.running_partition.store(p, Ordering::Relaxed);
         self.running_vcpu.store(v, Ordering::Relaxed);
+        // Release: a core waiting for this one to leave a partition (a reset) sees everything
+        // the departed vCPU did first.
+        self.running_partition.store(p, Ordering::Release);
     }
 
     /// Asks this core to start its vCPU at `entry` with `context` in `x0`.
@@ -57,7 +59,7 @@ impl CoreState {
 
     /// `(partition index, vCPU number)` running here, if any.
     pub fn running(&self) -> Option<(usize, usize)> {
-        let p = self.running_partition.load(Ordering::Relaxed);
+        let p = self.running_partition.load(Ordering::Acquire);
         let v = self.running_vcpu.load(Ordering::Relaxed);
         (p != NONE).then_some((p, v))
     }

@@ -174,7 +174,39 @@ fn refresh_fast(partition: usize, v: &Vgic) {
     }
 }
 
-/// Closes the fast path of a partition just marked stopped.
+/// Returns partition `index`'s vGIC to its boot state for a restart (none of its vCPUs
+/// runs): configured afresh, nothing posted, its SPIs quiet until the new kernel enables
+/// them. Virtual-only SPIs must be added again by their device models.
+pub fn reset_partition(index: usize, partition: &Partition) {
+    let Some(v) = VGICS.get(index) else {
+        return;
+    };
+    let mut v = v.lock();
+    let owned = || {
+        partition
+            .devices
+            .iter()
+            .flat_map(|d| d.irqs.iter().copied())
+    };
+    for intid in owned() {
+        gic::quiesce_spi(intid);
+    }
+    v.configure(
+        partition.vcpus.len(),
+        SPI_LINES.load(Ordering::Relaxed),
+        owned(),
+    );
+    for posted in &POSTED[index] {
+        posted.take();
+    }
+    for spi in &POSTED_SPI[index] {
+        spi.store(0, Ordering::Relaxed);
+    }
+    refresh_fast(index, &v);
+}
+
+/// Closes the fast path of a partition just marked stopped (or opens it again once a
+/// restarted one runs).
 pub fn partition_stopped(partition: usize) {
     if let Some(v) = VGICS.get(partition) {
         refresh_fast(partition, &v.lock());
