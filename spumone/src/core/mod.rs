@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub mod linux;
 pub mod mmio;
 pub mod platform;
+pub mod sched;
 pub mod smp;
 pub mod stage2;
 pub mod vcpu;
