@@ -8,6 +8,7 @@ pub mod hypercall;
 pub mod inject;
 pub mod lifecycle;
 pub mod linux;
+pub mod migrate;
 pub mod mmio;
 pub mod platform;
 pub mod sched;

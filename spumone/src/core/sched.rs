@@ -417,6 +417,30 @@ impl RunQueue {
     }
 }
 
+/// xorshift64: deterministic pseudo-random sequences for the host tests, without a dependency.
+#[cfg(test)]
+pub(crate) struct XorShift(u64);
+
+#[cfg(test)]
+impl XorShift {
+    pub(crate) fn new(seed: u64) -> Self {
+        // Spread small seeds over the bits; the state must never be 0.
+        Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A value in `0..n`.
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -625,20 +649,6 @@ mod tests {
         assert_eq!(d.timer, None);
     }
 
-    /// xorshift64: deterministic pseudo-random sequences without a dependency.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
-
     /// Random events on a queue of mixed classes; after every decision the invariants hold.
     #[test]
     fn random_sequences_keep_invariants() {
@@ -650,7 +660,7 @@ mod tests {
             (L2, Class::Linux),
         ];
         for seed in 1..40u64 {
-            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut rng = XorShift::new(seed);
             let mut q = RunQueue::new(SLICE);
             // What the loaded vCPU's timer holds (the hardware register, in the model).
             let mut hw_deadline: [Option<Ticks>; 5] = [None; 5];
