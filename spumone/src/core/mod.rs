@@ -11,6 +11,7 @@ pub mod linux;
 pub mod migrate;
 pub mod mmio;
 pub mod platform;
+pub mod policy;
 pub mod sched;
 pub mod smp;
 pub mod stage2;
