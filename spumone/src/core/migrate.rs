@@ -465,6 +465,8 @@ mod tests {
         raised: u64,
         taken: u64,
         migrations: u64,
+        /// Kick SGIs sent and not yet taken, per core.
+        kicks: [bool; CORES],
     }
 
     fn id(v: usize) -> VcpuId {
@@ -501,6 +503,7 @@ mod tests {
                 raised: 0,
                 taken: 0,
                 migrations: 0,
+                kicks: [false; CORES],
             };
             for v in 0..VCPUS {
                 m.queues[v]
@@ -519,8 +522,22 @@ mod tests {
             }
             self.raised += 1;
             self.truth[v] |= 1 << intid;
-            self.posted[v].post(1 << intid);
-            // The kick reaches `deliver_to`; modelled by that core servicing later.
+            if self.posted[v].post(1 << intid) {
+                self.kicks[usize::from(self.migration[v].deliver_to())] = true;
+            }
+        }
+
+        fn request(&mut self, v: usize, to: u8) {
+            if let Ok(Requested::Started { kick }) = self.migration[v].request(to) {
+                self.kicks[usize::from(kick)] = true;
+            }
+        }
+
+        /// Core `c` takes its kick SGI, if one was sent.
+        fn kicked(&mut self, c: usize, now: Ticks) {
+            if core::mem::take(&mut self.kicks[c]) {
+                self.service(c, now);
+            }
         }
 
         /// Core `c` handles its kick: sends leaving vCPUs, takes arriving ones, moves posted
@@ -531,8 +548,14 @@ mod tests {
                     continue;
                 }
                 let removed = self.queues[c].remove(id(v)).expect("leaving vCPU is here");
-                let vgic = self.resident[c][v].take().expect("vGIC state is here");
+                let mut vgic = self.resident[c][v].take().expect("vGIC state is here");
+                let raw: heapless::Vec<u64, MAX_LRS> =
+                    vgic.lrs.iter().map(|l| l.encode()).collect();
+                let departure = departing_lrs(&raw);
+                assert!(departure.deactivate.is_empty(), "no hardware PPIs here");
+                vgic.lrs = departure.lrs;
                 let to = self.migration[v].depart(c as u8).unwrap();
+                self.kicks[usize::from(to)] = true;
                 let state = MigrationState {
                     id: id(v),
                     class: removed.class,
@@ -581,6 +604,10 @@ mod tests {
             let Some(loaded) = self.queues[c].loaded() else {
                 return;
             };
+            if self.queues[c].state(loaded) != Some(RunState::Ready) {
+                // Loaded but waiting (the core idles): the guest does not run.
+                return;
+            }
             let v = usize::from(loaded.vcpu);
             let g = self.resident[c][v].as_mut().expect("loaded vCPU's vGIC");
             if let Some(n) = g.lrs.iter().position(|l| l.state == LrState::Pending) {
@@ -633,10 +660,8 @@ mod tests {
                 now += 1 + rng.below(20);
                 let v = rng.below(VCPUS as u64) as usize;
                 let c = rng.below(CORES as u64) as usize;
-                match rng.below(6) {
-                    0 | 1 => {
-                        let _ = m.migration[v].request(c as u8);
-                    }
+                match rng.below(8) {
+                    0 | 1 => m.request(v, c as u8),
                     2 => m.raise(v, rng.below(INTIDS) as u32),
                     3 => m.guest_takes(c),
                     4 => {
@@ -644,17 +669,26 @@ mod tests {
                         if m.migration[v].runnable_on().is_none() {
                             m.raise(v, rng.below(INTIDS) as u32);
                         }
-                        m.service(c, now);
+                        m.kicked(c, now);
                     }
-                    _ => m.service(c, now),
+                    // Now and then a core looks without a kick (its EL2 timer).
+                    5 if rng.below(8) == 0 => m.service(c, now),
+                    _ => m.kicked(c, now),
                 }
                 m.check();
             }
-            // Drain: every core services until nothing is in flight, then guests take all.
-            for _ in 0..3 {
+            // Drain: cores take their kicks until none is left; nothing may be left behind.
+            while m.kicks.contains(&true) {
                 for c in 0..CORES {
-                    m.service(c, now);
+                    m.kicked(c, now);
                 }
+            }
+            for v in 0..VCPUS {
+                assert_eq!(
+                    m.posted[v].take(),
+                    0,
+                    "posted to vCPU {v} but nobody kicked"
+                );
             }
             for v in 0..VCPUS {
                 assert!(matches!(m.migration[v].location(), Location::Running(_)));

@@ -26,8 +26,10 @@
 //!    deadline (`CNTV_CVAL_EL0` if `CNTV_CTL_EL0` is enabled and unmasked, else `None`), at
 //!    least after each event above and when the EL2 (hyp) timer fires.
 //! 3. Apply `Decision::run`: `Continue` returns to the same guest; `Switch { from, to }` saves
-//!    `from`'s context (if any) and loads `to`'s; `Idle { from }` saves `from` and waits in
-//!    EL2 `wfi`. Then program the EL2 timer per `Decision::timer` (`None`: turn it off).
+//!    `from`'s context (if any) and loads `to`'s; `Idle` waits in EL2 `wfi` with the loaded
+//!    context left in place (if the same vCPU wakes first, the next decision is `Continue`
+//!    and nothing was saved or restored). Then program the EL2 timer per `Decision::timer`
+//!    (`None`: turn it off).
 //!
 //! # Invariants (tested below)
 //!
@@ -93,8 +95,9 @@ pub enum Run {
     Continue,
     /// Save `from` (if a vCPU is loaded), load `to`.
     Switch { from: Option<VcpuId>, to: VcpuId },
-    /// Nothing is ready: save `from` (if any) and wait in EL2 for an interrupt.
-    Idle { from: Option<VcpuId> },
+    /// Nothing is ready: wait in EL2 for an interrupt, leaving the loaded context (if any)
+    /// on the CPU; a later `Switch` names it as `from`.
+    Idle,
 }
 
 /// One scheduling decision.
@@ -364,9 +367,8 @@ impl RunQueue {
             (Some(best), None) => first_other(self, best, None),
         };
         let Some((choice, to)) = choice.and_then(|c| Some((c, self.entries[c]?.id))) else {
-            self.loaded = None;
             return Decision {
-                run: Run::Idle { from: loaded_id },
+                run: Run::Idle,
                 timer: self.timer(None),
             };
         };
@@ -526,17 +528,19 @@ mod tests {
         q.schedule(1, None);
         assert_eq!(q.loaded(), Some(L0));
         q.wfi(false);
-        assert!(matches!(
-            q.schedule(2, None).run,
-            Run::Idle { from: Some(L0) }
-        ));
-        assert_eq!(q.loaded(), None);
-        // Idle core: any wake preempts the idle loop.
+        assert_eq!(q.schedule(2, None).run, Run::Idle);
+        // Idle core: any wake preempts the idle loop; L0 is still loaded, so it just goes on.
+        assert_eq!(q.loaded(), Some(L0));
         assert_eq!(q.wake(L0), Wake::Preempt);
-        q.schedule(3, None);
+        assert_eq!(q.schedule(3, None).run, Run::Continue);
         assert_eq!(q.wake(RTOS), Wake::Preempt);
-        q.schedule(4, None);
-        assert_eq!(q.loaded(), Some(RTOS));
+        assert_eq!(
+            q.schedule(4, None).run,
+            Run::Switch {
+                from: Some(L0),
+                to: RTOS
+            }
+        );
         q.add(L1, Class::Linux, RunState::Waiting, None).unwrap();
         assert_eq!(q.wake(L1), Wake::Woken);
     }
@@ -645,7 +649,7 @@ mod tests {
     fn empty_core_idles() {
         let mut q = RunQueue::new(SLICE);
         let d = q.schedule(0, None);
-        assert_eq!(d.run, Run::Idle { from: None });
+        assert_eq!(d.run, Run::Idle);
         assert_eq!(d.timer, None);
     }
 
@@ -703,16 +707,12 @@ mod tests {
                 .filter(|e| e.state == RunState::Ready)
                 .map(|e| e.class)
                 .min();
-            match (q.loaded, d.run) {
-                (Some(i), _) => {
-                    let e = q.entries[i].unwrap();
-                    assert_eq!(e.state, RunState::Ready, "only ready vCPUs run");
-                    assert_eq!(Some(e.class), best, "the highest ready class runs");
-                }
-                (None, run) => {
-                    assert_eq!(best, None, "idle only with nothing ready");
-                    assert!(matches!(run, Run::Idle { .. }));
-                }
+            if d.run == Run::Idle {
+                assert_eq!(best, None, "idle only with nothing ready");
+            } else {
+                let e = q.entries[q.loaded.unwrap()].unwrap();
+                assert_eq!(e.state, RunState::Ready, "only ready vCPUs run");
+                assert_eq!(Some(e.class), best, "the highest ready class runs");
             }
             for e in entries.iter().filter(|e| e.state == RunState::Waiting) {
                 if let Some(dl) = e.deadline {
