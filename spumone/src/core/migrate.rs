@@ -31,12 +31,13 @@
 //! - No interrupt is lost or duplicated: interrupts posted for the vCPU (its per-vCPU
 //!   [`Posted`](super::smp::Posted) mailbox, which does not depend on the core) are taken by
 //!   whichever core [`Migration::deliver_to`] names, and its pending/active list travels in
-//!   [`VgicState`]; a late physical interrupt that reaches the old core is posted, not dropped.
+//!   [`VgicState`]. A physical interrupt that still reaches the old core after the vCPU left
+//!   is handed on to the core `deliver_to` names, never dropped.
 //!
 //! # How the arch layer drives it
 //!
-//! 1. Any core (the policy, a DSM action): `request(to)`; on `Started { kick }` post nothing
-//!    more and send the kick SGI to core `kick`.
+//! 1. Any core (the policy, a DSM action) calls `request(to)` under the vCPU's lock; the new
+//!    state is the posted request. On `Started { kick }` it sends the kick SGI to core `kick`.
 //! 2. The source core, at its kick: for each vCPU leaving it, take it off its run queue
 //!    (saving its context first if loaded), fill a [`MigrationState`] (list registers through
 //!    [`departing_lrs`], deactivating the listed physical PPIs on this core), apply

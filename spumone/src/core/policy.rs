@@ -164,7 +164,7 @@ pub struct Move {
     pub to: u8,
 }
 
-/// A policy's requests: at most one per vCPU.
+/// A policy's requests: at most one per vCPU (a partition has at most `MAX_CORES` vCPUs).
 pub type Moves = heapless::Vec<Move, MAX_CORES>;
 
 /// The migration requests `policy` makes for the state `obs`.
@@ -178,7 +178,7 @@ pub fn decide(policy: &Policy, obs: &Observed) -> Moves {
 
 impl Observed<'_> {
     fn allowed_cores(&self) -> impl Iterator<Item = u8> + '_ {
-        (0..MAX_CORES as u8).filter(|&c| self.allowed & (1 << c) != 0)
+        (0..MAX_CORES as u8).filter(|&c| self.allowed & bit(c) != 0)
     }
 
     fn busy(&self, core: u8) -> Permille {
@@ -199,6 +199,11 @@ impl Observed<'_> {
     fn has_rtos(&self, core: u8) -> bool {
         self.rtos.iter().any(|r| r.core == core)
     }
+}
+
+/// The mask bit of `core` (none for a core number beyond the mask).
+fn bit(core: u8) -> u32 {
+    1u32.checked_shl(u32::from(core)).unwrap_or(0)
 }
 
 /// Linux vCPUs per core once the moves so far are done.
@@ -243,7 +248,7 @@ fn spumone(p: &SpumoneParams, obs: &Observed) -> Moves {
     }
     // Return home once its RTOS has been idle long enough.
     for v in obs.vcpus.iter().filter(|v| v.movable && v.core != v.home) {
-        let home_ok = obs.allowed & (1 << v.home) != 0 && !obs.rtos_active(v.home, p.return_after);
+        let home_ok = obs.allowed & bit(v.home) != 0 && !obs.rtos_active(v.home, p.return_after);
         if home_ok {
             push(&mut moves, v.id, v.home);
         }
@@ -269,25 +274,25 @@ fn load(p: &LoadParams, obs: &Observed) -> Moves {
 
     // The cores to use, as a bit mask.
     let mut target: u32 = (0..MAX_CORES as u8)
-        .filter(|&c| used(c) && obs.allowed & (1 << c) != 0)
-        .fold(0, |m, c| m | 1 << c);
+        .filter(|&c| used(c) && obs.allowed & bit(c) != 0)
+        .fold(0, |m, c| m | bit(c));
     // Preference: a core without an RTOS, then the idler one, then the lower index.
     let rank = |c: u8| (obs.has_rtos(c), obs.busy(c), c);
     if spread {
         if let Some(c) = obs
             .allowed_cores()
-            .filter(|&c| target & (1 << c) == 0)
+            .filter(|&c| target & bit(c) == 0)
             .min_by_key(|&c| rank(c))
         {
-            target |= 1 << c;
+            target |= bit(c);
         }
     } else if consolidate {
         if let Some(c) = (0..MAX_CORES as u8)
-            .filter(|&c| target & (1 << c) != 0)
+            .filter(|&c| target & bit(c) != 0)
             // Give up an RTOS core first, then the one with the fewest vCPUs to move.
             .max_by_key(|&c| (obs.has_rtos(c), core::cmp::Reverse(n[usize::from(c)]), c))
         {
-            target &= !(1 << c);
+            target &= !bit(c);
         }
     } else {
         return moves;
@@ -298,7 +303,7 @@ fn load(p: &LoadParams, obs: &Observed) -> Moves {
 
     // Spread the vCPUs evenly over the target cores; the preferred cores take the extra ones.
     let mut order: heapless::Vec<u8, MAX_CORES> = (0..MAX_CORES as u8)
-        .filter(|&c| target & (1 << c) != 0)
+        .filter(|&c| target & bit(c) != 0)
         .collect();
     order.sort_unstable_by_key(|&c| rank(c));
     let mut quota = [0usize; MAX_CORES];
@@ -310,7 +315,8 @@ fn load(p: &LoadParams, obs: &Observed) -> Moves {
     for v in obs.vcpus.iter().filter(|v| v.movable) {
         let n = counts(obs, &moves);
         let here = usize::from(v.core);
-        let must_leave = target & (1 << v.core) == 0 || n[here] > quota[here];
+        let over = n.get(here).zip(quota.get(here)).is_some_and(|(n, q)| n > q);
+        let must_leave = target & bit(v.core) == 0 || over;
         if !must_leave {
             continue;
         }
@@ -504,6 +510,23 @@ mod tests {
                         "{v:?} left on a runnable RTOS core ({rtos:?}, allowed {allowed:#b})"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_range_cores_are_never_targets() {
+        // A corrupt view (cores beyond the masks) must not panic or name such a core.
+        let mut vcpus = linux(&[0, 40, 200]);
+        vcpus[0].home = 250;
+        let rtos = [RtosCore {
+            core: 0,
+            state: RtosState::Runnable,
+        }];
+        for policy in [SPUMONE, LOAD] {
+            for busy in [[0; 4], [1000; 4]] {
+                let moves = decide(&policy, &obs(0, &vcpus, &rtos, &busy));
+                assert!(moves.iter().all(|m| m.to < 4), "{moves:?}");
             }
         }
     }
