@@ -40,12 +40,16 @@
 //!    state is the posted request. On `Started { kick }` it sends the kick SGI to core `kick`.
 //! 2. The source core, at its kick: for each vCPU leaving it, take it off its run queue
 //!    (saving its context first if loaded), fill a [`MigrationState`] (list registers through
-//!    [`departing_lrs`], deactivating the listed physical PPIs on this core), apply
-//!    [`reroutes`] to the distributor, call `depart(core)`, post the state to the target's
+//!    [`departing_lrs`], deactivating the listed physical PPIs on this core; its SPIs'
+//!    new routes through [`reroutes`]), call `depart(core)`, post the state to the target's
 //!    mailbox and kick the target.
-//! 3. The target, at its kick: take the state, `arrive(core)`, add the vCPU to its run queue
-//!    with its class, run state and timer deadline, keep the vGIC state for the next load, and
-//!    take the vCPU's posted interrupts.
+//! 3. The target, at its kick: take the state, `arrive(core)`, apply its routes to the
+//!    distributor, add the vCPU to its run queue with its class, run state and timer
+//!    deadline, keep the vGIC state for the next load, and take the vCPU's posted interrupts.
+//!
+//! Routes change only on arrival, so until then the vCPU's SPIs still reach the source,
+//! which hands them on to `deliver_to` (the target) like any interrupt for a vCPU that is not
+//! here; after it they reach the target directly.
 //!
 //! The virtual counter offset (`CNTVOFF_EL2`) is 0 on every core, so a timer deadline means
 //! the same on the target as on the source.
@@ -286,6 +290,8 @@ pub struct MigrationState {
     pub context: VcpuContext,
     pub vtimer: VtimerState,
     pub vgic: VgicState,
+    /// Where its SPIs must be routed now (applied by the target on arrival).
+    pub routes: Routes,
 }
 
 /// What the source core keeps from its list registers when a vCPU leaves.
@@ -564,6 +570,7 @@ mod tests {
                     context: VcpuContext::default(),
                     vtimer: VtimerState::default(),
                     vgic,
+                    routes: reroutes([40 + v as u32].into_iter(), to),
                 };
                 self.inbox[usize::from(to)].push(state).unwrap();
                 self.migrations += 1;
@@ -571,6 +578,7 @@ mod tests {
             while let Some(s) = self.inbox[c].pop() {
                 let v = usize::from(s.id.vcpu);
                 self.migration[v].arrive(c as u8).unwrap();
+                assert!(s.routes.iter().all(|r| usize::from(r.core) == c));
                 self.queues[c]
                     .add(s.id, s.class, s.run_state, s.vtimer.deadline())
                     .unwrap();
