@@ -40,9 +40,10 @@
 //!    state is the posted request. On `Started { kick }` it sends the kick SGI to core `kick`.
 //! 2. The source core, at its kick: for each vCPU leaving it, take it off its run queue
 //!    (saving its context first if loaded), fill a [`MigrationState`] (list registers through
-//!    [`departing_lrs`], deactivating the listed physical PPIs on this core; its SPIs'
-//!    new routes through [`reroutes`]), call `depart(core)`, post the state to the target's
-//!    mailbox and kick the target.
+//!    [`departing_lrs`], deactivating the listed physical PPIs on this core after its virtual
+//!    timer is off, so they do not fire again here; its SPIs' new routes through
+//!    [`reroutes`]), call `depart(core)`, post the state to the target's mailbox and kick the
+//!    target.
 //! 3. The target, at its kick: take the state, `arrive(core)`, apply its routes to the
 //!    distributor, add the vCPU to its run queue with its class, run state and timer
 //!    deadline, keep the vGIC state for the next load, and take the vCPU's posted interrupts.

@@ -597,6 +597,28 @@ mod tests {
     }
 
     #[test]
+    fn arriving_waiting_vcpu_keeps_its_deadline() {
+        let mut from = queue(&[(L0, Class::Linux), (L1, Class::Linux)]);
+        from.schedule(0, None);
+        from.wfi(false);
+        from.schedule(10, Some(300));
+        let r = from.remove(L0).unwrap();
+        assert_eq!((r.state, r.deadline), (RunState::Waiting, Some(300)));
+        let mut to = queue(&[(L2, Class::Linux)]);
+        to.add(L0, r.class, r.state, r.deadline).unwrap();
+        assert_eq!(to.schedule(20, None).timer, Some(300));
+        to.schedule(300, None);
+        assert_eq!(to.state(L0), Some(RunState::Ready));
+        // Its deadline passed while it was in flight: ready at once.
+        let mut late = RunQueue::new(SLICE);
+        late.add(L0, r.class, r.state, r.deadline).unwrap();
+        assert_eq!(
+            late.schedule(400, None).run,
+            Run::Switch { from: None, to: L0 }
+        );
+    }
+
+    #[test]
     fn lone_vcpu_needs_no_trap_and_no_timer() {
         let mut q = queue(&[(L0, Class::Linux)]);
         assert!(q.alone());
