@@ -1,0 +1,747 @@
+//! The per-core vCPU scheduler: which of the vCPUs placed on one physical core runs next.
+//!
+//! # What
+//!
+//! Each physical core owns one [`RunQueue`] holding the vCPUs placed on it, possibly of
+//! different partitions. Every vCPU has a fixed [`Class`]: RTOS before DSM work before Linux.
+//! The highest class with a ready vCPU runs; vCPUs of the same class share the core round
+//! robin, one time slice each. A vCPU is `Ready` or `Waiting` (it trapped WFI with nothing
+//! pending); an interrupt for it, or its virtual timer's deadline, makes it ready again.
+//!
+//! # Why this shape
+//!
+//! The decisions are plain data so they are tested on the host (DESIGN.md: mechanism thin,
+//! policy pure). The queue never touches a register: the arch layer reports events and applies
+//! the returned [`Decision`]. It is fixed-size ([`RUNQ_CAPACITY`]) and allocation-free.
+//!
+//! # How the arch layer drives it
+//!
+//! On the core that owns the queue, with the queue's lock held:
+//!
+//! 1. Report what happened: [`RunQueue::wfi`] for a trapped WFI of the running vCPU,
+//!    [`RunQueue::wake`] when an interrupt was posted for one of its vCPUs (from any core;
+//!    a `Wake::Preempt` answer from another core means "send the kick SGI"),
+//!    [`RunQueue::add`] / [`RunQueue::remove`] when a vCPU arrives or leaves (migration, PSCI).
+//! 2. Call [`RunQueue::schedule`] with the counter value and the running vCPU's virtual timer
+//!    deadline (`CNTV_CVAL_EL0` if `CNTV_CTL_EL0` is enabled and unmasked, else `None`), at
+//!    least after each event above and when the EL2 (hyp) timer fires.
+//! 3. Apply `Decision::run`: `Continue` returns to the same guest; `Switch { from, to }` saves
+//!    `from`'s context (if any) and loads `to`'s; `Idle` waits in EL2 `wfi` with the loaded
+//!    context left in place (if the same vCPU wakes first, the next decision is `Continue`
+//!    and nothing was saved or restored). Then program the EL2 timer per `Decision::timer`
+//!    (`None`: turn it off).
+//!
+//! # Invariants (tested below)
+//!
+//! - Only a ready vCPU is chosen; a ready vCPU of a higher class always wins over a lower one.
+//! - A waiting vCPU whose deadline has passed is ready after the next `schedule`, and while it
+//!   waits `Decision::timer` is never later than its deadline: no timer wake-up is lost.
+//! - Among ready vCPUs of one class, each runs at least once every `n` slices (`n` of them).
+//! - [`RunQueue::alone`]: a core with exactly one vCPU needs neither WFI trapping nor the
+//!   EL2 timer (`Decision::timer` is then `None`).
+//!
+//! DSM work is scheduled like a vCPU of class [`Class::Dsm`]; the arch layer names it with a
+//! partition index of its choosing (for example one past the last guest partition).
+
+use super::MAX_CORES;
+
+/// Generic-timer counter value (`CNTPCT_EL0` ticks).
+pub type Ticks = u64;
+
+/// Most vCPUs one core may hold: every vCPU of a partition spanning all cores, plus an RTOS
+/// vCPU and a DSM worker.
+pub const RUNQ_CAPACITY: usize = MAX_CORES + 2;
+
+/// A vCPU, by partition index and vCPU index within the partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct VcpuId {
+    pub partition: u8,
+    pub vcpu: u8,
+}
+
+impl VcpuId {
+    pub const fn new(partition: u8, vcpu: u8) -> Self {
+        Self { partition, vcpu }
+    }
+}
+
+/// Fixed priority class; earlier variants win.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Class {
+    Rtos,
+    Dsm,
+    Linux,
+}
+
+impl Class {
+    /// Whether `self` preempts `other`.
+    pub fn outranks(self, other: Class) -> bool {
+        self < other
+    }
+}
+
+/// Whether a vCPU may run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunState {
+    Ready,
+    /// Trapped WFI with nothing pending; woken by an interrupt or its timer deadline.
+    Waiting,
+}
+
+/// What the core does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Run {
+    /// Return to the vCPU that trapped.
+    Continue,
+    /// Save `from` (if a vCPU is loaded), load `to`.
+    Switch { from: Option<VcpuId>, to: VcpuId },
+    /// Nothing is ready: wait in EL2 for an interrupt, leaving the loaded context (if any)
+    /// on the CPU; a later `Switch` names it as `from`.
+    Idle,
+}
+
+/// One scheduling decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub run: Run,
+    /// Program the EL2 timer to fire at this counter value; `None`: no need for it.
+    pub timer: Option<Ticks>,
+}
+
+/// Answer to [`RunQueue::wake`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wake {
+    /// The vCPU is not on this core.
+    NotHere,
+    /// It was already ready (or running): nothing changes.
+    AlreadyReady,
+    /// Now ready, but what runs keeps running until its slice ends.
+    Woken,
+    /// Now ready and it outranks what runs (or the core idles): reschedule at once.
+    Preempt,
+}
+
+/// Why [`RunQueue::add`] refused a vCPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddError {
+    Full,
+    AlreadyHere,
+}
+
+/// What [`RunQueue::remove`] hands back: the scheduling state that moves with the vCPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Removed {
+    pub class: Class,
+    pub state: RunState,
+    pub deadline: Option<Ticks>,
+    /// It was the vCPU loaded on the core: the caller must have saved its context.
+    pub was_loaded: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry {
+    id: VcpuId,
+    class: Class,
+    state: RunState,
+    /// Virtual-timer deadline, tracked while the vCPU is not loaded.
+    deadline: Option<Ticks>,
+    /// Round-robin order: lower went to the back of the queue earlier.
+    seq: u64,
+}
+
+/// The vCPUs on one physical core and which of them is loaded.
+#[derive(Clone, Debug)]
+pub struct RunQueue {
+    entries: [Option<Entry>; RUNQ_CAPACITY],
+    /// Slot of the vCPU whose context is on the CPU.
+    loaded: Option<usize>,
+    slice: Ticks,
+    slice_end: Ticks,
+    next_seq: u64,
+}
+
+impl RunQueue {
+    /// An empty queue whose round-robin slice is `slice` ticks (at least 1).
+    pub const fn new(slice: Ticks) -> Self {
+        Self {
+            entries: [None; RUNQ_CAPACITY],
+            loaded: None,
+            slice: if slice == 0 { 1 } else { slice },
+            slice_end: 0,
+            next_seq: 0,
+        }
+    }
+
+    /// How many vCPUs are placed here.
+    pub fn len(&self) -> usize {
+        self.entries.iter().flatten().count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether exactly one vCPU lives here: WFI may then sleep in hardware (no trap) and no
+    /// EL2 timer is needed, because nothing else could use the core.
+    pub fn alone(&self) -> bool {
+        self.len() == 1
+    }
+
+    /// Whether the vCPUs here must trap WFI/WFE (`HCR_EL2.TWI/TWE`).
+    pub fn trap_wfi(&self) -> bool {
+        self.len() > 1
+    }
+
+    /// The vCPU whose context is loaded, if any.
+    pub fn loaded(&self) -> Option<VcpuId> {
+        self.loaded.and_then(|i| self.entries[i]).map(|e| e.id)
+    }
+
+    pub fn contains(&self, id: VcpuId) -> bool {
+        self.slot(id).is_some()
+    }
+
+    /// The run state of `id`, if it is here.
+    pub fn state(&self, id: VcpuId) -> Option<RunState> {
+        self.slot(id).and_then(|i| self.entries[i]).map(|e| e.state)
+    }
+
+    fn slot(&self, id: VcpuId) -> Option<usize> {
+        self.entries
+            .iter()
+            .position(|e| e.is_some_and(|e| e.id == id))
+    }
+
+    fn seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    /// Places `id` here (boot, `CPU_ON`, or arrival by migration) in `state`, with its
+    /// virtual-timer `deadline`; it joins the back of its class.
+    pub fn add(
+        &mut self,
+        id: VcpuId,
+        class: Class,
+        state: RunState,
+        deadline: Option<Ticks>,
+    ) -> Result<(), AddError> {
+        if self.contains(id) {
+            return Err(AddError::AlreadyHere);
+        }
+        let seq = self.seq();
+        let slot = self
+            .entries
+            .iter_mut()
+            .find(|e| e.is_none())
+            .ok_or(AddError::Full)?;
+        *slot = Some(Entry {
+            id,
+            class,
+            state,
+            deadline,
+            seq,
+        });
+        Ok(())
+    }
+
+    /// Takes `id` off this core (it migrates, powers off, or its partition stopped).
+    pub fn remove(&mut self, id: VcpuId) -> Option<Removed> {
+        let i = self.slot(id)?;
+        let e = self.entries[i].take()?;
+        let was_loaded = self.loaded == Some(i);
+        if was_loaded {
+            self.loaded = None;
+        }
+        Some(Removed {
+            class: e.class,
+            state: e.state,
+            deadline: e.deadline,
+            was_loaded,
+        })
+    }
+
+    /// The loaded vCPU trapped WFI. With an interrupt pending for it, it goes on; otherwise
+    /// it waits (the next [`RunQueue::schedule`] picks another vCPU or idles).
+    pub fn wfi(&mut self, pending: bool) {
+        if pending {
+            return;
+        }
+        if let Some(e) = self.loaded.and_then(|i| self.entries[i].as_mut()) {
+            e.state = RunState::Waiting;
+        }
+    }
+
+    /// An interrupt was posted for `id`.
+    pub fn wake(&mut self, id: VcpuId) -> Wake {
+        let Some(i) = self.slot(id) else {
+            return Wake::NotHere;
+        };
+        let running = self.running_class();
+        let seq = self.seq();
+        let Some(e) = self.entries[i].as_mut() else {
+            return Wake::NotHere;
+        };
+        if e.state == RunState::Ready {
+            return Wake::AlreadyReady;
+        }
+        e.state = RunState::Ready;
+        let class = e.class;
+        if self.loaded != Some(i) {
+            // Back of its class, like any vCPU that becomes ready.
+            e.seq = seq;
+        }
+        match running {
+            Some(r) if self.loaded != Some(i) && !class.outranks(r) => Wake::Woken,
+            _ => Wake::Preempt,
+        }
+    }
+
+    /// Class of the loaded vCPU if it is ready (what actually runs).
+    fn running_class(&self) -> Option<Class> {
+        self.loaded
+            .and_then(|i| self.entries[i])
+            .filter(|e| e.state == RunState::Ready)
+            .map(|e| e.class)
+    }
+
+    /// Decides what runs at counter value `now`. `loaded_deadline` is the loaded vCPU's
+    /// virtual-timer deadline, kept in case it is switched out.
+    pub fn schedule(&mut self, now: Ticks, loaded_deadline: Option<Ticks>) -> Decision {
+        if let Some(e) = self.loaded.and_then(|i| self.entries[i].as_mut()) {
+            e.deadline = loaded_deadline;
+        }
+        // Timer wake-ups of waiting vCPUs; they join the back of their class.
+        for i in 0..RUNQ_CAPACITY {
+            let is_loaded = self.loaded == Some(i);
+            let fresh = self.next_seq + 1;
+            if let Some(e) = self.entries[i].as_mut() {
+                if e.state == RunState::Waiting && e.deadline.is_some_and(|d| d <= now) {
+                    e.state = RunState::Ready;
+                    if !is_loaded {
+                        e.seq = fresh;
+                        self.next_seq = fresh;
+                    }
+                }
+            }
+        }
+
+        let loaded = self.loaded;
+        let loaded_id = self.loaded();
+        let best = self
+            .entries
+            .iter()
+            .flatten()
+            .filter(|e| e.state == RunState::Ready)
+            .map(|e| e.class)
+            .min();
+        let keep = best.and_then(|best| {
+            loaded.filter(|&i| {
+                self.entries[i].is_some_and(|e| e.state == RunState::Ready && e.class == best)
+            })
+        });
+        // The ready vCPU of class `best` first in round-robin order, other than `me`.
+        let first_other = |q: &Self, best: Class, me: Option<usize>| {
+            q.entries
+                .iter()
+                .enumerate()
+                .filter_map(|(i, e)| e.map(|e| (i, e)))
+                .filter(|(i, e)| Some(*i) != me && e.state == RunState::Ready && e.class == best)
+                .min_by_key(|(_, e)| e.seq)
+                .map(|(i, _)| i)
+        };
+        let choice = match (best, keep) {
+            (None, _) => None,
+            (Some(_), Some(me)) if now < self.slice_end => Some(me),
+            (Some(best), Some(me)) => match first_other(self, best, Some(me)) {
+                Some(other) => {
+                    // Slice over: the loaded vCPU goes to the back of its class.
+                    let seq = self.seq();
+                    if let Some(e) = self.entries[me].as_mut() {
+                        e.seq = seq;
+                    }
+                    Some(other)
+                }
+                None => Some(me),
+            },
+            (Some(best), None) => first_other(self, best, None),
+        };
+        let Some((choice, to)) = choice.and_then(|c| Some((c, self.entries[c]?.id))) else {
+            return Decision {
+                run: Run::Idle,
+                timer: self.timer(None),
+            };
+        };
+        let run = if Some(choice) == loaded {
+            if now >= self.slice_end {
+                self.slice_end = now.saturating_add(self.slice);
+            }
+            Run::Continue
+        } else {
+            self.slice_end = now.saturating_add(self.slice);
+            self.loaded = Some(choice);
+            Run::Switch {
+                from: loaded_id,
+                to,
+            }
+        };
+        Decision {
+            run,
+            timer: self.timer(Some(choice)),
+        }
+    }
+
+    /// When the EL2 timer must fire: the earliest deadline of a waiting vCPU, and the slice
+    /// end if a vCPU of the running one's class waits for its turn.
+    fn timer(&self, running: Option<usize>) -> Option<Ticks> {
+        let deadlines = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.map(|e| (i, e)))
+            .filter(|(i, e)| Some(*i) != running && e.state == RunState::Waiting)
+            .filter_map(|(_, e)| e.deadline)
+            .min();
+        let slice = running.and_then(|r| {
+            let class = self.entries[r]?.class;
+            self.entries
+                .iter()
+                .enumerate()
+                .any(|(i, e)| {
+                    i != r && e.is_some_and(|e| e.state == RunState::Ready && e.class == class)
+                })
+                .then_some(self.slice_end)
+        });
+        match (deadlines, slice) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// xorshift64: deterministic pseudo-random sequences for the host tests, without a dependency.
+#[cfg(test)]
+pub(crate) struct XorShift(u64);
+
+#[cfg(test)]
+impl XorShift {
+    pub(crate) fn new(seed: u64) -> Self {
+        // Spread small seeds over the bits; the state must never be 0.
+        Self(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A value in `0..n`.
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RTOS: VcpuId = VcpuId::new(0, 0);
+    const L0: VcpuId = VcpuId::new(1, 0);
+    const L1: VcpuId = VcpuId::new(1, 1);
+    const L2: VcpuId = VcpuId::new(1, 2);
+    const SLICE: Ticks = 100;
+
+    fn queue(v: &[(VcpuId, Class)]) -> RunQueue {
+        let mut q = RunQueue::new(SLICE);
+        for &(id, class) in v {
+            q.add(id, class, RunState::Ready, None).unwrap();
+        }
+        q
+    }
+
+    fn switch_to(d: Decision) -> Option<VcpuId> {
+        match d.run {
+            Run::Switch { to, .. } => Some(to),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn higher_class_runs_first() {
+        let mut q = queue(&[(L0, Class::Linux), (RTOS, Class::Rtos)]);
+        let d = q.schedule(0, None);
+        assert_eq!(
+            d.run,
+            Run::Switch {
+                from: None,
+                to: RTOS
+            }
+        );
+        // Two classes, no equal competitor, nobody waiting: no timer needed.
+        assert_eq!(d.timer, None);
+        // The RTOS keeps the core past any slice while it is ready.
+        assert_eq!(q.schedule(10 * SLICE, None).run, Run::Continue);
+    }
+
+    #[test]
+    fn wfi_yields_and_interrupt_preempts() {
+        let mut q = queue(&[(L0, Class::Linux), (RTOS, Class::Rtos)]);
+        q.schedule(0, None);
+        q.wfi(false);
+        assert_eq!(q.state(RTOS), Some(RunState::Waiting));
+        let d = q.schedule(5, Some(1_000));
+        assert_eq!(
+            d.run,
+            Run::Switch {
+                from: Some(RTOS),
+                to: L0
+            }
+        );
+        assert_eq!(d.timer, Some(1_000), "the RTOS's timer deadline");
+        // An interrupt for the waiting RTOS asks for preemption at once.
+        assert_eq!(q.wake(RTOS), Wake::Preempt);
+        assert_eq!(q.wake(RTOS), Wake::AlreadyReady);
+        assert_eq!(
+            q.schedule(7, None).run,
+            Run::Switch {
+                from: Some(L0),
+                to: RTOS
+            }
+        );
+    }
+
+    #[test]
+    fn wfi_with_pending_interrupt_continues() {
+        let mut q = queue(&[(L0, Class::Linux), (L1, Class::Linux)]);
+        q.schedule(0, None);
+        q.wfi(true);
+        assert_eq!(q.schedule(1, None).run, Run::Continue);
+    }
+
+    #[test]
+    fn lower_class_wake_does_not_preempt() {
+        let mut q = queue(&[(L0, Class::Linux), (RTOS, Class::Rtos)]);
+        q.schedule(0, None);
+        q.wfi(false);
+        q.schedule(1, None);
+        assert_eq!(q.loaded(), Some(L0));
+        q.wfi(false);
+        assert_eq!(q.schedule(2, None).run, Run::Idle);
+        // Idle core: any wake preempts the idle loop; L0 is still loaded, so it just goes on.
+        assert_eq!(q.loaded(), Some(L0));
+        assert_eq!(q.wake(L0), Wake::Preempt);
+        assert_eq!(q.schedule(3, None).run, Run::Continue);
+        assert_eq!(q.wake(RTOS), Wake::Preempt);
+        assert_eq!(
+            q.schedule(4, None).run,
+            Run::Switch {
+                from: Some(L0),
+                to: RTOS
+            }
+        );
+        q.add(L1, Class::Linux, RunState::Waiting, None).unwrap();
+        assert_eq!(q.wake(L1), Wake::Woken);
+    }
+
+    #[test]
+    fn round_robin_among_equals() {
+        let mut q = queue(&[(L0, Class::Linux), (L1, Class::Linux), (L2, Class::Linux)]);
+        let mut order = heapless::Vec::<VcpuId, 16>::new();
+        let mut now = 0;
+        for _ in 0..9 {
+            let d = q.schedule(now, None);
+            if let Some(to) = switch_to(d) {
+                order.push(to).unwrap();
+            }
+            assert_eq!(d.timer, Some(now + SLICE), "slice end armed");
+            now += SLICE;
+        }
+        assert_eq!(order.as_slice(), &[L0, L1, L2, L0, L1, L2, L0, L1, L2]);
+        // Within the slice nothing switches.
+        assert_eq!(q.schedule(now - 1, None).run, Run::Continue);
+    }
+
+    #[test]
+    fn preempted_vcpu_resumes_before_its_peers() {
+        let mut q = queue(&[(L0, Class::Linux), (L1, Class::Linux)]);
+        q.add(RTOS, Class::Rtos, RunState::Waiting, None).unwrap();
+        q.schedule(0, None);
+        assert_eq!(q.loaded(), Some(L0));
+        assert_eq!(q.wake(RTOS), Wake::Preempt);
+        q.schedule(10, None);
+        q.wfi(false);
+        assert_eq!(switch_to(q.schedule(20, None)), Some(L0));
+    }
+
+    #[test]
+    fn timer_deadline_wakes_a_waiting_vcpu() {
+        let mut q = queue(&[(L0, Class::Linux), (RTOS, Class::Rtos)]);
+        q.schedule(0, None);
+        q.wfi(false);
+        let d = q.schedule(10, Some(500));
+        assert_eq!(d.timer, Some(500));
+        // Early hyp-timer interrupt: nothing to wake.
+        assert_eq!(q.schedule(499, None).run, Run::Continue);
+        assert_eq!(
+            q.schedule(500, None).run,
+            Run::Switch {
+                from: Some(L0),
+                to: RTOS
+            }
+        );
+        // A deadline already passed when the vCPU trapped WFI: it does not wait at all.
+        q.wfi(false);
+        assert_eq!(q.schedule(600, Some(550)).run, Run::Continue);
+    }
+
+    #[test]
+    fn arriving_waiting_vcpu_keeps_its_deadline() {
+        let mut from = queue(&[(L0, Class::Linux), (L1, Class::Linux)]);
+        from.schedule(0, None);
+        from.wfi(false);
+        from.schedule(10, Some(300));
+        let r = from.remove(L0).unwrap();
+        assert_eq!((r.state, r.deadline), (RunState::Waiting, Some(300)));
+        let mut to = queue(&[(L2, Class::Linux)]);
+        to.add(L0, r.class, r.state, r.deadline).unwrap();
+        assert_eq!(to.schedule(20, None).timer, Some(300));
+        to.schedule(300, None);
+        assert_eq!(to.state(L0), Some(RunState::Ready));
+        // Its deadline passed while it was in flight: ready at once.
+        let mut late = RunQueue::new(SLICE);
+        late.add(L0, r.class, r.state, r.deadline).unwrap();
+        assert_eq!(
+            late.schedule(400, None).run,
+            Run::Switch { from: None, to: L0 }
+        );
+    }
+
+    #[test]
+    fn lone_vcpu_needs_no_trap_and_no_timer() {
+        let mut q = queue(&[(L0, Class::Linux)]);
+        assert!(q.alone());
+        assert!(!q.trap_wfi());
+        let d = q.schedule(0, Some(50));
+        assert_eq!(d.timer, None);
+        assert_eq!(q.schedule(10 * SLICE, Some(50)).timer, None);
+        q.add(RTOS, Class::Rtos, RunState::Waiting, None).unwrap();
+        assert!(!q.alone());
+        assert!(q.trap_wfi());
+    }
+
+    #[test]
+    fn add_and_remove() {
+        let mut q = queue(&[(L0, Class::Linux)]);
+        assert_eq!(
+            q.add(L0, Class::Linux, RunState::Ready, None),
+            Err(AddError::AlreadyHere)
+        );
+        for n in 1..RUNQ_CAPACITY as u8 {
+            q.add(VcpuId::new(2, n), Class::Linux, RunState::Ready, None)
+                .unwrap();
+        }
+        assert_eq!(
+            q.add(L1, Class::Linux, RunState::Ready, None),
+            Err(AddError::Full)
+        );
+        q.schedule(0, Some(77));
+        assert_eq!(q.loaded(), Some(L0));
+        q.schedule(1, Some(88));
+        let r = q.remove(L0).unwrap();
+        assert_eq!(
+            r,
+            Removed {
+                class: Class::Linux,
+                state: RunState::Ready,
+                deadline: Some(88),
+                was_loaded: true
+            }
+        );
+        assert_eq!(q.remove(L0), None);
+        assert_eq!(q.wake(L0), Wake::NotHere);
+        assert!(matches!(
+            q.schedule(2, None).run,
+            Run::Switch { from: None, .. }
+        ));
+    }
+
+    #[test]
+    fn empty_core_idles() {
+        let mut q = RunQueue::new(SLICE);
+        let d = q.schedule(0, None);
+        assert_eq!(d.run, Run::Idle);
+        assert_eq!(d.timer, None);
+    }
+
+    /// Random events on a queue of mixed classes; after every decision the invariants hold.
+    #[test]
+    fn random_sequences_keep_invariants() {
+        let ids = [
+            (RTOS, Class::Rtos),
+            (VcpuId::new(2, 0), Class::Dsm),
+            (L0, Class::Linux),
+            (L1, Class::Linux),
+            (L2, Class::Linux),
+        ];
+        for seed in 1..40u64 {
+            let mut rng = XorShift::new(seed);
+            let mut q = RunQueue::new(SLICE);
+            // What the loaded vCPU's timer holds (the hardware register, in the model).
+            let mut hw_deadline: [Option<Ticks>; 5] = [None; 5];
+            for &(id, class) in &ids {
+                q.add(id, class, RunState::Ready, None).unwrap();
+            }
+            let mut now: Ticks = 0;
+            let mut armed: Option<Ticks> = None;
+            for _ in 0..3_000 {
+                now += rng.below(60);
+                let loaded = q.loaded();
+                let li = loaded.and_then(|l| ids.iter().position(|(i, _)| *i == l));
+                match rng.below(4) {
+                    0 => {
+                        if let Some(li) = li {
+                            hw_deadline[li] = Some(now + rng.below(400));
+                        }
+                        q.wfi(rng.below(4) == 0);
+                    }
+                    1 => {
+                        let (id, _) = ids[rng.below(5) as usize];
+                        q.wake(id);
+                    }
+                    _ => {}
+                }
+                // The EL2 timer must have fired if its time came.
+                if armed.is_some_and(|t| t <= now) || rng.below(3) == 0 {
+                    let d = q.schedule(now, li.and_then(|i| hw_deadline[i]));
+                    armed = d.timer;
+                    check(&q, d, now);
+                }
+            }
+        }
+
+        fn check(q: &RunQueue, d: Decision, now: Ticks) {
+            let entries: heapless::Vec<Entry, RUNQ_CAPACITY> =
+                q.entries.iter().flatten().copied().collect();
+            let best = entries
+                .iter()
+                .filter(|e| e.state == RunState::Ready)
+                .map(|e| e.class)
+                .min();
+            if d.run == Run::Idle {
+                assert_eq!(best, None, "idle only with nothing ready");
+            } else {
+                let e = q.entries[q.loaded.unwrap()].unwrap();
+                assert_eq!(e.state, RunState::Ready, "only ready vCPUs run");
+                assert_eq!(Some(e.class), best, "the highest ready class runs");
+            }
+            for e in entries.iter().filter(|e| e.state == RunState::Waiting) {
+                if let Some(dl) = e.deadline {
+                    assert!(dl > now, "expired deadline left waiting");
+                    assert!(d.timer.is_some_and(|t| t <= dl), "wake-up would be lost");
+                }
+            }
+        }
+    }
+}
