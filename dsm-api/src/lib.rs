@@ -20,6 +20,11 @@ pub mod kaslr;
 pub mod symbols;
 pub mod walk;
 
+#[cfg(feature = "std")]
+pub mod image;
+#[cfg(feature = "test-support")]
+pub mod test_support;
+
 pub use checker::{Budget, CheckError, Checker, Progress};
 pub use guest::{
     Access, Finding, Guest, GuestError, KernelInfo, PhysRange, StopTheWorld, SysReg, WatchEvent,
