@@ -48,6 +48,11 @@ pub enum SysReg {
     Pstate,
 }
 
+/// The exception level in a PSTATE value (SPSR layout).
+pub fn exception_level(pstate: u64) -> u8 {
+    ((pstate >> 2) & 3) as u8
+}
+
 /// Kind of access a watch traps (through stage-2 permissions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
