@@ -33,10 +33,36 @@ impl Budget {
     pub fn exhausted(&self) -> bool {
         self.left == 0
     }
+
+    /// Runs `step` on items `*cursor..total`, `cost` units each, until the budget runs out,
+    /// so a pass can span calls. Rewinds `*cursor` and returns [`Progress::Done`] after the
+    /// last item; fails with [`CheckError::BudgetTooSmall`] if not even one item fits.
+    pub fn run<E: From<CheckError>>(
+        &mut self,
+        cursor: &mut usize,
+        total: usize,
+        cost: u64,
+        mut step: impl FnMut(usize) -> Result<(), E>,
+    ) -> Result<Progress, E> {
+        let start = *cursor;
+        while *cursor < total {
+            if !self.take(cost) {
+                if *cursor == start {
+                    return Err(CheckError::BudgetTooSmall.into());
+                }
+                return Ok(Progress::More);
+            }
+            step(*cursor)?;
+            *cursor += 1;
+        }
+        *cursor = 0;
+        Ok(Progress::Done)
+    }
 }
 
 /// Whether a periodic check finished its pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
 pub enum Progress {
     /// The pass is complete (findings, if any, were reported).
     Done,
@@ -55,6 +81,9 @@ pub enum CheckError {
     MissingSymbol(&'static str),
     /// The budget is too small to make any progress.
     BudgetTooSmall,
+    /// The kernel has more of something than the checker has room for (the string says
+    /// what).
+    Capacity(&'static str),
 }
 
 impl From<GuestError> for CheckError {
@@ -70,6 +99,7 @@ impl fmt::Display for CheckError {
             CheckError::NoBaseline => write!(f, "no baseline taken"),
             CheckError::MissingSymbol(s) => write!(f, "symbol {s} unknown"),
             CheckError::BudgetTooSmall => write!(f, "budget too small"),
+            CheckError::Capacity(what) => write!(f, "too many {what}"),
         }
     }
 }
@@ -91,5 +121,33 @@ pub trait Checker {
     fn on_watch(&mut self, guest: &mut dyn Guest, event: &WatchEvent) -> Result<(), CheckError> {
         let _ = (guest, event);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pass_spans_calls_and_rewinds() {
+        let mut cursor = 0;
+        let mut seen = [0u8; 10];
+        let mut step = |i: usize| -> Result<(), CheckError> {
+            seen[i] += 1;
+            Ok(())
+        };
+        assert_eq!(
+            Budget::new(35).run(&mut cursor, 10, 8, &mut step),
+            Ok(Progress::More)
+        );
+        assert_eq!(cursor, 4);
+        assert_eq!(
+            Budget::new(7).run(&mut cursor, 10, 8, &mut step),
+            Err(CheckError::BudgetTooSmall)
+        );
+        let mut b = Budget::new(100);
+        assert_eq!(b.run(&mut cursor, 10, 8, &mut step), Ok(Progress::Done));
+        assert_eq!((cursor, b.remaining()), (0, 52));
+        assert_eq!(seen, [1; 10]);
     }
 }

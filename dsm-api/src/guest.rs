@@ -64,7 +64,8 @@ pub enum Access {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct WatchId(pub u32);
 
-/// A trapped access to a watched range.
+/// A trapped access to a watched range. The runtime delivers a write before it emulates it,
+/// so a checker sees the old contents in guest memory and the new ones here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WatchEvent {
     pub id: WatchId,
@@ -73,6 +74,10 @@ pub struct WatchEvent {
     pub vcpu: usize,
     /// The guest PC of the access.
     pub pc: u64,
+    /// For a write: the value being stored (little-endian, `len` bytes); 0 otherwise.
+    pub value: u64,
+    /// For a write: its size in bytes (1, 2, 4 or 8); 0 otherwise.
+    pub len: u8,
 }
 
 /// Where the kernel image is: the hypervisor knows where it loaded the `Image` (PA), the

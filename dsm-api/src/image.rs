@@ -12,13 +12,17 @@ use std::fmt;
 use std::string::String;
 use std::vec::Vec;
 
-use crate::symbols::{KernelSymbols, Layout, Symbol, SyscallTable};
+use crate::symbols::{JumpTable, KernelSymbols, Layout, Symbol, SyscallTable};
 use crate::KIMAGE_VADDR;
 
 const R_AARCH64_RELATIVE: u64 = 0x403;
 const HEADER_MAGIC: &[u8; 4] = b"ARM\x64";
 /// `msr tpidrro_el0, x30`: the first instruction of each KPTI trampoline vector entry.
 const MSR_TPIDRRO_X30: u32 = 0xd51b_d07e;
+/// `nop`.
+pub const NOP: u32 = 0xd503_201f;
+/// Fewest consecutive entries accepted as `__jump_table`.
+const MIN_JUMP_ENTRIES: usize = 64;
 /// Fewest consecutive `__arm64_sys_*` pointers accepted as the syscall table.
 const MIN_SYSCALLS: usize = 256;
 
@@ -73,6 +77,7 @@ pub struct ParsedImage {
     /// (offset of the table, offsets of its targets).
     pub sys_call_table: (u64, Vec<u64>),
     pub tramp_vectors: Option<u64>,
+    pub jump_table: Option<JumpTable>,
 }
 
 fn u16_at(b: &[u8], off: usize) -> Option<u16> {
@@ -120,6 +125,7 @@ pub fn parse(img: &[u8]) -> Result<ParsedImage, ImageError> {
     };
     let sys_call_table = find_syscall_table(&relocs, &kallsyms, link_base)?;
     let tramp_vectors = find_tramp_vectors(img, stext, layout.rodata_end);
+    let jump_table = find_jump_table(img, &layout);
     Ok(ParsedImage {
         link_base,
         image_size,
@@ -128,6 +134,7 @@ pub fn parse(img: &[u8]) -> Result<ParsedImage, ImageError> {
         layout,
         sys_call_table,
         tramp_vectors,
+        jump_table,
     })
 }
 
@@ -225,6 +232,7 @@ impl ParsedImage {
                 entries,
             }),
             tramp_vectors: self.tramp_vectors,
+            jump_table: self.jump_table,
         }
     }
 
@@ -271,6 +279,18 @@ impl ParsedImage {
         }
         let _ = writeln!(s, "\n    ] }}),");
         let _ = writeln!(s, "    tramp_vectors: {:?},", self.tramp_vectors);
+        match self.jump_table {
+            Some(j) => {
+                let _ = writeln!(
+                    s,
+                    "    jump_table: Some(dsm_api::symbols::JumpTable {{ offset: {:#x}, count: {} }}),",
+                    j.offset, j.count
+                );
+            }
+            None => {
+                let _ = writeln!(s, "    jump_table: None,");
+            }
+        }
         let _ = writeln!(s, "}};");
         s
     }
@@ -503,5 +523,49 @@ fn find_tramp_vectors(img: &[u8], from: u64, to: u64) -> Option<u64> {
         let empty = img.get(p..p + 0x400)?.iter().all(|&b| b == 0);
         let entries = (0..4).all(|k| u32_at(img, p + 0x400 + 0x80 * k) == Some(MSR_TPIDRRO_X30));
         (empty && entries).then_some(p as u64)
+    })
+}
+
+/// Whether `w` is an unconditional `b`.
+pub fn is_branch(w: u32) -> bool {
+    w & 0xfc00_0000 == 0x1400_0000
+}
+
+/// A plausible `__jump_table` entry at `e`: its code field points at a `nop` or `b` inside
+/// the image, its target at an instruction inside the image.
+fn jump_entry_ok(img: &[u8], e: usize, l: &Layout) -> bool {
+    let field = |at: usize| u32_at(img, at).map(|v| v as i32 as i64);
+    let (Some(code), Some(target)) = (field(e), field(e + 4)) else {
+        return false;
+    };
+    let code = e as i64 + code;
+    let target = e as i64 + 4 + target;
+    let inside = |a: i64| a >= l.stext as i64 && a < l.image_size as i64 && a % 4 == 0;
+    inside(code)
+        && inside(target)
+        && u32_at(img, code as usize).is_some_and(|w| w == NOP || is_branch(w))
+}
+
+/// `__jump_table` by content: the longest run of plausible entries in rodata.
+fn find_jump_table(img: &[u8], l: &Layout) -> Option<JumpTable> {
+    let mut best = (0usize, 0usize);
+    let mut p = l.etext as usize;
+    let end = (l.rodata_end as usize).min(img.len());
+    while p + 16 <= end {
+        if jump_entry_ok(img, p, l) {
+            let start = p;
+            while p + 16 <= end && jump_entry_ok(img, p, l) {
+                p += 16;
+            }
+            if (p - start) / 16 > best.1 {
+                best = (start, (p - start) / 16);
+            }
+        } else {
+            p += 8;
+        }
+    }
+    (best.1 >= MIN_JUMP_ENTRIES).then_some(JumpTable {
+        offset: best.0 as u64,
+        count: best.1 as u32,
     })
 }

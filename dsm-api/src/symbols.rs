@@ -36,6 +36,15 @@ pub struct SyscallTable {
     pub entries: &'static [u64],
 }
 
+/// Where `__jump_table` is: `count` entries of 16 bytes (`s32 code, s32 target, s64 key`,
+/// each relative to its own field), sorted by the kernel at boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JumpTable {
+    /// Offset of the first entry from `_text`.
+    pub offset: u64,
+    pub count: u32,
+}
+
 /// Everything a checker may look up about the kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelSymbols {
@@ -46,6 +55,8 @@ pub struct KernelSymbols {
     /// Offset of the KPTI trampoline vectors (`tramp_vectors`, not in kallsyms; found by
     /// content), if the kernel has them.
     pub tramp_vectors: Option<u64>,
+    /// The jump-label sites, if the kernel has them.
+    pub jump_table: Option<JumpTable>,
 }
 
 impl KernelSymbols {
@@ -89,6 +100,7 @@ mod tests {
             },
             sys_call_table: None,
             tramp_vectors: None,
+            jump_table: None,
         };
         assert_eq!(k.offset("vectors"), Some(0x10800));
         assert_eq!(k.offset("vectors_x"), Some(0x20000));

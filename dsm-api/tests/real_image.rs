@@ -66,6 +66,31 @@ fn trampoline_vectors_follow_rodata() {
 }
 
 #[test]
+fn jump_table_is_located_by_content() {
+    let img = real_image();
+    let p = &img.parsed;
+    let j = p.jump_table.expect("__jump_table");
+    assert!(j.count > 5000, "{} entries", j.count);
+    assert!((p.layout.etext..p.layout.rodata_end).contains(&j.offset));
+    // Every site is a nop or a branch to its entry's target; most start as nops.
+    let mut branches = 0;
+    for i in 0..j.count as usize {
+        let e = j.offset as usize + 16 * i;
+        let rel = |at: usize| i32::from_le_bytes(img.bytes[at..at + 4].try_into().unwrap());
+        let code = (e as i64 + rel(e) as i64) as usize;
+        let target = e as i64 + 4 + rel(e + 4) as i64;
+        let w = u32::from_le_bytes(img.bytes[code..code + 4].try_into().unwrap());
+        if w != dsm_api::image::NOP {
+            assert!(dsm_api::image::is_branch(w));
+            let imm = ((w << 6) as i32 >> 6) as i64 * 4;
+            assert_eq!(code as i64 + imm, target);
+            branches += 1;
+        }
+    }
+    assert!(branches < j.count as usize / 10);
+}
+
+#[test]
 fn rendered_table_holds_what_the_firmware_needs() {
     let p = &real_image().parsed;
     let src = p.render_rust("KERNEL", &["vectors", "_stext", "no_such_symbol"]);
@@ -80,6 +105,7 @@ fn rendered_table_holds_what_the_firmware_needs() {
     let read = format!(" {:#x},", p.symbol("__arm64_sys_read").unwrap());
     assert!(src.contains(&read));
     // Names come out sorted, which KernelSymbols::offset relies on.
+    assert!(src.contains(&format!("count: {}", p.jump_table.unwrap().count)));
     assert!(src.find("\"_stext\"").unwrap() < src.find("\"vectors\"").unwrap());
 }
 

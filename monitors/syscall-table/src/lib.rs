@@ -158,20 +158,15 @@ impl Checker for SyscallTableChecker {
         if self.cursor == 0 {
             self.check_mapping(guest, b)?;
         }
-        let start = self.cursor;
-        while self.cursor < b.count {
-            if !budget.take(ENTRY_COST) {
-                if self.cursor == start {
-                    return Err(CheckError::BudgetTooSmall);
-                }
-                return Ok(Progress::More);
-            }
-            self.compare(guest, b, self.cursor)?;
-            self.cursor += 1;
+        let mut cursor = self.cursor;
+        let progress = budget.run(&mut cursor, b.count, ENTRY_COST, |i| {
+            self.compare(guest, b, i).map_err(CheckError::from)
+        });
+        self.cursor = cursor;
+        if progress? == Progress::Done {
+            guest.heartbeat(NAME);
         }
-        self.cursor = 0;
-        guest.heartbeat(NAME);
-        Ok(Progress::Done)
+        progress
     }
 
     fn on_watch(&mut self, guest: &mut dyn Guest, event: &WatchEvent) -> Result<(), CheckError> {

@@ -130,6 +130,8 @@ fn a_trapped_write_is_reported_at_once() {
         access: Access::Write,
         vcpu: 1,
         pc: 0xffff_8000_1000_0000,
+        value: 0x1234,
+        len: 8,
     };
     let pa = table_pa(&g);
     c.on_watch(&mut g, &ev(pa - 8)).unwrap();
