@@ -432,7 +432,9 @@ fn find_kallsyms(
         }
     }
     let (names_pos, n) = found.ok_or(ImageError::NoKallsyms("names"))?;
-    let base_pos = names_pos - 16;
+    let base_pos = names_pos
+        .checked_sub(16)
+        .ok_or(ImageError::NoKallsyms("relative base"))?;
     let relative_base =
         link_value(relocs, img, base_pos as u64).ok_or(ImageError::NoKallsyms("relative base"))?;
     let offs_pos = base_pos

@@ -553,6 +553,40 @@ mod tests {
     }
 
     #[test]
+    fn random_tables_never_panic() {
+        // Every word of 64 pages of table memory is pseudo-random (an LCG), and so are TCR and
+        // the VAs: each walk ends in a result or an error within four reads.
+        let mut m = Mem::default();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            x
+        };
+        for i in 0..64 * 512 {
+            // Keep half the words' addresses inside the table area so walks go deep.
+            let w = next();
+            let w = if w & 1 == 0 {
+                (w & 0xffff_0000_0000_0fff) | (L0 + (w >> 20) % (64 << 12))
+            } else {
+                w
+            };
+            m.set(L0 + 8 * i, w);
+        }
+        for _ in 0..20_000 {
+            let r = regs(L0 + (next() % 64) * 4096, L0 + (next() % 64) * 4096, next());
+            let before = m.reads.get();
+            let _ = m.translate(&r, next());
+            assert!(m.reads.get() - before <= 4);
+        }
+        let r = regs(0, L0, TCR48);
+        let got = find_upper_va(&r, 0, u64::MAX, 0x4080_0000, 50_000, &mut |pa| m.read(pa));
+        assert!(matches!(got, Err(WalkError::TooManySteps) | Ok(_)));
+        assert!(m.reads.get() < 20_000 * 4 + 50_001);
+    }
+
+    #[test]
     fn search_finds_the_lowest_va_in_the_window() {
         let mut m = Mem::default();
         let target = 0x4080_0000;

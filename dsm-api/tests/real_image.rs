@@ -176,3 +176,47 @@ fn the_slide_search_rejects_a_broken_mapping() {
     g.write_u64_phys(slot, l3 | 3).unwrap();
     assert!(g.discover_kernel().is_err());
 }
+
+#[test]
+fn damaged_images_are_errors_not_panics() {
+    use dsm_api::image::{parse, ImageError};
+    let bytes = &real_image().bytes;
+    let l = real_image().parsed.layout;
+    assert_eq!(parse(&bytes[..0x30]).unwrap_err(), ImageError::TooShort);
+    let mut no_magic = bytes[..0x1000].to_vec();
+    no_magic[0x38] = 0;
+    assert_eq!(parse(&no_magic).unwrap_err(), ImageError::BadMagic);
+    // Cut before the relocation table.
+    assert_eq!(
+        parse(&bytes[..16 << 20]).unwrap_err(),
+        ImageError::NoRelocations
+    );
+    // Rodata (which holds kallsyms) wiped, or scribbled over with a repeating pattern.
+    let mut wiped = bytes.clone();
+    wiped[l.etext as usize..l.rodata_end as usize].fill(0);
+    assert!(matches!(parse(&wiped), Err(ImageError::NoKallsyms(_))));
+    for (i, b) in wiped[l.etext as usize..l.rodata_end as usize]
+        .iter_mut()
+        .enumerate()
+    {
+        *b = (i % 7) as u8;
+    }
+    assert!(matches!(parse(&wiped), Err(ImageError::NoKallsyms(_))));
+}
+
+#[test]
+fn stop_the_world_resumes_on_drop() {
+    use dsm_api::StopTheWorld;
+    let mut g = MemGuest::linux();
+    {
+        let stopped = StopTheWorld::new(&mut g).unwrap();
+        // Reads go through the guard while the guest is stopped.
+        assert!(stopped.kernel().is_ok());
+    }
+    assert_eq!((g.paused, g.pauses), (false, 1));
+    let mut first = StopTheWorld::new(&mut g).unwrap();
+    // Pausing twice is refused, not nested silently.
+    assert!(first.pause().is_err());
+    drop(first);
+    assert!(!g.paused);
+}

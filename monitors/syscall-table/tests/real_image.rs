@@ -120,6 +120,33 @@ fn a_writable_mapping_of_the_table_is_reported() {
 }
 
 #[test]
+fn a_shadow_table_behind_a_remapped_va_is_reported() {
+    // Instead of writing the table, an attacker points its VA at a hooked copy.
+    let mut g = MemGuest::linux();
+    let mut c = SyscallTableChecker::new();
+    c.baseline(&mut g).unwrap();
+    let k = g.kernel().unwrap();
+    let va = k.text_va + g.symbols().sys_call_table.unwrap().offset;
+    let shadow = g.alloc_table();
+    let root = g.sysreg(0, dsm_api::SysReg::Ttbr1El1).unwrap() & 0x0000_ffff_ffff_f000;
+    let t = g.translate(0, va).unwrap();
+    g.map(root, va & !0xfff, shadow, 0x1000, 3, t.desc & 0xfff & !3);
+    assert_eq!(g.translate(0, va).unwrap().pa & !0xfff, shadow);
+    full_pass(&mut c, &mut g);
+    assert_eq!(g.findings.len(), 1, "{:?}", g.findings);
+    assert_eq!(g.findings[0].what, "sys_call_table remapped");
+    assert_eq!(g.findings[0].found, shadow);
+    // A vCPU in EL0 (on the KPTI trampoline tables) is not used for the mapping check.
+    for v in 0..g.vcpus() {
+        g.set_sysreg(v, dsm_api::SysReg::Pstate, 0);
+    }
+    let mut c = SyscallTableChecker::new();
+    c.baseline(&mut g).unwrap();
+    full_pass(&mut c, &mut g);
+    assert_eq!(g.findings.len(), 1);
+}
+
+#[test]
 fn a_trapped_write_is_reported_at_once() {
     let mut g = MemGuest::linux();
     let mut c = SyscallTableChecker::new();
