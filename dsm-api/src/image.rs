@@ -211,6 +211,14 @@ impl ParsedImage {
     pub fn kernel_symbols(&self, names: Option<&[&str]>) -> KernelSymbols {
         let mut syms: Vec<Symbol> = Vec::new();
         let mut seen = HashSet::new();
+        // `_text` precedes `_stext`, so kallsyms leaves it out; it is the Image's first byte.
+        if names.is_none_or(|want| want.contains(&"_text")) {
+            seen.insert("_text");
+            syms.push(Symbol {
+                name: "_text",
+                offset: 0,
+            });
+        }
         for (_, n, o) in &self.kallsyms {
             if names.is_some_and(|want| !want.contains(&n.as_str())) {
                 continue;

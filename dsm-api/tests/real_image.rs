@@ -18,6 +18,10 @@ fn kallsyms_and_layout_are_found_by_content() {
     let vectors = p.symbol("vectors").expect("vectors");
     assert_eq!(vectors % 0x800, 0);
     assert!((l.stext..l.etext).contains(&vectors));
+    // `_text` is not in kallsyms but is offset 0 by definition.
+    assert_eq!(p.symbol("_text"), None);
+    assert_eq!(img.symbols.offset("_text"), Some(0));
+    assert_eq!(img.symbols.offset("_stext"), Some(l.stext));
     let bp = p.symbol("__bp_harden_el1_vectors").expect("bp vectors");
     assert_eq!(bp % 0x800, 0);
     // Every text symbol lies in text or init text.
