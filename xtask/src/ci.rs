@@ -13,6 +13,8 @@ use crate::setup;
 /// Tells the integration tests to boot the images `cargo xtask test` just built instead of
 /// rebuilding each (spumone's build depends on the scenario's config).
 pub const PREBUILT_ENV: &str = "SPUMONE_TESTS_PREBUILT";
+/// Tells dsm-api's test support which kernel `Image` the checkers are tested against.
+pub const LINUX_IMAGE_ENV: &str = "SPUMONE_LINUX_IMAGE";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Status {
@@ -69,7 +71,11 @@ pub fn test_all() -> Result<bool> {
     let setup_ok = step("setup", &mut || {
         to_status(setup::ensure(true).map_err(|e| format!("{e:#}")))
     }) == Status::Passed;
-    step("unit tests", &mut || to_status(cargo(&["test"], &[])));
+    let image = crate::linux::kernel_image();
+    let image = image.to_string_lossy();
+    step("unit tests", &mut || {
+        to_status(cargo(&["test"], &[(LINUX_IMAGE_ENV, &image)]))
+    });
     step("clippy", &mut || {
         to_status(cargo(
             &[
