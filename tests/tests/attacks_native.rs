@@ -30,6 +30,13 @@ fn suite_command() -> String {
         cmd.push_str(&format!(
             "; sh $D/attack.sh {a}; echo \"suite: {a} status $?\""
         ));
+        if a == "hook_syscall" {
+            // Unhooked again, then the same hook written through a vmap alias.
+            cmd.push_str(
+                "; rmmod hook_syscall; HOOK_WRITE=vmap sh $D/attack.sh hook_syscall; \
+                 echo \"suite: hook_vmap status $?\"",
+            );
+        }
     }
     cmd
 }
@@ -107,8 +114,16 @@ fn expect_attack(name: &str, evidence: &[&str]) {
 fn syscall_hook_swallows_the_magic_signal() {
     expect_attack(
         "hook_syscall",
-        &["swallowed by the hooked table", "intercepted=1"],
+        &[
+            "swallowed by the hooked table",
+            "intercepted=1",
+            "fixmap write",
+        ],
     );
+    // After rmmod restored the entry, a fresh hook through the vmap alias works too.
+    let run = suite();
+    expect_status_zero(run, "hook_vmap");
+    expect_line(run, "[linux]", &["attack: hook_syscall: ", "vmap write"]);
 }
 
 #[test]

@@ -13,10 +13,14 @@ ATTACKS="hook_syscall text_patch vbar_swap hide_task hide_module cred_overwrite"
 say() { echo "attack: $name: $*"; }
 fail() { say "FAILED: $*"; exit 1; }
 
-# The address of a kernel text symbol, as 0x...; fails when it is missing.
+# The address of a kernel text symbol, as 0x...; says so on stderr when it is missing (the
+# insmod that wanted it then fails).
 sym() {
 	a=$(awk -v s="$1" '$3 == s { print "0x" $1; exit }' /proc/kallsyms)
-	[ -n "$a" ] && [ "$a" != 0x0000000000000000 ] || fail "no $1 in /proc/kallsyms"
+	if [ -z "$a" ] || [ "$a" = 0x0000000000000000 ]; then
+		echo "attack: $name: no $1 in /proc/kallsyms" >&2
+		return 1
+	fi
 	echo "$a"
 }
 
@@ -27,10 +31,14 @@ case "$name" in
 	exit 0
 	;;
 hook_syscall)
-	# Swallows kill(pid, 64); the table is found from kill/getpid between _etext and
-	# __init_begin (rodata).
+	# Swallows kill(pid, 64). The module finds the table by content from _etext (where
+	# rodata starts) and writes it through the kernel's text-poke fixmap slot
+	# (HOOK_WRITE=vmap: through a vmap alias instead).
+	via=${HOOK_WRITE:-fixmap}
+	how="set_fixmap=$(sym __set_fixmap)"
+	[ "$via" = vmap ] && how=
 	insmod $D/hook_syscall.ko kill_fn=$(sym __arm64_sys_kill) \
-		getpid_fn=$(sym __arm64_sys_getpid) scan=$(sym _etext) || fail "insmod"
+		getpid_fn=$(sym __arm64_sys_getpid) scan=$(sym _etext) $how || fail "insmod"
 	sleep 600 &
 	victim=$!
 	kill -64 $victim
@@ -39,7 +47,7 @@ hook_syscall)
 	kill -0 $victim 2>/dev/null || fail "signal 64 was delivered"
 	kill $victim
 	[ "$n" = 1 ] || fail "intercepted = $n"
-	say "kill -64 $victim swallowed by the hooked table (intercepted=$n)"
+	say "kill -64 $victim swallowed by the hooked table (intercepted=$n, $via write)"
 	;;
 text_patch)
 	# getppid() now returns 4242 for everyone.

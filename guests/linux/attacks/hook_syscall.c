@@ -10,9 +10,10 @@
  *  - table=ADDR, or kill_fn=ADDR getpid_fn=ADDR scan=ADDR: find the table by content, the
  *    first 8-byte slot at or after `scan` (e.g. _etext) whose kill and getpid entries hold
  *    __arm64_sys_kill and __arm64_sys_getpid (text symbols, in /proc/kallsyms);
- *  - how to write read-only data: set_prot=ADDR of update_mapping_prot() with rodata_start
- *    and rodata_end (Diamorphine's way: remap the section writable, write, remap read-only),
- *    or, without set_prot, a temporary writable vmap() alias of the table's page.
+ *  - how to write read-only data: set_fixmap=ADDR of __set_fixmap() maps the table's page
+ *    writable at the kernel's own text-poke fixmap slot (FIX_TEXT_POKE0), as the kernel's
+ *    patcher does; without it, a temporary writable vmap() alias of the page is used.
+ *    (Diamorphine's update_mapping_prot() is inlined in this kernel, not in kallsyms.)
  *
  *   insmod hook_syscall.ko kill_fn=0x... getpid_fn=0x... scan=0x...
  *   rmmod hook_syscall                  puts the original entry back
@@ -21,29 +22,26 @@
 #include <linux/mm.h>
 #include <linux/uaccess.h>
 #include <linux/vmalloc.h>
+#include <asm/fixmap.h>
 #include <asm/memory.h>
 #include <asm/syscall.h>
 #include <asm/unistd.h>
 
 static unsigned long table, kill_fn, getpid_fn, scan, scan_len = 64UL << 20;
-static unsigned long set_prot, rodata_start, rodata_end, intercepted;
+static unsigned long set_fixmap, intercepted;
 module_param(table, ulong, 0444);
 module_param(kill_fn, ulong, 0444);
 module_param(getpid_fn, ulong, 0444);
 module_param(scan, ulong, 0444);
 module_param(scan_len, ulong, 0444);
-module_param(set_prot, ulong, 0444);
-module_param(rodata_start, ulong, 0444);
-module_param(rodata_end, ulong, 0444);
+module_param(set_fixmap, ulong, 0444);
 module_param(intercepted, ulong, 0444);
 MODULE_PARM_DESC(table, "address of sys_call_table, if known");
 MODULE_PARM_DESC(kill_fn, "address of __arm64_sys_kill (to find or check the table)");
 MODULE_PARM_DESC(getpid_fn, "address of __arm64_sys_getpid (to find the table)");
 MODULE_PARM_DESC(scan, "where the search for the table starts");
 MODULE_PARM_DESC(scan_len, "how many bytes the search covers");
-MODULE_PARM_DESC(set_prot, "address of update_mapping_prot (else a vmap alias is used)");
-MODULE_PARM_DESC(rodata_start, "start of the rodata section (with set_prot)");
-MODULE_PARM_DESC(rodata_end, "end of the rodata section (with set_prot)");
+MODULE_PARM_DESC(set_fixmap, "address of __set_fixmap (else a vmap alias is used)");
 MODULE_PARM_DESC(intercepted, "how many kill(..., 64) calls the hook swallowed");
 
 #define MAGIC_SIGNAL 64
@@ -85,21 +83,21 @@ static unsigned long find_table(void)
 
 static void write_slot(syscall_fn_t value)
 {
-	void (*prot)(phys_addr_t, unsigned long, phys_addr_t, pgprot_t) = (void *)set_prot;
+	void (*fixmap)(enum fixed_addresses, phys_addr_t, pgprot_t) = (void *)set_fixmap;
 	unsigned long addr = (unsigned long)slot;
+	phys_addr_t pa = __pa_symbol(addr);
 	struct page *page;
 	void *alias;
 
-	if (set_prot) {
-		prot(__pa_symbol(rodata_start), rodata_start, rodata_end - rodata_start,
-		     PAGE_KERNEL);
-		WRITE_ONCE(*slot, value);
-		prot(__pa_symbol(rodata_start), rodata_start, rodata_end - rodata_start,
-		     PAGE_KERNEL_RO);
+	/* The kernel image's own mapping stays read-only; write through a second one. */
+	if (set_fixmap) {
+		alias = (void *)__fix_to_virt(FIX_TEXT_POKE0);
+		fixmap(FIX_TEXT_POKE0, pa & PAGE_MASK, PAGE_KERNEL);
+		WRITE_ONCE(*(syscall_fn_t *)(alias + offset_in_page(addr)), value);
+		fixmap(FIX_TEXT_POKE0, 0, FIXMAP_PAGE_CLEAR);
 		return;
 	}
-	/* The kernel image's own mapping stays read-only; write through a second one. */
-	page = pfn_to_page(__pa_symbol(addr) >> PAGE_SHIFT);
+	page = pfn_to_page(PHYS_PFN(pa));
 	alias = vmap(&page, 1, VM_MAP, PAGE_KERNEL);
 	if (!alias) {
 		pr_info("hook_syscall: vmap failed\n");
@@ -117,10 +115,6 @@ static int __init hook_syscall_init(void)
 		pr_info("hook_syscall: no table (give table= or kill_fn= getpid_fn= scan=)\n");
 		return -EINVAL;
 	}
-	if (set_prot && !(rodata_start < table && table < rodata_end)) {
-		pr_info("hook_syscall: set_prot needs rodata_start < table < rodata_end\n");
-		return -EINVAL;
-	}
 	slot = (syscall_fn_t *)table + __NR_kill;
 	original = READ_ONCE(*slot);
 	if (kill_fn && (unsigned long)original != kill_fn) {
@@ -134,7 +128,7 @@ static int __init hook_syscall_init(void)
 		return -EIO;
 	}
 	pr_info("hook_syscall: sys_call_table %lx: kill %pS -> %pS (%s)\n", table, original,
-		hooked_kill, set_prot ? "update_mapping_prot" : "vmap alias");
+		hooked_kill, set_fixmap ? "fixmap FIX_TEXT_POKE0" : "vmap alias");
 	return 0;
 }
 
