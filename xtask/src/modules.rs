@@ -45,7 +45,7 @@ fn build_stamp_path() -> PathBuf {
 }
 
 /// The setup steps, in order: compiler, headers, the build itself.
-pub fn steps() -> Vec<Box<dyn crate::setup::Step>> {
+pub fn steps() -> Vec<Box<dyn Step>> {
     vec![
         Box::new(CrossCompiler),
         Box::new(KernelHeaders),

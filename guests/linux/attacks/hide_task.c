@@ -3,7 +3,8 @@
  * hide_task: direct kernel object manipulation. Unlinks a task (by pid) from the global task
  * list (`tasks`, walked by for_each_process) and from its struct pid's task lists (what
  * /proc and kill() use to find it), so ps, /proc/<pid> and kill no longer see it while it
- * keeps running. The scheduler's run queues still hold it: the cross view a checker uses.
+ * keeps running. Still linked, for a checker's cross view: its parent's children list, its
+ * pid number in the namespace (a struct pid with no task), a run queue whenever it runs.
  *
  *   insmod hide_task.ko pid=<pid>      hide (a single-threaded process)
  *   rmmod hide_task                    put it back
