@@ -51,3 +51,39 @@ fn command_output_and_status_come_back() {
     let run = run_cmd(cmd);
     expect_command_result(&run, cmd, &["hello"], 7);
 }
+
+/// From Linux, reads of the RTOS's RAM (0x4400_0000) and of spumone's image (0x4020_0000)
+/// end in an external abort spumone injects; Linux reports an oops of the reading kernel
+/// thread, the shell goes on, and a read of Linux's own RAM still works.
+#[test]
+fn reading_foreign_memory_fails_without_harm() {
+    // With `quiet` the console shows the oops but not pr_info: the results come from dmesg.
+    let cmd = "insmod /lib/spumone/memprobe.ko phys=0x44000000,0x40200000,0x48000000; \
+               echo \"insmod status $?\"; dmesg | grep 'memprobe: 0x'";
+    let run = run_cmd(cmd);
+    if run.command_status() != Some(0) {
+        fail(&run, "the probe command failed");
+    }
+    expect_line(&run, "[linux]", &["insmod status 0"]);
+    for addr in ["0x44000000", "0x40200000"] {
+        expect_line(
+            &run,
+            "[hv]",
+            &[
+                &format!("unassigned MMIO read of 8 bytes at {addr}"),
+                "external abort injected",
+            ],
+        );
+        expect_line(
+            &run,
+            "[linux]",
+            &[&format!("memprobe: {addr}: no value, the read faulted")],
+        );
+    }
+    expect_line(
+        &run,
+        "[linux]",
+        &["Internal error: synchronous external abort"],
+    );
+    expect_line(&run, "[linux]", &["memprobe: 0x48000000 = 0x"]);
+}

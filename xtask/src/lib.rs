@@ -1,7 +1,8 @@
 //! The project's task runner as a library, so the QEMU integration tests (`tests/`) build and
 //! boot scenarios exactly as `cargo xtask run` does.
 //!
-//! - [`setup`]: install what is missing; [`linux`]: the Debian kernel and initramfs; [`firmware`]: cross-build a scenario's images;
+//! - [`setup`]: install what is missing; [`linux`]: the Debian kernel and initramfs; [`modules`]: the
+//!   guest's test kernel modules; [`firmware`]: cross-build a scenario's images;
 //! - [`run`]: boot a scenario on QEMU and collect its prefixed console lines;
 //! - [`bench`]: `cargo xtask bench`, results under `target/bench/`;
 //! - [`demux`], [`defmt_log`], [`event`]: turn spumone's framed UART stream into those lines.
@@ -17,6 +18,7 @@ pub mod event;
 pub mod firmware;
 pub mod gdb;
 pub mod linux;
+pub mod modules;
 pub mod paths;
 pub mod qemu;
 pub mod run;

@@ -71,9 +71,12 @@ fn stamp_path() -> PathBuf {
     images_dir().join("inputs.stamp")
 }
 
-/// The Linux setup steps, in order.
+/// The Linux setup steps, in order: packages, the test modules built against them, images.
 pub fn steps() -> Vec<Box<dyn Step>> {
-    vec![Box::new(DebianPackages), Box::new(GuestImages)]
+    let mut steps: Vec<Box<dyn Step>> = vec![Box::new(DebianPackages)];
+    steps.extend(crate::modules::steps());
+    steps.push(Box::new(GuestImages));
+    steps
 }
 
 /// Makes sure the kernel and initramfs exist (fetching and building what is missing).
@@ -105,7 +108,7 @@ fn parse_record(text: &str) -> Vec<Package> {
         .collect()
 }
 
-fn read_record() -> Option<Vec<Package>> {
+pub(crate) fn read_record() -> Option<Vec<Package>> {
     let packages = parse_record(&fs::read_to_string(record_path()).ok()?);
     let kernel = packages.iter().any(|p| p.name.starts_with("linux-image-"));
     let busybox = packages.iter().any(|p| p.name == BUSYBOX_PACKAGE);
@@ -113,7 +116,7 @@ fn read_record() -> Option<Vec<Package>> {
 }
 
 /// The SHA-256 of a file, by the host's `sha256sum`.
-fn sha256_of(path: &Path) -> Result<String> {
+pub(crate) fn sha256_of(path: &Path) -> Result<String> {
     let out = Command::new("sha256sum")
         .arg(path)
         .stdin(Stdio::null())
@@ -130,7 +133,7 @@ fn sha256_of(path: &Path) -> Result<String> {
 }
 
 /// Runs a command and returns its stdout, or an error naming it with its stderr.
-fn capture(cmd: &mut Command) -> Result<String> {
+pub(crate) fn capture(cmd: &mut Command) -> Result<String> {
     let shown = format!("{cmd:?}");
     let out = cmd
         .stdin(Stdio::null())
@@ -143,7 +146,7 @@ fn capture(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn run_shown(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run_shown(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
     let status = cmd
         .stdin(Stdio::null())
@@ -175,8 +178,13 @@ pub fn parse_index_entry(text: &str) -> Option<IndexEntry> {
 }
 
 fn index_entry(package: &str) -> Option<IndexEntry> {
+    index_entry_of(&format!("{package}:arm64"))
+}
+
+/// The index entry of an apt spec (`name:arch` or `name:arch=version`).
+fn index_entry_of(spec: &str) -> Option<IndexEntry> {
     let out = Command::new("apt-cache")
-        .args(["show", "--no-all-versions", &format!("{package}:arm64")])
+        .args(["show", "--no-all-versions", spec])
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
@@ -204,7 +212,7 @@ pub fn newest_kernel<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<Str
         .map(|(_, name)| name)
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
@@ -254,11 +262,20 @@ fn kernel_package() -> Result<String> {
 /// Downloads `package:arm64` into the cache (unless a verified copy is there) and checks its
 /// SHA-256 against the index.
 fn fetch(package: &str) -> Result<Package> {
-    let Some(entry) = index_entry(package) else {
-        bail!("{package}:arm64 is not in the apt index");
+    fetch_as(package, "arm64", None)
+}
+
+/// Like [`fetch`] for `package:arch`, at `version` when given (else the index's candidate).
+pub(crate) fn fetch_as(package: &str, arch: &str, version: Option<&str>) -> Result<Package> {
+    let mut spec = format!("{package}:{arch}");
+    if let Some(version) = version {
+        spec = format!("{spec}={version}");
+    }
+    let Some(entry) = index_entry_of(&spec) else {
+        bail!("{spec} is not in the apt index");
     };
     let dir = debian_dir();
-    let file = format!("{package}_arm64.deb");
+    let file = format!("{package}_{arch}.deb");
     let dest = dir.join(&file);
     if !(dest.is_file() && sha256_of(&dest)? == entry.sha256) {
         let download = dir.join("download");
@@ -266,7 +283,7 @@ fn fetch(package: &str) -> Result<Package> {
         fs::create_dir_all(&download)
             .with_context(|| format!("creating {}", paths::display(&download)))?;
         println!(
-            "setup: apt-get download {package}:arm64 ({})",
+            "setup: apt-get download {package}:{arch} ({})",
             entry.version
         );
         let mut cmd = Command::new("apt-get");
@@ -276,7 +293,7 @@ fn fetch(package: &str) -> Result<Package> {
             cmd.args(["-o", "APT::Sandbox::User=root"]);
         }
         run_shown(
-            cmd.arg(format!("{package}:arm64={}", entry.version))
+            cmd.arg(format!("{package}:{arch}={}", entry.version))
                 .current_dir(&download),
         )?;
         let debs: Vec<PathBuf> = fs::read_dir(&download)?
@@ -375,13 +392,14 @@ fn inputs_stamp() -> Result<String> {
     let init =
         fs::read(&init_path).with_context(|| format!("reading {}", paths::display(&init_path)))?;
     Ok(format!(
-        "recipe {RECIPE_VERSION}\nmodules {}\ninit {:016x}\n{record}",
+        "recipe {RECIPE_VERSION}\nmodules {}\ninit {:016x}\n{record}{}",
         MODULES.join(","),
-        fnv1a(&init)
+        fnv1a(&init),
+        crate::modules::built_stamp()
     ))
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
@@ -473,6 +491,7 @@ impl Step for GuestImages {
             "etc",
             "lib",
             "lib/modules",
+            crate::modules::GUEST_DIR,
         ] {
             cpio.dir(dir, 0o755);
         }
@@ -486,8 +505,15 @@ impl Step for GuestImages {
         let mut list = order.join("\n");
         list.push('\n');
         cpio.file("lib/modules/order", 0o644, list.as_bytes());
+        // Test modules and tools: shipped, never loaded by /init.
+        for (path, mode, data) in crate::modules::guest_files()? {
+            cpio.file(&path, mode, &data);
+        }
         let gz = gzip(&cpio.finish())?;
-        fs::write(initramfs(), gz).context("writing the initramfs")?;
+        // Other checkouts share this cache: replace the file in one step.
+        let tmp = initramfs().with_extension(format!("tmp{}", std::process::id()));
+        fs::write(&tmp, gz).context("writing the initramfs")?;
+        fs::rename(&tmp, initramfs()).context("replacing the initramfs")?;
         println!(
             "setup: initramfs with busybox, /init and modules {}",
             order.join(" ")

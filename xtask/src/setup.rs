@@ -81,7 +81,7 @@ pub fn ensure_steps(steps: &[Box<dyn Step>], verbose: bool) -> Result<()> {
 }
 
 /// Runs a command quietly and returns its stdout, or `None` when it cannot be started or fails.
-fn output_of(program: &str, args: &[&str], dir: &Path) -> Option<String> {
+pub(crate) fn output_of(program: &str, args: &[&str], dir: &Path) -> Option<String> {
     let out = Command::new(program)
         .args(args)
         .current_dir(dir)
