@@ -51,7 +51,11 @@ register_structs! {
         (0x1_0100 => isenabler0: ReadWrite<u32>),
         (0x1_0104 => _r4),
         (0x1_0180 => icenabler0: WriteOnly<u32>),
-        (0x1_0184 => _r5),
+        (0x1_0184 => _r5a),
+        (0x1_0280 => icpendr0: WriteOnly<u32>),
+        (0x1_0284 => _r5b),
+        (0x1_0380 => icactiver0: WriteOnly<u32>),
+        (0x1_0384 => _r5),
         (0x1_0400 => ipriorityr: [ReadWrite<u32>; 8]),
         (0x1_0420 => _r6),
         (0x2_0000 => @END),
@@ -261,6 +265,20 @@ pub fn disable(mpidr: u64, intid: u32) {
         }
     } else if intid < SPECIAL_INTID_START {
         gicd().icenabler[(intid / 32) as usize].set(1 << (intid % 32));
+    }
+}
+
+/// Disables private interrupt `intid` of the core with `mpidr` and clears its pending and
+/// active states: a vCPU leaving for good may have left it active through a hardware list
+/// register that is now gone, which would silence it for the next vCPU.
+pub fn quiesce_private(mpidr: u64, intid: u32) {
+    if intid >= 32 {
+        return;
+    }
+    if let Some(r) = my_redistributor(mpidr) {
+        r.icenabler0.set(1 << intid);
+        r.icpendr0.set(1 << intid);
+        r.icactiver0.set(1 << intid);
     }
 }
 

@@ -419,7 +419,7 @@ pub fn leave_vcpu(running: Option<(usize, usize)>) {
     for n in 0..list_regs() {
         write_lr(n, 0);
     }
-    gic::disable(cpu::mpidr(), VTIMER_INTID);
+    gic::quiesce_private(cpu::mpidr(), VTIMER_INTID);
     // SAFETY: stops the EL1 virtual timer the departed guest left armed on this core.
     unsafe { core::arch::asm!("msr cntv_ctl_el0, xzr", "isb", options(nostack)) };
 }
