@@ -113,7 +113,7 @@ fn read_record() -> Option<Vec<Package>> {
 }
 
 /// The SHA-256 of a file, by the host's `sha256sum`.
-fn sha256_of(path: &Path) -> Result<String> {
+pub(crate) fn sha256_of(path: &Path) -> Result<String> {
     let out = Command::new("sha256sum")
         .arg(path)
         .stdin(Stdio::null())
@@ -130,7 +130,7 @@ fn sha256_of(path: &Path) -> Result<String> {
 }
 
 /// Runs a command and returns its stdout, or an error naming it with its stderr.
-fn capture(cmd: &mut Command) -> Result<String> {
+pub(crate) fn capture(cmd: &mut Command) -> Result<String> {
     let shown = format!("{cmd:?}");
     let out = cmd
         .stdin(Stdio::null())
@@ -143,7 +143,7 @@ fn capture(cmd: &mut Command) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn run_shown(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run_shown(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
     let status = cmd
         .stdin(Stdio::null())
@@ -381,7 +381,7 @@ fn inputs_stamp() -> Result<String> {
     ))
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
