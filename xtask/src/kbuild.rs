@@ -241,9 +241,13 @@ impl Variant {
 pub fn workload_cmd(variant: Variant) -> Result<String> {
     let targets = variant.targets()?.join(" ");
     let jobs = JOBS.to_string();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .to_string();
     let cmd = fill_template(
         &recipe_file("workload.sh")?,
-        &[("JOBS", &jobs), ("TARGETS", &targets)],
+        &[("JOBS", &jobs), ("TARGETS", &targets), ("NOW", &now)],
     )
     .map_err(|e| anyhow::anyhow!("guests/linux/kbuild/workload.sh: {e}"))?;
     linux::cmd_param(&cmd)?;
@@ -1044,10 +1048,16 @@ mod tests {
             workload_cmd(Variant::Quick).unwrap(),
             prepare_cmd().unwrap(),
         ] {
-            assert!(!cmd.contains('@'), "{cmd}");
+            for placeholder in ["@JOBS@", "@TARGETS@", "@NOW@"] {
+                assert!(!cmd.contains(placeholder), "{cmd}");
+            }
             assert!(cmd.contains(SOURCE_DIR), "{cmd}");
         }
-        assert!(workload_cmd(Variant::Quick).unwrap().contains("lib/sort.o"));
+        let quick = workload_cmd(Variant::Quick).unwrap();
+        assert!(quick.contains("lib/sort.o"), "{quick}");
+        let set = quick.split("date -s @").nth(1).unwrap_or("");
+        let secs: u64 = set.split_whitespace().next().unwrap_or("").parse().unwrap();
+        assert!(secs > 1_700_000_000, "the host's clock: {quick}");
         assert!(workload_cmd(Variant::Full).unwrap().contains("-j3 Image "));
     }
 
