@@ -18,7 +18,7 @@ use crate::scenario::{self, DEFAULT_TIMEOUT_SECS};
 use crate::{setup, signals};
 
 /// The benchmarks `cargo xtask bench` knows.
-pub const BENCHES: &[&str] = &["rtos-latency"];
+pub const BENCHES: &[&str] = &["rtos-latency", "kbuild"];
 
 /// The baseline scenario of the latency ratios.
 pub const NATIVE: &str = "rtos-native";
@@ -246,13 +246,23 @@ pub fn parse_results(text: &str) -> Result<Vec<Value>, String> {
 /// `old` with each row whose key is in `new` replaced in place; rows with new keys are
 /// appended. Rows of other benches are kept untouched, whatever their fields.
 pub fn merge(old: Vec<Value>, new: &[Row]) -> Vec<Value> {
+    let new: Vec<(RowKey, Value)> = new.iter().map(|r| (r.key(), r.to_json())).collect();
+    merge_by(old, new, |o| key_of(o).ok())
+}
+
+/// `old` with each `(key, row)` of `new` replacing the row whose `key_of` is `key`, or
+/// appended.
+pub fn merge_by<K: PartialEq>(
+    old: Vec<Value>,
+    new: Vec<(K, Value)>,
+    key_of: impl Fn(&Map<String, Value>) -> Option<K>,
+) -> Vec<Value> {
     let mut out = old;
-    for row in new {
-        let key = row.key();
-        let same = |v: &Value| v.as_object().and_then(|o| key_of(o).ok()).as_ref() == Some(&key);
+    for (key, row) in new {
+        let same = |v: &Value| v.as_object().and_then(&key_of).as_ref() == Some(&key);
         match out.iter().position(same) {
-            Some(i) => out[i] = row.to_json(),
-            None => out.push(row.to_json()),
+            Some(i) => out[i] = row,
+            None => out.push(row),
         }
     }
     out
@@ -440,7 +450,7 @@ pub fn bench_dir() -> PathBuf {
     target_dir().join("bench")
 }
 
-fn bench_images_dir(scenario: &str) -> PathBuf {
+pub fn bench_images_dir(scenario: &str) -> PathBuf {
     bench_dir().join("images").join(scenario)
 }
 
@@ -519,20 +529,31 @@ pub fn rtos_latency(options: &LatencyBenchOptions) -> Result<()> {
         }
     }
 
+    write_latency_rows(&rows)
+}
+
+/// Merges `rows` into `target/bench/rtos-latency.json` and rewrites `rtos-latency.md` from
+/// every row there.
+pub fn write_latency_rows(rows: &[Row]) -> Result<()> {
     let json_path = bench_dir().join("rtos-latency.json");
-    let md_path = bench_dir().join("rtos-latency.md");
-    let merged = merge(read_results(&json_path)?, &rows);
+    let merged = merge(read_results(&json_path)?, rows);
     let all: Vec<Row> = merged
         .iter()
         .map(Row::from_json)
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow::anyhow!("{}: {e}", paths::display(&json_path)))?;
-    let markdown = render_markdown(&all);
+    write_report("rtos-latency", merged, &render_markdown(&all))
+}
+
+/// Writes `target/bench/<name>.json` (the rows) and `<name>.md`, and shows the Markdown.
+pub fn write_report(name: &str, rows: Vec<Value>, markdown: &str) -> Result<()> {
+    let json_path = bench_dir().join(format!("{name}.json"));
+    let md_path = bench_dir().join(format!("{name}.md"));
     fs::create_dir_all(bench_dir())?;
-    let text = serde_json::to_string_pretty(&Value::Array(merged))? + "\n";
+    let text = serde_json::to_string_pretty(&Value::Array(rows))? + "\n";
     fs::write(&json_path, text)
         .with_context(|| format!("writing {}", paths::display(&json_path)))?;
-    fs::write(&md_path, &markdown)
+    fs::write(&md_path, markdown)
         .with_context(|| format!("writing {}", paths::display(&md_path)))?;
     println!();
     print!("{markdown}");
@@ -546,7 +567,7 @@ pub fn rtos_latency(options: &LatencyBenchOptions) -> Result<()> {
 }
 
 /// The rows already in `path`; none if it does not exist.
-fn read_results(path: &Path) -> Result<Vec<Value>> {
+pub fn read_results(path: &Path) -> Result<Vec<Value>> {
     match fs::read_to_string(path) {
         Ok(text) => parse_results(&text).map_err(|e| {
             anyhow::anyhow!(

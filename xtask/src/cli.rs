@@ -21,6 +21,8 @@ pub enum Command {
         plain_log: bool,
         /// Run this shell command in the Linux guest and exit with its status.
         cmd: Option<String>,
+        /// A raw disk image attached as virtio-blk (snapshot: writes are dropped).
+        disk: Option<String>,
     },
     List,
     Gdb {
@@ -32,8 +34,10 @@ pub enum Command {
         name: String,
         samples: Option<u32>,
         period_us: Option<u32>,
-        /// Seconds per run as given (`0` waits for ever); `None` picks one from N × P.
+        /// Seconds per run as given (`0` waits for ever); `None` picks a default.
         timeout: Option<u64>,
+        /// `kbuild`: the quick variant.
+        quick: bool,
     },
 }
 
@@ -46,7 +50,7 @@ commands:
   setup                   install what building and running need (Rust targets, QEMU)
   build [--scenario NAME] [--plain-log]
                           build the firmware of one scenario (default: every scenario)
-  run [SCENARIO] [--timeout SECS] [--icount] [--plain-log] [--cmd 'COMMAND']
+  run [SCENARIO] [--timeout SECS] [--icount] [--plain-log] [--cmd 'COMMAND'] [--disk IMG]
                           build and boot a scenario (default: {DEFAULT_SCENARIO})
   run --list              list the scenarios
   gdb SCENARIO            boot a scenario stopped at its first instruction, under gdb-multiarch
@@ -54,6 +58,10 @@ commands:
   bench rtos-latency [--samples N] [--period-us P] [--timeout SECS]
                           RTOS dispatch latency, native and under spumone, with and without
                           --icount; writes target/bench/rtos-latency.{{json,md}}
+  bench kbuild [--quick] [--timeout SECS]
+                          a kernel build inside Linux, linux-native and demo, with and without
+                          --icount; writes target/bench/kbuild.{{json,md}} (builds the root
+                          filesystem image under target/cache/kbuild/ the first time)
 
 options:
   --timeout SECS   stop the run if the machine has not powered off after SECS seconds
@@ -62,6 +70,8 @@ options:
   --plain-log      build spumone to print plain text instead of framed defmt records
   --cmd 'COMMAND'  Linux scenarios: run COMMAND with `sh -c` in the guest instead of a shell,
                    print its output as [linux] lines, power off, and exit with its status
+  --disk IMG       Linux scenarios: attach the raw image IMG as virtio-blk (/dev/vda); writes
+                   go to a temporary overlay and are dropped
 
 input: without --cmd, a native scenario (linux-native) gets this terminal's keys: an
 interactive shell, raw mode from a terminal (Ctrl-C goes to the guest; `exit` or
@@ -113,6 +123,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 let icount = flags.switch("--icount");
                 let plain_log = flags.switch("--plain-log");
                 let cmd = flags.value("--cmd")?;
+                let disk = flags.value("--disk")?;
                 let scenario = flags
                     .positional()?
                     .unwrap_or_else(|| DEFAULT_SCENARIO.to_string());
@@ -122,6 +133,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                     icount,
                     plain_log,
                     cmd,
+                    disk,
                 }
             }
         }
@@ -150,6 +162,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 "--period-us",
             )?;
             let timeout = number(flags.value("--timeout")?, "--timeout")?;
+            let quick = flags.switch("--quick");
             let Some(name) = flags.positional()? else {
                 bail!("bench needs a name: cargo xtask bench rtos-latency");
             };
@@ -159,11 +172,19 @@ pub fn parse(args: &[String]) -> Result<Command> {
                     crate::bench::BENCHES.join(", ")
                 );
             }
+            let latency_options = samples.is_some() || period_us.is_some();
+            if name == "kbuild" && latency_options {
+                bail!("--samples and --period-us are for bench rtos-latency");
+            }
+            if name != "kbuild" && quick {
+                bail!("--quick is for bench kbuild");
+            }
             Command::Bench {
                 name,
                 samples,
                 period_us,
                 timeout,
+                quick,
             }
         }
         "gdb" => {
@@ -272,6 +293,7 @@ mod tests {
                 icount: false,
                 plain_log: false,
                 cmd: None,
+                disk: None,
             }
         );
     }
@@ -289,9 +311,15 @@ mod tests {
                 icount: false,
                 plain_log: false,
                 cmd: Some("echo hello; exit 7".into()),
+                disk: None,
             }
         );
         assert!(parse_str("run linux-native --cmd").is_err());
+        assert!(matches!(
+            parse_str("run linux --disk img.ext4").unwrap(),
+            Command::Run { disk: Some(d), .. } if d == "img.ext4"
+        ));
+        assert!(parse_str("run linux --disk").is_err());
         assert!(usage().contains("--cmd"));
     }
 
@@ -303,6 +331,7 @@ mod tests {
             icount: true,
             plain_log: true,
             cmd: None,
+            disk: None,
         };
         assert_eq!(
             parse_str("run rtos-native --timeout 30 --icount --plain-log").unwrap(),
@@ -376,7 +405,8 @@ mod tests {
                 name: "rtos-latency".into(),
                 samples: None,
                 period_us: None,
-                timeout: None
+                timeout: None,
+                quick: false,
             }
         );
         assert_eq!(
@@ -385,7 +415,18 @@ mod tests {
                 name: "rtos-latency".into(),
                 samples: Some(2000),
                 period_us: Some(500),
-                timeout: Some(0)
+                timeout: Some(0),
+                quick: false,
+            }
+        );
+        assert_eq!(
+            parse_str("bench kbuild --quick --timeout 900").unwrap(),
+            Command::Bench {
+                name: "kbuild".into(),
+                samples: None,
+                period_us: None,
+                timeout: Some(900),
+                quick: true,
             }
         );
         for bad in [
@@ -396,6 +437,8 @@ mod tests {
             "bench rtos-latency --samples many",
             "bench rtos-latency --period-us 99999999999",
             "bench rtos-latency --icount",
+            "bench rtos-latency --quick",
+            "bench kbuild --samples 10",
         ] {
             assert!(parse_str(bad).is_err(), "`{bad}` should be rejected");
         }

@@ -43,6 +43,7 @@ pub fn gdb(scenario: &'static Scenario, plain_log: bool) -> Result<()> {
             &QemuOptions {
                 icount: false,
                 gdb: true,
+                disk: None,
             },
             Some(pid_tx),
         )

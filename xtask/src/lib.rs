@@ -4,7 +4,8 @@
 //! - [`setup`]: install what is missing; [`linux`]: the Debian kernel and initramfs; [`modules`]: the
 //!   guest's test kernel modules; [`firmware`]: cross-build a scenario's images;
 //! - [`run`]: boot a scenario on QEMU and collect its prefixed console lines;
-//! - [`bench`]: `cargo xtask bench`, results under `target/bench/`;
+//! - [`bench`]: `cargo xtask bench`, results under `target/bench/`; [`kbuild`]: the kernel-build
+//!   workload, its root filesystem image and `bench kbuild`;
 //! - [`demux`], [`defmt_log`], [`event`]: turn spumone's framed UART stream into those lines.
 
 pub mod bench;
@@ -17,6 +18,7 @@ pub mod demux;
 pub mod event;
 pub mod firmware;
 pub mod gdb;
+pub mod kbuild;
 pub mod linux;
 pub mod modules;
 pub mod paths;

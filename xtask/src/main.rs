@@ -6,7 +6,7 @@ use xtask::cli::{self, Command};
 use xtask::firmware::{self, BuildOptions, LatencySettings};
 use xtask::run::{self, RunOptions};
 use xtask::scenario::{self, SCENARIOS};
-use xtask::{bench, ci, gdb, setup, signals};
+use xtask::{bench, ci, gdb, kbuild, setup, signals};
 
 fn main() -> ExitCode {
     // Errors are values printed as one line; a panic is a bug, and still gets one line.
@@ -63,8 +63,28 @@ fn real_main(args: &[String]) -> Result<u8> {
             icount,
             plain_log,
             cmd,
+            disk,
         } => {
             let scenario = scenario::lookup(&scenario)?;
+            if disk.is_some() && !firmware::boots_linux(scenario) {
+                anyhow::bail!(
+                    "--disk attaches a disk for Linux; scenario {} boots no Linux",
+                    scenario.name
+                );
+            }
+            let disk = match disk {
+                None => None,
+                Some(path) => {
+                    let path = std::path::PathBuf::from(path);
+                    if !path.is_file() {
+                        anyhow::bail!("--disk: {} is not a file", path.display());
+                    }
+                    Some(xtask::qemu::Disk {
+                        path,
+                        writable: false,
+                    })
+                }
+            };
             if cmd.is_some() && !firmware::boots_linux(scenario) {
                 anyhow::bail!(
                     "--cmd runs a command in Linux; scenario {} boots no Linux \
@@ -86,6 +106,7 @@ fn real_main(args: &[String]) -> Result<u8> {
                 plain_log,
                 forward_stdin: cmd.is_none(),
                 cmd: cmd.clone(),
+                disk,
                 ..RunOptions::new(scenario)
             };
             // After building: cargo must stay interruptible.
@@ -118,9 +139,28 @@ fn real_main(args: &[String]) -> Result<u8> {
         } => gdb::gdb(scenario::lookup(&scenario)?, plain_log)?,
         Command::Bench {
             name,
+            timeout,
+            quick,
+            ..
+        } if name == "kbuild" => {
+            let variant = if quick {
+                kbuild::Variant::Quick
+            } else {
+                kbuild::Variant::Full
+            };
+            let timeout = match timeout {
+                None => Some(variant.default_timeout()),
+                Some(0) => None,
+                Some(secs) => Some(Duration::from_secs(secs)),
+            };
+            kbuild::bench(variant, timeout)?;
+        }
+        Command::Bench {
+            name,
             samples,
             period_us,
             timeout,
+            ..
         } => {
             debug_assert_eq!(name, "rtos-latency");
             let defaults = LatencySettings::DEFAULT;

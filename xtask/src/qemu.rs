@@ -1,18 +1,34 @@
 //! The QEMU command line for a scenario.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 
 use crate::firmware::Firmware;
 use crate::scenario::Kind;
 use crate::setup::QEMU;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QemuOptions {
     /// Deterministic guest time: one instruction per virtual nanosecond.
     pub icount: bool,
     /// Stop at the first instruction and wait for a debugger on TCP port 1234.
     pub gdb: bool,
+    /// A raw disk image attached as virtio-blk (`/dev/vda` in Linux).
+    pub disk: Option<Disk>,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disk {
+    pub path: PathBuf,
+    /// Without it QEMU keeps writes in a temporary overlay (`snapshot=on`): the image stays as
+    /// it was.
+    pub writable: bool,
+}
+
+/// The virtio-mmio bus the disk sits on. QEMU's virt board hands `-device virtio-*-device`
+/// the free transport with the highest address first (0x0a003e00), which a Linux partition
+/// does not own; bus 0 is the transport at 0x0a000000 (`virtio0` in the board file).
+pub const DISK_BUS: &str = "virtio-mmio-bus.0";
 
 /// The arguments after the program name.
 pub fn args(firmware: &Firmware, options: &QemuOptions) -> Vec<OsString> {
@@ -36,6 +52,18 @@ pub fn args(firmware: &Firmware, options: &QemuOptions) -> Vec<OsString> {
     }
     if options.gdb {
         push(&["-s", "-S"]);
+    }
+    if let Some(disk) = &options.disk {
+        let mut drive = OsString::from("file=");
+        drive.push(&disk.path);
+        drive.push(",if=none,id=d0,format=raw");
+        if !disk.writable {
+            drive.push(",snapshot=on");
+        }
+        args.push("-drive".into());
+        args.push(drive);
+        args.push("-device".into());
+        args.push(format!("virtio-blk-device,drive=d0,bus={DISK_BUS}").into());
     }
     args.push("-kernel".into());
     args.push(firmware.kernel.clone().into_os_string());
@@ -122,6 +150,7 @@ mod tests {
         let options = QemuOptions {
             icount: true,
             gdb: true,
+            disk: None,
         };
         let line = command_line(&args(&hv_firmware(), &options));
         assert!(
@@ -129,6 +158,31 @@ mod tests {
             "{line}"
         );
         assert!(line.contains(" -s -S "), "{line}");
+    }
+
+    #[test]
+    fn disk_is_a_snapshot_on_the_first_transport_unless_writable() {
+        let mut options = QemuOptions {
+            disk: Some(Disk {
+                path: PathBuf::from("/img/root.ext4"),
+                writable: false,
+            }),
+            ..QemuOptions::default()
+        };
+        let line = command_line(&args(&hv_firmware(), &options));
+        assert!(
+            line.contains(
+                " -drive file=/img/root.ext4,if=none,id=d0,format=raw,snapshot=on \
+                 -device virtio-blk-device,drive=d0,bus=virtio-mmio-bus.0 -kernel "
+            ),
+            "{line}"
+        );
+        options.disk.as_mut().unwrap().writable = true;
+        let line = command_line(&args(&hv_firmware(), &options));
+        assert!(
+            line.contains(" -drive file=/img/root.ext4,if=none,id=d0,format=raw -device "),
+            "{line}"
+        );
     }
 
     #[test]

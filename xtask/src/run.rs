@@ -15,7 +15,7 @@ use crate::event::Event;
 use crate::firmware::{self, BuildOptions, Firmware, LatencySettings};
 use crate::linux;
 use crate::paths::{self, logs_dir};
-use crate::qemu::{self, QemuOptions};
+use crate::qemu::{self, Disk, QemuOptions};
 use crate::scenario::{Kind, Scenario};
 use crate::setup;
 
@@ -41,6 +41,8 @@ pub struct RunOptions {
     pub cmd: Option<String>,
     /// Forward this process's stdin to the guest console (native scenarios only).
     pub forward_stdin: bool,
+    /// A disk image for the Linux guest (`--disk`).
+    pub disk: Option<Disk>,
 }
 
 impl RunOptions {
@@ -55,6 +57,7 @@ impl RunOptions {
             latency: LatencySettings::DEFAULT,
             cmd: None,
             forward_stdin: false,
+            disk: None,
         }
     }
 }
@@ -98,6 +101,8 @@ pub struct RunOutcome {
     pub scenario: &'static Scenario,
     /// Every line in order, prefixed by its source (`[hv] `, `[rtos] `, `[raw] `, `[qemu] `).
     pub lines: Vec<String>,
+    /// When each of `lines` arrived, from QEMU's start (host time).
+    pub line_times: Vec<Duration>,
     pub events: Vec<Event>,
     pub ending: Ending,
     pub timeout: Option<Duration>,
@@ -262,9 +267,18 @@ enum Msg {
 
 /// Boots already-built firmware.
 pub fn launch(firmware: &Firmware, options: &RunOptions) -> Result<RunOutcome> {
+    if let Some(disk) = &options.disk {
+        if !disk.path.is_file() {
+            anyhow::bail!(
+                "disk image {} does not exist (or is not a file)",
+                paths::display(&disk.path)
+            );
+        }
+    }
     let qemu_options = QemuOptions {
         icount: options.icount,
         gdb: false,
+        disk: options.disk.clone(),
     };
     let firmware = with_command(firmware, options.cmd.as_deref())?;
     supervise(&firmware, options, &qemu_options, None)
@@ -344,6 +358,7 @@ pub(crate) fn supervise(
     let mut outcome = RunOutcome {
         scenario: firmware.scenario,
         lines: Vec::new(),
+        line_times: Vec::new(),
         events: Vec::new(),
         ending: Ending::Exited(None),
         timeout: options.timeout,
@@ -452,6 +467,7 @@ pub(crate) fn supervise(
                 let _ = writeln!(out, "{shown}");
             }
             outcome.lines.push(shown);
+            outcome.line_times.push(started.elapsed());
         }
         logs.flush();
     }
@@ -691,6 +707,7 @@ mod tests {
         RunOutcome {
             scenario: find(scenario).unwrap(),
             lines: lines.iter().map(|s| s.to_string()).collect(),
+            line_times: vec![Duration::ZERO; lines.len()],
             events,
             ending,
             timeout: Some(Duration::from_secs(120)),

@@ -170,6 +170,24 @@ pub fn installed_qemu() -> Option<String> {
     Some(qemu_version(&out).unwrap_or_else(|| "(unknown version)".into()))
 }
 
+/// Whether [`apt_install`] can work here: root on Debian/Ubuntu.
+pub fn can_install() -> bool {
+    is_root() && is_debian_like()
+}
+
+/// `apt-get update` and `apt-get install -y packages`, output shown.
+pub fn apt_install(packages: &[&str]) -> Result<()> {
+    let apt = |args: &[&str]| {
+        let mut cmd = Command::new("apt-get");
+        cmd.args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null());
+        run_visible(&mut cmd)
+    };
+    apt(&["update"])?;
+    apt(&[&["install", "-y"], packages].concat())
+}
+
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
@@ -198,18 +216,10 @@ impl Step for Qemu {
     }
 
     fn run(&self) -> Result<()> {
-        if !(is_root() && is_debian_like()) {
+        if !can_install() {
             bail!("{}", qemu_missing_advice());
         }
-        let apt = |args: &[&str]| {
-            let mut cmd = Command::new("apt-get");
-            cmd.args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .stdin(Stdio::null());
-            run_visible(&mut cmd)
-        };
-        apt(&["update"])?;
-        apt(&["install", "-y", QEMU_PACKAGE])
+        apt_install(&[QEMU_PACKAGE])
     }
 }
 

@@ -1,0 +1,14 @@
+# The timed workload, run by xtask through `--cmd` on a snapshot of the prepared disk.
+# @JOBS@, @TARGETS@ and @NOW@ (host time, s) are replaced by xtask. The marker lines carry
+# guest uptime. The clock is set because a partition under spumone has no RTC: at 1970 every
+# file of the prepared tree would be in the future for make.
+date -s @@NOW@ >/dev/null
+mkdir -p /mnt && mount -t ext4 /dev/vda /mnt || exit 1
+for d in proc sys dev; do mount --bind /$d /mnt/$d; done
+chroot /mnt /bin/sh -c 'cd /usr/src/linux-source-6.1 || exit 1
+echo "kbuild: begin uptime=$(cut -d" " -f1 /proc/uptime)"
+make -j@JOBS@ @TARGETS@ >/tmp/kbuild.log 2>&1; s=$?
+echo "kbuild: end uptime=$(cut -d" " -f1 /proc/uptime) status=$s"
+echo "kbuild: $(grep -c "^  CC" /tmp/kbuild.log) objects compiled"
+[ $s = 0 ] || tail -n 30 /tmp/kbuild.log
+exit $s'
