@@ -17,8 +17,10 @@
 mod checker;
 mod guest;
 pub mod kaslr;
+pub mod kmem;
 pub mod symbols;
 pub mod walk;
+pub mod xref;
 
 #[cfg(feature = "std")]
 pub mod image;
