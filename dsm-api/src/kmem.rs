@@ -272,41 +272,54 @@ impl<const N: usize> AddrSet<N> {
     }
 }
 
+type Key = (&'static str, u64);
+
 /// Raises each finding once while it persists: a finding raised in the previous pass is not
-/// raised again; one that went away and comes back is. Holds up to `N` findings per pass
-/// (beyond that, they are raised again each pass).
+/// raised again; one that went away and comes back is. With `confirm`, a finding must also
+/// be seen in two passes in a row before it is raised: the guest is paused at arbitrary
+/// points, so one snapshot may catch the kernel halfway through relinking a list, which no
+/// two consecutive passes do. Holds up to `N` findings per pass (beyond that, they are
+/// raised every pass, or never if confirming).
 #[derive(Debug, Clone)]
 pub struct ReportOnce<const N: usize> {
-    prev: [Option<(&'static str, u64)>; N],
-    cur: [Option<(&'static str, u64)>; N],
-}
-
-impl<const N: usize> Default for ReportOnce<N> {
-    fn default() -> Self {
-        Self::new()
-    }
+    confirm: bool,
+    /// What the previous pass saw, and whether it was raised.
+    prev: [Option<(Key, bool)>; N],
+    cur: [Option<(Key, bool)>; N],
 }
 
 impl<const N: usize> ReportOnce<N> {
-    pub const fn new() -> Self {
+    pub const fn new(confirm: bool) -> Self {
         Self {
+            confirm,
             prev: [None; N],
             cur: [None; N],
         }
     }
 
-    /// Reports `f` through `guest` unless the previous pass did.
+    /// Raises `f` through `guest` unless the previous pass did (or, confirming, unless the
+    /// previous pass did not see it).
     pub fn report(&mut self, guest: &mut dyn Guest, f: crate::Finding) {
-        let key = Some((f.what, f.at));
-        if !self.prev.contains(&key) {
-            guest.report(f);
+        self.decide(f, &mut |f| guest.report(f));
+    }
+
+    fn decide(&mut self, f: crate::Finding, raise_it: &mut dyn FnMut(crate::Finding)) {
+        let key = (f.what, f.at);
+        let before = self.prev.iter().flatten().find(|(k, _)| *k == key);
+        let raise = match before {
+            Some(&(_, raised)) => !raised,
+            None => !self.confirm,
+        };
+        if raise {
+            raise_it(f);
         }
+        let raised = raise || before.is_some_and(|b| b.1);
         if let Some(slot) = self.cur.iter_mut().find(|s| s.is_none()) {
-            *slot = key;
+            *slot = Some((key, raised));
         }
     }
 
-    /// Ends a pass: what it reported becomes what the next pass keeps quiet about.
+    /// Ends a pass: what it saw becomes what the next pass compares with.
     pub fn end_pass(&mut self) {
         self.prev = self.cur;
         self.cur = [None; N];
@@ -327,5 +340,45 @@ mod tests {
         s.seal();
         assert_eq!(s.as_slice(), [1, 3, 9]);
         assert!(s.contains(3) && !s.contains(7));
+    }
+
+    #[derive(Default)]
+    struct Sink(std::vec::Vec<u64>);
+
+    fn finding(at: u64) -> crate::Finding {
+        crate::Finding {
+            checker: "t",
+            what: "w",
+            at,
+            expected: 0,
+            found: 0,
+        }
+    }
+
+    /// Feeds passes of findings (by `at`) and returns what was raised after each.
+    fn raised(confirm: bool, passes: &[&[u64]]) -> std::vec::Vec<std::vec::Vec<u64>> {
+        let mut once = ReportOnce::<4>::new(confirm);
+        let mut out = std::vec::Vec::new();
+        for p in passes {
+            let mut sink = Sink::default();
+            for &at in *p {
+                let f = finding(at);
+                // A guest stand-in is not needed for the decision; record via a closure.
+                once.decide(f, &mut |f| sink.0.push(f.at));
+            }
+            once.end_pass();
+            out.push(sink.0);
+        }
+        out
+    }
+
+    #[test]
+    fn report_once_and_confirm() {
+        let p: &[&[u64]] = &[&[1], &[1, 2], &[2], &[1, 2], &[]];
+        assert_eq!(
+            raised(false, p),
+            [vec![1], vec![2], vec![], vec![1], vec![]]
+        );
+        assert_eq!(raised(true, p), [vec![], vec![1], vec![2], vec![], vec![]]);
     }
 }

@@ -16,7 +16,10 @@
 //!
 //! Findings: `at` is the module's VA, `expected` the head of the list it should be on,
 //! `found` its kobject's VA (0 if none). A list that cannot be walked (a pointer outside
-//! RAM, a broken `prev`, a cycle or more than the step limit) is itself a finding.
+//! RAM, a broken `prev`, a cycle or more than the step limit) is itself a finding. Each pass
+//! runs with the guest stopped; a finding is raised once two passes in a row see it (one
+//! snapshot may catch the kernel halfway through a `list_del`), then not again while it
+//! lasts.
 //!
 //! Symbols: `modules` and `module_kset` are data, not in kallsyms; they come from
 //! [`dsm_api::xref::data_symbol`]. Layout: [`dsm_btf::layouts::DEBIAN_6_1_0_56_ARM64`].
@@ -64,7 +67,7 @@ impl ModuleListChecker {
             listed: AddrSet::new(),
             kobjs: AddrSet::new(),
             in_kset: AddrSet::new(),
-            once: ReportOnce::new(),
+            once: ReportOnce::new(true),
         }
     }
 
@@ -203,7 +206,7 @@ impl Checker for ModuleListChecker {
             modules: data_symbol(guest, "modules")?,
             module_kset: data_symbol(guest, "module_kset")?,
         });
-        self.once = ReportOnce::new();
+        self.once = ReportOnce::new(true);
         self.pass(guest, &mut Budget::new(PASS_COST))
     }
 
