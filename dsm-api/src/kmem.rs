@@ -131,6 +131,52 @@ impl KernelMemory {
     }
 }
 
+impl KernelMemory {
+    /// Calls `f` with every task the task list shows: `init_task`, each process on
+    /// `init_task.tasks`, and each thread on its leader's `thread_group` ring; at most `limit`
+    /// tasks in all.
+    pub fn walk_tasks<E: From<ListFault>>(
+        &self,
+        guest: &dyn Guest,
+        init_task: u64,
+        lists: TaskLists,
+        limit: usize,
+        mut f: impl FnMut(u64) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        let mut n = 0usize;
+        let mut group = |leader: u64, n: &mut usize| -> Result<(), E> {
+            if *n >= limit {
+                return Err(ListFault::TooLong {
+                    head: init_task.wrapping_add(lists.tasks),
+                    limit,
+                }
+                .into());
+            }
+            *n += 1;
+            f(leader)?;
+            let ring = leader.wrapping_add(lists.thread_group);
+            *n += self.walk_list(guest, ring, lists.shape, limit - *n, |node| {
+                f(node.wrapping_sub(lists.thread_group))
+            })?;
+            Ok(())
+        };
+        group(init_task, &mut n)?;
+        let head = init_task.wrapping_add(lists.tasks);
+        self.walk_list(guest, head, lists.shape, limit, |node| {
+            group(node.wrapping_sub(lists.tasks), &mut n)
+        })?;
+        Ok(n)
+    }
+}
+
+/// Where a task's lists are: `task_struct.tasks` (processes) and `.thread_group` (threads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskLists {
+    pub tasks: u64,
+    pub thread_group: u64,
+    pub shape: ListShape,
+}
+
 /// Offsets of `next` and `prev` in `struct list_head` (from the BTF layout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListShape {
@@ -157,6 +203,14 @@ impl ListFault {
             ListFault::Unreadable { .. } => "list link unreadable",
             ListFault::BrokenLink { .. } => "list link broken",
             ListFault::TooLong { .. } => "list too long or looping",
+        }
+    }
+
+    /// The value a finding shows as found: the wrong `prev`, else the address.
+    pub fn found(&self) -> u64 {
+        match *self {
+            ListFault::BrokenLink { found, .. } => found,
+            _ => self.at(),
         }
     }
 

@@ -25,6 +25,8 @@ pub mod xref;
 #[cfg(feature = "std")]
 pub mod image;
 #[cfg(feature = "test-support")]
+pub mod test_objects;
+#[cfg(feature = "test-support")]
 pub mod test_support;
 
 pub use checker::{Budget, CheckError, Checker, Progress};

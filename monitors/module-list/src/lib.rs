@@ -123,7 +123,7 @@ impl ModuleListChecker {
             if module.wrapping_add(l.module.mkobj_kobj) != kobj {
                 self.once.report(
                     &mut *g,
-                    finding("module kobject points elsewhere", kobj, kobj, module),
+                    Finding::new(NAME, "module kobject points elsewhere", kobj, kobj, module),
                 );
                 continue;
             }
@@ -131,7 +131,8 @@ impl ModuleListChecker {
             if list_ok && !self.listed.contains(module) {
                 self.once.report(
                     &mut *g,
-                    finding(
+                    Finding::new(
+                        NAME,
                         "module hidden from the module list",
                         module,
                         b.modules,
@@ -151,7 +152,13 @@ impl ModuleListChecker {
                 if u64::from(state) == l.module.state_live {
                     self.once.report(
                         &mut *g,
-                        finding("live module missing from the kobject set", module, head, 0),
+                        Finding::new(
+                            NAME,
+                            "live module missing from the kobject set",
+                            module,
+                            head,
+                            0,
+                        ),
                     );
                 }
             }
@@ -171,25 +178,12 @@ impl ModuleListChecker {
             Ok(_) => Ok(true),
             Err(Stop::Check(e)) => Err(e),
             Err(Stop::Fault(f)) => {
-                let found = match f {
-                    ListFault::BrokenLink { found, .. } => found,
-                    _ => f.at(),
-                };
+                let found = f.found();
                 self.once
-                    .report(guest, finding(f.what(), f.at(), head, found));
+                    .report(guest, Finding::new(NAME, f.what(), f.at(), head, found));
                 Ok(false)
             }
         }
-    }
-}
-
-fn finding(what: &'static str, at: u64, expected: u64, found: u64) -> Finding {
-    Finding {
-        checker: NAME,
-        what,
-        at,
-        expected,
-        found,
     }
 }
 
