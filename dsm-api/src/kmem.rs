@@ -177,6 +177,54 @@ pub struct TaskLists {
     pub shape: ListShape,
 }
 
+impl TaskLists {
+    /// From `task_struct.tasks`, `task_struct.thread_group`, `list_head.next` and `.prev`.
+    pub const fn new(tasks: u64, thread_group: u64, next: u64, prev: u64) -> Self {
+        Self {
+            tasks,
+            thread_group,
+            shape: ListShape { next, prev },
+        }
+    }
+}
+
+impl KernelMemory {
+    /// Fills `out` with every task [`KernelMemory::walk_tasks`] finds, one budget unit
+    /// each, and seals it. If the list cannot be walked, returns the finding for `checker`
+    /// to report (`out` is then incomplete and no cross-view should be judged).
+    pub fn collect_tasks<const N: usize>(
+        &self,
+        guest: &dyn Guest,
+        init_task: u64,
+        lists: TaskLists,
+        budget: &mut Budget,
+        checker: &'static str,
+        out: &mut AddrSet<N>,
+    ) -> Result<Option<crate::Finding>, CheckError> {
+        out.clear();
+        let walked = self.walk_tasks(guest, init_task, lists, N, |task| {
+            step(budget)?;
+            out.push(task);
+            Ok::<(), Stop>(())
+        });
+        out.seal();
+        match walked {
+            Ok(_) => Ok(None),
+            Err(Stop::Check(e)) => Err(e),
+            Err(Stop::Fault(f)) => {
+                let head = init_task.wrapping_add(lists.tasks);
+                Ok(Some(crate::Finding::new(
+                    checker,
+                    f.what(),
+                    f.at(),
+                    head,
+                    f.found(),
+                )))
+            }
+        }
+    }
+}
+
 /// Offsets of `next` and `prev` in `struct list_head` (from the BTF layout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListShape {

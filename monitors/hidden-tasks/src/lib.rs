@@ -26,9 +26,7 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-use dsm_api::kmem::{
-    step, AddrSet, KernelMemory, ListFault, ListShape, ReportOnce, Stop, TaskLists,
-};
+use dsm_api::kmem::{step, AddrSet, KernelMemory, ListFault, ReportOnce, Stop, TaskLists};
 use dsm_api::xref::data_symbol;
 use dsm_api::{Budget, CheckError, Checker, Finding, Guest, Progress, StopTheWorld};
 use dsm_btf::KernelLayout;
@@ -77,37 +75,20 @@ impl HiddenTasksChecker {
         let b = self.base.ok_or(CheckError::NoBaseline)?;
         let mut g = StopTheWorld::new(guest)?;
         let l = self.layout;
-        let lists = TaskLists {
-            tasks: l.task_struct.tasks,
-            thread_group: l.task_struct.thread_group,
-            shape: ListShape {
-                next: l.list_head.next,
-                prev: l.list_head.prev,
-            },
-        };
-        self.visible.clear();
-        let visible = &mut self.visible;
-        let walked = b
+        let lists = TaskLists::new(
+            l.task_struct.tasks,
+            l.task_struct.thread_group,
+            l.list_head.next,
+            l.list_head.prev,
+        );
+        let walk = b
             .mem
-            .walk_tasks(&*g, b.init_task, lists, MAX_TASKS, |task| {
-                step(budget)?;
-                visible.push(task);
-                Ok::<(), Stop>(())
-            });
-        match walked {
-            Ok(_) => {}
-            Err(Stop::Check(e)) => return Err(e),
-            Err(Stop::Fault(f)) => {
-                let head = b.init_task.wrapping_add(l.task_struct.tasks);
-                self.once.report(
-                    &mut *g,
-                    Finding::new(NAME, f.what(), f.at(), head, f.found()),
-                );
-                self.once.end_pass();
-                return Ok(());
-            }
+            .collect_tasks(&*g, b.init_task, lists, budget, NAME, &mut self.visible)?;
+        if let Some(f) = walk {
+            self.once.report(&mut *g, f);
+            self.once.end_pass();
+            return Ok(());
         }
-        self.visible.seal();
 
         let mut hidden = AddrSet::<8>::new();
         let idr = self.walk_idr(&*g, b, budget, &mut hidden);
