@@ -16,8 +16,9 @@
 //!   `override_creds` for a few microseconds; `cred` root while `real_cred` is not, for two
 //!   passes in a row, is reported.
 //! - **Sharing the kernel never does.** Threads of one process share a `cred`; separate
-//!   processes never do (fork and every credential change allocate a fresh one), so one
-//!   `cred` used by two thread groups is reported.
+//!   processes never do (fork without `CLONE_THREAD` and every credential change allocate
+//!   a fresh one), so one `real_cred` used by two thread groups is reported. Subjective
+//!   `cred` pointers are left out: `override_creds` lends one `cred` to many tasks.
 //! - **Refcounts.** Each task holds one reference per pointer (`cred` and `real_cred`), so
 //!   `usage` must be at least the number of task pointers seen, and not absurd.
 //!
@@ -90,7 +91,7 @@ pub struct CredsChecker {
     nsnaps: usize,
     next: [Snap; MAX_TASKS],
     nnext: usize,
-    /// (cred, thread-group leader) for every task pointer to a cred.
+    /// (cred, thread-group leader) for every `real_cred`, (cred, 0) for every `cred`.
     refs: [(u64, u64); 2 * MAX_TASKS],
     nrefs: usize,
     once: ReportOnce<32>,
@@ -205,9 +206,11 @@ impl CredsChecker {
                 return Ok(());
             }
         };
-        for c in [real, cred] {
+        // Only `real_cred` names its owner: `override_creds` (overlayfs, nfsd) lends one
+        // `cred` to many processes for a moment, so subjective pointers carry leader 0.
+        for (c, owner) in [(real, leader), (cred, 0)] {
             if self.nrefs < self.refs.len() {
-                self.refs[self.nrefs] = (c, leader);
+                self.refs[self.nrefs] = (c, owner);
                 self.nrefs += 1;
             }
         }
@@ -262,12 +265,15 @@ impl CredsChecker {
         self.refs[..n].sort_unstable();
         let mut i = 0;
         while i < n {
-            let (cred, leader) = self.refs[i];
+            let cred = self.refs[i].0;
             let mut j = i;
-            let mut other = None;
+            let (mut leader, mut other) = (0, None);
             while j < n && self.refs[j].0 == cred {
-                if self.refs[j].1 != leader {
-                    other = Some(self.refs[j].1);
+                let owner = self.refs[j].1;
+                if leader == 0 {
+                    leader = owner;
+                } else if owner != 0 && owner != leader {
+                    other = Some(owner);
                 }
                 j += 1;
             }

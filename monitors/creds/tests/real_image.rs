@@ -182,3 +182,16 @@ fn wild_cred_pointers_and_small_budgets() {
         Err(CheckError::NoBaseline)
     );
 }
+
+#[test]
+fn a_cred_lent_by_override_creds_is_not_sharing() {
+    let mut s = Sys::new();
+    // `override_creds`: the child acts with the shell's cred (a reference taken), its own
+    // `real_cred` untouched.
+    let lent = s.cred_of(s.sh);
+    s.o.g.write_u64_kva(lent + C.usage, 5);
+    let real = s.o.g.read_u64_kva(s.child + T.real_cred);
+    s.o.set_creds(s.child, real, lent);
+    s.pass();
+    assert!(s.o.g.findings.is_empty(), "{:?}", s.o.g.findings);
+}
