@@ -123,6 +123,24 @@ pub struct Finding {
     pub found: u64,
 }
 
+impl Finding {
+    pub const fn new(
+        checker: &'static str,
+        what: &'static str,
+        at: u64,
+        expected: u64,
+        found: u64,
+    ) -> Self {
+        Self {
+            checker,
+            what,
+            at,
+            expected,
+            found,
+        }
+    }
+}
+
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

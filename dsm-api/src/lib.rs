@@ -17,11 +17,15 @@
 mod checker;
 mod guest;
 pub mod kaslr;
+pub mod kmem;
 pub mod symbols;
 pub mod walk;
+pub mod xref;
 
 #[cfg(feature = "std")]
 pub mod image;
+#[cfg(feature = "test-support")]
+pub mod test_objects;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 

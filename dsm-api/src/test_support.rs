@@ -127,6 +127,7 @@ pub struct MemGuest {
     kernel: Option<KernelInfo>,
     symbols: KernelSymbols,
     next_table: u64,
+    next_object: u64,
     pub config: LinuxConfig,
     pub findings: Vec<Finding>,
     pub heartbeats: Vec<&'static str>,
@@ -172,6 +173,7 @@ impl MemGuest {
             kernel: None,
             symbols: img.symbols,
             next_table: ram_base + SZ_2M + image_span,
+            next_object: ram_base,
             config: cfg,
             findings: Vec::new(),
             heartbeats: Vec::new(),
@@ -271,6 +273,68 @@ impl MemGuest {
             "test guest: out of page-table space"
         );
         pa
+    }
+
+    /// Allocates `len` zeroed bytes (16-byte aligned) in the free RAM below the kernel, as
+    /// the slab would for a kernel object; returns its PA and its linear-map VA.
+    pub fn alloc_object(&mut self, len: u64) -> (u64, u64) {
+        let pa = self.next_object;
+        self.next_object += len.next_multiple_of(16);
+        assert!(
+            self.next_object <= self.config.text_pa,
+            "test guest: out of object space"
+        );
+        (pa, self.linear_va(pa))
+    }
+
+    /// The linear-map VA of a PA in RAM.
+    pub fn linear_va(&self, pa: u64) -> u64 {
+        PAGE_OFFSET + (pa - self.ranges[0].start)
+    }
+
+    /// The PA of a kernel VA, through vCPU 0's tables.
+    pub fn kva_pa(&self, va: u64) -> u64 {
+        self.translate(0, va).expect("test guest: VA mapped").pa
+    }
+
+    pub fn read_u64_kva(&self, va: u64) -> u64 {
+        self.read_u64_phys(self.kva_pa(va))
+            .expect("test guest: in RAM")
+    }
+
+    pub fn write_u64_kva(&mut self, va: u64, v: u64) {
+        let pa = self.kva_pa(va);
+        self.write_u64_phys(pa, v).expect("test guest: in RAM");
+    }
+
+    pub fn write_kva(&mut self, va: u64, data: &[u8]) {
+        let pa = self.kva_pa(va);
+        self.write_phys(pa, data).expect("test guest: in RAM");
+    }
+
+    /// Makes the `list_head` at `head` an empty list (`next` at 0, `prev` at 8, as in
+    /// every Linux build).
+    pub fn list_init(&mut self, head: u64) {
+        self.write_u64_kva(head, head);
+        self.write_u64_kva(head + 8, head);
+    }
+
+    /// Links the `list_head` at `node` in before `head`, as `list_add_tail` does.
+    pub fn list_add_tail(&mut self, head: u64, node: u64) {
+        let prev = self.read_u64_kva(head + 8);
+        self.write_u64_kva(node, head);
+        self.write_u64_kva(node + 8, prev);
+        self.write_u64_kva(prev, node);
+        self.write_u64_kva(head + 8, node);
+    }
+
+    /// Unlinks the `list_head` at `node` consistently, as `list_del` does (what a
+    /// list-hiding rootkit does).
+    pub fn list_del(&mut self, node: u64) {
+        let next = self.read_u64_kva(node);
+        let prev = self.read_u64_kva(node + 8);
+        self.write_u64_kva(prev, next);
+        self.write_u64_kva(next + 8, prev);
     }
 
     /// Maps `[va, va + len)` to `pa` with leaves at `leaf_level` (2: 2M blocks, 3: pages).

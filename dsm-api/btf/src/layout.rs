@@ -142,6 +142,8 @@ kernel_layout! {
         tasks = off("task_struct.tasks"),
         pid = off("task_struct.pid"),
         tgid = off("task_struct.tgid"),
+        /// The parent that forked it (credential checks compare a new task with it).
+        real_parent = off("task_struct.real_parent"),
         group_leader = off("task_struct.group_leader"),
         thread_group = off("task_struct.thread_group"),
         thread_pid = off("task_struct.thread_pid"),
@@ -151,6 +153,9 @@ kernel_layout! {
         cred = off("task_struct.cred"),
         comm = off("task_struct.comm"),
         comm_len = len("task_struct.comm"),
+        /// Bumped by every exec: tells from outside whether a task exec'd since a snapshot.
+        self_exec_id = off("task_struct.self_exec_id"),
+        self_exec_id_size = fsize("task_struct.self_exec_id"),
     }
     /// `struct sched_entity` and `struct sched_rt_entity` inside a task.
     SchedEntity sched_entity {

@@ -27,6 +27,7 @@ pub const DEBIAN_6_1_0_56_ARM64: KernelLayout = KernelLayout {
         tasks: 1128, // off(task_struct.tasks)
         pid: 1352, // off(task_struct.pid)
         tgid: 1356, // off(task_struct.tgid)
+        real_parent: 1368, // off(task_struct.real_parent)
         group_leader: 1416, // off(task_struct.group_leader)
         thread_group: 1528, // off(task_struct.thread_group)
         thread_pid: 1456, // off(task_struct.thread_pid)
@@ -35,6 +36,8 @@ pub const DEBIAN_6_1_0_56_ARM64: KernelLayout = KernelLayout {
         cred: 1896, // off(task_struct.cred)
         comm: 1912, // off(task_struct.comm)
         comm_len: 16, // len(task_struct.comm)
+        self_exec_id: 2144, // off(task_struct.self_exec_id)
+        self_exec_id_size: 8, // fsize(task_struct.self_exec_id)
     },
     sched_entity: SchedEntity {
         run_node: 16, // off(sched_entity.run_node)
