@@ -528,8 +528,88 @@ pub fn rtos_latency(options: &LatencyBenchOptions) -> Result<()> {
             rows.push(row);
         }
     }
-
+    rows.extend(demo_idle_rows(options)?);
     write_latency_rows(&rows)
+}
+
+/// Scenario whose RTOS probes beside Linux (round after round, `DEMO_ROUND` samples each).
+pub const DEMO: &str = "demo";
+/// The `load` of rows measured while Linux sat at its shell prompt.
+pub const IDLE_LOAD: &str = "linux-idle";
+
+/// The RTOS in `demo` while Linux idles (`sleep` in its shell): the rounds printed between
+/// Linux's ready line and the command's end, summed as the kernel-build bench sums them.
+fn demo_idle_rows(options: &LatencyBenchOptions) -> Result<Vec<Row>> {
+    let s = scenario::lookup(DEMO)?;
+    let firmware = firmware::build_into(s, &BuildOptions::default(), &bench_images_dir(DEMO))?;
+    // As long as the other rows' probe, plus a round's worth to spare.
+    let seconds = options.latency.probe_seconds().ceil() as u64 + 1;
+    let mut rows = Vec::new();
+    for icount in [true, false] {
+        println!(
+            "bench: {DEMO} ({}), Linux idle for {seconds} s ...",
+            clock(icount)
+        );
+        let run_options = RunOptions {
+            timeout: options.timeout.map(|t| t + Duration::from_secs(seconds)),
+            icount,
+            echo: false,
+            cmd: Some(format!("sleep {seconds}")),
+            ..RunOptions::new(firmware.scenario)
+        };
+        let outcome = run::launch(&firmware, &run_options)?;
+        let what = format!("scenario {DEMO} ({})", clock(icount));
+        if let Some(why) = outcome.failure() {
+            bail!("bench rtos-latency: {what}: {why}");
+        }
+        let rounds = idle_rounds(&outcome.lines).map_err(|e| {
+            let all_log = paths::display(&outcome.log_dir.join("all.log"));
+            anyhow::anyhow!("bench rtos-latency: {what}: {e} (see {all_log})")
+        })?;
+        let Some(stats) = crate::kbuild::aggregate(&rounds) else {
+            bail!("bench rtos-latency: {what}: no RTOS round while Linux idled");
+        };
+        let row = Row {
+            scenario: DEMO.to_string(),
+            icount,
+            policy: None,
+            load: Some(IDLE_LOAD.to_string()),
+            period_us: u64::from(LatencySettings::DEFAULT.period_us),
+            stats,
+            wall_seconds: outcome.elapsed.as_secs_f64(),
+        };
+        println!(
+            "bench: {DEMO} ({}): {} rounds, p99={} max={} misses={}",
+            clock(icount),
+            rounds.len(),
+            stats.p99_ns,
+            stats.max_ns,
+            stats.misses
+        );
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// The RTOS `latency` rounds printed after Linux's ready line and before its command's status.
+pub fn idle_rounds(lines: &[String]) -> Result<Vec<LatencyStats>, String> {
+    let linux = format!("[{}] ", crate::linux::CONSOLE);
+    let rtos = format!("{RTOS_CONSOLE} ");
+    let ready = lines
+        .iter()
+        .position(|l| l.starts_with(&linux) && l.contains(crate::linux::READY_LINE))
+        .ok_or("Linux never printed its ready line")?;
+    let end = lines[ready..]
+        .iter()
+        .position(|l| l.starts_with(&linux) && l.contains(crate::linux::STATUS_MARKER))
+        .ok_or("Linux's command never ended")?
+        + ready;
+    lines[ready..end]
+        .iter()
+        .filter_map(|l| l.strip_prefix(&rtos))
+        .filter(|l| l.starts_with("latency "))
+        .map(parse_latency_line)
+        .collect()
 }
 
 /// Merges `rows` into `target/bench/rtos-latency.json` and rewrites `rtos-latency.md` from
@@ -582,6 +662,28 @@ pub fn read_results(path: &Path) -> Result<Vec<Value>> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn idle_rounds_are_those_between_ready_and_status() {
+        let line = |t: &str| t.to_string();
+        let round =
+            |max: u64| format!("[rtos] latency n=1000 min=1 mean=2 p50=2 p99=3 max={max} misses=0");
+        let lines = vec![
+            round(100),
+            line("[linux] spumone: linux ready: 3 CPUs, modules:"),
+            round(5),
+            line("[hv] something"),
+            round(7),
+            line("[linux] spumone: command exit status 0"),
+            round(900),
+        ];
+        let rounds = idle_rounds(&lines).unwrap();
+        assert_eq!(rounds.iter().map(|r| r.max_ns).collect::<Vec<_>>(), [5, 7]);
+        assert!(idle_rounds(&lines[2..]).unwrap_err().contains("ready line"));
+        assert!(idle_rounds(&lines[..5])
+            .unwrap_err()
+            .contains("never ended"));
+    }
     use super::*;
 
     const LINE: &str = "latency n=10000 min=1248 mean=1300 p50=1250 p99=1500 max=2000 misses=0";
