@@ -7,6 +7,7 @@
 //! - [`bench`]: `cargo xtask bench`, results under `target/bench/`;
 //! - [`demux`], [`defmt_log`], [`event`]: turn spumone's framed UART stream into those lines.
 
+pub mod attack;
 pub mod bench;
 pub mod ci;
 pub mod cli;
