@@ -13,6 +13,8 @@ pub const MAX_RAM: usize = 8;
 pub const MAX_FINDINGS: usize = 16;
 /// `SCTLR_EL1.M`: the vCPU's stage-1 MMU is on.
 const SCTLR_M: u64 = 1;
+/// `TTBRn_EL1.BADDR` (bits 47:1; the ASID and CnP left out).
+const TTBR_BADDR: u64 = 0x0000_ffff_ffff_fffe;
 
 /// A vCPU's registers as the hypervisor saved them while the vCPU was stopped at EL2.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -64,6 +66,8 @@ pub struct LinuxGuest<B> {
     /// Where the hypervisor loaded the `Image` and how much of RAM it takes.
     image_pa: u64,
     kernel: Option<KernelInfo>,
+    /// The kernel's own TTBR1 table (`swapper_pg_dir`), as found at boot.
+    swapper: Option<u64>,
     findings: heapless::Deque<Finding, MAX_FINDINGS>,
     /// Findings that did not fit the queue.
     dropped: u32,
@@ -91,10 +95,15 @@ impl<B: Backend> LinuxGuest<B> {
             symbols,
             image_pa,
             kernel: None,
+            swapper: None,
             findings: heapless::Deque::new(),
             dropped: 0,
             heartbeats: 0,
         }
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
     }
 
     pub fn backend_mut(&mut self) -> &mut B {
@@ -113,35 +122,57 @@ impl<B: Backend> LinuxGuest<B> {
             return false;
         }
         let layout = self.symbols.layout;
-        if self.kernel.is_none() {
-            let s1 = dsm_api::Stage1Regs {
-                ttbr0: regs.ttbr0,
-                ttbr1: regs.ttbr1,
-                tcr: regs.tcr,
-            };
-            let probes = [layout.stext, layout.etext.saturating_sub(PAGE_SIZE)];
-            let found =
-                kaslr::find_kernel(&s1, self.image_pa, layout.image_size, &probes, &mut |pa| {
-                    self.read_u64_phys(pa)
-                        .map_err(|_| dsm_api::WalkError::OutsideRam { pa })
-                });
-            match found {
-                Ok(k) => self.kernel = Some(k),
-                Err(_) => return false,
-            }
-        }
-        let Some(k) = self.kernel else {
-            return false;
+        let s1 = dsm_api::Stage1Regs {
+            ttbr0: regs.ttbr0,
+            ttbr1: regs.ttbr1,
+            tcr: regs.tcr,
         };
-        match self.translate(vcpu, k.text_va + layout.etext) {
-            Ok(t) => !t.el1_writable(),
-            Err(_) => false,
+        let mut read = |pa| {
+            self.read_u64_phys(pa)
+                .map_err(|_| dsm_api::WalkError::OutsideRam { pa })
+        };
+        let kernel = match self.kernel {
+            Some(k) => k,
+            None => {
+                let probes = [layout.stext, layout.etext.saturating_sub(PAGE_SIZE)];
+                match kaslr::find_kernel(&s1, self.image_pa, layout.image_size, &probes, &mut read)
+                {
+                    Ok(k) => k,
+                    Err(_) => return false,
+                }
+            }
+        };
+        // Early boot runs on `init_pg_dir`; the table that maps rodata read-only is the
+        // kernel's own for good (`swapper_pg_dir`).
+        let sealed = dsm_api::walk::translate(&s1, kernel.text_va + layout.etext, &mut read)
+            .is_ok_and(|t| !t.el1_writable());
+        self.kernel = Some(kernel);
+        if sealed {
+            self.swapper = Some(regs.ttbr1 & TTBR_BADDR);
         }
+        sealed
     }
 
     /// Forgets the kernel's place (the partition restarted with a new slide).
     pub fn forget_kernel(&mut self) {
         self.kernel = None;
+        self.swapper = None;
+    }
+
+    /// `vcpu`'s captured registers, unless they were caught mid-switch: at EL1 with a TTBR1
+    /// other than the kernel's own table, as in the KPTI trampoline between the exception
+    /// entry and the switch to `swapper_pg_dir` (or just before the return to EL0). Such a
+    /// view is not consistent; the next capture is.
+    fn consistent_regs(&self, vcpu: usize) -> Option<VcpuRegs> {
+        let regs = self.backend.regs(vcpu)?;
+        match self.swapper {
+            Some(swapper)
+                if exception_level(regs.pstate) == 1 && regs.ttbr1 & TTBR_BADDR != swapper =>
+            {
+                None
+            }
+            _ => Some(regs),
+        }
     }
 
     /// The oldest finding not yet taken.
@@ -182,8 +213,7 @@ impl<B: Backend> Guest for LinuxGuest<B> {
         if vcpu >= self.vcpus {
             return Err(GuestError::NoSuchVcpu(vcpu));
         }
-        self.backend
-            .regs(vcpu)
+        self.consistent_regs(vcpu)
             .map(|r| r.get(reg))
             .ok_or(GuestError::RegisterUnavailable(reg))
     }
