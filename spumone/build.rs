@@ -52,6 +52,7 @@ const DSM_SYMBOLS: &[&str] = &[
     "__bp_harden_el1_vectors",
     "ftrace_caller",
     "ftrace_regs_caller",
+    "ftrace_call",
 ];
 
 /// Writes `OUT_DIR/kernel_symbols.rs`: the pinned `Image`'s symbols for the DSM when the

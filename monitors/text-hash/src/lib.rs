@@ -11,7 +11,8 @@
 //! - jump labels: a site from `__jump_table` holding `nop` or `b <its entry's target>`
 //!   counts as `nop`;
 //! - ftrace: `bl ftrace_caller` / `bl ftrace_regs_caller` right after `mov x9, x30` (a
-//!   patchable function entry as `ftrace_init` leaves it) counts as `nop`;
+//!   patchable function entry as `ftrace_init` leaves it) counts as `nop`; so does the
+//!   `bl <tracer>` at `ftrace_call` inside the trampoline, for any tracer in kernel text;
 //! - kprobes: `brk #4` counts as the instruction it replaced, which the checker learns when
 //!   the runtime delivers the trapped write ([`Checker::on_watch`]); a kprobe placed while
 //!   text is not write-protected is reported by the periodic check.
@@ -90,6 +91,9 @@ struct Range {
     end: u64,
     /// Offsets of `ftrace_caller` and `ftrace_regs_caller` (0 when absent).
     ftrace: [u64; 2],
+    /// Offset of `ftrace_call` (0 when absent): the call in ftrace's trampoline that
+    /// `ftrace_update_ftrace_func` points at the current tracer.
+    ftrace_call: u64,
 }
 
 pub struct TextHashChecker {
@@ -137,6 +141,13 @@ impl TextHashChecker {
         if w == KPROBE_BRK {
             if let Some(i) = self.kprobe(off) {
                 return self.kprobes[i].orig;
+            }
+        }
+        if off == r.ftrace_call && off != 0 {
+            // Any tracer in kernel text (`ftrace_stub`, `function_trace_call`, the list
+            // function...); the kernel swaps it when tracers come and go.
+            if branch_target(off, w, 0x94).is_some_and(|t| t < r.etext) {
+                return NOP;
             }
         }
         if prev == MOV_X9_X30 {
@@ -290,6 +301,7 @@ impl Checker for TextHashChecker {
                 syms.offset("ftrace_caller").unwrap_or(0),
                 syms.offset("ftrace_regs_caller").unwrap_or(0),
             ],
+            ftrace_call: syms.offset("ftrace_call").unwrap_or(0),
         };
         let nchunks = r.end.div_ceil(CHUNK) as usize;
         if nchunks > MAX_CHUNKS {

@@ -162,6 +162,22 @@ fn ftrace_may_call_its_trampolines_from_function_entries_only() {
 }
 
 #[test]
+fn ftrace_may_point_its_trampoline_at_any_tracer_in_text() {
+    let (mut c, mut g) = ready(|_| {});
+    let call = g.symbol_pa("ftrace_call").unwrap();
+    // Enabling the function tracer: `bl ftrace_stub` becomes `bl function_trace_call`.
+    let tracer = g.symbol_pa("function_trace_call").unwrap();
+    put(&mut g, call, branch(0x9400_0000, call, tracer));
+    full_pass(&mut c, &mut g);
+    assert!(g.findings.is_empty(), "{:?}", g.findings);
+    // A call out of kernel text (a module's hook) is reported.
+    let outside = g.config.text_pa + g.symbols().layout.rodata_end + 0x1000;
+    put(&mut g, call, branch(0x9400_0000, call, outside));
+    full_pass(&mut c, &mut g);
+    assert_eq!(g.findings.len(), 1, "{:?}", g.findings);
+}
+
+#[test]
 fn trapped_patches_are_judged_before_they_land() {
     let (mut c, mut g) = ready(|_| {});
     let kill = g.symbol_pa("__arm64_sys_kill").unwrap() + 12;
