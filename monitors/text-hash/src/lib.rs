@@ -1,7 +1,7 @@
 //! DSM checker `text-hash`: SHA-256 of kernel text and rodata, chunk by chunk, within a
 //! budget, with Linux's legitimate run-time patch sites whitelisted.
 //!
-//! Range: `[_text, rodata_end)` (head, text, rodata, `ro_after_init` data, `__jump_table`,
+//! Range: `[_stext, rodata_end)` (text, rodata, `ro_after_init` data, `__jump_table`,
 //! `__ex_table`, the KPTI trampoline), read by PA. The page tables after rodata are not
 //! hashed. The baseline is taken after `mark_rodata_ro`, so boot-time patching (alternatives,
 //! `ftrace_init`'s `mov x9, x30`, jump-label sorting) is already in it.
@@ -87,6 +87,10 @@ struct Kprobe {
 struct Range {
     text_pa: u64,
     text_va: u64,
+    /// `_stext`: hashing starts here. The head before it (`_text` .. `_stext`) is not
+    /// reserved by Linux once it has booted (memblock keeps `_stext` .. `_end`) and is
+    /// reused as ordinary memory.
+    stext: u64,
     etext: u64,
     end: u64,
     /// Offsets of `ftrace_caller` and `ftrace_regs_caller` (0 when absent).
@@ -174,12 +178,13 @@ impl TextHashChecker {
         chunk: usize,
         patch: Option<(u64, u32)>,
     ) -> Result<[u8; 32], GuestError> {
-        let start = chunk as u64 * CHUNK;
-        let end = (start + CHUNK).min(r.end);
+        let start = (chunk as u64 * CHUNK).max(r.stext);
+        let end = (chunk as u64 * CHUNK + CHUNK).min(r.end);
         let mut site = self.sites[..self.nsites].partition_point(|s| (s.code as u64) < start);
         let mut h = Sha256::new();
         let mut buf = [0u8; PAGE_SIZE as usize];
-        let mut prev = if start >= 4 {
+        // The word before `_stext` is not kernel text (see `Range::stext`).
+        let mut prev = if start >= 4 && start > r.stext {
             let mut w = [0u8; 4];
             guest.read_phys(r.text_pa + start - 4, &mut w)?;
             u32::from_le_bytes(w)
@@ -295,6 +300,7 @@ impl Checker for TextHashChecker {
         let r = Range {
             text_pa: k.text_pa,
             text_va: k.text_va,
+            stext: l.stext,
             etext: l.etext,
             end: l.rodata_end,
             ftrace: [
@@ -317,7 +323,10 @@ impl Checker for TextHashChecker {
         self.reported = [false; MAX_CHUNKS];
         self.cursor = 0;
         self.range = Some(r);
-        let _ = guest.watch(PhysRange::new(r.text_pa, r.end), Access::Write);
+        let _ = guest.watch(
+            PhysRange::new(r.text_pa + r.stext, r.end - r.stext),
+            Access::Write,
+        );
         Ok(())
     }
 
@@ -343,7 +352,11 @@ impl Checker for TextHashChecker {
 
     fn on_watch(&mut self, guest: &mut dyn Guest, event: &WatchEvent) -> Result<(), CheckError> {
         let r = self.range.ok_or(CheckError::NoBaseline)?;
-        let Some(off) = event.pa.checked_sub(r.text_pa).filter(|&o| o < r.end) else {
+        let Some(off) = event
+            .pa
+            .checked_sub(r.text_pa)
+            .filter(|&o| o >= r.stext && o < r.end)
+        else {
             return Ok(());
         };
         if event.access != Access::Write {

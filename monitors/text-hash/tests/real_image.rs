@@ -162,6 +162,22 @@ fn ftrace_may_call_its_trampolines_from_function_entries_only() {
 }
 
 #[test]
+fn the_head_before_stext_is_not_hashed_but_stext_is() {
+    // Linux hands `_text` .. `_stext` to the page allocator after boot.
+    let (mut c, mut g) = ready(|_| {});
+    let text = g.config.text_pa;
+    let stext = text + g.symbols().layout.stext;
+    for off in [0, 0x40, stext - text - 4] {
+        put(&mut g, text + off, 0xdead_beef);
+    }
+    full_pass(&mut c, &mut g);
+    assert!(g.findings.is_empty(), "{:?}", g.findings);
+    put(&mut g, stext, 0xdead_beef);
+    full_pass(&mut c, &mut g);
+    assert_eq!(g.findings.len(), 1, "{:?}", g.findings);
+}
+
+#[test]
 fn ftrace_may_point_its_trampoline_at_any_tracer_in_text() {
     let (mut c, mut g) = ready(|_| {});
     let call = g.symbol_pa("ftrace_call").unwrap();
