@@ -83,9 +83,11 @@ fn clean_kernel_raises_nothing_in_any_budget() {
         c.check(&mut g, &mut Budget::new(CHUNK - 1)),
         Err(CheckError::BudgetTooSmall)
     );
-    // Text and rodata are write-protected through the runtime.
+    // Text and rodata (from `_stext`) are write-protected through the runtime.
+    let l = g.symbols().layout;
     assert_eq!(g.watches.len(), 1);
-    assert_eq!(g.watches[0].1.len, g.symbols().layout.rodata_end);
+    assert_eq!(g.watches[0].1.start, g.config.text_pa + l.stext);
+    assert_eq!(g.watches[0].1.len, l.rodata_end - l.stext);
 }
 
 #[test]
