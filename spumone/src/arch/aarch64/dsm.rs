@@ -291,7 +291,7 @@ pub fn runs_on(core: u8) -> bool {
 /// the checked partition is paused.
 pub fn on_kick(running: Option<(usize, usize)>) {
     let checked = CHECKED.load(Ordering::Acquire);
-    if !running.is_some_and(|(p, _)| p == checked) {
+    if running.is_none_or(|(p, _)| p != checked) {
         return;
     }
     let core = cpu::core_index();
