@@ -14,8 +14,8 @@
 //!   patchable function entry as `ftrace_init` leaves it) counts as `nop`; so does the
 //!   `bl <tracer>` at `ftrace_call` inside the trampoline, for any tracer in kernel text;
 //! - kprobes: `brk #4` counts as the instruction it replaced, which the checker learns when
-//!   the runtime delivers the trapped write ([`Checker::on_watch`]); a kprobe placed while
-//!   text is not write-protected is reported by the periodic check.
+//!   the runtime delivers the trapped write ([`Checker::on_watch`]) or, without one, from
+//!   the chunk itself when the `brk` is its only change (see `Sums`);
 //!
 //! Not whitelisted, on purpose: alternatives (applied before the baseline; module
 //! alternatives patch module text), static calls (none on arm64 6.1), BPF (its text pokes in
@@ -77,6 +77,26 @@ struct JumpSite {
     target: u32,
 }
 
+/// Two linear sums of a chunk's normalized words `w_i` (wrapping): `plain = Σ w_i`,
+/// `weighted = Σ (i + 1) · w_i`. If exactly one word changed, at a known index `j`, the two
+/// deltas give back its old value (`Δweighted = (j + 1) · Δplain`); the SHA-256 of the chunk
+/// with that value put back then proves it was the only change. That is how a kprobe armed
+/// without a trapped write (no stage-2 watch) is recognised: its `brk` is the changed word.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Sums {
+    plain: u64,
+    weighted: u64,
+}
+
+/// What hashing a chunk yields.
+#[derive(Debug, Clone, Copy)]
+struct ChunkHash {
+    sha: [u8; 32],
+    sums: Sums,
+    /// Offset of the first `brk #4` in text that is not a known kprobe (0: none).
+    brk: u64,
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Kprobe {
     off: u32,
@@ -107,6 +127,8 @@ pub struct TextHashChecker {
     kprobes: [Kprobe; MAX_KPROBES],
     nkprobes: usize,
     digests: [[u8; 32]; MAX_CHUNKS],
+    /// Linear sums of each chunk's normalized words at baseline (see [`Sums`]).
+    sums: [Sums; MAX_CHUNKS],
     nchunks: usize,
     /// Chunks already reported, so a change is reported once per chunk.
     reported: [bool; MAX_CHUNKS],
@@ -128,6 +150,10 @@ impl TextHashChecker {
             kprobes: [Kprobe { off: 0, orig: 0 }; MAX_KPROBES],
             nkprobes: 0,
             digests: [[0; 32]; MAX_CHUNKS],
+            sums: [Sums {
+                plain: 0,
+                weighted: 0,
+            }; MAX_CHUNKS],
             nchunks: 0,
             reported: [false; MAX_CHUNKS],
             cursor: 0,
@@ -177,7 +203,7 @@ impl TextHashChecker {
         r: &Range,
         chunk: usize,
         patch: Option<(u64, u32)>,
-    ) -> Result<[u8; 32], GuestError> {
+    ) -> Result<ChunkHash, GuestError> {
         let start = (chunk as u64 * CHUNK).max(r.stext);
         let end = (chunk as u64 * CHUNK + CHUNK).min(r.end);
         let mut site = self.sites[..self.nsites].partition_point(|s| (s.code as u64) < start);
@@ -191,6 +217,8 @@ impl TextHashChecker {
         } else {
             0
         };
+        let mut sums = Sums::default();
+        let mut brk = 0;
         let mut off = start;
         while off < end {
             let len = (end - off).min(PAGE_SIZE) as usize;
@@ -212,18 +240,59 @@ impl TextHashChecker {
                         .get(site)
                         .filter(|s| s.code as u64 == at);
                     let n = self.normalize(r, s, at, prev, w);
+                    if n == KPROBE_BRK && brk == 0 {
+                        brk = at;
+                    }
                     word.copy_from_slice(&n.to_le_bytes());
                 }
+                let n = u32::from_le_bytes([word[0], word[1], word[2], word[3]]) as u64;
+                let index = (at - chunk as u64 * CHUNK) / 4;
+                sums.plain = sums.plain.wrapping_add(n);
+                sums.weighted = sums.weighted.wrapping_add((index + 1).wrapping_mul(n));
                 prev = w;
             }
             h.update(&*page);
             off += len as u64;
         }
-        Ok(h.finalize().into())
+        Ok(ChunkHash {
+            sha: h.finalize().into(),
+            sums,
+            brk,
+        })
     }
 
-    fn judge(&mut self, guest: &mut dyn Guest, r: &Range, chunk: usize, d: [u8; 32]) {
-        if d == self.digests[chunk] {
+    /// Whether chunk `chunk` differs from its baseline only by one kprobe `brk` (armed
+    /// without a trapped write); if so the kprobe is learnt with its original instruction.
+    fn kprobe_only(&mut self, guest: &dyn Guest, r: &Range, chunk: usize, now: &ChunkHash) -> bool {
+        if now.brk == 0 || self.nkprobes >= MAX_KPROBES {
+            return false;
+        }
+        let base = self.sums[chunk];
+        let d_plain = now.sums.plain.wrapping_sub(base.plain);
+        let d_weighted = now.sums.weighted.wrapping_sub(base.weighted);
+        let index = (now.brk - chunk as u64 * CHUNK) / 4;
+        if (index + 1).wrapping_mul(d_plain) != d_weighted {
+            return false;
+        }
+        let Ok(orig) = u32::try_from((KPROBE_BRK as u64).wrapping_sub(d_plain)) else {
+            return false;
+        };
+        match self.chunk_digest(guest, r, chunk, Some((now.brk, orig))) {
+            Ok(h) if h.sha == self.digests[chunk] => {
+                self.kprobes[self.nkprobes] = Kprobe {
+                    off: now.brk as u32,
+                    orig,
+                };
+                self.nkprobes += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn judge(&mut self, guest: &mut dyn Guest, r: &Range, chunk: usize, now: ChunkHash) {
+        let d = now.sha;
+        if d == self.digests[chunk] || self.kprobe_only(guest, r, chunk, &now) {
             self.reported[chunk] = false;
             return;
         }
@@ -317,7 +386,9 @@ impl Checker for TextHashChecker {
         self.load_jump_sites(guest, &r)?;
         self.nkprobes = 0;
         for c in 0..nchunks {
-            self.digests[c] = self.chunk_digest(guest, &r, c, None)?;
+            let h = self.chunk_digest(guest, &r, c, None)?;
+            self.digests[c] = h.sha;
+            self.sums[c] = h.sums;
         }
         self.nchunks = nchunks;
         self.reported = [false; MAX_CHUNKS];
@@ -390,7 +461,9 @@ impl Checker for TextHashChecker {
             self.nkprobes -= 1;
         }
         if !self.reported[chunk] {
-            self.digests[chunk] = self.chunk_digest(guest, &r, chunk, Some((off, new)))?;
+            let h = self.chunk_digest(guest, &r, chunk, Some((off, new)))?;
+            self.digests[chunk] = h.sha;
+            self.sums[chunk] = h.sums;
         }
         Ok(())
     }

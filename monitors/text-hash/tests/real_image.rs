@@ -196,6 +196,41 @@ fn ftrace_may_point_its_trampoline_at_any_tracer_in_text() {
 }
 
 #[test]
+fn a_kprobe_armed_without_a_trapped_write_is_recognised_and_nothing_more() {
+    let (mut c, mut g) = ready(|_| {});
+    let openat = g.symbol_pa("do_sys_openat2").unwrap() + 8;
+    let orig = word(&g, openat);
+    // Armed and disarmed behind the checker's back (no stage-2 watch): still legitimate.
+    put(&mut g, openat, KPROBE_BRK);
+    full_pass(&mut c, &mut g);
+    put(&mut g, openat, orig);
+    full_pass(&mut c, &mut g);
+    put(&mut g, openat, KPROBE_BRK);
+    full_pass(&mut c, &mut g);
+    assert!(g.findings.is_empty(), "{:?}", g.findings);
+    // A kprobe next to another change in the same chunk is not a kprobe alone.
+    let kill = g.symbol_pa("__arm64_sys_kill").unwrap() + 8;
+    let near = if (kill - g.config.text_pa) / CHUNK == (openat - g.config.text_pa) / CHUNK {
+        kill
+    } else {
+        openat + 4
+    };
+    put(&mut g, openat, orig);
+    full_pass(&mut c, &mut g);
+    let fresh = openat - 4;
+    put(&mut g, fresh, KPROBE_BRK);
+    put(&mut g, near, 0xd65f_03c0); // ret
+    full_pass(&mut c, &mut g);
+    assert_eq!(g.findings.len(), 1, "{:?}", g.findings);
+    // A `brk` where a patch changed more than that word is not recognised either.
+    let (mut c, mut g) = ready(|_| {});
+    put(&mut g, openat, KPROBE_BRK);
+    put(&mut g, openat + 4, 0xd65f_03c0);
+    full_pass(&mut c, &mut g);
+    assert_eq!(g.findings.len(), 1, "{:?}", g.findings);
+}
+
+#[test]
 fn trapped_patches_are_judged_before_they_land() {
     let (mut c, mut g) = ready(|_| {});
     let kill = g.symbol_pa("__arm64_sys_kill").unwrap() + 12;
