@@ -68,7 +68,7 @@ pub fn listing() -> String {
             Some(c) => format!("detected by {c}"),
             None => "not detected yet".to_string(),
         };
-        out.push_str(&format!("  {:<15} {:<24} {}\n", a.name, expect, a.what));
+        out.push_str(&format!("  {:<15} {:<26} {}\n", a.name, expect, a.what));
     }
     out
 }
