@@ -53,7 +53,7 @@ pub const SCENARIO: &str = "demo";
 
 /// Seconds Linux stays up after the attack, so a periodic check sees it before Linux
 /// powers off by itself.
-pub const LINGER_SECS: u32 = 10;
+pub const LINGER_SECS: u32 = 20;
 
 pub fn find(name: &str) -> Option<&'static Attack> {
     ATTACKS.iter().find(|a| a.name == name)
