@@ -343,6 +343,14 @@ pub fn on_tick(running: Option<(usize, usize)>) {
             guest::stop_partition(partition, guest::STOPPED_BY_HYPERVISOR, "dsm alert")
         }
         Some((partition, Response::Pause)) => {
+            // Its other vCPUs are held on their cores, then this one here.
+            let mut others = ArchBackend { partition };
+            if !others.pause() {
+                warn!(
+                    "partition {}: a vCPU did not stop for the pause",
+                    partition.name
+                );
+            }
             info!("partition {} paused by the DSM", partition.name);
             log::event(format_args!("partition-paused name={}", partition.name));
             hold(checked);
