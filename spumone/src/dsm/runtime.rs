@@ -575,6 +575,28 @@ mod tests {
     }
 
     #[test]
+    fn a_restart_waits_for_a_new_baseline() {
+        let mut a = fake("a", 1);
+        let mut rt = Runtime::new(10, DsmPolicy::Stop, [1]);
+        let mut g = Queue::default();
+        let mut run = Run::new();
+        run.baseline(&mut rt, 0, &mut g, &mut [&mut a]);
+        assert!(run.step(&mut rt, 0, &mut g, &mut [&mut a]).is_some());
+        rt.restart();
+        assert_eq!(rt.phase(), Phase::Booting);
+        assert_eq!(run.step(&mut rt, 50_000, &mut g, &mut [&mut a]), None);
+        assert_eq!(a.calls, 1);
+        run.baseline(&mut rt, 60_000, &mut g, &mut [&mut a]);
+        let baselines = run
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::Baseline { .. }))
+            .count();
+        assert_eq!(baselines, 2);
+        assert!(run.step(&mut rt, 60_000, &mut g, &mut [&mut a]).is_some());
+    }
+
+    #[test]
     fn a_failed_check_is_retried_next_period() {
         struct Failing(u32);
         impl Checker for Failing {
