@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::rt::{
-    Kind, MemRange, Vcpu, LINUX_BOOTARGS_MAX, LINUX_CONSOLE_DEFAULT, LINUX_CONSOLE_SIZE,
-    LINUX_DTB_MAX,
+    Dsm, DsmPolicy, Kind, MemRange, Vcpu, DSM_PERIOD_MS_MAX, DSM_PERIOD_MS_MIN, LINUX_BOOTARGS_MAX,
+    LINUX_CONSOLE_DEFAULT, LINUX_CONSOLE_SIZE, LINUX_DTB_MAX,
 };
 
 /// Granule every partition RAM range must be aligned to (the stage-2 page size).
@@ -90,9 +90,18 @@ struct RawPartition {
     bootargs: Option<String>,
     console: Option<u64>,
     reset_copy: Option<RawRange>,
+    dsm: Option<RawDsm>,
     // Defaulted so a missing list is reported as "no vCPU", not as a syntax error.
     #[serde(default)]
     vcpus: Vec<RawVcpu>,
+}
+
+/// `dsm = { period_ms = .., policy = ".." }` of a Linux partition.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDsm {
+    period_ms: u32,
+    policy: String,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -178,6 +187,8 @@ pub struct LinuxInfo {
     pub reset_copy: Option<MemRange>,
     pub bootargs: String,
     pub console: u64,
+    /// The D-System Monitor's settings; `None` leaves the partition unchecked.
+    pub dsm: Option<Dsm>,
 }
 
 /// A partition config that passed every check, with its board.
@@ -315,6 +326,14 @@ impl ValidatedConfig {
             }
             writeln!(out, "        bootargs: {:?},", l.bootargs)?;
             writeln!(out, "        console: {:#x},", l.console)?;
+            match &l.dsm {
+                Some(d) => writeln!(
+                    out,
+                    "        dsm: Some(board::rt::Dsm {{ period_ms: {}, policy: board::rt::DsmPolicy::{:?} }}),",
+                    d.period_ms, d.policy
+                )?,
+                None => writeln!(out, "        dsm: None,")?,
+            }
             let kinds: Vec<String> = p.devices.iter().map(|d| format!("{:?}", d.kind)).collect();
             writeln!(out, "        device_kinds: &[{}],", kinds.join(", "))?;
             writeln!(out, "    }},")?;
@@ -556,6 +575,16 @@ pub enum Problem {
         range: MemRange,
         other: String,
         other_range: MemRange,
+    },
+    /// `dsm.policy` is not `log`, `pause` or `stop`.
+    UnknownDsmPolicy {
+        partition: String,
+        policy: String,
+    },
+    /// `dsm.period_ms` is outside [`DSM_PERIOD_MS_MIN`]..=[`DSM_PERIOD_MS_MAX`].
+    DsmPeriodOutOfRange {
+        partition: String,
+        period_ms: u32,
     },
     /// `reset_copy` cannot hold `kernel_size` + the initrd room.
     ResetCopyTooSmall {
@@ -869,6 +898,17 @@ impl fmt::Display for Problem {
                 "partition {partition:?} reset_copy {} overlaps partition {other:?} reset_copy {}",
                 Span(*range),
                 Span(*other_range)
+            ),
+            Problem::UnknownDsmPolicy { partition, policy } => write!(
+                f,
+                "partition {partition:?} dsm policy {policy:?} is not one of \"log\", \"pause\", \"stop\""
+            ),
+            Problem::DsmPeriodOutOfRange {
+                partition,
+                period_ms,
+            } => write!(
+                f,
+                "partition {partition:?} dsm period_ms {period_ms} is outside {DSM_PERIOD_MS_MIN}..={DSM_PERIOD_MS_MAX}"
             ),
             Problem::ResetCopyTooSmall {
                 partition,
@@ -1269,6 +1309,7 @@ fn check_not_linux(p: &RawPartition, problems: &mut Vec<Problem>) {
         ("bootargs", p.bootargs.is_some()),
         ("console", p.console.is_some()),
         ("reset_copy", p.reset_copy.is_some()),
+        ("dsm", p.dsm.is_some()),
     ];
     for (field, _) in set.iter().filter(|(_, present)| *present) {
         problems.push(Problem::LinuxOnlyField {
@@ -1411,6 +1452,7 @@ fn check_linux(
             }
         }
     }
+    let dsm = p.dsm.as_ref().and_then(|d| check_dsm(&p.name, d, problems));
     (problems.len() == before).then(|| LinuxInfo {
         kernel,
         initrd: initrd.range(),
@@ -1418,6 +1460,29 @@ fn check_linux(
         reset_copy: p.reset_copy.as_ref().map(RawRange::range),
         bootargs,
         console,
+        dsm,
+    })
+}
+
+/// The DSM settings of Linux partition `partition`: a known policy, a period in range.
+fn check_dsm(partition: &str, d: &RawDsm, problems: &mut Vec<Problem>) -> Option<Dsm> {
+    let policy = DsmPolicy::parse(&d.policy);
+    if policy.is_none() {
+        problems.push(Problem::UnknownDsmPolicy {
+            partition: partition.into(),
+            policy: d.policy.clone(),
+        });
+    }
+    if !(DSM_PERIOD_MS_MIN..=DSM_PERIOD_MS_MAX).contains(&d.period_ms) {
+        problems.push(Problem::DsmPeriodOutOfRange {
+            partition: partition.into(),
+            period_ms: d.period_ms,
+        });
+        return None;
+    }
+    policy.map(|policy| Dsm {
+        period_ms: d.period_ms,
+        policy,
     })
 }
 

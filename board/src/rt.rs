@@ -139,6 +139,52 @@ pub struct LinuxBoot {
     /// The board `kind` (compatible) of each of [`Partition::devices`], in order, for the
     /// device tree.
     pub device_kinds: &'static [&'static str],
+    /// The D-System Monitor's settings; `None`: the partition is not checked.
+    pub dsm: Option<Dsm>,
+}
+
+/// Shortest DSM period accepted: the runtime works from a 10 ms tick.
+pub const DSM_PERIOD_MS_MIN: u32 = 10;
+/// Longest DSM period accepted (an hour).
+pub const DSM_PERIOD_MS_MAX: u32 = 3_600_000;
+
+/// How the D-System Monitor checks a Linux partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dsm {
+    /// A checker's pass starts at most this often.
+    pub period_ms: u32,
+    pub policy: DsmPolicy,
+}
+
+/// What the DSM does when a checker finds Linux compromised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DsmPolicy {
+    /// Print the alert only.
+    Log,
+    /// Freeze Linux's vCPUs (held in the hypervisor) for forensics; other partitions run on.
+    Pause,
+    /// Stop the partition.
+    Stop,
+}
+
+impl DsmPolicy {
+    /// The config spelling: `log`, `pause` or `stop`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "log" => Some(Self::Log),
+            "pause" => Some(Self::Pause),
+            "stop" => Some(Self::Stop),
+            _ => None,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Log => "log",
+            Self::Pause => "pause",
+            Self::Stop => "stop",
+        }
+    }
 }
 
 impl LinuxBoot {

@@ -104,6 +104,7 @@ fn check_linux_tables(linux: &'static [rt::LinuxBoot], cfg: &ValidatedConfig) {
         assert_eq!(l.reset_copy, want.reset_copy);
         assert_eq!(l.bootargs, want.bootargs);
         assert_eq!(l.console, want.console);
+        assert_eq!(l.dsm, want.dsm);
         let kinds: Vec<&str> = info.devices.iter().map(|d| d.kind.as_str()).collect();
         assert_eq!(l.device_kinds, kinds.as_slice());
         assert_eq!(rt::LinuxBoot::kind(linux, info.index), info.kind);

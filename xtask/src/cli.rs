@@ -4,6 +4,9 @@ use anyhow::{bail, Result};
 
 use crate::scenario::{DEFAULT_SCENARIO, DEFAULT_TIMEOUT_SECS};
 
+/// Default `--timeout` of `attack`: a demo boot, the attack and the DSM's response.
+pub const ATTACK_TIMEOUT_SECS: u64 = 300;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Help,
@@ -30,6 +33,14 @@ pub enum Command {
         plain_log: bool,
     },
     Test,
+    /// `attack <name>` / `attack benign` / `attack --list`.
+    Attack {
+        /// `None` lists the attacks.
+        name: Option<String>,
+        icount: bool,
+        /// Seconds.
+        timeout: u64,
+    },
     Bench {
         name: String,
         samples: Option<u32>,
@@ -55,6 +66,10 @@ commands:
   run --list              list the scenarios
   gdb SCENARIO            boot a scenario stopped at its first instruction, under gdb-multiarch
   test                    run every test: unit tests, clippy, rustfmt, QEMU integration tests
+  attack NAME|benign [--icount] [--timeout SECS]
+                          boot demo, run one attack of the suite in Linux (or the benign
+                          workload) and check the DSM caught it (or stayed quiet)
+  attack --list           list the attacks and the checker expected to catch each
   bench rtos-latency [--samples N] [--period-us P] [--timeout SECS]
                           RTOS dispatch latency, native and under spumone, with and without
                           --icount; writes target/bench/rtos-latency.{{json,md}}
@@ -104,6 +119,30 @@ pub fn parse(args: &[String]) -> Result<Command> {
         "-h" | "--help" | "help" => Command::Help,
         "setup" => Command::Setup,
         "test" => Command::Test,
+        "attack" => {
+            let list = flags.switch("--list");
+            let icount = flags.switch("--icount");
+            let timeout = match flags.value("--timeout")? {
+                None => ATTACK_TIMEOUT_SECS,
+                Some(text) => match text.parse::<u64>() {
+                    Ok(secs) if secs > 0 => secs,
+                    _ => bail!("--timeout needs a positive number of seconds, not {text:?}"),
+                },
+            };
+            let name = if list {
+                None
+            } else {
+                match flags.positional()? {
+                    Some(name) => Some(name),
+                    None => bail!("attack needs a name, `benign` or --list"),
+                }
+            };
+            Command::Attack {
+                name,
+                icount,
+                timeout,
+            }
+        }
         "build" => Command::Build {
             scenario: flags.value("--scenario")?,
             plain_log: flags.switch("--plain-log"),
@@ -364,6 +403,24 @@ mod tests {
 
     #[test]
     fn build_scenario_is_optional() {
+        assert_eq!(
+            parse_str("attack hook_syscall --icount").unwrap(),
+            Command::Attack {
+                name: Some("hook_syscall".into()),
+                icount: true,
+                timeout: ATTACK_TIMEOUT_SECS
+            }
+        );
+        assert_eq!(
+            parse_str("attack --list").unwrap(),
+            Command::Attack {
+                name: None,
+                icount: false,
+                timeout: ATTACK_TIMEOUT_SECS
+            }
+        );
+        assert!(parse_str("attack").is_err());
+        assert!(parse_str("attack benign --timeout 0").is_err());
         assert_eq!(
             parse_str("build").unwrap(),
             Command::Build {

@@ -8,6 +8,8 @@ pub enum Event {
     PartitionStopped { name: String, code: i64 },
     /// spumone is powering the machine off.
     Shutdown { code: i64 },
+    /// A DSM checker found partition `partition` compromised.
+    DsmAlert { checker: String, partition: String },
     /// A record this version of xtask does not know, kept as received.
     Other(String),
 }
@@ -20,16 +22,25 @@ impl Event {
         let kind = words.next().unwrap_or("");
         let mut name = None;
         let mut code = None;
+        let mut checker = None;
+        let mut partition = None;
         for word in words {
             match word.split_once('=') {
                 Some(("name", v)) if !v.is_empty() => name = Some(v.to_string()),
                 Some(("code", v)) => code = parse_int(v),
+                Some(("checker", v)) if !v.is_empty() => checker = Some(v.to_string()),
+                Some(("partition", v)) if !v.is_empty() => partition = Some(v.to_string()),
                 _ => return Event::Other(text.to_string()),
             }
         }
-        match (kind, name, code) {
-            ("partition-stopped", Some(name), Some(code)) => Event::PartitionStopped { name, code },
-            ("shutdown", None, Some(code)) => Event::Shutdown { code },
+        match (kind, name, code, checker, partition) {
+            ("partition-stopped", Some(name), Some(code), None, None) => {
+                Event::PartitionStopped { name, code }
+            }
+            ("shutdown", None, Some(code), None, None) => Event::Shutdown { code },
+            ("dsm-alert", None, None, Some(checker), Some(partition)) => {
+                Event::DsmAlert { checker, partition }
+            }
             _ => Event::Other(text.to_string()),
         }
     }
@@ -57,6 +68,9 @@ impl fmt::Display for Event {
                 write!(f, "partition-stopped name={name} code={code}")
             }
             Event::Shutdown { code } => write!(f, "shutdown code={code}"),
+            Event::DsmAlert { checker, partition } => {
+                write!(f, "dsm-alert checker={checker} partition={partition}")
+            }
             Event::Other(text) => write!(f, "{text}"),
         }
     }
@@ -65,6 +79,30 @@ impl fmt::Display for Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_dsm_alert() {
+        let e = Event::parse("dsm-alert checker=syscall-table partition=linux");
+        assert_eq!(
+            e,
+            Event::DsmAlert {
+                checker: "syscall-table".into(),
+                partition: "linux".into()
+            }
+        );
+        assert_eq!(
+            e.to_string(),
+            "dsm-alert checker=syscall-table partition=linux"
+        );
+        for odd in [
+            "dsm-alert checker=vectors",
+            "dsm-alert partition=linux",
+            "dsm-alert checker=vectors partition=linux code=1",
+            "shutdown code=0 checker=x",
+        ] {
+            assert_eq!(Event::parse(odd), Event::Other(odd.into()), "{odd}");
+        }
+    }
 
     #[test]
     fn parses_partition_stopped() {

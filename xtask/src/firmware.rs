@@ -441,13 +441,18 @@ pub fn build_into(
             } else {
                 &[]
             };
+            // spumone's build script renders the DSM's kernel symbols from this Image.
+            let image = crate::linux::kernel_image();
             let built = cargo_build(
                 "spumone",
                 "spumone",
                 "spumone",
                 crate::firmware::HV_TARGET,
                 features,
-                &[("SPUMONE_CONFIG", config_path.as_os_str())],
+                &[
+                    ("SPUMONE_CONFIG", config_path.as_os_str()),
+                    (crate::ci::LINUX_IMAGE_ENV, image.as_os_str()),
+                ],
             )?;
             let kernel = stash(&built, dir, "spumone.elf")?;
             let mut loads = Vec::new();

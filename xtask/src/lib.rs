@@ -8,6 +8,7 @@
 //!   workload, its root filesystem image and `bench kbuild`;
 //! - [`demux`], [`defmt_log`], [`event`]: turn spumone's framed UART stream into those lines.
 
+pub mod attack;
 pub mod bench;
 pub mod ci;
 pub mod cli;

@@ -6,7 +6,7 @@ use xtask::cli::{self, Command};
 use xtask::firmware::{self, BuildOptions, LatencySettings};
 use xtask::run::{self, RunOptions};
 use xtask::scenario::{self, SCENARIOS};
-use xtask::{bench, ci, gdb, kbuild, setup, signals};
+use xtask::{attack, bench, ci, gdb, kbuild, setup, signals};
 
 fn main() -> ExitCode {
     // Errors are values printed as one line; a panic is a bug, and still gets one line.
@@ -174,6 +174,54 @@ fn real_main(args: &[String]) -> Result<u8> {
                 Some(secs) => Some(Duration::from_secs(secs)),
             };
             bench::rtos_latency(&bench::LatencyBenchOptions { latency, timeout })?;
+        }
+        Command::Attack {
+            name,
+            icount,
+            timeout,
+        } => {
+            let Some(name) = name else {
+                print!("{}", attack::listing());
+                return Ok(0);
+            };
+            // Fails at once for an unknown attack or one no checker catches yet.
+            let cmd = attack::command(&name)?;
+            setup::ensure_base(false)?;
+            let scenario = scenario::lookup(attack::SCENARIO)?;
+            let build_options = BuildOptions {
+                plain_log: false,
+                latency: LatencySettings::from_env()?,
+            };
+            let built = firmware::build(scenario, &build_options)?;
+            run::with_command(&built, Some(&cmd))?;
+            let options = RunOptions {
+                timeout: Some(Duration::from_secs(timeout)),
+                icount,
+                cmd: Some(cmd),
+                ..RunOptions::new(scenario)
+            };
+            signals::ignore_interrupts();
+            let outcome = run::launch(&built, &options)?;
+            let seen = attack::Observed {
+                lines: &outcome.lines,
+                events: &outcome.events,
+            };
+            let log = xtask::paths::display(&outcome.log_dir.join("all.log"));
+            let verdict = attack::judge(&name, &seen).and_then(|ok| {
+                // The benign run must also end the normal way: Linux powered off by itself.
+                if name == "benign" && outcome.failure().is_some() {
+                    Err(outcome.failure().unwrap_or_default())
+                } else {
+                    Ok(ok)
+                }
+            });
+            match verdict {
+                Ok(what) => println!("attack: {what}"),
+                Err(why) => {
+                    eprintln!("error: attack {name}: {why} (log in {log})");
+                    return Ok(1);
+                }
+            }
         }
         Command::Test => {
             if !ci::test_all()? {

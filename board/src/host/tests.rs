@@ -553,6 +553,7 @@ fn rejects_linux_fields_on_rtos() {
             "reset_copy",
             "reset_copy = { base = 0xA000_0000, size = 0x1000_0000 }",
         ),
+        ("dsm", "dsm = { period_ms = 100, policy = \"log\" }"),
     ] {
         let cfg = linux_with(&[(
             "entry = 0x4400_0000",
@@ -719,6 +720,59 @@ fn rejects_bad_console() {
         &with_console("0x0a00_0000"),
         |p| matches!(p, Problem::ConsoleOverlap { partition, what, .. } if partition == "linux" && what.contains("virtio0")),
     );
+}
+
+/// `LINUX` with a `dsm` line.
+fn linux_dsm(settings: &str) -> String {
+    linux_with(&[(
+        "bootargs = ",
+        &format!("dsm = {{ {settings} }}\nbootargs = "),
+    )])
+}
+
+#[test]
+fn linux_dsm_is_optional_and_kept() {
+    assert_eq!(linux_partition(LINUX).linux.unwrap().dsm, None);
+    for (policy, want) in [
+        ("log", DsmPolicy::Log),
+        ("pause", DsmPolicy::Pause),
+        ("stop", DsmPolicy::Stop),
+    ] {
+        let cfg = linux_dsm(&format!("period_ms = 250, policy = \"{policy}\""));
+        assert_eq!(
+            linux_partition(&cfg).linux.unwrap().dsm,
+            Some(Dsm {
+                period_ms: 250,
+                policy: want
+            })
+        );
+    }
+}
+
+#[test]
+fn rejects_bad_dsm_settings() {
+    assert_problem(
+        &linux_dsm("period_ms = 100, policy = \"reboot\""),
+        |p| matches!(p, Problem::UnknownDsmPolicy { partition, policy } if partition == "linux" && policy == "reboot"),
+    );
+    for period in [0, DSM_PERIOD_MS_MIN - 1, DSM_PERIOD_MS_MAX + 1] {
+        assert_problem(
+            &linux_dsm(&format!("period_ms = {period}, policy = \"stop\"")),
+            |p| matches!(p, Problem::DsmPeriodOutOfRange { period_ms, .. } if *period_ms == period),
+        );
+    }
+    // Both keys are required and no other is accepted.
+    for bad in [
+        "period_ms = 100",
+        "policy = \"log\"",
+        "period_ms = 100, policy = \"log\", x = 1",
+    ] {
+        let err = parse::<RawConfig>(Path::new("x.toml"), &linux_dsm(bad)).unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::Syntax { .. }),
+            "{bad}: {err}"
+        );
+    }
 }
 
 /// `LINUX` with a `reset_copy` line; the valid one sits just above the Linux RAM and holds

@@ -1,7 +1,7 @@
 //! DSM checker `text-hash`: SHA-256 of kernel text and rodata, chunk by chunk, within a
 //! budget, with Linux's legitimate run-time patch sites whitelisted.
 //!
-//! Range: `[_text, rodata_end)` (head, text, rodata, `ro_after_init` data, `__jump_table`,
+//! Range: `[_stext, rodata_end)` (text, rodata, `ro_after_init` data, `__jump_table`,
 //! `__ex_table`, the KPTI trampoline), read by PA. The page tables after rodata are not
 //! hashed. The baseline is taken after `mark_rodata_ro`, so boot-time patching (alternatives,
 //! `ftrace_init`'s `mov x9, x30`, jump-label sorting) is already in it.
@@ -11,10 +11,11 @@
 //! - jump labels: a site from `__jump_table` holding `nop` or `b <its entry's target>`
 //!   counts as `nop`;
 //! - ftrace: `bl ftrace_caller` / `bl ftrace_regs_caller` right after `mov x9, x30` (a
-//!   patchable function entry as `ftrace_init` leaves it) counts as `nop`;
+//!   patchable function entry as `ftrace_init` leaves it) counts as `nop`; so does the
+//!   `bl <tracer>` at `ftrace_call` inside the trampoline, for any tracer in kernel text;
 //! - kprobes: `brk #4` counts as the instruction it replaced, which the checker learns when
-//!   the runtime delivers the trapped write ([`Checker::on_watch`]); a kprobe placed while
-//!   text is not write-protected is reported by the periodic check.
+//!   the runtime delivers the trapped write ([`Checker::on_watch`]) or, without one, from
+//!   the chunk itself when the `brk` is its only change (see `Sums`);
 //!
 //! Not whitelisted, on purpose: alternatives (applied before the baseline; module
 //! alternatives patch module text), static calls (none on arm64 6.1), BPF (its text pokes in
@@ -76,6 +77,26 @@ struct JumpSite {
     target: u32,
 }
 
+/// Two linear sums of a chunk's normalized words `w_i` (wrapping): `plain = Σ w_i`,
+/// `weighted = Σ (i + 1) · w_i`. If exactly one word changed, at a known index `j`, the two
+/// deltas give back its old value (`Δweighted = (j + 1) · Δplain`); the SHA-256 of the chunk
+/// with that value put back then proves it was the only change. That is how a kprobe armed
+/// without a trapped write (no stage-2 watch) is recognised: its `brk` is the changed word.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Sums {
+    plain: u64,
+    weighted: u64,
+}
+
+/// What hashing a chunk yields.
+#[derive(Debug, Clone, Copy)]
+struct ChunkHash {
+    sha: [u8; 32],
+    sums: Sums,
+    /// Offset of the first `brk #4` in text that is not a known kprobe (0: none).
+    brk: u64,
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Kprobe {
     off: u32,
@@ -86,10 +107,17 @@ struct Kprobe {
 struct Range {
     text_pa: u64,
     text_va: u64,
+    /// `_stext`: hashing starts here. The head before it (`_text` .. `_stext`) is not
+    /// reserved by Linux once it has booted (memblock keeps `_stext` .. `_end`) and is
+    /// reused as ordinary memory.
+    stext: u64,
     etext: u64,
     end: u64,
     /// Offsets of `ftrace_caller` and `ftrace_regs_caller` (0 when absent).
     ftrace: [u64; 2],
+    /// Offset of `ftrace_call` (0 when absent): the call in ftrace's trampoline that
+    /// `ftrace_update_ftrace_func` points at the current tracer.
+    ftrace_call: u64,
 }
 
 pub struct TextHashChecker {
@@ -99,6 +127,8 @@ pub struct TextHashChecker {
     kprobes: [Kprobe; MAX_KPROBES],
     nkprobes: usize,
     digests: [[u8; 32]; MAX_CHUNKS],
+    /// Linear sums of each chunk's normalized words at baseline (see [`Sums`]).
+    sums: [Sums; MAX_CHUNKS],
     nchunks: usize,
     /// Chunks already reported, so a change is reported once per chunk.
     reported: [bool; MAX_CHUNKS],
@@ -120,6 +150,10 @@ impl TextHashChecker {
             kprobes: [Kprobe { off: 0, orig: 0 }; MAX_KPROBES],
             nkprobes: 0,
             digests: [[0; 32]; MAX_CHUNKS],
+            sums: [Sums {
+                plain: 0,
+                weighted: 0,
+            }; MAX_CHUNKS],
             nchunks: 0,
             reported: [false; MAX_CHUNKS],
             cursor: 0,
@@ -137,6 +171,13 @@ impl TextHashChecker {
         if w == KPROBE_BRK {
             if let Some(i) = self.kprobe(off) {
                 return self.kprobes[i].orig;
+            }
+        }
+        if off == r.ftrace_call && off != 0 {
+            // Any tracer in kernel text (`ftrace_stub`, `function_trace_call`, the list
+            // function...); the kernel swaps it when tracers come and go.
+            if branch_target(off, w, 0x94).is_some_and(|t| t < r.etext) {
+                return NOP;
             }
         }
         if prev == MOV_X9_X30 {
@@ -162,19 +203,22 @@ impl TextHashChecker {
         r: &Range,
         chunk: usize,
         patch: Option<(u64, u32)>,
-    ) -> Result<[u8; 32], GuestError> {
-        let start = chunk as u64 * CHUNK;
-        let end = (start + CHUNK).min(r.end);
+    ) -> Result<ChunkHash, GuestError> {
+        let start = (chunk as u64 * CHUNK).max(r.stext);
+        let end = (chunk as u64 * CHUNK + CHUNK).min(r.end);
         let mut site = self.sites[..self.nsites].partition_point(|s| (s.code as u64) < start);
         let mut h = Sha256::new();
         let mut buf = [0u8; PAGE_SIZE as usize];
-        let mut prev = if start >= 4 {
+        // The word before `_stext` is not kernel text (see `Range::stext`).
+        let mut prev = if start >= 4 && start > r.stext {
             let mut w = [0u8; 4];
             guest.read_phys(r.text_pa + start - 4, &mut w)?;
             u32::from_le_bytes(w)
         } else {
             0
         };
+        let mut sums = Sums::default();
+        let mut brk = 0;
         let mut off = start;
         while off < end {
             let len = (end - off).min(PAGE_SIZE) as usize;
@@ -196,18 +240,59 @@ impl TextHashChecker {
                         .get(site)
                         .filter(|s| s.code as u64 == at);
                     let n = self.normalize(r, s, at, prev, w);
+                    if n == KPROBE_BRK && brk == 0 {
+                        brk = at;
+                    }
                     word.copy_from_slice(&n.to_le_bytes());
                 }
+                let n = u32::from_le_bytes([word[0], word[1], word[2], word[3]]) as u64;
+                let index = (at - chunk as u64 * CHUNK) / 4;
+                sums.plain = sums.plain.wrapping_add(n);
+                sums.weighted = sums.weighted.wrapping_add((index + 1).wrapping_mul(n));
                 prev = w;
             }
             h.update(&*page);
             off += len as u64;
         }
-        Ok(h.finalize().into())
+        Ok(ChunkHash {
+            sha: h.finalize().into(),
+            sums,
+            brk,
+        })
     }
 
-    fn judge(&mut self, guest: &mut dyn Guest, r: &Range, chunk: usize, d: [u8; 32]) {
-        if d == self.digests[chunk] {
+    /// Whether chunk `chunk` differs from its baseline only by one kprobe `brk` (armed
+    /// without a trapped write); if so the kprobe is learnt with its original instruction.
+    fn kprobe_only(&mut self, guest: &dyn Guest, r: &Range, chunk: usize, now: &ChunkHash) -> bool {
+        if now.brk == 0 || self.nkprobes >= MAX_KPROBES {
+            return false;
+        }
+        let base = self.sums[chunk];
+        let d_plain = now.sums.plain.wrapping_sub(base.plain);
+        let d_weighted = now.sums.weighted.wrapping_sub(base.weighted);
+        let index = (now.brk - chunk as u64 * CHUNK) / 4;
+        if (index + 1).wrapping_mul(d_plain) != d_weighted {
+            return false;
+        }
+        let Ok(orig) = u32::try_from((KPROBE_BRK as u64).wrapping_sub(d_plain)) else {
+            return false;
+        };
+        match self.chunk_digest(guest, r, chunk, Some((now.brk, orig))) {
+            Ok(h) if h.sha == self.digests[chunk] => {
+                self.kprobes[self.nkprobes] = Kprobe {
+                    off: now.brk as u32,
+                    orig,
+                };
+                self.nkprobes += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn judge(&mut self, guest: &mut dyn Guest, r: &Range, chunk: usize, now: ChunkHash) {
+        let d = now.sha;
+        if d == self.digests[chunk] || self.kprobe_only(guest, r, chunk, &now) {
             self.reported[chunk] = false;
             return;
         }
@@ -284,12 +369,14 @@ impl Checker for TextHashChecker {
         let r = Range {
             text_pa: k.text_pa,
             text_va: k.text_va,
+            stext: l.stext,
             etext: l.etext,
             end: l.rodata_end,
             ftrace: [
                 syms.offset("ftrace_caller").unwrap_or(0),
                 syms.offset("ftrace_regs_caller").unwrap_or(0),
             ],
+            ftrace_call: syms.offset("ftrace_call").unwrap_or(0),
         };
         let nchunks = r.end.div_ceil(CHUNK) as usize;
         if nchunks > MAX_CHUNKS {
@@ -299,13 +386,18 @@ impl Checker for TextHashChecker {
         self.load_jump_sites(guest, &r)?;
         self.nkprobes = 0;
         for c in 0..nchunks {
-            self.digests[c] = self.chunk_digest(guest, &r, c, None)?;
+            let h = self.chunk_digest(guest, &r, c, None)?;
+            self.digests[c] = h.sha;
+            self.sums[c] = h.sums;
         }
         self.nchunks = nchunks;
         self.reported = [false; MAX_CHUNKS];
         self.cursor = 0;
         self.range = Some(r);
-        let _ = guest.watch(PhysRange::new(r.text_pa, r.end), Access::Write);
+        let _ = guest.watch(
+            PhysRange::new(r.text_pa + r.stext, r.end - r.stext),
+            Access::Write,
+        );
         Ok(())
     }
 
@@ -331,7 +423,11 @@ impl Checker for TextHashChecker {
 
     fn on_watch(&mut self, guest: &mut dyn Guest, event: &WatchEvent) -> Result<(), CheckError> {
         let r = self.range.ok_or(CheckError::NoBaseline)?;
-        let Some(off) = event.pa.checked_sub(r.text_pa).filter(|&o| o < r.end) else {
+        let Some(off) = event
+            .pa
+            .checked_sub(r.text_pa)
+            .filter(|&o| o >= r.stext && o < r.end)
+        else {
             return Ok(());
         };
         if event.access != Access::Write {
@@ -365,7 +461,9 @@ impl Checker for TextHashChecker {
             self.nkprobes -= 1;
         }
         if !self.reported[chunk] {
-            self.digests[chunk] = self.chunk_digest(guest, &r, chunk, Some((off, new)))?;
+            let h = self.chunk_digest(guest, &r, chunk, Some((off, new)))?;
+            self.digests[chunk] = h.sha;
+            self.sums[chunk] = h.sums;
         }
         Ok(())
     }

@@ -83,9 +83,11 @@ fn clean_kernel_raises_nothing_in_any_budget() {
         c.check(&mut g, &mut Budget::new(CHUNK - 1)),
         Err(CheckError::BudgetTooSmall)
     );
-    // Text and rodata are write-protected through the runtime.
+    // Text and rodata (from `_stext`) are write-protected through the runtime.
+    let l = g.symbols().layout;
     assert_eq!(g.watches.len(), 1);
-    assert_eq!(g.watches[0].1.len, g.symbols().layout.rodata_end);
+    assert_eq!(g.watches[0].1.start, g.config.text_pa + l.stext);
+    assert_eq!(g.watches[0].1.len, l.rodata_end - l.stext);
 }
 
 #[test]
@@ -159,6 +161,73 @@ fn ftrace_may_call_its_trampolines_from_function_entries_only() {
     put(&mut g, other + 4, branch(0x9400_0000, other + 4, caller));
     full_pass(&mut c, &mut g);
     assert_eq!(g.findings.len(), 1);
+}
+
+#[test]
+fn the_head_before_stext_is_not_hashed_but_stext_is() {
+    // Linux hands `_text` .. `_stext` to the page allocator after boot.
+    let (mut c, mut g) = ready(|_| {});
+    let text = g.config.text_pa;
+    let stext = text + g.symbols().layout.stext;
+    for off in [0, 0x40, stext - text - 4] {
+        put(&mut g, text + off, 0xdead_beef);
+    }
+    full_pass(&mut c, &mut g);
+    assert!(g.findings.is_empty(), "{:?}", g.findings);
+    put(&mut g, stext, 0xdead_beef);
+    full_pass(&mut c, &mut g);
+    assert_eq!(g.findings.len(), 1, "{:?}", g.findings);
+}
+
+#[test]
+fn ftrace_may_point_its_trampoline_at_any_tracer_in_text() {
+    let (mut c, mut g) = ready(|_| {});
+    let call = g.symbol_pa("ftrace_call").unwrap();
+    // Enabling the function tracer: `bl ftrace_stub` becomes `bl function_trace_call`.
+    let tracer = g.symbol_pa("function_trace_call").unwrap();
+    put(&mut g, call, branch(0x9400_0000, call, tracer));
+    full_pass(&mut c, &mut g);
+    assert!(g.findings.is_empty(), "{:?}", g.findings);
+    // A call out of kernel text (a module's hook) is reported.
+    let outside = g.config.text_pa + g.symbols().layout.rodata_end + 0x1000;
+    put(&mut g, call, branch(0x9400_0000, call, outside));
+    full_pass(&mut c, &mut g);
+    assert_eq!(g.findings.len(), 1, "{:?}", g.findings);
+}
+
+#[test]
+fn a_kprobe_armed_without_a_trapped_write_is_recognised_and_nothing_more() {
+    let (mut c, mut g) = ready(|_| {});
+    let openat = g.symbol_pa("do_sys_openat2").unwrap() + 8;
+    let orig = word(&g, openat);
+    // Armed and disarmed behind the checker's back (no stage-2 watch): still legitimate.
+    put(&mut g, openat, KPROBE_BRK);
+    full_pass(&mut c, &mut g);
+    put(&mut g, openat, orig);
+    full_pass(&mut c, &mut g);
+    put(&mut g, openat, KPROBE_BRK);
+    full_pass(&mut c, &mut g);
+    assert!(g.findings.is_empty(), "{:?}", g.findings);
+    // A kprobe next to another change in the same chunk is not a kprobe alone.
+    let kill = g.symbol_pa("__arm64_sys_kill").unwrap() + 8;
+    let near = if (kill - g.config.text_pa) / CHUNK == (openat - g.config.text_pa) / CHUNK {
+        kill
+    } else {
+        openat + 4
+    };
+    put(&mut g, openat, orig);
+    full_pass(&mut c, &mut g);
+    let fresh = openat - 4;
+    put(&mut g, fresh, KPROBE_BRK);
+    put(&mut g, near, 0xd65f_03c0); // ret
+    full_pass(&mut c, &mut g);
+    assert_eq!(g.findings.len(), 1, "{:?}", g.findings);
+    // A `brk` where a patch changed more than that word is not recognised either.
+    let (mut c, mut g) = ready(|_| {});
+    put(&mut g, openat, KPROBE_BRK);
+    put(&mut g, openat + 4, 0xd65f_03c0);
+    full_pass(&mut c, &mut g);
+    assert_eq!(g.findings.len(), 1, "{:?}", g.findings);
 }
 
 #[test]

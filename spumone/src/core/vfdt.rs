@@ -407,6 +407,7 @@ mod tests {
         bootargs: "console=ttyAMA0 earlycon",
         console: 0x0900_0000,
         device_kinds: &["virtio,mmio", "arm,pl061", "virtio,mmio"],
+        dsm: None,
     };
 
     fn params<'a>(partition: &'a Partition, boot: &'a LinuxBoot) -> LinuxDt<'a> {

@@ -171,7 +171,10 @@ fn enter_vcpu(core: u8, partition: &'static Partition, vcpu: usize, entry: u64, 
         *power = next_power(*power, PowerEvent::Entered);
     }
     percore::this_core().set_running(Some((index, vcpu)));
-    if !vcpu::needs_tick(&CONFIG, core) {
+    if super::wants_tick(core) {
+        // A shared core's hook, or the DSM's (whose core is known only after boot).
+        super::timer::start_tick();
+    } else {
         // Nothing for the tick to do here: it would only wake the guest's `wfi`.
         super::timer::stop_tick();
     }

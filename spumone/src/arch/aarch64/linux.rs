@@ -228,6 +228,11 @@ fn copy(to: u64, from: MemRange) {
     };
 }
 
+/// How often partition `index` has been restarted.
+pub fn resets(index: usize) -> u32 {
+    RESETS.get(index).map_or(0, |r| r.load(Ordering::Relaxed))
+}
+
 /// Whether Linux partition `partition` can be restarted (its pristine copies exist).
 pub fn can_restart(partition: &Partition) -> bool {
     PRISTINE

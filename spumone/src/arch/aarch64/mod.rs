@@ -3,6 +3,7 @@
 pub mod boot;
 pub mod config;
 pub mod cpu;
+pub mod dsm;
 mod dtb;
 pub mod exception;
 mod fatal;
@@ -108,6 +109,7 @@ extern "C" fn boot_main(x0: u64) -> ! {
     mark_online(0);
     start_secondaries(&cores);
     guest::prepare_partitions();
+    dsm::init();
     RELEASED.store(true, Ordering::Release);
     sev();
     run_core(0)
@@ -175,9 +177,14 @@ fn init_this_core(core: usize, mpidr: u64) {
     gic::enable_private(mpidr, KICK_SGI);
     vgic::init_core(mpidr);
     match u8::try_from(core) {
-        Ok(id) if crate::hvcore::vcpu::needs_tick(&CONFIG, id) => timer::start_tick(),
+        Ok(id) if wants_tick(id) => timer::start_tick(),
         _ => timer::stop_tick(),
     }
+}
+
+/// Whether `core` keeps its EL2 tick: a shared core, or the DSM's.
+pub fn wants_tick(core: u8) -> bool {
+    crate::hvcore::vcpu::needs_tick(&CONFIG, core) || dsm::runs_on(core)
 }
 
 /// Sends the kick SGI to `core` (which may be this one) so it looks at its mailboxes.
@@ -246,7 +253,7 @@ pub fn idle() -> ! {
     vgic::leave_vcpu(state.running());
     state.set_running(None);
     match u8::try_from(cpu::core_index()) {
-        Ok(core) if crate::hvcore::vcpu::needs_tick(&CONFIG, core) => timer::start_tick(),
+        Ok(core) if wants_tick(core) => timer::start_tick(),
         _ => timer::stop_tick(),
     }
     loop {
@@ -305,6 +312,7 @@ fn handle_acknowledged(running: Option<(usize, usize)>, intid: u32) {
         gic::end_of_interrupt(intid);
         if running.is_some() {
             vgic::deliver_posted();
+            dsm::on_kick(running);
         }
         return;
     }
@@ -317,6 +325,9 @@ fn handle_acknowledged(running: Option<(usize, usize)>, intid: u32) {
     if vgic::dispatch(running, intid, tick) == IrqRoute::Hypervisor {
         timer::rearm();
         gic::end_of_interrupt(intid);
+        if intid == tick {
+            dsm::on_tick(running);
+        }
     }
 }
 

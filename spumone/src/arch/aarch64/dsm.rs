@@ -1,0 +1,517 @@
+//! The DSM runtime's mechanism: guest memory and vCPU registers for `hvcore`-style pure code
+//! in `crate::dsm`, the EL2 tick that drives it, and the pause / stop responses.
+//!
+//! Interim placement (until the per-core scheduler gives the DSM a slot of its own): the
+//! runtime runs in EL2 from the tick of the core of the checked Linux's vCPU 0, and only if no
+//! other partition shares that core, so a check delays only Linux, never the RTOS.
+//!
+//! Registers of the other Linux vCPUs are captured by kicking their cores: each saves its EL1
+//! registers and `ELR_EL2`/`SPSR_EL2` when it takes the kick, and goes on (or is held while
+//! the partition is paused).
+
+use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use aarch64_cpu::registers::{
+    Readable, CNTPCT_EL0, ELR_EL2, MAIR_EL1, SCTLR_EL1, SPSR_EL2, TCR_EL1, TTBR0_EL1, TTBR1_EL1,
+    VBAR_EL1,
+};
+use board::rt::Partition;
+use dsm_api::{Checker, Finding, Guest, PhysRange};
+
+use super::config::{CONFIG, LINUX};
+use super::{cpu, guest, log, percore, timer};
+use crate::dsm::guest::{Backend, LinuxGuest, VcpuRegs};
+use crate::dsm::runtime::{Event, Phase, Response, Runtime};
+use crate::hvcore::MAX_CORES;
+
+include!(concat!(env!("OUT_DIR"), "/kernel_symbols.rs"));
+
+/// The compiled-in checkers, in the order they take turns, with their budget per call.
+const CHECKERS: usize = cfg!(feature = "dsm-vectors") as usize
+    + cfg!(feature = "dsm-syscall-table") as usize
+    + cfg!(feature = "dsm-text-hash") as usize;
+
+/// Budget units per call: a vCPU each for `vectors`, 8 bytes per entry for
+/// `syscall-table` (a whole table), bytes hashed for `text-hash` (one 64 KiB chunk: about
+/// 3 ms of software SHA-256, so a 10 ms tick leaves Linux's vCPU 0 most of its time).
+const BUDGETS: [u64; CHECKERS] = {
+    let mut b = [0u64; CHECKERS];
+    let mut i = 0;
+    if cfg!(feature = "dsm-vectors") {
+        b[i] = 16;
+        i += 1;
+    }
+    if cfg!(feature = "dsm-syscall-table") {
+        b[i] = 8 * 512;
+        i += 1;
+    }
+    if cfg!(feature = "dsm-text-hash") {
+        b[i] = 64 * 1024;
+        i += 1;
+    }
+    let _ = i;
+    b
+};
+
+#[cfg(feature = "dsm-vectors")]
+static VECTORS: spin::Mutex<monitor_vectors::VectorsChecker> =
+    spin::Mutex::new(monitor_vectors::VectorsChecker::new());
+#[cfg(feature = "dsm-syscall-table")]
+static SYSCALLS: spin::Mutex<monitor_syscall_table::SyscallTableChecker> =
+    spin::Mutex::new(monitor_syscall_table::SyscallTableChecker::new());
+#[cfg(feature = "dsm-text-hash")]
+static TEXT_HASH: spin::Mutex<monitor_text_hash::TextHashChecker> =
+    spin::Mutex::new(monitor_text_hash::TextHashChecker::new());
+
+/// Checkers that read other vCPUs' registers (their pass captures them first).
+const NEEDS_REGISTERS: [&str; 2] = ["vectors", "syscall-table"];
+
+/// Registers one core captured for the DSM.
+struct Capture {
+    /// Generation asked for / last captured.
+    requested: AtomicU64,
+    done: AtomicU64,
+    regs: spin::Mutex<VcpuRegs>,
+    /// This core holds its vCPU in EL2 (pause).
+    held: AtomicBool,
+}
+
+static CAPTURES: [Capture; MAX_CORES] = [const {
+    Capture {
+        requested: AtomicU64::new(0),
+        done: AtomicU64::new(0),
+        regs: spin::Mutex::new(VcpuRegs {
+            ttbr0: 0,
+            ttbr1: 0,
+            tcr: 0,
+            sctlr: 0,
+            vbar: 0,
+            mair: 0,
+            pc: 0,
+            pstate: 0,
+        }),
+        held: AtomicBool::new(false),
+    }
+}; MAX_CORES];
+
+/// The current capture generation (0: none yet).
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+/// The checked partition's vCPUs are to be held in EL2.
+static HOLD: AtomicBool = AtomicBool::new(false);
+/// Index of the checked partition, or `usize::MAX`.
+static CHECKED: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// The core the runtime runs on, or `usize::MAX`.
+static DSM_CORE: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// The runtime is in a step on its core (a nested tick must not re-enter it).
+static BUSY: AtomicBool = AtomicBool::new(false);
+
+/// How long the runtime waits for a kicked core to capture its registers.
+const CAPTURE_WAIT_US: u64 = 2_000;
+
+struct ArchBackend {
+    partition: &'static Partition,
+}
+
+fn own_regs() -> VcpuRegs {
+    VcpuRegs {
+        ttbr0: TTBR0_EL1.get(),
+        ttbr1: TTBR1_EL1.get(),
+        tcr: TCR_EL1.get(),
+        sctlr: SCTLR_EL1.get(),
+        vbar: VBAR_EL1.get(),
+        mair: MAIR_EL1.get(),
+        pc: ELR_EL2.get(),
+        pstate: SPSR_EL2.get(),
+    }
+}
+
+impl ArchBackend {
+    fn index(&self) -> usize {
+        usize::from(self.partition.index)
+    }
+
+    /// Cores other than this one that run a vCPU of the partition now.
+    fn other_cores(&self) -> impl Iterator<Item = usize> + '_ {
+        let here = cpu::core_index();
+        let index = self.index();
+        self.partition
+            .vcpus
+            .iter()
+            .map(|v| usize::from(v.core))
+            .filter(move |&c| {
+                c != here && percore::CORES[c].running().is_some_and(|(p, _)| p == index)
+            })
+    }
+
+    /// Asks every other core of the partition for its registers and waits (boundedly).
+    fn capture_all(&self) {
+        let generation = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
+        for core in self.other_cores() {
+            CAPTURES[core]
+                .requested
+                .store(generation, Ordering::Release);
+            super::kick(core);
+        }
+        let deadline = timer::uptime_us() + CAPTURE_WAIT_US;
+        while timer::uptime_us() < deadline
+            && self
+                .other_cores()
+                .any(|c| CAPTURES[c].done.load(Ordering::Acquire) != generation)
+        {
+            core::hint::spin_loop();
+        }
+    }
+}
+
+impl Backend for ArchBackend {
+    fn read_ram(&self, pa: u64, buf: &mut [u8]) {
+        // SAFETY: `LinuxGuest` checked that `[pa, pa + len)` lies in the partition's RAM,
+        // which EL2 maps as normal memory at the same address; a guest may change it
+        // meanwhile, which only changes the bytes read (plain bytes, no invariants).
+        unsafe {
+            core::ptr::copy_nonoverlapping(pa as usize as *const u8, buf.as_mut_ptr(), buf.len())
+        };
+    }
+
+    fn regs(&self, vcpu: usize) -> Option<VcpuRegs> {
+        let core = usize::from(self.partition.vcpus.get(vcpu)?.core);
+        let running = percore::CORES[core]
+            .running()
+            .is_some_and(|(p, v)| p == self.index() && v == vcpu);
+        if !running {
+            return None;
+        }
+        if core == cpu::core_index() {
+            return Some(own_regs());
+        }
+        let c = &CAPTURES[core];
+        (c.done.load(Ordering::Acquire) == GENERATION.load(Ordering::Acquire))
+            .then(|| *c.regs.lock())
+    }
+
+    fn pause(&mut self) -> bool {
+        HOLD.store(true, Ordering::Release);
+        for core in self.other_cores() {
+            super::kick(core);
+        }
+        let deadline = timer::uptime_us() + CAPTURE_WAIT_US;
+        while timer::uptime_us() < deadline {
+            if self
+                .other_cores()
+                .all(|c| CAPTURES[c].held.load(Ordering::Acquire))
+            {
+                return true;
+            }
+            core::hint::spin_loop();
+        }
+        false
+    }
+
+    fn resume(&mut self) {
+        HOLD.store(false, Ordering::Release);
+        for core in self.other_cores() {
+            super::kick(core);
+        }
+    }
+}
+
+struct State {
+    guest: LinuxGuest<ArchBackend>,
+    runtime: Runtime<CHECKERS>,
+    /// Completed passes per checker (the first is logged with its time).
+    passes: [u32; CHECKERS],
+    /// Restarts of the partition already seen.
+    resets: u32,
+}
+
+static STATE: spin::Mutex<Option<State>> = spin::Mutex::new(None);
+
+/// Sets the runtime up for the first Linux partition with `dsm` settings.
+pub fn init() {
+    let Some((boot, settings)) = LINUX.iter().find_map(|l| Some((l, l.dsm?))) else {
+        return;
+    };
+    let Some(partition) = CONFIG.partitions.get(usize::from(boot.partition)) else {
+        return;
+    };
+    let Some(symbols) = KERNEL else {
+        return;
+    };
+    let core = match crate::dsm::placement(&CONFIG, partition) {
+        Ok(core) => core,
+        Err(why) => {
+            warn!(
+                "dsm: not checking partition {}: {}",
+                partition.name,
+                match why {
+                    crate::dsm::PlacementError::NoVcpu => "no vCPU",
+                    crate::dsm::PlacementError::SharedCore(_) =>
+                        "its vCPU 0 shares its core with another partition",
+                }
+            );
+            return;
+        }
+    };
+    let mut ram: heapless::Vec<PhysRange, { crate::dsm::guest::MAX_RAM }> = heapless::Vec::new();
+    for r in partition.ram {
+        let _ = ram.push(PhysRange::new(r.base, r.size));
+    }
+    let guest = LinuxGuest::new(
+        ArchBackend { partition },
+        &ram,
+        partition.vcpus.len(),
+        symbols,
+        boot.kernel.base,
+    );
+    *STATE.lock() = Some(State {
+        guest,
+        runtime: Runtime::new(settings.period_ms, settings.policy, BUDGETS),
+        passes: [0; CHECKERS],
+        resets: 0,
+    });
+    CHECKED.store(usize::from(partition.index), Ordering::Release);
+    DSM_CORE.store(usize::from(core), Ordering::Release);
+    info!(
+        "dsm: checking partition {} from core {} every {} ms, policy {}, {} checkers",
+        partition.name,
+        core,
+        settings.period_ms,
+        settings.policy.name(),
+        CHECKERS
+    );
+}
+
+/// Whether the DSM needs `core`'s EL2 tick.
+pub fn runs_on(core: u8) -> bool {
+    DSM_CORE.load(Ordering::Acquire) == usize::from(core)
+}
+
+/// The kick handler's part: capture this core's registers if asked, and stay in EL2 while
+/// the checked partition is paused.
+pub fn on_kick(running: Option<(usize, usize)>) {
+    let checked = CHECKED.load(Ordering::Acquire);
+    if running.is_none_or(|(p, _)| p != checked) {
+        return;
+    }
+    let core = cpu::core_index();
+    let c = &CAPTURES[core];
+    let wanted = c.requested.load(Ordering::Acquire);
+    if wanted != c.done.load(Ordering::Relaxed) {
+        *c.regs.lock() = own_regs();
+        c.done.store(wanted, Ordering::Release);
+    }
+    if HOLD.load(Ordering::Acquire) {
+        hold(checked);
+    }
+}
+
+/// Keeps this core in EL2 until the pause ends or the partition is stopped. Interrupts that
+/// arrive meanwhile are taken as usual (a guest's go to its list registers for later).
+fn hold(partition: usize) {
+    let c = &CAPTURES[cpu::core_index()];
+    if c.held.swap(true, Ordering::AcqRel) {
+        return; // already holding further up this stack
+    }
+    while HOLD.load(Ordering::Acquire) && !guest::is_stopped(partition) {
+        cpu::wait_for_interrupt();
+        super::handle_pending_interrupts();
+    }
+    c.held.store(false, Ordering::Release);
+}
+
+fn now_ns() -> u64 {
+    let freq = timer::frequency_hz().max(1);
+    ((u128::from(CNTPCT_EL0.get()) * 1_000_000_000) / u128::from(freq)) as u64
+}
+
+/// The EL2 tick: on the DSM's core, while it runs the checked Linux's vCPU 0, one turn of
+/// the runtime.
+pub fn on_tick(running: Option<(usize, usize)>) {
+    let core = cpu::core_index();
+    let checked = CHECKED.load(Ordering::Acquire);
+    if DSM_CORE.load(Ordering::Acquire) != core || running != Some((checked, 0)) {
+        return;
+    }
+    if BUSY.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let response = step();
+    BUSY.store(false, Ordering::Release);
+    match response {
+        Some((partition, Response::Stop)) => {
+            guest::stop_partition(partition, guest::STOPPED_BY_HYPERVISOR, "dsm alert")
+        }
+        Some((partition, Response::Pause)) => {
+            // Its other vCPUs are held on their cores, then this one here.
+            let mut others = ArchBackend { partition };
+            if !others.pause() {
+                warn!(
+                    "partition {}: a vCPU did not stop for the pause",
+                    partition.name
+                );
+            }
+            info!("partition {} paused by the DSM", partition.name);
+            log::event(format_args!("partition-paused name={}", partition.name));
+            hold(checked);
+        }
+        None => {}
+    }
+}
+
+fn step() -> Option<(&'static Partition, Response)> {
+    let mut state = STATE.lock();
+    let state = state.as_mut()?;
+    let partition = state.guest.backend_mut().partition;
+    let resets = super::linux::resets(usize::from(partition.index));
+    if resets != state.resets {
+        state.resets = resets;
+        state.guest.forget_kernel();
+        state.runtime.restart();
+    }
+    let now_us = timer::uptime_us();
+    #[cfg(feature = "dsm-vectors")]
+    let mut vectors = VECTORS.lock();
+    #[cfg(feature = "dsm-syscall-table")]
+    let mut syscalls = SYSCALLS.lock();
+    #[cfg(feature = "dsm-text-hash")]
+    let mut text_hash = TEXT_HASH.lock();
+    let mut checkers: heapless::Vec<&mut dyn Checker, 3> = heapless::Vec::new();
+    #[cfg(feature = "dsm-vectors")]
+    let _ = checkers.push(&mut *vectors);
+    #[cfg(feature = "dsm-syscall-table")]
+    let _ = checkers.push(&mut *syscalls);
+    #[cfg(feature = "dsm-text-hash")]
+    let _ = checkers.push(&mut *text_hash);
+
+    let mut response = None;
+    let passes = &mut state.passes;
+    let mut out = |event: Event| {
+        if let Some(r) = report(partition, passes, event) {
+            response = Some((partition, r));
+        }
+    };
+    let mut drain = |g: &mut LinuxGuest<ArchBackend>| g.take_finding();
+    match state.runtime.phase() {
+        Phase::Booting => {
+            if !state.guest.boot_complete(0) {
+                return None;
+            }
+            if let Ok(k) = state.guest.kernel() {
+                info!(
+                    "dsm: partition {} booted: _text at VA {:#x} (slide {:#x}), PA {:#x}; taking baselines",
+                    partition.name,
+                    k.text_va,
+                    k.slide(),
+                    k.text_pa
+                );
+            }
+            state.guest.backend_mut().capture_all();
+            state.runtime.baseline(
+                now_us,
+                &mut now_ns,
+                &mut state.guest,
+                &mut drain,
+                &mut checkers[..],
+                &mut out,
+            );
+        }
+        Phase::Running => {
+            let next = state.runtime.pick(now_us)?;
+            if checkers
+                .get(next)
+                .is_some_and(|c| NEEDS_REGISTERS.contains(&c.name()))
+            {
+                state.guest.backend_mut().capture_all();
+            }
+            state.runtime.step(
+                now_us,
+                &mut now_ns,
+                &mut state.guest,
+                &mut drain,
+                &mut checkers[..],
+                &mut out,
+            );
+        }
+        Phase::Paused | Phase::Stopped => {}
+    }
+    let dropped = state.guest.take_dropped();
+    if dropped > 0 {
+        warn!("dsm: {} findings dropped (queue full)", dropped);
+    }
+    response
+}
+
+/// Logs one runtime event; returns the response the policy asks for.
+fn report(partition: &Partition, passes: &mut [u32; CHECKERS], event: Event) -> Option<Response> {
+    let mut text: heapless::String<160> = heapless::String::new();
+    match event {
+        Event::Baseline {
+            checker,
+            ns,
+            error: None,
+        } => info!("dsm baseline {}: {} us", checker, ns / 1000),
+        Event::Baseline {
+            checker,
+            error: Some(e),
+            ..
+        } => {
+            let _ = write!(text, "{e}");
+            warn!(
+                "dsm baseline {} failed: {}; checker left out",
+                checker,
+                text.as_str()
+            );
+        }
+        Event::PassDone { checker, ns, calls } => {
+            let n = checker_slot(checker).map(|i| {
+                passes[i] = passes[i].wrapping_add(1);
+                passes[i]
+            });
+            // The first pass, then every hundredth, so the log stays readable.
+            if n.is_some_and(|n| n % 100 == 1) {
+                info!(
+                    "dsm pass {} #{}: {} ns in {} calls",
+                    checker,
+                    n.unwrap_or(0),
+                    ns,
+                    calls
+                );
+            }
+        }
+        Event::CheckFailed { checker, error } => {
+            let _ = write!(text, "{error}");
+            warn!("dsm check {} failed: {}", checker, text.as_str());
+        }
+        Event::Alert(finding) => alert(partition, &finding),
+        Event::Respond(r) => return Some(r),
+    }
+    None
+}
+
+fn checker_slot(name: &str) -> Option<usize> {
+    let mut i = 0;
+    for (on, n) in [
+        (cfg!(feature = "dsm-vectors"), "vectors"),
+        (cfg!(feature = "dsm-syscall-table"), "syscall-table"),
+        (cfg!(feature = "dsm-text-hash"), "text-hash"),
+    ] {
+        if on {
+            if n == name {
+                return Some(i);
+            }
+            i += 1;
+        }
+    }
+    None
+}
+
+fn alert(partition: &Partition, finding: &Finding) {
+    let mut text: heapless::String<192> = heapless::String::new();
+    let _ = write!(text, "{finding}");
+    error!("dsm ALERT {}", text.as_str());
+    log::event(format_args!(
+        "dsm-alert checker={} partition={}",
+        finding.checker, partition.name
+    ));
+}

@@ -1,0 +1,432 @@
+//! `dsm_api::Guest` for a Linux partition: reads bounded to its RAM, vCPU registers as the
+//! hypervisor captured them at EL2, and the kernel's place once Linux has mapped itself.
+
+use dsm_api::walk::PAGE_SIZE;
+use dsm_api::{
+    exception_level, kaslr, Access, Finding, Guest, GuestError, KernelInfo, KernelSymbols,
+    PhysRange, SysReg, WatchId,
+};
+
+/// Most RAM ranges a partition has (as the board allows).
+pub const MAX_RAM: usize = 8;
+/// Findings kept between two drains by the runtime; more are counted, not kept.
+pub const MAX_FINDINGS: usize = 16;
+/// `SCTLR_EL1.M`: the vCPU's stage-1 MMU is on.
+const SCTLR_M: u64 = 1;
+/// `TTBRn_EL1.BADDR` (bits 47:1; the ASID and CnP left out).
+const TTBR_BADDR: u64 = 0x0000_ffff_ffff_fffe;
+
+/// A vCPU's registers as the hypervisor saved them while the vCPU was stopped at EL2.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VcpuRegs {
+    pub ttbr0: u64,
+    pub ttbr1: u64,
+    pub tcr: u64,
+    pub sctlr: u64,
+    pub vbar: u64,
+    pub mair: u64,
+    pub pc: u64,
+    pub pstate: u64,
+}
+
+impl VcpuRegs {
+    fn get(&self, reg: SysReg) -> u64 {
+        match reg {
+            SysReg::Ttbr0El1 => self.ttbr0,
+            SysReg::Ttbr1El1 => self.ttbr1,
+            SysReg::TcrEl1 => self.tcr,
+            SysReg::SctlrEl1 => self.sctlr,
+            SysReg::VbarEl1 => self.vbar,
+            SysReg::MairEl1 => self.mair,
+            SysReg::Pc => self.pc,
+            SysReg::Pstate => self.pstate,
+        }
+    }
+}
+
+/// The mechanism under a [`LinuxGuest`], implemented by `arch` (and by fakes in tests).
+pub trait Backend {
+    /// Copies guest RAM at `pa` into `buf`; the range was checked to lie in the partition's
+    /// RAM.
+    fn read_ram(&self, pa: u64, buf: &mut [u8]);
+    /// `vcpu`'s registers as last captured, or `None` if they could not be captured.
+    fn regs(&self, vcpu: usize) -> Option<VcpuRegs>;
+    /// Holds every vCPU of the partition in the hypervisor; `false` if one did not stop.
+    fn pause(&mut self) -> bool;
+    fn resume(&mut self);
+}
+
+/// A Linux partition as the checkers see it.
+pub struct LinuxGuest<B> {
+    backend: B,
+    ram: [PhysRange; MAX_RAM],
+    nram: usize,
+    vcpus: usize,
+    symbols: &'static KernelSymbols,
+    /// Where the hypervisor loaded the `Image` and how much of RAM it takes.
+    image_pa: u64,
+    kernel: Option<KernelInfo>,
+    /// The kernel's own TTBR1 table (`swapper_pg_dir`), as found at boot.
+    swapper: Option<u64>,
+    findings: heapless::Deque<Finding, MAX_FINDINGS>,
+    /// Findings that did not fit the queue.
+    dropped: u32,
+    /// Completed checker passes (the heartbeat a host-side proxy will be sent).
+    heartbeats: u32,
+}
+
+impl<B: Backend> LinuxGuest<B> {
+    /// `ram` beyond [`MAX_RAM`] ranges is left out (reads there fail as outside RAM).
+    pub fn new(
+        backend: B,
+        ram: &[PhysRange],
+        vcpus: usize,
+        symbols: &'static KernelSymbols,
+        image_pa: u64,
+    ) -> Self {
+        let mut r = [PhysRange::new(0, 0); MAX_RAM];
+        let nram = ram.len().min(MAX_RAM);
+        r[..nram].copy_from_slice(&ram[..nram]);
+        Self {
+            backend,
+            ram: r,
+            nram,
+            vcpus,
+            symbols,
+            image_pa,
+            kernel: None,
+            swapper: None,
+            findings: heapless::Deque::new(),
+            dropped: 0,
+            heartbeats: 0,
+        }
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    /// Whether Linux has finished the boot steps a baseline must follow: `vcpu` runs at EL1
+    /// with its MMU on, its TTBR1 maps the `Image` at a slide (found with
+    /// `dsm_api::kaslr`), and `mark_rodata_ro` has run (the start of rodata is mapped
+    /// read-only). Records the kernel's place once it is known.
+    pub fn boot_complete(&mut self, vcpu: usize) -> bool {
+        let Some(regs) = self.backend.regs(vcpu) else {
+            return false;
+        };
+        if exception_level(regs.pstate) != 1 || regs.sctlr & SCTLR_M == 0 {
+            return false;
+        }
+        let layout = self.symbols.layout;
+        let s1 = dsm_api::Stage1Regs {
+            ttbr0: regs.ttbr0,
+            ttbr1: regs.ttbr1,
+            tcr: regs.tcr,
+        };
+        let mut read = |pa| {
+            self.read_u64_phys(pa)
+                .map_err(|_| dsm_api::WalkError::OutsideRam { pa })
+        };
+        let kernel = match self.kernel {
+            Some(k) => k,
+            None => {
+                let probes = [layout.stext, layout.etext.saturating_sub(PAGE_SIZE)];
+                match kaslr::find_kernel(&s1, self.image_pa, layout.image_size, &probes, &mut read)
+                {
+                    Ok(k) => k,
+                    Err(_) => return false,
+                }
+            }
+        };
+        // Early boot runs on `init_pg_dir`; the table that maps rodata read-only is the
+        // kernel's own for good (`swapper_pg_dir`).
+        let sealed = dsm_api::walk::translate(&s1, kernel.text_va + layout.etext, &mut read)
+            .is_ok_and(|t| !t.el1_writable());
+        self.kernel = Some(kernel);
+        if sealed {
+            self.swapper = Some(regs.ttbr1 & TTBR_BADDR);
+        }
+        sealed
+    }
+
+    /// Forgets the kernel's place (the partition restarted with a new slide).
+    pub fn forget_kernel(&mut self) {
+        self.kernel = None;
+        self.swapper = None;
+    }
+
+    /// `vcpu`'s captured registers, unless they were caught mid-switch: at EL1 with a TTBR1
+    /// other than the kernel's own table, as in the KPTI trampoline between the exception
+    /// entry and the switch to `swapper_pg_dir` (or just before the return to EL0). Such a
+    /// view is not consistent; the next capture is.
+    fn consistent_regs(&self, vcpu: usize) -> Option<VcpuRegs> {
+        let regs = self.backend.regs(vcpu)?;
+        match self.swapper {
+            Some(swapper)
+                if exception_level(regs.pstate) == 1 && regs.ttbr1 & TTBR_BADDR != swapper =>
+            {
+                None
+            }
+            _ => Some(regs),
+        }
+    }
+
+    /// The oldest finding not yet taken.
+    pub fn take_finding(&mut self) -> Option<Finding> {
+        self.findings.pop_front()
+    }
+
+    /// Completed checker passes so far.
+    pub fn heartbeats(&self) -> u32 {
+        self.heartbeats
+    }
+
+    /// Findings lost because the queue was full, since the last call.
+    pub fn take_dropped(&mut self) -> u32 {
+        core::mem::take(&mut self.dropped)
+    }
+}
+
+impl<B: Backend> Guest for LinuxGuest<B> {
+    fn ram(&self) -> &[PhysRange] {
+        &self.ram[..self.nram]
+    }
+
+    fn read_phys(&self, pa: u64, buf: &mut [u8]) -> Result<(), GuestError> {
+        let len = buf.len() as u64;
+        if !self.ram().iter().any(|r| r.contains_range(pa, len)) {
+            return Err(GuestError::OutsideRam { pa, len });
+        }
+        self.backend.read_ram(pa, buf);
+        Ok(())
+    }
+
+    fn vcpus(&self) -> usize {
+        self.vcpus
+    }
+
+    fn sysreg(&self, vcpu: usize, reg: SysReg) -> Result<u64, GuestError> {
+        if vcpu >= self.vcpus {
+            return Err(GuestError::NoSuchVcpu(vcpu));
+        }
+        self.consistent_regs(vcpu)
+            .map(|r| r.get(reg))
+            .ok_or(GuestError::RegisterUnavailable(reg))
+    }
+
+    fn kernel(&self) -> Result<KernelInfo, GuestError> {
+        self.kernel.ok_or(GuestError::KernelUnknown)
+    }
+
+    fn symbols(&self) -> &KernelSymbols {
+        self.symbols
+    }
+
+    fn pause(&mut self) -> Result<(), GuestError> {
+        if self.backend.pause() {
+            Ok(())
+        } else {
+            self.backend.resume();
+            Err(GuestError::PauseFailed)
+        }
+    }
+
+    fn resume(&mut self) {
+        self.backend.resume();
+    }
+
+    /// Stage-2 watches come with the event path (a later step); checkers fall back to their
+    /// periodic passes.
+    fn watch(&mut self, _range: PhysRange, _access: Access) -> Result<WatchId, GuestError> {
+        Err(GuestError::WatchUnavailable)
+    }
+
+    fn unwatch(&mut self, _id: WatchId) {}
+
+    fn report(&mut self, finding: Finding) {
+        if self.findings.push_back(finding).is_err() {
+            self.dropped = self.dropped.saturating_add(1);
+        }
+    }
+
+    fn heartbeat(&mut self, _checker: &'static str) {
+        self.heartbeats = self.heartbeats.wrapping_add(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dsm_api::symbols::Layout;
+
+    static SYMS: KernelSymbols = KernelSymbols {
+        symbols: &[],
+        layout: Layout {
+            stext: 0x1_0000,
+            etext: 0x20_0000,
+            rodata_end: 0x30_0000,
+            init_begin: 0x40_0000,
+            image_size: 0x50_0000,
+        },
+        sys_call_table: None,
+        tramp_vectors: None,
+        jump_table: None,
+    };
+
+    struct Fake {
+        base: u64,
+        mem: std::vec::Vec<u8>,
+        regs: Option<VcpuRegs>,
+        pauses: usize,
+        resumes: usize,
+        pause_ok: bool,
+    }
+
+    impl Backend for Fake {
+        fn read_ram(&self, pa: u64, buf: &mut [u8]) {
+            let off = (pa - self.base) as usize;
+            buf.copy_from_slice(&self.mem[off..off + buf.len()]);
+        }
+        fn regs(&self, vcpu: usize) -> Option<VcpuRegs> {
+            self.regs.filter(|_| vcpu == 0)
+        }
+        fn pause(&mut self) -> bool {
+            self.pauses += 1;
+            self.pause_ok
+        }
+        fn resume(&mut self) {
+            self.resumes += 1;
+        }
+    }
+
+    fn guest(regs: Option<VcpuRegs>) -> LinuxGuest<Fake> {
+        let fake = Fake {
+            base: 0x4800_0000,
+            mem: (0..0x2000u32).map(|i| i as u8).collect(),
+            regs,
+            pauses: 0,
+            resumes: 0,
+            pause_ok: true,
+        };
+        let ram = [
+            PhysRange::new(0x4800_0000, 0x1000),
+            PhysRange::new(0x4800_1000, 0x1000),
+        ];
+        LinuxGuest::new(fake, &ram, 2, &SYMS, 0x4820_0000)
+    }
+
+    #[test]
+    fn reads_stay_inside_ram() {
+        let g = guest(None);
+        let mut b = [0u8; 4];
+        assert_eq!(g.read_phys(0x4800_1ffc, &mut b), Ok(()));
+        assert_eq!(b, [0xfc, 0xfd, 0xfe, 0xff]);
+        assert!(
+            g.read_phys(0x4800_0ffe, &mut b).is_err(),
+            "one range must hold a read"
+        );
+        let mut b = [0u8; 16];
+        assert_eq!(
+            g.read_phys(0x4800_1ff8, &mut b),
+            Err(GuestError::OutsideRam {
+                pa: 0x4800_1ff8,
+                len: 16
+            })
+        );
+        assert!(g.read_phys(u64::MAX - 3, &mut b).is_err(), "no wrap-around");
+        assert!(g.read_phys(0x47ff_fff8, &mut b).is_err());
+    }
+
+    #[test]
+    fn registers_come_from_the_capture() {
+        let regs = VcpuRegs {
+            vbar: 0xffff_8000_0801_0800,
+            pstate: 0x3c5,
+            ..Default::default()
+        };
+        let g = guest(Some(regs));
+        assert_eq!(g.sysreg(0, SysReg::VbarEl1), Ok(regs.vbar));
+        assert_eq!(g.sysreg(0, SysReg::Pstate), Ok(0x3c5));
+        assert_eq!(
+            g.sysreg(1, SysReg::VbarEl1),
+            Err(GuestError::RegisterUnavailable(SysReg::VbarEl1))
+        );
+        assert_eq!(g.sysreg(2, SysReg::Pc), Err(GuestError::NoSuchVcpu(2)));
+        assert_eq!(g.kernel(), Err(GuestError::KernelUnknown));
+    }
+
+    #[test]
+    fn not_booted_without_el1_and_mmu() {
+        let mut g = guest(None);
+        assert!(!g.boot_complete(0), "no registers");
+        let el0 = VcpuRegs {
+            sctlr: 1,
+            pstate: 0,
+            ..Default::default()
+        };
+        g.backend_mut().regs = Some(el0);
+        assert!(!g.boot_complete(0), "EL0");
+        let mmu_off = VcpuRegs {
+            sctlr: 0,
+            pstate: 0x3c5,
+            ..Default::default()
+        };
+        g.backend_mut().regs = Some(mmu_off);
+        assert!(!g.boot_complete(0), "MMU off");
+        // EL1 with the MMU on, but TTBR1 points outside RAM: no slide, not booted.
+        let bad_tables = VcpuRegs {
+            sctlr: 1,
+            pstate: 0x3c5,
+            ttbr1: 0x1000,
+            tcr: 16 << 16 | 16,
+            ..Default::default()
+        };
+        g.backend_mut().regs = Some(bad_tables);
+        assert!(!g.boot_complete(0));
+        assert_eq!(g.kernel(), Err(GuestError::KernelUnknown));
+    }
+
+    #[test]
+    fn findings_queue_then_count() {
+        let mut g = guest(None);
+        let f = Finding {
+            checker: "x",
+            what: "y",
+            at: 1,
+            expected: 2,
+            found: 3,
+        };
+        for i in 0..MAX_FINDINGS + 3 {
+            g.report(Finding { at: i as u64, ..f });
+        }
+        assert_eq!(g.take_dropped(), 3);
+        assert_eq!(g.take_dropped(), 0);
+        assert_eq!(g.take_finding().map(|f| f.at), Some(0));
+        let mut n = 1;
+        while g.take_finding().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, MAX_FINDINGS);
+    }
+
+    #[test]
+    fn a_failed_pause_resumes() {
+        let mut g = guest(None);
+        g.backend_mut().pause_ok = false;
+        assert_eq!(g.pause(), Err(GuestError::PauseFailed));
+        assert_eq!((g.backend.pauses, g.backend.resumes), (1, 1));
+        g.backend_mut().pause_ok = true;
+        {
+            let _stw = dsm_api::StopTheWorld::new(&mut g).unwrap();
+        }
+        assert_eq!((g.backend.pauses, g.backend.resumes), (2, 2));
+        assert_eq!(
+            g.watch(PhysRange::new(0x4800_0000, 8), Access::Write),
+            Err(GuestError::WatchUnavailable)
+        );
+    }
+}

@@ -1,0 +1,625 @@
+//! When the checkers run and what a finding leads to.
+//!
+//! The runtime is driven by a periodic call ([`Runtime::step`], from an EL2 tick). Until
+//! Linux has booted it only waits; the caller says when ([`super::guest::LinuxGuest::boot_complete`])
+//! and [`Runtime::baseline`] records every checker's known-good state. Then each step runs
+//! at most one `check` call of one checker, within that checker's budget; a checker's pass
+//! starts at most once per period and may span steps. Checkers take turns, so a long pass
+//! (text hashing) does not hold back a short one (the syscall table).
+//!
+//! Findings go through the response policy: `log` keeps checking, `pause` and `stop` end
+//! checking and tell the caller to freeze or stop the partition.
+
+use board::rt::DsmPolicy;
+use dsm_api::{Budget, CheckError, Checker, Finding, Guest, Progress};
+
+/// Where the runtime is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for Linux to boot.
+    Booting,
+    Running,
+    /// A finding froze the partition (policy `pause`); [`Runtime::resume`] goes back.
+    Paused,
+    /// A finding stopped the partition (policy `stop`).
+    Stopped,
+}
+
+/// What the caller must do about a finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Response {
+    Pause,
+    Stop,
+}
+
+/// What happened, for the log. Times are in the caller's clock (ns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// `checker`'s baseline took `ns`; `error` if it failed (the checker is then left out).
+    Baseline {
+        checker: &'static str,
+        ns: u64,
+        error: Option<CheckError>,
+    },
+    /// A pass of `checker` completed: `ns` spent in `calls` check calls.
+    PassDone {
+        checker: &'static str,
+        ns: u64,
+        calls: u32,
+    },
+    /// A check call failed; the pass is dropped and tried again next period.
+    CheckFailed {
+        checker: &'static str,
+        error: CheckError,
+    },
+    Alert(Finding),
+    /// The response to the first alert (policy `pause` or `stop`).
+    Respond(Response),
+}
+
+/// Where a checker is in its cycle.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    /// Left out (its baseline failed).
+    off: bool,
+    /// A pass has begun and not finished.
+    in_pass: bool,
+    /// When the next pass may begin (µs).
+    due_us: u64,
+    /// When the current pass began (µs).
+    started_us: u64,
+    /// Time spent in this pass's calls.
+    spent_ns: u64,
+    calls: u32,
+}
+
+/// The DSM's schedule and response policy for `N` checkers.
+pub struct Runtime<const N: usize> {
+    period_us: u64,
+    policy: DsmPolicy,
+    /// Budget units per `check` call, per checker.
+    budgets: [u64; N],
+    slots: [Slot; N],
+    phase: Phase,
+    /// The checker that gets the next turn.
+    next: usize,
+    alerts: u32,
+}
+
+impl<const N: usize> Runtime<N> {
+    pub const fn new(period_ms: u32, policy: DsmPolicy, budgets: [u64; N]) -> Self {
+        Self {
+            period_us: period_ms as u64 * 1000,
+            policy,
+            budgets,
+            slots: [Slot {
+                off: false,
+                in_pass: false,
+                due_us: 0,
+                started_us: 0,
+                spent_ns: 0,
+                calls: 0,
+            }; N],
+            phase: Phase::Booting,
+            next: 0,
+            alerts: 0,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    pub fn alerts(&self) -> u32 {
+        self.alerts
+    }
+
+    /// Takes every checker's baseline (Linux has booted) and starts checking: the first
+    /// passes are due at once. `drain` yields the findings the guest queued. `checkers` are
+    /// the `N` checkers, in the order of the budgets.
+    pub fn baseline<G: Guest>(
+        &mut self,
+        now_us: u64,
+        clock: &mut dyn FnMut() -> u64,
+        guest: &mut G,
+        drain: &mut dyn FnMut(&mut G) -> Option<Finding>,
+        checkers: &mut [&mut dyn Checker],
+        out: &mut dyn FnMut(Event),
+    ) {
+        if self.phase != Phase::Booting {
+            return;
+        }
+        self.phase = Phase::Running;
+        for (slot, checker) in self.slots.iter_mut().zip(checkers.iter_mut()) {
+            let t0 = clock();
+            let result = checker.baseline(guest);
+            let ns = clock().wrapping_sub(t0);
+            *slot = Slot {
+                off: result.is_err(),
+                due_us: now_us,
+                ..Slot::default()
+            };
+            out(Event::Baseline {
+                checker: checker.name(),
+                ns,
+                error: result.err(),
+            });
+        }
+        self.respond_to_findings(guest, drain, out);
+    }
+
+    /// Back to the booting phase (the partition restarted): a new baseline is needed.
+    pub fn restart(&mut self) {
+        if self.phase != Phase::Stopped {
+            self.phase = Phase::Booting;
+        }
+    }
+
+    /// Resumes checking after a pause (a command from outside).
+    pub fn resume(&mut self) {
+        if self.phase == Phase::Paused {
+            self.phase = Phase::Running;
+        }
+    }
+
+    /// The checker whose turn it is at `now_us`, if any: one with a pass under way or due,
+    /// starting from the one after the last served. [`Runtime::step`] runs this one.
+    pub fn pick(&self, now_us: u64) -> Option<usize> {
+        if self.phase != Phase::Running {
+            return None;
+        }
+        (0..N).map(|k| (self.next + k) % N).find(|&i| {
+            let s = &self.slots[i];
+            !s.off && (s.in_pass || now_us >= s.due_us)
+        })
+    }
+
+    /// One turn: at most one `check` call of one checker, then the findings it raised go
+    /// through the policy. Returns the index of the checker that ran.
+    pub fn step<G: Guest>(
+        &mut self,
+        now_us: u64,
+        clock: &mut dyn FnMut() -> u64,
+        guest: &mut G,
+        drain: &mut dyn FnMut(&mut G) -> Option<Finding>,
+        checkers: &mut [&mut dyn Checker],
+        out: &mut dyn FnMut(Event),
+    ) -> Option<usize> {
+        if self.phase != Phase::Running {
+            return None;
+        }
+        let i = self.pick(now_us).filter(|&i| i < checkers.len())?;
+        self.next = (i + 1) % N;
+        let slot = &mut self.slots[i];
+        if !slot.in_pass {
+            *slot = Slot {
+                in_pass: true,
+                started_us: now_us,
+                due_us: slot.due_us,
+                ..Slot::default()
+            };
+        }
+        let mut budget = Budget::new(self.budgets[i]);
+        let t0 = clock();
+        let result = checkers[i].check(guest, &mut budget);
+        slot.spent_ns = slot.spent_ns.wrapping_add(clock().wrapping_sub(t0));
+        slot.calls = slot.calls.saturating_add(1);
+        let name = checkers[i].name();
+        match result {
+            Ok(Progress::More) => {}
+            Ok(Progress::Done) => {
+                slot.in_pass = false;
+                slot.due_us = slot.started_us.saturating_add(self.period_us);
+                out(Event::PassDone {
+                    checker: name,
+                    ns: slot.spent_ns,
+                    calls: slot.calls,
+                });
+            }
+            Err(error) => {
+                slot.in_pass = false;
+                slot.due_us = now_us.saturating_add(self.period_us);
+                out(Event::CheckFailed {
+                    checker: name,
+                    error,
+                });
+            }
+        }
+        self.respond_to_findings(guest, drain, out);
+        Some(i)
+    }
+
+    fn respond_to_findings<G>(
+        &mut self,
+        guest: &mut G,
+        drain: &mut dyn FnMut(&mut G) -> Option<Finding>,
+        out: &mut dyn FnMut(Event),
+    ) {
+        while let Some(finding) = drain(guest) {
+            self.alerts = self.alerts.saturating_add(1);
+            out(Event::Alert(finding));
+            if let Some(response) = self.apply_policy() {
+                out(Event::Respond(response));
+            }
+        }
+    }
+
+    /// The policy's answer to one alert: only the first alert of a running partition pauses
+    /// or stops it.
+    fn apply_policy(&mut self) -> Option<Response> {
+        if self.phase != Phase::Running {
+            return None;
+        }
+        match self.policy {
+            DsmPolicy::Log => None,
+            DsmPolicy::Pause => {
+                self.phase = Phase::Paused;
+                Some(Response::Pause)
+            }
+            DsmPolicy::Stop => {
+                self.phase = Phase::Stopped;
+                Some(Response::Stop)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dsm_api::symbols::Layout;
+    use dsm_api::{Access, GuestError, KernelInfo, KernelSymbols, PhysRange, SysReg, WatchId};
+
+    static SYMS: KernelSymbols = KernelSymbols {
+        symbols: &[],
+        layout: Layout {
+            stext: 0,
+            etext: 0,
+            rodata_end: 0,
+            init_begin: 0,
+            image_size: 0,
+        },
+        sys_call_table: None,
+        tramp_vectors: None,
+        jump_table: None,
+    };
+
+    /// A guest that only queues findings.
+    #[derive(Default)]
+    struct Queue(std::vec::Vec<Finding>);
+
+    impl Guest for Queue {
+        fn ram(&self) -> &[PhysRange] {
+            &[]
+        }
+        fn read_phys(&self, pa: u64, buf: &mut [u8]) -> Result<(), GuestError> {
+            Err(GuestError::OutsideRam {
+                pa,
+                len: buf.len() as u64,
+            })
+        }
+        fn vcpus(&self) -> usize {
+            1
+        }
+        fn sysreg(&self, _: usize, reg: SysReg) -> Result<u64, GuestError> {
+            Err(GuestError::RegisterUnavailable(reg))
+        }
+        fn kernel(&self) -> Result<KernelInfo, GuestError> {
+            Err(GuestError::KernelUnknown)
+        }
+        fn symbols(&self) -> &KernelSymbols {
+            &SYMS
+        }
+        fn pause(&mut self) -> Result<(), GuestError> {
+            Ok(())
+        }
+        fn resume(&mut self) {}
+        fn watch(&mut self, _: PhysRange, _: Access) -> Result<WatchId, GuestError> {
+            Err(GuestError::WatchUnavailable)
+        }
+        fn unwatch(&mut self, _: WatchId) {}
+        fn report(&mut self, f: Finding) {
+            self.0.push(f);
+        }
+        fn heartbeat(&mut self, _: &'static str) {}
+    }
+
+    fn drain(q: &mut Queue) -> Option<Finding> {
+        (!q.0.is_empty()).then(|| q.0.remove(0))
+    }
+
+    /// A checker whose pass is `units` budget units long; it reports when `bad` is set.
+    struct Fake {
+        name: &'static str,
+        units: u64,
+        done: u64,
+        calls: u32,
+        bad: bool,
+        fail_baseline: bool,
+    }
+
+    fn fake(name: &'static str, units: u64) -> Fake {
+        Fake {
+            name,
+            units,
+            done: 0,
+            calls: 0,
+            bad: false,
+            fail_baseline: false,
+        }
+    }
+
+    impl Checker for Fake {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        fn baseline(&mut self, _: &mut dyn Guest) -> Result<(), CheckError> {
+            if self.fail_baseline {
+                Err(CheckError::MissingSymbol("x"))
+            } else {
+                Ok(())
+            }
+        }
+        fn check(&mut self, g: &mut dyn Guest, b: &mut Budget) -> Result<Progress, CheckError> {
+            self.calls += 1;
+            let n = b.remaining().min(self.units - self.done);
+            b.take(n);
+            self.done += n;
+            if self.bad {
+                g.report(Finding {
+                    checker: self.name,
+                    what: "changed",
+                    at: self.done,
+                    expected: 0,
+                    found: 1,
+                });
+            }
+            if self.done == self.units {
+                self.done = 0;
+                Ok(Progress::Done)
+            } else {
+                Ok(Progress::More)
+            }
+        }
+    }
+
+    struct Run {
+        events: std::vec::Vec<Event>,
+        clock: u64,
+    }
+
+    impl Run {
+        fn new() -> Self {
+            Self {
+                events: std::vec::Vec::new(),
+                clock: 0,
+            }
+        }
+        fn step<const N: usize>(
+            &mut self,
+            rt: &mut Runtime<N>,
+            now_us: u64,
+            g: &mut Queue,
+            c: &mut [&mut dyn Checker],
+        ) -> Option<usize> {
+            let clock = &mut self.clock;
+            let events = &mut self.events;
+            rt.step(
+                now_us,
+                &mut || {
+                    *clock += 7;
+                    *clock
+                },
+                g,
+                &mut drain,
+                c,
+                &mut |e| events.push(e),
+            )
+        }
+        fn baseline<const N: usize>(
+            &mut self,
+            rt: &mut Runtime<N>,
+            now_us: u64,
+            g: &mut Queue,
+            c: &mut [&mut dyn Checker],
+        ) {
+            let events = &mut self.events;
+            rt.baseline(now_us, &mut || 0, g, &mut drain, c, &mut |e| events.push(e));
+        }
+    }
+
+    #[test]
+    fn nothing_runs_before_the_baseline() {
+        let mut a = fake("a", 10);
+        let mut rt = Runtime::new(100, DsmPolicy::Stop, [10]);
+        let mut g = Queue::default();
+        let mut run = Run::new();
+        assert_eq!(run.step(&mut rt, 0, &mut g, &mut [&mut a]), None);
+        assert_eq!(a.calls, 0);
+        assert_eq!(rt.phase(), Phase::Booting);
+        run.baseline(&mut rt, 0, &mut g, &mut [&mut a]);
+        assert_eq!(rt.phase(), Phase::Running);
+        assert_eq!(run.step(&mut rt, 0, &mut g, &mut [&mut a]), Some(0));
+        assert_eq!(a.calls, 1);
+    }
+
+    #[test]
+    fn passes_follow_the_period_and_span_steps_within_the_budget() {
+        // 25 units at 10 a call: three calls a pass; period 100 ms.
+        let mut a = fake("a", 25);
+        let mut rt = Runtime::new(100, DsmPolicy::Log, [10]);
+        let mut g = Queue::default();
+        let mut run = Run::new();
+        run.baseline(&mut rt, 1_000, &mut g, &mut [&mut a]);
+        let mut ran_at = std::vec::Vec::new();
+        for t in (1_000..400_000).step_by(10_000) {
+            if run.step(&mut rt, t, &mut g, &mut [&mut a]).is_some() {
+                ran_at.push(t);
+            }
+        }
+        // Passes begin at 1 ms, 101 ms, 201 ms, 301 ms and take three ticks each.
+        let want: std::vec::Vec<u64> = [1_000, 101_000, 201_000, 301_000]
+            .iter()
+            .flat_map(|&s| [s, s + 10_000, s + 20_000])
+            .collect();
+        assert_eq!(ran_at, want);
+        let done: std::vec::Vec<_> = run
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::PassDone { calls, ns, .. } => Some((*calls, *ns)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(done, [(3, 21); 4], "3 calls of 7 clock units each");
+    }
+
+    #[test]
+    fn a_long_pass_does_not_hold_back_a_short_one() {
+        let mut long = fake("long", 1_000);
+        let mut short = fake("short", 1);
+        let mut rt = Runtime::new(50, DsmPolicy::Log, [10, 10]);
+        let mut g = Queue::default();
+        let mut run = Run::new();
+        run.baseline(&mut rt, 0, &mut g, &mut [&mut long, &mut short]);
+        for t in (0..1_000_000).step_by(10_000) {
+            run.step(&mut rt, t, &mut g, &mut [&mut long, &mut short]);
+        }
+        // One second at a 50 ms period: the short checker passes every period even though
+        // the long one never finishes (100 calls would be needed; it gets every other tick
+        // while the short one is due).
+        assert_eq!(short.calls, 20);
+        assert!(long.calls >= 50, "{}", long.calls);
+    }
+
+    #[test]
+    fn stop_policy_stops_once_and_checking_ends() {
+        let mut a = fake("a", 1);
+        let mut b = fake("b", 1);
+        let mut rt = Runtime::new(10, DsmPolicy::Stop, [1, 1]);
+        let mut g = Queue::default();
+        let mut run = Run::new();
+        run.baseline(&mut rt, 0, &mut g, &mut [&mut a, &mut b]);
+        a.bad = true;
+        b.bad = true;
+        run.step(&mut rt, 0, &mut g, &mut [&mut a, &mut b]);
+        assert_eq!(rt.phase(), Phase::Stopped);
+        assert_eq!(
+            run.step(&mut rt, 100_000, &mut g, &mut [&mut a, &mut b]),
+            None
+        );
+        assert_eq!(b.calls, 0);
+        let responses = run
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::Respond(_)))
+            .count();
+        assert_eq!(responses, 1);
+        assert!(run
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Alert(f) if f.checker == "a")));
+        rt.restart();
+        assert_eq!(rt.phase(), Phase::Stopped, "a stopped partition stays so");
+    }
+
+    #[test]
+    fn log_policy_keeps_checking_and_pause_waits_for_resume() {
+        let mut a = fake("a", 1);
+        a.bad = true;
+        let mut rt = Runtime::new(10, DsmPolicy::Log, [1]);
+        let mut g = Queue::default();
+        let mut run = Run::new();
+        run.baseline(&mut rt, 0, &mut g, &mut [&mut a]);
+        for t in [0, 10_000, 20_000] {
+            run.step(&mut rt, t, &mut g, &mut [&mut a]);
+        }
+        assert_eq!((rt.phase(), rt.alerts(), a.calls), (Phase::Running, 3, 3));
+        assert!(!run.events.iter().any(|e| matches!(e, Event::Respond(_))));
+
+        let mut rt = Runtime::new(10, DsmPolicy::Pause, [1]);
+        let mut run = Run::new();
+        run.baseline(&mut rt, 0, &mut g, &mut [&mut a]);
+        run.step(&mut rt, 0, &mut g, &mut [&mut a]);
+        assert_eq!(rt.phase(), Phase::Paused);
+        assert!(run.events.contains(&Event::Respond(Response::Pause)));
+        assert_eq!(run.step(&mut rt, 50_000, &mut g, &mut [&mut a]), None);
+        rt.resume();
+        assert_eq!(rt.phase(), Phase::Running);
+        assert!(run.step(&mut rt, 50_000, &mut g, &mut [&mut a]).is_some());
+    }
+
+    #[test]
+    fn a_failed_baseline_leaves_the_checker_out_and_a_finding_at_baseline_counts() {
+        let mut a = fake("a", 1);
+        a.fail_baseline = true;
+        let mut b = fake("b", 1);
+        let mut rt = Runtime::new(10, DsmPolicy::Stop, [1, 1]);
+        let mut g = Queue::default();
+        g.0.push(Finding {
+            checker: "b",
+            what: "hooked before baseline",
+            at: 0,
+            expected: 0,
+            found: 1,
+        });
+        let mut run = Run::new();
+        run.baseline(&mut rt, 0, &mut g, &mut [&mut a, &mut b]);
+        assert!(run.events.contains(&Event::Baseline {
+            checker: "a",
+            ns: 0,
+            error: Some(CheckError::MissingSymbol("x"))
+        }));
+        assert_eq!(rt.phase(), Phase::Stopped);
+        assert_eq!(rt.alerts(), 1);
+    }
+
+    #[test]
+    fn a_restart_waits_for_a_new_baseline() {
+        let mut a = fake("a", 1);
+        let mut rt = Runtime::new(10, DsmPolicy::Stop, [1]);
+        let mut g = Queue::default();
+        let mut run = Run::new();
+        run.baseline(&mut rt, 0, &mut g, &mut [&mut a]);
+        assert!(run.step(&mut rt, 0, &mut g, &mut [&mut a]).is_some());
+        rt.restart();
+        assert_eq!(rt.phase(), Phase::Booting);
+        assert_eq!(run.step(&mut rt, 50_000, &mut g, &mut [&mut a]), None);
+        assert_eq!(a.calls, 1);
+        run.baseline(&mut rt, 60_000, &mut g, &mut [&mut a]);
+        let baselines = run
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::Baseline { .. }))
+            .count();
+        assert_eq!(baselines, 2);
+        assert!(run.step(&mut rt, 60_000, &mut g, &mut [&mut a]).is_some());
+    }
+
+    #[test]
+    fn a_failed_check_is_retried_next_period() {
+        struct Failing(u32);
+        impl Checker for Failing {
+            fn name(&self) -> &'static str {
+                "f"
+            }
+            fn baseline(&mut self, _: &mut dyn Guest) -> Result<(), CheckError> {
+                Ok(())
+            }
+            fn check(&mut self, _: &mut dyn Guest, _: &mut Budget) -> Result<Progress, CheckError> {
+                self.0 += 1;
+                Err(CheckError::BudgetTooSmall)
+            }
+        }
+        let mut f = Failing(0);
+        let mut rt = Runtime::new(100, DsmPolicy::Stop, [1]);
+        let mut g = Queue::default();
+        let mut run = Run::new();
+        run.baseline(&mut rt, 0, &mut g, &mut [&mut f]);
+        for t in (0..250_000).step_by(10_000) {
+            run.step(&mut rt, t, &mut g, &mut [&mut f]);
+        }
+        assert_eq!(f.0, 3, "at 0, 100 and 200 ms");
+        assert_eq!(rt.phase(), Phase::Running);
+    }
+}
