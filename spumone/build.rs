@@ -43,7 +43,8 @@ fn main() {
 }
 
 /// The kernel symbols the compiled-in checkers look up by name (the layout, the syscall
-/// table, the trampoline vectors and the jump table always come along).
+/// table, the trampoline vectors and the jump table always come along). The functions the
+/// cross-view checkers decode data symbols from (`dsm_api::xref::DATA_REFS`) are added too.
 const DSM_SYMBOLS: &[&str] = &[
     "_text",
     "_stext",
@@ -83,7 +84,13 @@ fn generate_kernel_symbols(workspace_root: &Path, has_linux: bool) {
                 std::process::exit(1);
             }
         };
-        text.push_str(&parsed.render_rust("KERNEL_SYMBOLS", DSM_SYMBOLS));
+        let mut wanted: Vec<&str> = DSM_SYMBOLS.to_vec();
+        for r in dsm_api::xref::DATA_REFS {
+            if !wanted.contains(&r.function) {
+                wanted.push(r.function);
+            }
+        }
+        text.push_str(&parsed.render_rust("KERNEL_SYMBOLS", &wanted));
         text.push_str(
             "pub static KERNEL: Option<&dsm_api::KernelSymbols> = Some(&KERNEL_SYMBOLS);\n",
         );

@@ -11,7 +11,7 @@
 //! checking and tell the caller to freeze or stop the partition.
 
 use board::rt::DsmPolicy;
-use dsm_api::{Budget, CheckError, Checker, Finding, Guest, Progress};
+use dsm_api::{Budget, CheckError, Checker, Finding, Guest, GuestError, Progress};
 
 /// Where the runtime is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +62,9 @@ pub enum Event {
 struct Slot {
     /// Left out (its baseline failed).
     off: bool,
+    /// Its baseline found no vCPU at EL1 (the cross-view checkers need the kernel's page
+    /// tables from one); it is retried on its turns until it succeeds or fails otherwise.
+    retry_baseline: bool,
     /// A pass has begun and not finished.
     in_pass: bool,
     /// When the next pass may begin (µs).
@@ -94,6 +97,7 @@ impl<const N: usize> Runtime<N> {
             budgets,
             slots: [Slot {
                 off: false,
+                retry_baseline: false,
                 in_pass: false,
                 due_us: 0,
                 started_us: 0,
@@ -131,21 +135,41 @@ impl<const N: usize> Runtime<N> {
         }
         self.phase = Phase::Running;
         for (slot, checker) in self.slots.iter_mut().zip(checkers.iter_mut()) {
-            let t0 = clock();
-            let result = checker.baseline(guest);
-            let ns = clock().wrapping_sub(t0);
-            *slot = Slot {
-                off: result.is_err(),
-                due_us: now_us,
-                ..Slot::default()
-            };
+            Self::take_baseline(slot, now_us, clock, guest, &mut **checker, out);
+        }
+        self.respond_to_findings(guest, drain, out);
+    }
+
+    /// One checker's baseline into `slot`. A failure for want of a vCPU at EL1 is not
+    /// logged and leaves the baseline to be retried; any other leaves the checker out.
+    fn take_baseline<G: Guest>(
+        slot: &mut Slot,
+        now_us: u64,
+        clock: &mut dyn FnMut() -> u64,
+        guest: &mut G,
+        checker: &mut dyn Checker,
+        out: &mut dyn FnMut(Event),
+    ) {
+        let t0 = clock();
+        let result = checker.baseline(guest);
+        let ns = clock().wrapping_sub(t0);
+        let retry = matches!(
+            result,
+            Err(CheckError::Guest(GuestError::RegisterUnavailable(_)))
+        );
+        *slot = Slot {
+            off: result.is_err() && !retry,
+            retry_baseline: retry,
+            due_us: now_us,
+            ..Slot::default()
+        };
+        if !retry {
             out(Event::Baseline {
                 checker: checker.name(),
                 ns,
                 error: result.err(),
             });
         }
-        self.respond_to_findings(guest, drain, out);
     }
 
     /// Back to the booting phase (the partition restarted): a new baseline is needed.
@@ -191,6 +215,11 @@ impl<const N: usize> Runtime<N> {
         let i = self.pick(now_us).filter(|&i| i < checkers.len())?;
         self.next = (i + 1) % N;
         let slot = &mut self.slots[i];
+        if slot.retry_baseline {
+            Self::take_baseline(slot, now_us, clock, guest, &mut *checkers[i], out);
+            self.respond_to_findings(guest, drain, out);
+            return Some(i);
+        }
         if !slot.in_pass {
             *slot = Slot {
                 in_pass: true,
@@ -594,6 +623,73 @@ mod tests {
             .count();
         assert_eq!(baselines, 2);
         assert!(run.step(&mut rt, 60_000, &mut g, &mut [&mut a]).is_some());
+    }
+
+    #[test]
+    fn a_baseline_without_a_vcpu_at_el1_is_retried_until_it_succeeds() {
+        /// A baseline that finds no vCPU at EL1 `misses` times, then succeeds.
+        struct NeedsEl1 {
+            misses: u32,
+            baselines: u32,
+            checks: u32,
+        }
+        impl Checker for NeedsEl1 {
+            fn name(&self) -> &'static str {
+                "x"
+            }
+            fn baseline(&mut self, _: &mut dyn Guest) -> Result<(), CheckError> {
+                self.baselines += 1;
+                if self.baselines <= self.misses {
+                    Err(GuestError::RegisterUnavailable(SysReg::Pstate).into())
+                } else {
+                    Ok(())
+                }
+            }
+            fn check(&mut self, _: &mut dyn Guest, _: &mut Budget) -> Result<Progress, CheckError> {
+                self.checks += 1;
+                Ok(Progress::Done)
+            }
+        }
+        let mut x = NeedsEl1 {
+            misses: 2,
+            baselines: 0,
+            checks: 0,
+        };
+        let mut a = fake("a", 1);
+        let mut rt = Runtime::new(100, DsmPolicy::Stop, [1, 1]);
+        let mut g = Queue::default();
+        let mut run = Run::new();
+        run.baseline(&mut rt, 0, &mut g, &mut [&mut x, &mut a]);
+        assert_eq!(x.baselines, 1);
+        // Only a baseline that worked (a's) is logged; x is not left out.
+        let logged = |run: &Run| {
+            run.events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Baseline { checker, error, .. } => Some((*checker, *error)),
+                    _ => None,
+                })
+                .collect::<std::vec::Vec<_>>()
+        };
+        assert_eq!(logged(&run), [("a", None)]);
+        // x and a alternate; x's turns retry its baseline (fails once more, then works),
+        // and only after that does x check.
+        for t in (0..60_000).step_by(10_000) {
+            run.step(&mut rt, t, &mut g, &mut [&mut x, &mut a]);
+        }
+        assert_eq!(x.baselines, 3);
+        assert_eq!(x.checks, 1, "checked from the turn after its baseline");
+        assert_eq!(logged(&run), [("a", None), ("x", None)]);
+        assert_eq!(rt.phase(), Phase::Running);
+
+        // Any other baseline error leaves the checker out for good.
+        let mut y = fake("y", 1);
+        y.fail_baseline = true;
+        let mut rt = Runtime::new(100, DsmPolicy::Stop, [1]);
+        run.baseline(&mut rt, 0, &mut g, &mut [&mut y]);
+        for t in (0..60_000).step_by(10_000) {
+            assert_eq!(run.step(&mut rt, t, &mut g, &mut [&mut y]), None);
+        }
     }
 
     #[test]

@@ -27,30 +27,72 @@ use crate::hvcore::MAX_CORES;
 
 include!(concat!(env!("OUT_DIR"), "/kernel_symbols.rs"));
 
-/// The compiled-in checkers, in the order they take turns, with their budget per call.
-const CHECKERS: usize = cfg!(feature = "dsm-vectors") as usize
-    + cfg!(feature = "dsm-syscall-table") as usize
-    + cfg!(feature = "dsm-text-hash") as usize;
+/// The compiled-in checkers in the order they take turns: (compiled in, name, budget per
+/// call). Budgets: a vCPU each for `vectors`, 8 bytes per entry for `syscall-table` (a whole
+/// table), bytes hashed for `text-hash` (one 64 KiB chunk: about 3 ms of software SHA-256,
+/// so a 10 ms tick leaves Linux's vCPU 0 most of its time), and objects read for the
+/// cross-view checkers, whose pass is atomic and must fit one call (`PASS_COST`).
+const TABLE: [(bool, &str, u64); 6] = [
+    (cfg!(feature = "dsm-vectors"), "vectors", 16),
+    (
+        cfg!(feature = "dsm-syscall-table"),
+        "syscall-table",
+        8 * 512,
+    ),
+    (cfg!(feature = "dsm-text-hash"), "text-hash", 64 * 1024),
+    (
+        cfg!(feature = "dsm-module-list"),
+        "module-list",
+        cost(cfg!(feature = "dsm-module-list"), 0),
+    ),
+    (
+        cfg!(feature = "dsm-hidden-tasks"),
+        "hidden-tasks",
+        cost(cfg!(feature = "dsm-hidden-tasks"), 1),
+    ),
+    (
+        cfg!(feature = "dsm-creds"),
+        "creds",
+        cost(cfg!(feature = "dsm-creds"), 2),
+    ),
+];
 
-/// Budget units per call: a vCPU each for `vectors`, 8 bytes per entry for
-/// `syscall-table` (a whole table), bytes hashed for `text-hash` (one 64 KiB chunk: about
-/// 3 ms of software SHA-256, so a 10 ms tick leaves Linux's vCPU 0 most of its time).
+/// A cross-view checker's `PASS_COST` (0 when it is not compiled in).
+const fn cost(on: bool, which: u8) -> u64 {
+    if !on {
+        return 0;
+    }
+    match which {
+        #[cfg(feature = "dsm-module-list")]
+        0 => monitor_module_list::PASS_COST,
+        #[cfg(feature = "dsm-hidden-tasks")]
+        1 => monitor_hidden_tasks::PASS_COST,
+        #[cfg(feature = "dsm-creds")]
+        2 => monitor_creds::PASS_COST,
+        _ => 0,
+    }
+}
+
+const CHECKERS: usize = {
+    let mut n = 0;
+    let mut i = 0;
+    while i < TABLE.len() {
+        n += TABLE[i].0 as usize;
+        i += 1;
+    }
+    n
+};
+
 const BUDGETS: [u64; CHECKERS] = {
     let mut b = [0u64; CHECKERS];
-    let mut i = 0;
-    if cfg!(feature = "dsm-vectors") {
-        b[i] = 16;
+    let (mut i, mut k) = (0, 0);
+    while i < TABLE.len() {
+        if TABLE[i].0 {
+            b[k] = TABLE[i].2;
+            k += 1;
+        }
         i += 1;
     }
-    if cfg!(feature = "dsm-syscall-table") {
-        b[i] = 8 * 512;
-        i += 1;
-    }
-    if cfg!(feature = "dsm-text-hash") {
-        b[i] = 64 * 1024;
-        i += 1;
-    }
-    let _ = i;
     b
 };
 
@@ -63,9 +105,28 @@ static SYSCALLS: spin::Mutex<monitor_syscall_table::SyscallTableChecker> =
 #[cfg(feature = "dsm-text-hash")]
 static TEXT_HASH: spin::Mutex<monitor_text_hash::TextHashChecker> =
     spin::Mutex::new(monitor_text_hash::TextHashChecker::new());
+#[cfg(feature = "dsm-module-list")]
+static MODULE_LIST: spin::Mutex<monitor_module_list::ModuleListChecker> = spin::Mutex::new(
+    monitor_module_list::ModuleListChecker::new(dsm_btf::layouts::DEBIAN_6_1_0_56_ARM64),
+);
+#[cfg(feature = "dsm-hidden-tasks")]
+static HIDDEN_TASKS: spin::Mutex<monitor_hidden_tasks::HiddenTasksChecker> = spin::Mutex::new(
+    monitor_hidden_tasks::HiddenTasksChecker::new(dsm_btf::layouts::DEBIAN_6_1_0_56_ARM64),
+);
+#[cfg(feature = "dsm-creds")]
+static CREDS: spin::Mutex<monitor_creds::CredsChecker> = spin::Mutex::new(
+    monitor_creds::CredsChecker::new(dsm_btf::layouts::DEBIAN_6_1_0_56_ARM64),
+);
 
 /// Checkers that read other vCPUs' registers (their pass captures them first).
-const NEEDS_REGISTERS: [&str; 2] = ["vectors", "syscall-table"];
+/// The cross-view checkers need a vCPU at EL1 for the kernel's page tables (TTBR1).
+const NEEDS_REGISTERS: [&str; 5] = [
+    "vectors",
+    "syscall-table",
+    "module-list",
+    "hidden-tasks",
+    "creds",
+];
 
 /// Registers one core captured for the DSM.
 struct Capture {
@@ -108,6 +169,10 @@ static BUSY: AtomicBool = AtomicBool::new(false);
 
 /// How long the runtime waits for a kicked core to capture its registers.
 const CAPTURE_WAIT_US: u64 = 2_000;
+/// How long a pause waits for the other cores to hold their vCPUs. Longer than a capture:
+/// a failed pause drops a whole cross-view pass, and under QEMU on a busy host an idle
+/// core's thread often takes more than 2 ms to wake. It only ever delays Linux.
+const PAUSE_WAIT_US: u64 = 20_000;
 
 struct ArchBackend {
     partition: &'static Partition,
@@ -195,7 +260,7 @@ impl Backend for ArchBackend {
         for core in self.other_cores() {
             super::kick(core);
         }
-        let deadline = timer::uptime_us() + CAPTURE_WAIT_US;
+        let deadline = timer::uptime_us() + PAUSE_WAIT_US;
         while timer::uptime_us() < deadline {
             if self
                 .other_cores()
@@ -376,13 +441,25 @@ fn step() -> Option<(&'static Partition, Response)> {
     let mut syscalls = SYSCALLS.lock();
     #[cfg(feature = "dsm-text-hash")]
     let mut text_hash = TEXT_HASH.lock();
-    let mut checkers: heapless::Vec<&mut dyn Checker, 3> = heapless::Vec::new();
+    #[cfg(feature = "dsm-module-list")]
+    let mut module_list = MODULE_LIST.lock();
+    #[cfg(feature = "dsm-hidden-tasks")]
+    let mut hidden_tasks = HIDDEN_TASKS.lock();
+    #[cfg(feature = "dsm-creds")]
+    let mut creds = CREDS.lock();
+    let mut checkers: heapless::Vec<&mut dyn Checker, 6> = heapless::Vec::new();
     #[cfg(feature = "dsm-vectors")]
     let _ = checkers.push(&mut *vectors);
     #[cfg(feature = "dsm-syscall-table")]
     let _ = checkers.push(&mut *syscalls);
     #[cfg(feature = "dsm-text-hash")]
     let _ = checkers.push(&mut *text_hash);
+    #[cfg(feature = "dsm-module-list")]
+    let _ = checkers.push(&mut *module_list);
+    #[cfg(feature = "dsm-hidden-tasks")]
+    let _ = checkers.push(&mut *hidden_tasks);
+    #[cfg(feature = "dsm-creds")]
+    let _ = checkers.push(&mut *creds);
 
     let mut response = None;
     let passes = &mut state.passes;
@@ -491,11 +568,7 @@ fn report(partition: &Partition, passes: &mut [u32; CHECKERS], event: Event) -> 
 
 fn checker_slot(name: &str) -> Option<usize> {
     let mut i = 0;
-    for (on, n) in [
-        (cfg!(feature = "dsm-vectors"), "vectors"),
-        (cfg!(feature = "dsm-syscall-table"), "syscall-table"),
-        (cfg!(feature = "dsm-text-hash"), "text-hash"),
-    ] {
+    for (on, n, _) in TABLE {
         if on {
             if n == name {
                 return Some(i);
