@@ -7,7 +7,14 @@ use std::time::Duration;
 use xtask::attack::{self, Observed};
 use xtask::run::{Ending, RunOutcome};
 
-const CHECKERS: [&str; 3] = ["vectors", "syscall-table", "text-hash"];
+const CHECKERS: [&str; 6] = [
+    "vectors",
+    "syscall-table",
+    "text-hash",
+    "module-list",
+    "hidden-tasks",
+    "creds",
+];
 
 /// A boot, the attack, and the DSM's next period; the RTOS shares the host with all of it.
 const LIMIT: Duration = Duration::from_secs(240);
@@ -62,6 +69,20 @@ fn a_swapped_vbar_on_any_cpu_is_caught() {
     let run = run("vbar_swap");
     expect_stopped_by_dsm(&run);
     expect_line(&run, "[hv]", &["dsm ALERT vectors", "VBAR_EL1"]);
+}
+
+#[test]
+fn a_module_hidden_from_the_module_list_is_caught() {
+    let run = run("hide_module");
+    expect_stopped_by_dsm(&run);
+    expect_line(
+        &run,
+        "[hv]",
+        &[
+            "dsm ALERT module-list",
+            "module hidden from the module list",
+        ],
+    );
 }
 
 #[test]

@@ -33,16 +33,20 @@ pub const ATTACKS: &[Attack] = &[
     },
     Attack {
         name: "hide_task",
+        // It also unlinks the task from its pid, and a sleeping task is not on a CPU:
+        // `hidden-tasks` sees it in none of its views.
         checker: None,
         what: "unlinks a task from the task list and its pid (DKOM)",
     },
     Attack {
         name: "hide_module",
-        checker: None,
+        checker: Some("module-list"),
         what: "removes a module from the module list",
     },
     Attack {
         name: "cred_overwrite",
+        // `creds` runs (a pass every period) but raised nothing in a run where the victim
+        // lived 3 s as root; why is still open.
         checker: None,
         what: "sets a task's uid/gid to 0 in place",
     },
@@ -84,10 +88,7 @@ pub fn command(name: &str) -> Result<String> {
         bail!("unknown attack `{name}` (see `cargo xtask attack --list`)");
     };
     if attack.checker.is_none() {
-        bail!(
-            "attack {name}: not detected yet (no DSM checker covers it; the cross-view checkers \
-             are still to come)"
-        );
+        bail!("attack {name}: not detected yet (no DSM checker covers it)");
     }
     Ok(format!(
         "/lib/spumone/attack.sh {name}; echo attack-status=$?; sleep {LINGER_SECS}"
@@ -273,13 +274,20 @@ mod tests {
         assert!(command("benign")
             .unwrap()
             .starts_with("/lib/spumone/benign.sh"));
-        let err = command("hide_module").unwrap_err().to_string();
-        assert!(err.contains("not detected yet"), "{err}");
         assert!(command("nope").is_err());
         let list = listing();
         for a in ATTACKS {
             assert!(list.contains(a.name));
+            // Only attacks a checker covers get a command; the listing says which.
+            match a.checker {
+                Some(c) => {
+                    assert!(command(a.name).is_ok(), "{}", a.name);
+                    assert!(list.contains(&format!("detected by {c}")));
+                }
+                None => assert!(command(a.name).is_err(), "{}", a.name),
+            }
         }
-        assert_eq!(list.matches("not detected yet").count(), 3);
+        let undetected = ATTACKS.iter().filter(|a| a.checker.is_none()).count();
+        assert_eq!(list.matches("not detected yet").count(), undetected);
     }
 }
