@@ -594,7 +594,6 @@ fn demo_idle_rows(options: &LatencyBenchOptions) -> Result<Vec<Row>> {
 /// The RTOS `latency` rounds printed after Linux's ready line and before its command's status.
 pub fn idle_rounds(lines: &[String]) -> Result<Vec<LatencyStats>, String> {
     let linux = format!("[{}] ", crate::linux::CONSOLE);
-    let rtos = format!("{RTOS_CONSOLE} ");
     let ready = lines
         .iter()
         .position(|l| l.starts_with(&linux) && l.contains(crate::linux::READY_LINE))
@@ -604,7 +603,13 @@ pub fn idle_rounds(lines: &[String]) -> Result<Vec<LatencyStats>, String> {
         .position(|l| l.starts_with(&linux) && l.contains(crate::linux::STATUS_MARKER))
         .ok_or("Linux's command never ended")?
         + ready;
-    lines[ready..end]
+    rtos_rounds(&lines[ready..end])
+}
+
+/// Every RTOS `latency` line among `lines`, parsed.
+pub fn rtos_rounds(lines: &[String]) -> Result<Vec<LatencyStats>, String> {
+    let rtos = format!("{RTOS_CONSOLE} ");
+    lines
         .iter()
         .filter_map(|l| l.strip_prefix(&rtos))
         .filter(|l| l.starts_with("latency "))

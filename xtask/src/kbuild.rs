@@ -321,13 +321,7 @@ pub fn find_window(lines: &[String]) -> Result<Window, String> {
 
 /// The RTOS `latency` lines printed inside the window.
 pub fn latency_rounds(lines: &[String], window: &Window) -> Result<Vec<LatencyStats>, String> {
-    let prefix = format!("{} ", bench::RTOS_CONSOLE);
-    lines[window.begin..=window.end]
-        .iter()
-        .filter_map(|l| l.strip_prefix(&prefix))
-        .filter(|l| l.starts_with("latency "))
-        .map(bench::parse_latency_line)
-        .collect()
+    bench::rtos_rounds(&lines[window.begin..=window.end])
 }
 
 /// Rounds summed into one: samples and misses add up, min is the least, mean is weighted by

@@ -512,17 +512,14 @@ fn restart_current(partition: &'static Partition) -> ! {
     let Some(first) = partition.vcpus.first() else {
         super::idle()
     };
-    let core = usize::from(first.core);
-    if core == here {
-        if let Some(power) = POWER.lock()[index].get_mut(0) {
-            *power = next_power(*power, PowerEvent::CpuOnAccepted);
-        }
-        enter_vcpu(first.core, partition, 0, entry, regs)
-    }
-    // vCPU 0 lives elsewhere: its core starts it as it would after CPU_ON (x0 = the DTB).
     if let Some(power) = POWER.lock()[index].get_mut(0) {
         *power = next_power(*power, PowerEvent::CpuOnAccepted);
     }
+    let core = usize::from(first.core);
+    if core == here {
+        enter_vcpu(first.core, partition, 0, entry, regs)
+    }
+    // vCPU 0 lives elsewhere: its core starts it as it would after CPU_ON (x0 = the DTB).
     percore::CORES[core].request_start(entry, regs[0]);
     super::kick(core);
     super::idle()
@@ -539,6 +536,9 @@ fn wait_until_left(partition: &Partition) -> bool {
                 .is_some_and(|(p, _)| p == index)
         });
         if !busy {
+            // Pairs with the departing cores' release in `set_running`: what their vCPUs
+            // wrote is visible before the partition's memory is rewritten.
+            core::sync::atomic::fence(Ordering::Acquire);
             return true;
         }
         core::hint::spin_loop();

@@ -38,8 +38,8 @@ impl CoreState {
     pub fn set_running(&self, vcpu: Option<(usize, usize)>) {
         let (p, v) = vcpu.unwrap_or((NONE, NONE));
         self.running_vcpu.store(v, Ordering::Relaxed);
-        // Release: a core waiting for this one to leave a partition (a reset) sees everything
-        // the departed vCPU did first.
+        // Release: a core waiting for this one to leave a partition (a reset) fences after
+        // seeing the change, and then sees everything the departed vCPU did.
         self.running_partition.store(p, Ordering::Release);
     }
 
@@ -59,7 +59,7 @@ impl CoreState {
 
     /// `(partition index, vCPU number)` running here, if any.
     pub fn running(&self) -> Option<(usize, usize)> {
-        let p = self.running_partition.load(Ordering::Acquire);
+        let p = self.running_partition.load(Ordering::Relaxed);
         let v = self.running_vcpu.load(Ordering::Relaxed);
         (p != NONE).then_some((p, v))
     }
