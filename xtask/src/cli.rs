@@ -26,6 +26,8 @@ pub enum Command {
         cmd: Option<String>,
         /// A raw disk image attached as virtio-blk (snapshot: writes are dropped).
         disk: Option<String>,
+        /// Leave the D-System Monitor off for this run.
+        no_dsm: bool,
     },
     List,
     Gdb {
@@ -49,6 +51,10 @@ pub enum Command {
         timeout: Option<u64>,
         /// `kbuild`: the quick variant.
         quick: bool,
+        /// `kbuild`: one clock only (`Some(true)`: `-icount`); `None` runs both.
+        clock: Option<bool>,
+        /// `kbuild`: `demo` with the DSM on or off only; `None` runs both.
+        dsm: Option<bool>,
     },
 }
 
@@ -62,6 +68,7 @@ commands:
   build [--scenario NAME] [--plain-log]
                           build the firmware of one scenario (default: every scenario)
   run [SCENARIO] [--timeout SECS] [--icount] [--plain-log] [--cmd 'COMMAND'] [--disk IMG]
+      [--no-dsm]
                           build and boot a scenario (default: {DEFAULT_SCENARIO})
   run --list              list the scenarios
   gdb SCENARIO            boot a scenario stopped at its first instruction, under gdb-multiarch
@@ -73,9 +80,10 @@ commands:
   bench rtos-latency [--samples N] [--period-us P] [--timeout SECS]
                           RTOS dispatch latency, native and under spumone, with and without
                           --icount; writes target/bench/rtos-latency.{{json,md}}
-  bench kbuild [--quick] [--timeout SECS]
-                          a kernel build inside Linux, linux-native and demo, with and without
-                          --icount; writes target/bench/kbuild.{{json,md}} (builds the root
+  bench kbuild [--quick] [--clock icount|wall] [--dsm on|off] [--timeout SECS]
+                          a kernel build inside Linux, linux-native and demo (with the DSM on
+                          and off), with and without --icount; --clock and --dsm run only
+                          those; writes target/bench/kbuild.{{json,md}} (builds the root
                           filesystem image under target/cache/kbuild/ the first time)
 
 options:
@@ -87,6 +95,8 @@ options:
                    print its output as [linux] lines, power off, and exit with its status
   --disk IMG       Linux scenarios: attach the raw image IMG as virtio-blk (/dev/vda); writes
                    go to a temporary overlay and are dropped
+  --no-dsm         Linux under spumone: leave the D-System Monitor off for this run (the
+                   baseline for its cost)
 
 input: without --cmd, a native scenario (linux-native) gets this terminal's keys: an
 interactive shell, raw mode from a terminal (Ctrl-C goes to the guest; `exit` or
@@ -163,6 +173,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 let plain_log = flags.switch("--plain-log");
                 let cmd = flags.value("--cmd")?;
                 let disk = flags.value("--disk")?;
+                let no_dsm = flags.switch("--no-dsm");
                 let scenario = flags
                     .positional()?
                     .unwrap_or_else(|| DEFAULT_SCENARIO.to_string());
@@ -173,6 +184,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                     plain_log,
                     cmd,
                     disk,
+                    no_dsm,
                 }
             }
         }
@@ -202,6 +214,18 @@ pub fn parse(args: &[String]) -> Result<Command> {
             )?;
             let timeout = number(flags.value("--timeout")?, "--timeout")?;
             let quick = flags.switch("--quick");
+            let clock = match flags.value("--clock")?.as_deref() {
+                None => None,
+                Some("icount") => Some(true),
+                Some("wall") => Some(false),
+                Some(other) => bail!("--clock is icount or wall, not `{other}`"),
+            };
+            let dsm = match flags.value("--dsm")?.as_deref() {
+                None => None,
+                Some("on") => Some(true),
+                Some("off") => Some(false),
+                Some(other) => bail!("--dsm is on or off, not `{other}`"),
+            };
             let Some(name) = flags.positional()? else {
                 bail!("bench needs a name: cargo xtask bench rtos-latency");
             };
@@ -215,8 +239,8 @@ pub fn parse(args: &[String]) -> Result<Command> {
             if name == "kbuild" && latency_options {
                 bail!("--samples and --period-us are for bench rtos-latency");
             }
-            if name != "kbuild" && quick {
-                bail!("--quick is for bench kbuild");
+            if name != "kbuild" && (quick || clock.is_some() || dsm.is_some()) {
+                bail!("--quick, --clock and --dsm are for bench kbuild");
             }
             Command::Bench {
                 name,
@@ -224,6 +248,8 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 period_us,
                 timeout,
                 quick,
+                clock,
+                dsm,
             }
         }
         "gdb" => {
@@ -333,6 +359,7 @@ mod tests {
                 plain_log: false,
                 cmd: None,
                 disk: None,
+                no_dsm: false,
             }
         );
     }
@@ -351,6 +378,7 @@ mod tests {
                 plain_log: false,
                 cmd: Some("echo hello; exit 7".into()),
                 disk: None,
+                no_dsm: false,
             }
         );
         assert!(parse_str("run linux-native --cmd").is_err());
@@ -359,6 +387,10 @@ mod tests {
             Command::Run { disk: Some(d), .. } if d == "img.ext4"
         ));
         assert!(parse_str("run linux --disk").is_err());
+        assert!(matches!(
+            parse_str("run demo --no-dsm").unwrap(),
+            Command::Run { no_dsm: true, ref scenario, .. } if scenario == "demo"
+        ));
         assert!(usage().contains("--cmd"));
     }
 
@@ -371,6 +403,7 @@ mod tests {
             plain_log: true,
             cmd: None,
             disk: None,
+            no_dsm: false,
         };
         assert_eq!(
             parse_str("run rtos-native --timeout 30 --icount --plain-log").unwrap(),
@@ -464,6 +497,8 @@ mod tests {
                 period_us: None,
                 timeout: None,
                 quick: false,
+                clock: None,
+                dsm: None,
             }
         );
         assert_eq!(
@@ -474,6 +509,8 @@ mod tests {
                 period_us: Some(500),
                 timeout: Some(0),
                 quick: false,
+                clock: None,
+                dsm: None,
             }
         );
         assert_eq!(
@@ -484,8 +521,18 @@ mod tests {
                 period_us: None,
                 timeout: Some(900),
                 quick: true,
+                clock: None,
+                dsm: None,
             }
         );
+        assert!(matches!(
+            parse_str("bench kbuild --clock icount --dsm off").unwrap(),
+            Command::Bench {
+                clock: Some(true),
+                dsm: Some(false),
+                ..
+            }
+        ));
         for bad in [
             "bench",
             "bench nope",
@@ -496,6 +543,9 @@ mod tests {
             "bench rtos-latency --icount",
             "bench rtos-latency --quick",
             "bench kbuild --samples 10",
+            "bench kbuild --clock cpu",
+            "bench kbuild --dsm maybe",
+            "bench rtos-latency --dsm off",
         ] {
             assert!(parse_str(bad).is_err(), "`{bad}` should be rejected");
         }

@@ -167,6 +167,8 @@ pub struct BootInfoFile {
     pub initrd_size: u64,
     pub kaslr_seed: u64,
     pub bootargs: String,
+    /// `spumone_abi::bootinfo::FLAG_*` bits.
+    pub flags: u32,
 }
 
 impl BootInfoFile {
@@ -176,6 +178,7 @@ impl BootInfoFile {
             initrd_size: self.initrd_size,
             kaslr_seed: self.kaslr_seed,
             bootargs: &self.bootargs,
+            flags: self.flags,
         };
         let mut blob = vec![0u8; bootinfo::SIZE];
         let Some(len) = info.write(&mut blob) else {
@@ -190,13 +193,14 @@ impl BootInfoFile {
             .with_context(|| format!("writing {}", paths::display(&self.path)))
     }
 
-    /// This blob with `extra` appended to its bootargs, written beside it under a name of
-    /// its own (so concurrent runs of one build do not share it).
-    pub fn with_bootargs(&self, extra: &str) -> Result<BootInfoFile> {
+    /// This blob with `extra` appended to its bootargs and `flags` set, written beside it
+    /// under a name of its own (so concurrent runs of one build do not share it).
+    pub fn with_extra(&self, extra: &str, flags: u32) -> Result<BootInfoFile> {
         use std::hash::{Hash, Hasher};
         let bootargs = format!("{} {extra}", self.bootargs).trim().to_string();
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         bootargs.hash(&mut hasher);
+        flags.hash(&mut hasher);
         let name = format!(
             "bootinfo-{:016x}-{}.bin",
             hasher.finish(),
@@ -205,6 +209,7 @@ impl BootInfoFile {
         let file = BootInfoFile {
             path: self.path.with_file_name(name),
             bootargs,
+            flags,
             ..self.clone()
         };
         file.write()?;
@@ -267,6 +272,7 @@ fn linux_loads(
         initrd_size,
         kaslr_seed: kaslr_seed()?,
         bootargs: String::new(),
+        flags: 0,
     };
     info.write()?;
     let loads = vec![

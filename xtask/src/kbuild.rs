@@ -354,6 +354,8 @@ pub struct KbuildRow {
     pub scenario: String,
     pub variant: String,
     pub icount: bool,
+    /// The D-System Monitor checked Linux during the build (false for native runs).
+    pub dsm: bool,
     /// Guest uptime across the build.
     pub guest_seconds: f64,
     /// Host time between the begin and end marker lines.
@@ -361,7 +363,7 @@ pub struct KbuildRow {
 }
 
 /// A row's identity: a newer row with the same key replaces it.
-pub type KbuildKey = (String, String, bool);
+pub type KbuildKey = (String, String, bool, bool);
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
@@ -369,7 +371,12 @@ fn round3(x: f64) -> f64 {
 
 impl KbuildRow {
     pub fn key(&self) -> KbuildKey {
-        (self.scenario.clone(), self.variant.clone(), self.icount)
+        (
+            self.scenario.clone(),
+            self.variant.clone(),
+            self.icount,
+            self.dsm,
+        )
     }
 
     pub fn to_json(&self) -> Value {
@@ -377,6 +384,7 @@ impl KbuildRow {
             "scenario": self.scenario,
             "variant": self.variant,
             "icount": self.icount,
+            "dsm": self.dsm,
             "guest_seconds": round3(self.guest_seconds),
             "wall_seconds": round3(self.wall_seconds),
         })
@@ -386,7 +394,7 @@ impl KbuildRow {
         let object = value
             .as_object()
             .ok_or_else(|| format!("a row is not an object: {value}"))?;
-        let (scenario, variant, icount) = kbuild_key(object)?;
+        let (scenario, variant, icount, dsm) = kbuild_key(object)?;
         let seconds = |name: &str| {
             object
                 .get(name)
@@ -399,6 +407,7 @@ impl KbuildRow {
             scenario,
             variant,
             icount,
+            dsm,
         })
     }
 }
@@ -415,7 +424,14 @@ fn kbuild_key(object: &Map<String, Value>) -> Result<KbuildKey, String> {
         .get("icount")
         .and_then(Value::as_bool)
         .ok_or_else(|| "a row has no `icount` boolean".to_string())?;
-    Ok((text("scenario")?, text("variant")?, icount))
+    // Rows written before the field existed ran without the DSM.
+    let dsm = match object.get("dsm") {
+        None => false,
+        Some(v) => v
+            .as_bool()
+            .ok_or_else(|| "a row's `dsm` is not a boolean".to_string())?,
+    };
+    Ok((text("scenario")?, text("variant")?, icount, dsm))
 }
 
 /// `old` with each row of `new` replacing the one with its key, or appended.
@@ -430,6 +446,7 @@ pub struct Overhead {
     pub scenario: String,
     pub variant: String,
     pub icount: bool,
+    pub dsm: bool,
     pub guest_ratio: f64,
     pub wall_ratio: f64,
 }
@@ -450,11 +467,20 @@ pub fn overheads(rows: &[KbuildRow]) -> Vec<Overhead> {
                 scenario: r.scenario.clone(),
                 variant: r.variant.clone(),
                 icount: r.icount,
+                dsm: r.dsm,
                 guest_ratio: ratio(r.guest_seconds, base.guest_seconds),
                 wall_ratio: ratio(r.wall_seconds, base.wall_seconds),
             })
         })
         .collect()
+}
+
+fn on_off(dsm: bool) -> &'static str {
+    if dsm {
+        "on"
+    } else {
+        "off"
+    }
 }
 
 fn clock(icount: bool) -> &'static str {
@@ -478,13 +504,17 @@ pub fn render_markdown(rows: &[KbuildRow]) -> String {
          `icount` (`-icount shift=0,align=off,sleep=off`) guest time counts instructions. \
          Written by `cargo xtask bench kbuild`.\n"
     );
-    let _ = writeln!(md, "| scenario | variant | clock | guest s | wall s |");
-    let _ = writeln!(md, "|---|---|---|--:|--:|");
+    let _ = writeln!(
+        md,
+        "| scenario | DSM | variant | clock | guest s | wall s |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|--:|--:|");
     for r in rows {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.2} | {:.2} |",
+            "| {} | {} | {} | {} | {:.2} | {:.2} |",
             r.scenario,
+            on_off(r.dsm),
             r.variant,
             clock(r.icount),
             r.guest_seconds,
@@ -506,9 +536,9 @@ pub fn render_markdown(rows: &[KbuildRow]) -> String {
     );
     let _ = writeln!(
         md,
-        "| scenario | variant | clock | guest ratio | overhead | wall ratio | target |"
+        "| scenario | DSM | variant | clock | guest ratio | overhead | wall ratio | target |"
     );
-    let _ = writeln!(md, "|---|---|---|--:|--:|--:|---|");
+    let _ = writeln!(md, "|---|---|---|---|--:|--:|--:|---|");
     for o in &overheads {
         // spumone cannot make Linux faster: a ratio well below 1 means the runs differ.
         let target = match o.guest_ratio {
@@ -519,8 +549,9 @@ pub fn render_markdown(rows: &[KbuildRow]) -> String {
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.4}× | {:+.2}% | {:.3}× | {target} |",
+            "| {} | {} | {} | {} | {:.4}× | {:+.2}% | {:.3}× | {target} |",
             o.scenario,
+            on_off(o.dsm),
             o.variant,
             clock(o.icount),
             o.guest_ratio,
@@ -903,13 +934,21 @@ fn measure(
     firmware: &Firmware,
     variant: Variant,
     icount: bool,
+    dsm: bool,
     timeout: Option<Duration>,
 ) -> Result<Measured> {
     let name = firmware.scenario.name;
     let what = format!(
-        "bench kbuild: {name} ({}, {})",
+        "bench kbuild: {name} ({}, {}{})",
         variant.name(),
-        clock(icount)
+        clock(icount),
+        if name == NATIVE {
+            ""
+        } else if dsm {
+            ", DSM on"
+        } else {
+            ", DSM off"
+        }
     );
     println!("{what} ...");
     let options = RunOptions {
@@ -921,6 +960,7 @@ fn measure(
             path: prepared_image(),
             writable: false,
         }),
+        no_dsm: name != NATIVE && !dsm,
         ..RunOptions::new(firmware.scenario)
     };
     let outcome = run::launch(firmware, &options)?;
@@ -942,6 +982,7 @@ fn measure(
         scenario: name.to_string(),
         variant: variant.name().to_string(),
         icount,
+        dsm: name != NATIVE && dsm,
         guest_seconds: window.guest_seconds,
         wall_seconds: wall_between(&outcome, &window),
     };
@@ -962,8 +1003,19 @@ fn wall_between(outcome: &RunOutcome, window: &Window) -> f64 {
         .as_secs_f64()
 }
 
-/// `cargo xtask bench kbuild [--quick]`.
-pub fn bench(variant: Variant, timeout: Option<Duration>) -> Result<()> {
+/// Which runs `cargo xtask bench kbuild` makes besides the native baseline, which always runs
+/// (under each chosen clock) so every ratio has its baseline from the same run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    pub variant: Variant,
+    /// The clocks: `true` is `-icount`.
+    pub clocks: &'static [bool],
+    /// `demo` with the DSM on, off, or both (off measures spumone alone).
+    pub dsm: &'static [bool],
+}
+
+/// `cargo xtask bench kbuild [--quick] [--clock C] [--dsm D]`.
+pub fn bench(plan: Plan, timeout: Option<Duration>) -> Result<()> {
     setup::ensure_base(false)?;
     ensure(true)?;
     let build = BuildOptions::default();
@@ -979,30 +1031,40 @@ pub fn bench(variant: Variant, timeout: Option<Duration>) -> Result<()> {
     // After building: cargo must stay interruptible; Ctrl-C now reaches QEMU.
     signals::ignore_interrupts();
 
+    let variant = plan.variant;
     let mut rows = Vec::new();
     let mut latency = Vec::new();
-    for icount in [true, false] {
+    for &icount in plan.clocks {
         for firmware in &built {
-            let m = measure(firmware, variant, icount, timeout)?;
-            if firmware.scenario.name != NATIVE {
-                match aggregate(&m.rounds) {
-                    Some(stats) => latency.push(bench::Row {
-                        scenario: LATENCY_SCENARIO.into(),
-                        icount,
-                        policy: None,
-                        load: Some(format!("kbuild-{}", variant.name())),
-                        period_us: u64::from(LatencySettings::DEFAULT.period_us),
-                        stats,
-                        wall_seconds: m.row.wall_seconds,
-                    }),
-                    None => println!(
-                        "bench kbuild: no RTOS latency line during the {} build ({}); no {LATENCY_SCENARIO} row",
-                        firmware.scenario.name,
-                        clock(icount)
-                    ),
+            let native = firmware.scenario.name == NATIVE;
+            let modes: &[bool] = if native { &[false] } else { plan.dsm };
+            for &dsm in modes {
+                let m = measure(firmware, variant, icount, dsm, timeout)?;
+                if !native {
+                    let load = format!(
+                        "kbuild-{}{}",
+                        variant.name(),
+                        if dsm { "" } else { "-no-dsm" }
+                    );
+                    match aggregate(&m.rounds) {
+                        Some(stats) => latency.push(bench::Row {
+                            scenario: LATENCY_SCENARIO.into(),
+                            icount,
+                            policy: None,
+                            load: Some(load),
+                            period_us: u64::from(LatencySettings::DEFAULT.period_us),
+                            stats,
+                            wall_seconds: m.row.wall_seconds,
+                        }),
+                        None => println!(
+                            "bench kbuild: no RTOS latency line during the {} build ({}); no {LATENCY_SCENARIO} row",
+                            firmware.scenario.name,
+                            clock(icount)
+                        ),
+                    }
                 }
+                rows.push(m.row);
             }
-            rows.push(m.row);
         }
     }
 
@@ -1054,7 +1116,9 @@ mod tests {
         let set = quick.split("date -s @").nth(1).unwrap_or("");
         let secs: u64 = set.split_whitespace().next().unwrap_or("").parse().unwrap();
         assert!(secs > 1_700_000_000, "the host's clock: {quick}");
-        assert!(workload_cmd(Variant::Full).unwrap().contains("-j3 Image "));
+        assert!(workload_cmd(Variant::Full).unwrap().contains("t=\"Image\""));
+        // The whole command must fit the kernel command line it travels on.
+        linux::cmd_param(&quick).unwrap();
     }
 
     #[test]
@@ -1225,6 +1289,7 @@ mod tests {
             scenario: scenario.into(),
             variant: variant.into(),
             icount,
+            dsm: false,
             guest_seconds: guest,
             wall_seconds: wall,
         }
@@ -1239,6 +1304,7 @@ mod tests {
             "scenario",
             "variant",
             "icount",
+            "dsm",
             "guest_seconds",
             "wall_seconds",
         ] {
@@ -1265,6 +1331,20 @@ mod tests {
         assert_eq!(rows[2].variant, "full", "other rows kept");
         assert!(!rows[3].icount, "new key appended");
         assert!(KbuildRow::from_json(&json!({"scenario": "x", "icount": true})).is_err());
+
+        // The DSM is part of the key; rows from before the field ran without it.
+        let with_dsm = KbuildRow {
+            dsm: true,
+            ..row("demo", "quick", true, 120.0, 330.0)
+        };
+        let merged = merge(merged, std::slice::from_ref(&with_dsm));
+        assert_eq!(merged.len(), 5, "a DSM row does not replace a no-DSM row");
+        assert_eq!(KbuildRow::from_json(&merged[4]).unwrap(), with_dsm);
+        let mut legacy = a.to_json();
+        legacy.as_object_mut().unwrap().remove("dsm");
+        assert!(!KbuildRow::from_json(&legacy).unwrap().dsm);
+        legacy["dsm"] = json!("yes");
+        assert!(KbuildRow::from_json(&legacy).is_err());
     }
 
     #[test]
@@ -1283,15 +1363,15 @@ mod tests {
         assert!((o[1].guest_ratio - 1.1).abs() < 1e-9 && !o[1].icount);
         let md = render_markdown(&rows);
         assert!(
-            md.contains("| demo | quick | icount | 1.0050× | +0.50% | 1.250× | met |"),
+            md.contains("| demo | off | quick | icount | 1.0050× | +0.50% | 1.250× | met |"),
             "{md}"
         );
         assert!(
-            md.contains("| demo | quick | wall | 1.1000× | +10.00% | 1.200× | none (wall) |"),
+            md.contains("| demo | off | quick | wall | 1.1000× | +10.00% | 1.200× | none (wall) |"),
             "{md}"
         );
         assert!(
-            md.contains("| demo | full | icount | 1.00 | 1.00 |"),
+            md.contains("| demo | off | full | icount | 1.00 | 1.00 |"),
             "{md}"
         );
         let fast = vec![

@@ -64,6 +64,7 @@ fn real_main(args: &[String]) -> Result<u8> {
             plain_log,
             cmd,
             disk,
+            no_dsm,
         } => {
             let scenario = scenario::lookup(&scenario)?;
             if disk.is_some() && !firmware::boots_linux(scenario) {
@@ -99,7 +100,7 @@ fn real_main(args: &[String]) -> Result<u8> {
             };
             let built = firmware::build(scenario, &build_options)?;
             // Fails early when the scenario boots no Linux or the command is too long.
-            run::with_command(&built, cmd.as_deref())?;
+            run::with_command(&built, cmd.as_deref(), no_dsm)?;
             let options = RunOptions {
                 timeout: timeout.map(Duration::from_secs),
                 icount,
@@ -107,6 +108,7 @@ fn real_main(args: &[String]) -> Result<u8> {
                 forward_stdin: cmd.is_none(),
                 cmd: cmd.clone(),
                 disk,
+                no_dsm,
                 ..RunOptions::new(scenario)
             };
             // After building: cargo must stay interruptible.
@@ -141,6 +143,8 @@ fn real_main(args: &[String]) -> Result<u8> {
             name,
             timeout,
             quick,
+            clock,
+            dsm,
             ..
         } if name == "kbuild" => {
             let variant = if quick {
@@ -153,7 +157,20 @@ fn real_main(args: &[String]) -> Result<u8> {
                 Some(0) => None,
                 Some(secs) => Some(Duration::from_secs(secs)),
             };
-            kbuild::bench(variant, timeout)?;
+            let plan = kbuild::Plan {
+                variant,
+                clocks: match clock {
+                    None => &[true, false],
+                    Some(true) => &[true],
+                    Some(false) => &[false],
+                },
+                dsm: match dsm {
+                    None => &[false, true],
+                    Some(true) => &[true],
+                    Some(false) => &[false],
+                },
+            };
+            kbuild::bench(plan, timeout)?;
         }
         Command::Bench {
             name,
@@ -193,7 +210,7 @@ fn real_main(args: &[String]) -> Result<u8> {
                 latency: LatencySettings::from_env()?,
             };
             let built = firmware::build(scenario, &build_options)?;
-            run::with_command(&built, Some(&cmd))?;
+            run::with_command(&built, Some(&cmd), false)?;
             let options = RunOptions {
                 timeout: Some(Duration::from_secs(timeout)),
                 icount,

@@ -43,6 +43,8 @@ pub struct RunOptions {
     pub forward_stdin: bool,
     /// A disk image for the Linux guest (`--disk`).
     pub disk: Option<Disk>,
+    /// Leave the D-System Monitor off (`--no-dsm`).
+    pub no_dsm: bool,
 }
 
 impl RunOptions {
@@ -56,6 +58,7 @@ impl RunOptions {
             prebuilt: false,
             latency: LatencySettings::DEFAULT,
             cmd: None,
+            no_dsm: false,
             forward_stdin: false,
             disk: None,
         }
@@ -280,16 +283,35 @@ pub fn launch(firmware: &Firmware, options: &RunOptions) -> Result<RunOutcome> {
         gdb: false,
         disk: options.disk.clone(),
     };
-    let firmware = with_command(firmware, options.cmd.as_deref())?;
+    let firmware = with_command(firmware, options.cmd.as_deref(), options.no_dsm)?;
     supervise(&firmware, options, &qemu_options, None)
 }
 
 /// `firmware` with `cmd` passed on the Linux kernel command line (quietly: the kernel's log
-/// stays out of the command's output).
-pub fn with_command(firmware: &Firmware, cmd: Option<&str>) -> Result<Firmware> {
+/// stays out of the command's output), and with the DSM left off when `no_dsm`.
+pub fn with_command(firmware: &Firmware, cmd: Option<&str>, no_dsm: bool) -> Result<Firmware> {
     let mut firmware = firmware.clone();
-    if let (Some(cmd), Some(info)) = (cmd, &firmware.boot_info) {
-        let info = info.with_bootargs(&format!("quiet {}", linux::cmd_param(cmd)?))?;
+    if no_dsm && firmware.boot_info.is_none() {
+        anyhow::bail!(
+            "--no-dsm: scenario {} runs no Linux under spumone, so it has no DSM to turn off",
+            firmware.scenario.name
+        );
+    }
+    if let Some(info) = firmware
+        .boot_info
+        .as_ref()
+        .filter(|_| cmd.is_some() || no_dsm)
+    {
+        let extra = match cmd {
+            Some(cmd) => format!("quiet {}", linux::cmd_param(cmd)?),
+            None => String::new(),
+        };
+        let flags = if no_dsm {
+            spumone_abi::bootinfo::FLAG_NO_DSM
+        } else {
+            0
+        };
+        let info = info.with_extra(&extra, flags)?;
         for (path, addr) in firmware.raw_loads.iter_mut() {
             if *addr == spumone_abi::bootinfo::ADDR {
                 path.clone_from(&info.path);

@@ -1,8 +1,9 @@
 //! The boot-info blob the host tools load for a Linux partition: what only they know at run
-//! time (the initrd's actual size, a KASLR seed, extra kernel arguments such as `--cmd`).
+//! time (the initrd's actual size, a KASLR seed, extra kernel arguments such as `--cmd`, and
+//! per-run switches of spumone itself such as `--no-dsm`).
 //!
 //! Little-endian, loaded at [`ADDR`] (the last page of spumone's region):
-//! `magic: u64 | initrd_size: u64 | kaslr_seed: u64 | bootargs_len: u32 | reserved: u32 |
+//! `magic: u64 | initrd_size: u64 | kaslr_seed: u64 | bootargs_len: u32 | flags: u32 |
 //! bootargs: [u8; bootargs_len]` (UTF-8, appended to the config's bootargs after a space).
 
 /// Where the blob is loaded: the last 4 KiB page of spumone's 64 MiB region.
@@ -14,16 +15,23 @@ pub const MAGIC: u64 = u64::from_le_bytes(*b"SPUMBOOT");
 const HEADER: usize = 32;
 /// Most bytes of extra bootargs.
 pub const MAX_BOOTARGS: usize = SIZE - HEADER;
+/// `flags` bit: leave the D-System Monitor off for this run (a baseline for its cost).
+pub const FLAG_NO_DSM: u32 = 1 << 0;
+/// The `flags` bits this version knows; a blob with others is refused (a newer host tool).
+pub const KNOWN_FLAGS: u32 = FLAG_NO_DSM;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BootInfo<'a> {
     pub initrd_size: u64,
     pub kaslr_seed: u64,
     pub bootargs: &'a str,
+    /// `FLAG_*` bits.
+    pub flags: u32,
 }
 
 impl<'a> BootInfo<'a> {
-    /// Parses a blob; `None` without the magic or with a bad length or non-UTF-8 bootargs.
+    /// Parses a blob; `None` without the magic, with a bad length, non-UTF-8 bootargs or
+    /// unknown flags.
     pub fn parse(blob: &'a [u8]) -> Option<Self> {
         let u64_at = |o: usize| -> Option<u64> {
             Some(u64::from_le_bytes(blob.get(o..o + 8)?.try_into().ok()?))
@@ -35,11 +43,16 @@ impl<'a> BootInfo<'a> {
         if len > MAX_BOOTARGS {
             return None;
         }
+        let flags = u32::from_le_bytes(blob.get(28..32)?.try_into().ok()?);
+        if flags & !KNOWN_FLAGS != 0 {
+            return None;
+        }
         let bootargs = core::str::from_utf8(blob.get(HEADER..HEADER + len)?).ok()?;
         Some(Self {
             initrd_size: u64_at(8)?,
             kaslr_seed: u64_at(16)?,
             bootargs,
+            flags,
         })
     }
 
@@ -53,7 +66,7 @@ impl<'a> BootInfo<'a> {
         out[8..16].copy_from_slice(&self.initrd_size.to_le_bytes());
         out[16..24].copy_from_slice(&self.kaslr_seed.to_le_bytes());
         out[24..28].copy_from_slice(&(len as u32).to_le_bytes());
-        out[28..32].fill(0);
+        out[28..32].copy_from_slice(&self.flags.to_le_bytes());
         out[HEADER..HEADER + len].copy_from_slice(self.bootargs.as_bytes());
         Some(HEADER + len)
     }
@@ -71,6 +84,7 @@ mod tests {
             initrd_size: 0x123_4567,
             kaslr_seed: 0xdead_beef_0bad_cafe,
             bootargs: "quiet spumone.cmd=bnByb2M=",
+            flags: FLAG_NO_DSM,
         };
         let mut buf = [0u8; SIZE];
         let n = info.write(&mut buf).unwrap();
@@ -84,6 +98,7 @@ mod tests {
             initrd_size: 1,
             kaslr_seed: 2,
             bootargs: "x",
+            flags: 0,
         };
         let mut buf = [0u8; 64];
         let n = info.write(&mut buf).unwrap();
@@ -91,6 +106,14 @@ mod tests {
         buf[0] ^= 1;
         assert!(BootInfo::parse(&buf[..n]).is_none(), "magic");
         assert!(BootInfo::parse(&[0u8; SIZE]).is_none(), "zeroes");
+        buf[0] ^= 1;
+        buf[28] = 0x80;
+        assert!(BootInfo::parse(&buf[..n]).is_none(), "unknown flag");
+        buf[28] = FLAG_NO_DSM as u8;
+        assert_eq!(
+            BootInfo::parse(&buf[..n]).map(|i| i.flags),
+            Some(FLAG_NO_DSM)
+        );
         let long: String = "a".repeat(MAX_BOOTARGS + 1);
         let too_long = BootInfo {
             bootargs: &long,

@@ -300,6 +300,13 @@ pub fn init() {
     let Some(partition) = CONFIG.partitions.get(usize::from(boot.partition)) else {
         return;
     };
+    if super::linux::dsm_off_for_run() {
+        info!(
+            "dsm: off for this run (--no-dsm): not checking partition {}",
+            partition.name
+        );
+        return;
+    }
     let Some(symbols) = KERNEL else {
         return;
     };

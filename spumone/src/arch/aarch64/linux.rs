@@ -62,6 +62,11 @@ fn boot_info() -> Option<BootInfo<'static>> {
     BootInfo::parse(blob)
 }
 
+/// Whether the host tools asked to leave the DSM off for this run (`--no-dsm`).
+pub fn dsm_off_for_run() -> bool {
+    boot_info().is_some_and(|info| info.flags & bootinfo::FLAG_NO_DSM != 0)
+}
+
 /// Where a partition's pristine `Image` and initrd copies are, for restarts.
 #[derive(Clone, Copy)]
 struct Pristine {
