@@ -144,6 +144,16 @@ impl<'a> TablePool<'a> {
         }
     }
 
+    /// A pool whose first `used` tables already hold a tree (see [`Stage2::reopen`]).
+    pub fn resume(tables: &'a mut [Table], base_pa: u64, used: usize) -> Self {
+        let used = used.min(tables.len());
+        Self {
+            tables,
+            base_pa,
+            used,
+        }
+    }
+
     /// Tables handed out so far (including any skipped to align the root).
     pub fn used(&self) -> usize {
         self.used
@@ -297,6 +307,23 @@ impl<'a> Stage2<'a> {
                 entries: ROOT_TABLES * ENTRIES,
             },
         })
+    }
+
+    /// The tree built earlier in `pool` with its root at table `root_index` (from
+    /// [`Stage2::root_index`]), to change it later (write watches).
+    pub fn reopen(pool: TablePool<'a>, root_index: usize) -> Self {
+        Self {
+            pool,
+            root: TableRef {
+                first: root_index,
+                entries: ROOT_TABLES * ENTRIES,
+            },
+        }
+    }
+
+    /// Index of the root's first table in the pool.
+    pub fn root_index(&self) -> usize {
+        self.root.first
     }
 
     /// Physical address of the root table (for `VTTBR_EL2.BADDR`).
@@ -941,5 +968,49 @@ mod tests {
         assert_eq!(fresh_tables(1, 0x4400_1000, 0x4450_1000), 3);
         // A partial 2 MiB entry: one level-3 table.
         assert_eq!(fresh_tables(2, 0x4400_1000, 0x4400_3000), 1);
+    }
+
+    #[test]
+    fn write_watch_of_kernel_text_splits_only_the_edge_blocks() {
+        // Linux's partition and an Image whose text + rodata start and end mid-block.
+        let mut tables = pool(16);
+        let mut s2 = Stage2::new(TablePool::new(&mut tables, POOL_BASE)).unwrap();
+        s2.map(0x4800_0000, 0x7000_0000, S2Attrs::RAM).unwrap();
+        let before = s2.stats();
+        let used = s2.tables_used();
+        let root = s2.root_index();
+        drop(s2);
+        // Later, from the DSM: reopen the same tree and write-protect the range.
+        let mut s2 = Stage2::reopen(TablePool::resume(&mut tables, POOL_BASE, used), root);
+        assert_eq!(s2.stats(), before, "reopening keeps the tree");
+        let ro = S2Attrs {
+            write: false,
+            ..S2Attrs::RAM
+        };
+        let (start, end) = (0x4821_0000, 0x4990_3000);
+        s2.protect(start, end - start, ro).unwrap();
+        let after = s2.stats();
+        // Two 2 MiB blocks split into pages; the 10 whole ones in between stay blocks.
+        assert_eq!(after.l3_tables, before.l3_tables + 2);
+        assert_eq!(after.mib_blocks, before.mib_blocks - 2);
+        assert_eq!(after.pages, before.pages + 2 * 512);
+        assert_eq!(s2.tables_used(), used + 2);
+        for (ipa, writable) in [
+            (start - 0x1000, true),
+            (start, false),
+            (0x4880_0000, false),
+            (end - 0x1000, false),
+            (end, true),
+        ] {
+            let (pa, attrs, _) = s2.translate(ipa).unwrap();
+            assert_eq!(
+                (pa, attrs.write, attrs.read, attrs.exec),
+                (ipa, writable, true, true)
+            );
+        }
+        // Lifting the watch makes it writable again without new tables.
+        s2.protect(start, end - start, S2Attrs::RAM).unwrap();
+        assert_eq!(s2.tables_used(), used + 2);
+        assert!(s2.translate(start).unwrap().1.write);
     }
 }
