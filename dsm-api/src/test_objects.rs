@@ -86,6 +86,8 @@ impl Objects {
         self.g.write_u64_kva(task + t.real_parent, self.init_task);
         self.g.list_init(task + t.tasks);
         self.g.list_init(task + t.thread_group);
+        self.g.list_init(task + t.children);
+        self.g.list_init(task + t.sibling);
         task
     }
 
@@ -97,10 +99,29 @@ impl Objects {
             self.init_task + L.task_struct.tasks,
             task + L.task_struct.tasks,
         );
+        self.g.list_add_tail(
+            self.init_task + L.task_struct.children,
+            task + L.task_struct.sibling,
+        );
         self.attach_pid(task, pid);
         let cred = self.cred(uid, 2);
         self.set_creds(task, cred, cred);
         task
+    }
+
+    /// Makes `parent` the `real_parent` of the process `task` (moves it to its `children`).
+    pub fn reparent(&mut self, task: u64, parent: u64) {
+        let t = L.task_struct;
+        self.g.list_del(task + t.sibling);
+        self.g.list_add_tail(parent + t.children, task + t.sibling);
+        self.g.write_u64_kva(task + t.real_parent, parent);
+    }
+
+    /// Unlinks `task` from its `struct pid` (the pid stays allocated in the IDR).
+    pub fn unlink_pid(&mut self, task: u64) {
+        let pid = self.g.read_u64_kva(task + L.task_struct.thread_pid);
+        let head = pid + L.pid.tasks + 8 * L.pid.type_pid;
+        self.g.write_u64_kva(head, 0);
     }
 
     /// A thread of `leader`: on its `thread_group` ring, not on the task list; shares the

@@ -144,6 +144,8 @@ kernel_layout! {
         tgid = off("task_struct.tgid"),
         /// The parent that forked it (credential checks compare a new task with it).
         real_parent = off("task_struct.real_parent"),
+        children = off("task_struct.children"),
+        sibling = off("task_struct.sibling"),
         group_leader = off("task_struct.group_leader"),
         thread_group = off("task_struct.thread_group"),
         thread_pid = off("task_struct.thread_pid"),

@@ -10,14 +10,19 @@
 //! - the run queues: each CPU's `rq->curr` must be visible, or be that CPU's idle task, or be
 //!   exiting (`PF_EXITING`: a task that reaped itself runs briefly after leaving the list).
 //!
-//! A task in either view but not in the task list is reported: `at` is the task's VA,
+//! - the children lists: every process is on its `real_parent`'s `children` list (linked by
+//!   `sibling`), which neither `ps` nor `/proc` reads, so a task unlinked from `tasks` and
+//!   from its `struct pid` (and asleep) is still found there.
+//!
+//! A task in any of these views but not in the task list is reported: `at` is the task's VA,
 //! `expected` the task-list head, `found` its pid. Lists or IDR nodes that cannot be walked
 //! (pointers outside RAM, broken links, cycles, too many steps, wrong node shifts) are
 //! findings too; the cross-view is skipped for that pass. Each pass runs with the guest
 //! stopped, and a finding is raised once two passes in a row see it (the kernel may be
 //! paused inside `__unhash_process`).
 //!
-//! Not covered: a task removed from every view (list, IDR and not running when checked),
+//! Not covered: a task removed from every view (list, IDR, its parent's children and not
+//! running when checked),
 //! and the CFS/RT queues of runnable-but-not-running tasks (group scheduling entities make
 //! them ambiguous without more layout); `rq->curr` catches a hidden task whenever it runs.
 //!
@@ -26,7 +31,9 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-use dsm_api::kmem::{step, AddrSet, KernelMemory, ListFault, ReportOnce, Stop, TaskLists};
+use dsm_api::kmem::{
+    step, AddrSet, KernelMemory, ListFault, ListShape, ReportOnce, Stop, TaskLists,
+};
 use dsm_api::xref::data_symbol;
 use dsm_api::{Budget, CheckError, Checker, Finding, Guest, Progress, StopTheWorld};
 use dsm_btf::KernelLayout;
@@ -37,7 +44,7 @@ pub const MAX_TASKS: usize = 4096;
 /// Most IDR nodes visited (64 pids per leaf).
 pub const MAX_IDR_NODES: usize = 256;
 /// Budget units are objects read; the pass is atomic, so the budget must cover it.
-pub const PASS_COST: u64 = 3 * MAX_TASKS as u64 + MAX_IDR_NODES as u64;
+pub const PASS_COST: u64 = 5 * MAX_TASKS as u64 + MAX_IDR_NODES as u64;
 /// `PF_EXITING` in `task_struct.flags` (a `#define`, so not in BTF).
 pub const PF_EXITING: u32 = 0x4;
 /// xarray entries tagged `0b10` are internal; above this value they point at nodes.
@@ -112,6 +119,9 @@ impl HiddenTasksChecker {
             )?;
         }
 
+        let mut seen = [0u64; 16];
+        let mut nseen = hidden.len();
+        seen[..nseen].copy_from_slice(hidden.as_slice());
         for cpu in 0..g.vcpus() as u64 {
             step(budget)?;
             let off = b.mem.u64(&*g, b.per_cpu_offset.wrapping_add(8 * cpu))?;
@@ -124,8 +134,14 @@ impl HiddenTasksChecker {
             let flags = b.mem.u32(&*g, curr.wrapping_add(l.task_struct.flags))?;
             if flags & PF_EXITING == 0 {
                 self.report_hidden(&mut *g, b, curr, "running task hidden from the task list")?;
+                if nseen < seen.len() {
+                    seen[nseen] = curr;
+                    nseen += 1;
+                }
             }
         }
+        // Last, so a task the views above found is reported once, by them.
+        self.walk_children(&mut *g, b, budget, &seen[..nseen])?;
         self.once.end_pass();
         Ok(())
     }
@@ -142,6 +158,52 @@ impl HiddenTasksChecker {
         let head = b.init_task.wrapping_add(l.task_struct.tasks);
         self.once
             .report(g, Finding::new(NAME, what, task, head, u64::from(pid)));
+        Ok(())
+    }
+
+    /// The children lists: every process but `init_task` is on its `real_parent`'s
+    /// `children` list (linked by `sibling`), which `ps` never reads, so unlinking `tasks`
+    /// and the pid leaves it there. A child the task list does not show is reported.
+    fn walk_children(
+        &mut self,
+        g: &mut dyn Guest,
+        b: Baseline,
+        budget: &mut Budget,
+        reported: &[u64],
+    ) -> Result<(), CheckError> {
+        let l = self.layout;
+        let shape = ListShape {
+            next: l.list_head.next,
+            prev: l.list_head.prev,
+        };
+        let mut hidden = AddrSet::<8>::new();
+        for i in 0..self.visible.len() {
+            step(budget)?;
+            let parent = self.visible.as_slice()[i];
+            let head = parent.wrapping_add(l.task_struct.children);
+            let visible = &self.visible;
+            let walked = b.mem.walk_list(&*g, head, shape, MAX_TASKS, |node| {
+                step(budget)?;
+                let child = node.wrapping_sub(l.task_struct.sibling);
+                if !visible.contains(child) && !reported.contains(&child) {
+                    let _ = hidden.push(child);
+                }
+                Ok::<(), Stop>(())
+            });
+            match walked {
+                Ok(_) => {}
+                Err(Stop::Check(e)) => return Err(e),
+                Err(Stop::Fault(f)) => {
+                    let what = "children list malformed";
+                    self.once
+                        .report(g, Finding::new(NAME, what, f.at(), head, f.found()));
+                }
+            }
+        }
+        for &task in hidden.as_slice() {
+            let what = "child task hidden from the task list";
+            self.report_hidden(g, b, task, what)?;
+        }
         Ok(())
     }
 
