@@ -52,6 +52,9 @@ impl Objects {
             let idle = o.bare_task(0, "swapper");
             o.g.write_u64_kva(rq + L.rq.idle, idle);
             o.g.write_u64_kva(rq + L.rq.curr, idle);
+            for prio in 0..L.rq.rt_queue_len {
+                o.g.list_init(rq + L.rq.rt + L.rq.rt_active + L.rq.rt_queue + 16 * prio);
+            }
             o.rqs.push((rq, idle));
         }
         o
@@ -172,6 +175,50 @@ impl Objects {
     pub fn run(&mut self, cpu: usize, task: u64) {
         let rq = self.rqs[cpu].0;
         self.g.write_u64_kva(rq + L.rq.curr, task);
+    }
+
+    /// Queues the entity `se` (its `run_node`) in the CFS tree of `cfs_rq`: as the root, or
+    /// as the left child of the leftmost node (the tree needs no balance for a reader).
+    fn cfs_insert(&mut self, cfs_rq: u64, se: u64) {
+        let rb = L.rb;
+        let node = se + L.sched_entity.run_node;
+        let mut link = cfs_rq + L.rq.cfs_tasks_timeline + rb.root;
+        loop {
+            let at = self.g.read_u64_kva(link);
+            if at == 0 {
+                break;
+            }
+            link = at + rb.left;
+        }
+        self.g.write_u64_kva(link, node);
+        self.g
+            .write_u64_kva(cfs_rq + L.rq.cfs_tasks_timeline + rb.leftmost, node);
+    }
+
+    /// Makes `task` runnable on `cpu`'s CFS queue (not running).
+    pub fn enqueue(&mut self, cpu: usize, task: u64) {
+        let cfs_rq = self.rqs[cpu].0 + L.rq.cfs;
+        self.cfs_insert(cfs_rq, task + L.task_struct.se);
+    }
+
+    /// Makes `task` runnable inside a task group on `cpu`: a group entity on the root
+    /// queue whose own `cfs_rq` (`my_q`) holds the task.
+    pub fn enqueue_in_group(&mut self, cpu: usize, task: u64) {
+        let (_, group_se) = self.g.alloc_object(L.sched_entity.my_q + 8);
+        let (_, group_rq) = self.g.alloc_object(L.rq.cfs_tasks_timeline + 16);
+        self.g
+            .write_u64_kva(group_se + L.sched_entity.my_q, group_rq);
+        let cfs_rq = self.rqs[cpu].0 + L.rq.cfs;
+        self.cfs_insert(cfs_rq, group_se);
+        self.cfs_insert(group_rq, task + L.task_struct.se);
+    }
+
+    /// Makes `task` runnable on `cpu`'s RT queue at `prio`.
+    pub fn enqueue_rt(&mut self, cpu: usize, task: u64, prio: u64) {
+        let q = &L.rq;
+        let head = self.rqs[cpu].0 + q.rt + q.rt_active + q.rt_queue + 16 * prio;
+        let node = task + L.task_struct.rt + L.sched_entity.rt_run_list;
+        self.g.list_add_tail(head, node);
     }
 
     /// Unlinks a process from the task list (DKOM task hiding).

@@ -163,6 +163,7 @@ kernel_layout! {
     SchedEntity sched_entity {
         run_node = off("sched_entity.run_node"),
         on_rq = off("sched_entity.on_rq"),
+        my_q = off("sched_entity.my_q"),
         rt_run_list = off("sched_rt_entity.run_list"),
     }
     /// `struct rq` (per-CPU `runqueues`) with its CFS and RT parts.

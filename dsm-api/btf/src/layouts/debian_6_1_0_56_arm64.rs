@@ -44,6 +44,7 @@ pub const DEBIAN_6_1_0_56_ARM64: KernelLayout = KernelLayout {
     sched_entity: SchedEntity {
         run_node: 16, // off(sched_entity.run_node)
         on_rq: 56, // off(sched_entity.on_rq)
+        my_q: 128, // off(sched_entity.my_q)
         rt_run_list: 0, // off(sched_rt_entity.run_list)
     },
     rq: RunQueue {
