@@ -561,6 +561,7 @@ pub fn on_write_fault(
             perform &= runtime.on_watch(guest, &mut drain, checkers, event, &mut out);
         }
     });
+    let paused = state.runtime.phase() == Phase::Paused;
     drop(lock);
     match (store, perform) {
         (Ok(store), true) => {
@@ -585,18 +586,22 @@ pub fn on_write_fault(
             frame.elr += 4;
             WriteFault::Done
         }
-        (_, false) => match response {
-            Some(Response::Pause) => {
+        (_, false) => match (response, paused) {
+            (Some(Response::Pause), _) => {
                 respond(partition, Response::Pause);
                 // Resumed: the write is still refused; the vCPU retries it and traps again.
                 WriteFault::Done
             }
-            _ => {
-                if response.is_some() {
-                    respond(partition, Response::Stop);
-                }
+            // Already paused by an earlier alert: this vCPU stays here too.
+            (None, true) => {
+                hold(usize::from(partition.index));
+                WriteFault::Done
+            }
+            (Some(Response::Stop), _) => {
+                respond(partition, Response::Stop);
                 WriteFault::Stopped
             }
+            (None, false) => WriteFault::Stopped,
         },
     }
 }
