@@ -52,6 +52,9 @@ impl Objects {
             let idle = o.bare_task(0, "swapper");
             o.g.write_u64_kva(rq + L.rq.idle, idle);
             o.g.write_u64_kva(rq + L.rq.curr, idle);
+            for prio in 0..L.rq.rt_queue_len {
+                o.g.list_init(rq + L.rq.rt + L.rq.rt_active + L.rq.rt_queue + 16 * prio);
+            }
             o.rqs.push((rq, idle));
         }
         o
@@ -86,6 +89,8 @@ impl Objects {
         self.g.write_u64_kva(task + t.real_parent, self.init_task);
         self.g.list_init(task + t.tasks);
         self.g.list_init(task + t.thread_group);
+        self.g.list_init(task + t.children);
+        self.g.list_init(task + t.sibling);
         task
     }
 
@@ -97,10 +102,29 @@ impl Objects {
             self.init_task + L.task_struct.tasks,
             task + L.task_struct.tasks,
         );
+        self.g.list_add_tail(
+            self.init_task + L.task_struct.children,
+            task + L.task_struct.sibling,
+        );
         self.attach_pid(task, pid);
         let cred = self.cred(uid, 2);
         self.set_creds(task, cred, cred);
         task
+    }
+
+    /// Makes `parent` the `real_parent` of the process `task` (moves it to its `children`).
+    pub fn reparent(&mut self, task: u64, parent: u64) {
+        let t = L.task_struct;
+        self.g.list_del(task + t.sibling);
+        self.g.list_add_tail(parent + t.children, task + t.sibling);
+        self.g.write_u64_kva(task + t.real_parent, parent);
+    }
+
+    /// Unlinks `task` from its `struct pid` (the pid stays allocated in the IDR).
+    pub fn unlink_pid(&mut self, task: u64) {
+        let pid = self.g.read_u64_kva(task + L.task_struct.thread_pid);
+        let head = pid + L.pid.tasks + 8 * L.pid.type_pid;
+        self.g.write_u64_kva(head, 0);
     }
 
     /// A thread of `leader`: on its `thread_group` ring, not on the task list; shares the
@@ -151,6 +175,50 @@ impl Objects {
     pub fn run(&mut self, cpu: usize, task: u64) {
         let rq = self.rqs[cpu].0;
         self.g.write_u64_kva(rq + L.rq.curr, task);
+    }
+
+    /// Queues the entity `se` (its `run_node`) in the CFS tree of `cfs_rq`: as the root, or
+    /// as the left child of the leftmost node (the tree needs no balance for a reader).
+    fn cfs_insert(&mut self, cfs_rq: u64, se: u64) {
+        let rb = L.rb;
+        let node = se + L.sched_entity.run_node;
+        let mut link = cfs_rq + L.rq.cfs_tasks_timeline + rb.root;
+        loop {
+            let at = self.g.read_u64_kva(link);
+            if at == 0 {
+                break;
+            }
+            link = at + rb.left;
+        }
+        self.g.write_u64_kva(link, node);
+        self.g
+            .write_u64_kva(cfs_rq + L.rq.cfs_tasks_timeline + rb.leftmost, node);
+    }
+
+    /// Makes `task` runnable on `cpu`'s CFS queue (not running).
+    pub fn enqueue(&mut self, cpu: usize, task: u64) {
+        let cfs_rq = self.rqs[cpu].0 + L.rq.cfs;
+        self.cfs_insert(cfs_rq, task + L.task_struct.se);
+    }
+
+    /// Makes `task` runnable inside a task group on `cpu`: a group entity on the root
+    /// queue whose own `cfs_rq` (`my_q`) holds the task.
+    pub fn enqueue_in_group(&mut self, cpu: usize, task: u64) {
+        let (_, group_se) = self.g.alloc_object(L.sched_entity.my_q + 8);
+        let (_, group_rq) = self.g.alloc_object(L.rq.cfs_tasks_timeline + 16);
+        self.g
+            .write_u64_kva(group_se + L.sched_entity.my_q, group_rq);
+        let cfs_rq = self.rqs[cpu].0 + L.rq.cfs;
+        self.cfs_insert(cfs_rq, group_se);
+        self.cfs_insert(group_rq, task + L.task_struct.se);
+    }
+
+    /// Makes `task` runnable on `cpu`'s RT queue at `prio`.
+    pub fn enqueue_rt(&mut self, cpu: usize, task: u64, prio: u64) {
+        let q = &L.rq;
+        let head = self.rqs[cpu].0 + q.rt + q.rt_active + q.rt_queue + 16 * prio;
+        let node = task + L.task_struct.rt + L.sched_entity.rt_run_list;
+        self.g.list_add_tail(head, node);
     }
 
     /// Unlinks a process from the task list (DKOM task hiding).

@@ -57,11 +57,59 @@ fn expect_stopped_by_dsm(run: &RunOutcome) {
 fn a_hooked_syscall_is_caught_and_linux_stopped_while_the_rtos_runs() {
     let run = run("hook_syscall");
     expect_stopped_by_dsm(&run);
+    // The write traps at stage 2 and is refused before the entry changes.
     expect_line(
         &run,
         "[hv]",
-        &["dsm ALERT syscall-table", "syscall entry changed"],
+        &[
+            "dsm ALERT syscall-table",
+            "write to sys_call_table",
+            "event_ns=",
+        ],
     );
+}
+
+#[test]
+fn a_text_patch_is_caught_by_the_event_path_before_it_lands() {
+    let run = run("text_patch");
+    expect_stopped_by_dsm(&run);
+    expect_line(
+        &run,
+        "[hv]",
+        &[
+            "dsm ALERT text-hash",
+            "illegitimate write to kernel text",
+            "event_ns=",
+        ],
+    );
+    // Linux never ran the patched getppid: the script's evidence line never came.
+    if run
+        .lines
+        .iter()
+        .any(|l| l.contains("attack: text_patch: getppid() patched"))
+    {
+        fail(&run, "the patched getppid ran");
+    }
+}
+
+#[test]
+fn a_task_hidden_by_dkom_is_caught() {
+    let run = run("hide_task");
+    expect_stopped_by_dsm(&run);
+    // Usually on its parent's children list; if a pass catches it still running (`sleep`
+    // just started), on its CPU's run queue.
+    expect_line(
+        &run,
+        "[hv]",
+        &["dsm ALERT hidden-tasks", "task hidden from the task list"],
+    );
+}
+
+#[test]
+fn a_cred_overwritten_in_place_is_caught() {
+    let run = run("cred_overwrite");
+    expect_stopped_by_dsm(&run);
+    expect_line(&run, "[hv]", &["dsm ALERT creds", "uid 0 without exec"]);
 }
 
 #[test]
@@ -98,4 +146,16 @@ fn the_benign_workload_raises_nothing() {
     for checker in CHECKERS {
         expect_line(&run, "[hv]", &[&format!("dsm pass {checker} #1: ")]);
     }
+    // Text and rodata were write-protected, and Linux's own patches (ftrace, kprobe) went
+    // through the event path.
+    expect_line(
+        &run,
+        "[hv]",
+        &["dsm: writes to ", "trap (stage 2 read-only)"],
+    );
+    expect_line(
+        &run,
+        "[hv]",
+        &["dsm: watched write #1 ", "judged and performed"],
+    );
 }

@@ -33,9 +33,8 @@ pub const ATTACKS: &[Attack] = &[
     },
     Attack {
         name: "hide_task",
-        // It also unlinks the task from its pid, and a sleeping task is not on a CPU:
-        // `hidden-tasks` sees it in none of its views.
-        checker: None,
+        // Asleep and unlinked from its pid too: found on its parent's children list.
+        checker: Some("hidden-tasks"),
         what: "unlinks a task from the task list and its pid (DKOM)",
     },
     Attack {
@@ -45,9 +44,7 @@ pub const ATTACKS: &[Attack] = &[
     },
     Attack {
         name: "cred_overwrite",
-        // `creds` runs (a pass every period) but raised nothing in a run where the victim
-        // lived 3 s as root; why is still open.
-        checker: None,
+        checker: Some("creds"),
         what: "sets a task's uid/gid to 0 in place",
     },
 ];

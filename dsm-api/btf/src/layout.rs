@@ -144,6 +144,8 @@ kernel_layout! {
         tgid = off("task_struct.tgid"),
         /// The parent that forked it (credential checks compare a new task with it).
         real_parent = off("task_struct.real_parent"),
+        children = off("task_struct.children"),
+        sibling = off("task_struct.sibling"),
         group_leader = off("task_struct.group_leader"),
         thread_group = off("task_struct.thread_group"),
         thread_pid = off("task_struct.thread_pid"),
@@ -161,6 +163,7 @@ kernel_layout! {
     SchedEntity sched_entity {
         run_node = off("sched_entity.run_node"),
         on_rq = off("sched_entity.on_rq"),
+        my_q = off("sched_entity.my_q"),
         rt_run_list = off("sched_rt_entity.run_list"),
     }
     /// `struct rq` (per-CPU `runqueues`) with its CFS and RT parts.

@@ -80,10 +80,12 @@ hide_module)
 	say "gone from /proc/modules, /sys/module/hide_module still there"
 	;;
 cred_overwrite)
-	# An unprivileged shell waits for its creds to change, then reports its ids.
+	# An unprivileged shell waits for its creds to change, reports its ids, and then keeps
+	# its root shell a while, as an escalation would (a task that gains root and exits
+	# within one DSM period can slip between two periodic checks).
 	rm -f /tmp/cred_go
 	$D/runas 1000 1000 \
-		sh -c 'echo "before: $(id -u) $(id -g)"; while [ ! -e /tmp/cred_go ]; do sleep 0.1; done; echo "after: $(id -u) $(id -g)"' >/tmp/cred_out &
+		sh -c 'echo "before: $(id -u) $(id -g)"; while [ ! -e /tmp/cred_go ]; do sleep 0.1; done; echo "after: $(id -u) $(id -g)"; sleep 2' >/tmp/cred_out &
 	victim=$!
 	sleep 1
 	insmod $D/cred_overwrite.ko pid=$victim || fail "insmod"

@@ -195,3 +195,42 @@ fn a_cred_lent_by_override_creds_is_not_sharing() {
     s.pass();
     assert!(s.o.g.findings.is_empty(), "{:?}", s.o.g.findings);
 }
+
+/// One check (one period).
+fn check_once(s: &mut Sys) {
+    let mut b = Budget::new(PASS_COST);
+    assert_eq!(s.c.check(&mut s.o.g, &mut b), Ok(Progress::Done));
+}
+
+#[test]
+fn the_cred_overwrite_attack_is_caught_in_the_first_pass_after_it() {
+    // attack.sh: a root shell forks `runas`, which drops to 1000 and execs `sh`; later a
+    // module writes 0 over every id of that `sh`'s cred, in place, and the shell exits
+    // a moment later: one pass may be all that sees it.
+    let mut s = Sys::new();
+    let root_sh = s.o.spawn(40, "sh", 0);
+    check_once(&mut s);
+    let victim = s.o.spawn(41, "runas", 0);
+    s.o.g.write_u64_kva(victim + T.real_parent, root_sh);
+    let exec_id = s.o.g.read_u64_kva(root_sh + T.self_exec_id);
+    s.o.g.write_u64_kva(victim + T.self_exec_id, exec_id);
+    check_once(&mut s);
+    let user = s.o.cred(1000, 2);
+    s.o.set_creds(victim, user, user);
+    s.exec(victim);
+    check_once(&mut s);
+    check_once(&mut s);
+    assert!(s.o.g.findings.is_empty(), "{:?}", s.o.g.findings);
+    for field in [
+        C.uid, C.gid, C.suid, C.sgid, C.euid, C.egid, C.fsuid, C.fsgid,
+    ] {
+        s.o.set_id(user, field, 0);
+    }
+    check_once(&mut s);
+    assert_eq!(s.whats(), ["uid 0 without exec"]);
+    let f = s.o.g.findings[0];
+    assert_eq!((f.at, f.expected, f.found), (victim, 1000, 0));
+    check_once(&mut s);
+    check_once(&mut s);
+    assert_eq!(s.o.g.findings.len(), 1, "raised once while it lasts");
+}

@@ -10,23 +10,31 @@
 //! - the run queues: each CPU's `rq->curr` must be visible, or be that CPU's idle task, or be
 //!   exiting (`PF_EXITING`: a task that reaped itself runs briefly after leaving the list).
 //!
-//! A task in either view but not in the task list is reported: `at` is the task's VA,
+//! - the run queues' waiting tasks: each CPU's CFS trees (through task groups) and RT
+//!   priority lists; a task cannot leave them and still be scheduled;
+//! - the children lists: every process is on its `real_parent`'s `children` list (linked by
+//!   `sibling`), which neither `ps` nor `/proc` reads, so a task unlinked from `tasks` and
+//!   from its `struct pid` (and asleep) is still found there.
+//!
+//! A task in any of these views but not in the task list is reported: `at` is the task's VA,
 //! `expected` the task-list head, `found` its pid. Lists or IDR nodes that cannot be walked
 //! (pointers outside RAM, broken links, cycles, too many steps, wrong node shifts) are
 //! findings too; the cross-view is skipped for that pass. Each pass runs with the guest
 //! stopped, and a finding is raised once two passes in a row see it (the kernel may be
 //! paused inside `__unhash_process`).
 //!
-//! Not covered: a task removed from every view (list, IDR and not running when checked),
-//! and the CFS/RT queues of runnable-but-not-running tasks (group scheduling entities make
-//! them ambiguous without more layout); `rq->curr` catches a hidden task whenever it runs.
+//! Not covered: a task removed from every view (list, IDR, its parent's children) that is
+//! neither running nor runnable when checked, such as one asleep until a timer; RT group
+//! scheduling (off in the pinned kernel).
 //!
 //! Symbols (data, not in kallsyms): `init_task`, `init_pid_ns`, `runqueues`,
 //! `__per_cpu_offset`, from [`dsm_api::xref::data_symbol`].
 #![no_std]
 #![forbid(unsafe_code)]
 
-use dsm_api::kmem::{step, AddrSet, KernelMemory, ListFault, ReportOnce, Stop, TaskLists};
+use dsm_api::kmem::{
+    step, AddrSet, KernelMemory, ListFault, ListShape, ReportOnce, Stop, TaskLists,
+};
 use dsm_api::xref::data_symbol;
 use dsm_api::{Budget, CheckError, Checker, Finding, Guest, Progress, StopTheWorld};
 use dsm_btf::KernelLayout;
@@ -37,11 +45,17 @@ pub const MAX_TASKS: usize = 4096;
 /// Most IDR nodes visited (64 pids per leaf).
 pub const MAX_IDR_NODES: usize = 256;
 /// Budget units are objects read; the pass is atomic, so the budget must cover it.
-pub const PASS_COST: u64 = 3 * MAX_TASKS as u64 + MAX_IDR_NODES as u64;
+pub const PASS_COST: u64 = 7 * MAX_TASKS as u64 + MAX_IDR_NODES as u64 + 8 * 100;
 /// `PF_EXITING` in `task_struct.flags` (a `#define`, so not in BTF).
 pub const PF_EXITING: u32 = 0x4;
 /// xarray entries tagged `0b10` are internal; above this value they point at nodes.
 const XA_NODE_MIN: u64 = 4096;
+/// CFS queues followed per CPU: the root and the task groups' (autogroups, cgroups).
+const MAX_CFS_QUEUES: usize = 64;
+/// Explicit stack of a red-black tree walk: a valid tree of 4096 nodes is at most 24 deep.
+const MAX_RB_DEPTH: usize = 64;
+/// RT priority lists (`MAX_RT_PRIO`).
+const MAX_RT_PRIO: u64 = 100;
 /// Bits of index per xarray level (`XA_CHUNK_SHIFT`).
 const XA_CHUNK_SHIFT: u8 = 6;
 
@@ -112,6 +126,9 @@ impl HiddenTasksChecker {
             )?;
         }
 
+        let mut seen = [0u64; 16];
+        let mut nseen = hidden.len();
+        seen[..nseen].copy_from_slice(hidden.as_slice());
         for cpu in 0..g.vcpus() as u64 {
             step(budget)?;
             let off = b.mem.u64(&*g, b.per_cpu_offset.wrapping_add(8 * cpu))?;
@@ -124,8 +141,42 @@ impl HiddenTasksChecker {
             let flags = b.mem.u32(&*g, curr.wrapping_add(l.task_struct.flags))?;
             if flags & PF_EXITING == 0 {
                 self.report_hidden(&mut *g, b, curr, "running task hidden from the task list")?;
+                if nseen < seen.len() {
+                    seen[nseen] = curr;
+                    nseen += 1;
+                }
             }
         }
+        for cpu in 0..g.vcpus() as u64 {
+            let off = b.mem.u64(&*g, b.per_cpu_offset.wrapping_add(8 * cpu))?;
+            let rq = b.runqueues.wrapping_add(off);
+            let mut queued = AddrSet::<8>::new();
+            match self.queued_tasks(&*g, b, rq, budget, &mut queued) {
+                Ok(()) => {}
+                Err(Stop::Check(e)) => return Err(e),
+                Err(Stop::Fault(f)) => {
+                    let what = "run queue malformed";
+                    self.once
+                        .report(&mut *g, Finding::new(NAME, what, f.at(), rq, f.found()));
+                }
+            }
+            for &task in queued.as_slice() {
+                if seen[..nseen].contains(&task) {
+                    continue;
+                }
+                let flags = b.mem.u32(&*g, task.wrapping_add(l.task_struct.flags))?;
+                if flags & PF_EXITING != 0 {
+                    continue;
+                }
+                self.report_hidden(&mut *g, b, task, "queued task hidden from the task list")?;
+                if nseen < seen.len() {
+                    seen[nseen] = task;
+                    nseen += 1;
+                }
+            }
+        }
+        // Last, so a task the views above found is reported once, by them.
+        self.walk_children(&mut *g, b, budget, &seen[..nseen])?;
         self.once.end_pass();
         Ok(())
     }
@@ -142,6 +193,126 @@ impl HiddenTasksChecker {
         let head = b.init_task.wrapping_add(l.task_struct.tasks);
         self.once
             .report(g, Finding::new(NAME, what, task, head, u64::from(pid)));
+        Ok(())
+    }
+
+    /// Runnable tasks of the run queue at `rq` that the task list does not show (up to 8):
+    /// the CFS red-black trees (the root `cfs_rq` and, through group entities' `my_q`, the
+    /// task groups' queues) and the RT priority lists. A task cannot leave these and still
+    /// be scheduled. The running task is not queued; `rq->curr` covers it.
+    fn queued_tasks(
+        &self,
+        g: &dyn Guest,
+        b: Baseline,
+        rq: u64,
+        budget: &mut Budget,
+        hidden: &mut AddrSet<8>,
+    ) -> Result<(), Stop> {
+        let l = self.layout;
+        let mut judge = |task: u64| {
+            if !self.visible.contains(task) {
+                let _ = hidden.push(task);
+            }
+        };
+        // CFS: queues to walk (the root, then groups found on the way), and per tree an
+        // explicit stack of nodes still to visit. Every node costs a step, so a cycle ends.
+        let mut queues = [0u64; MAX_CFS_QUEUES];
+        queues[0] = rq.wrapping_add(l.rq.cfs);
+        let mut nqueues = 1;
+        let mut q = 0;
+        while q < nqueues {
+            let tree = queues[q].wrapping_add(l.rq.cfs_tasks_timeline + l.rb.root);
+            q += 1;
+            // `rb_root` holds only `rb_node`.
+            let mut stack = [0u64; MAX_RB_DEPTH];
+            let mut depth = 0;
+            let root = b.mem.u64(g, tree)?;
+            if root != 0 {
+                stack[0] = root;
+                depth = 1;
+            }
+            while depth > 0 {
+                depth -= 1;
+                let node = stack[depth];
+                step(budget)?;
+                let se = node.wrapping_sub(l.sched_entity.run_node);
+                let my_q = b.mem.u64(g, se.wrapping_add(l.sched_entity.my_q))?;
+                if my_q != 0 {
+                    push_bounded(&mut queues, &mut nqueues, my_q, tree)?;
+                } else {
+                    judge(se.wrapping_sub(l.task_struct.se));
+                }
+                for side in [l.rb.right, l.rb.left] {
+                    let child = b.mem.u64(g, node.wrapping_add(side))?;
+                    if child != 0 {
+                        push_bounded(&mut stack, &mut depth, child, tree)?;
+                    }
+                }
+            }
+        }
+        // RT: one list per priority, of `sched_rt_entity.run_list` (no RT group scheduling
+        // in the pinned kernel, so every entity is a task's).
+        let shape = ListShape {
+            next: l.list_head.next,
+            prev: l.list_head.prev,
+        };
+        let array = rq.wrapping_add(l.rq.rt + l.rq.rt_active + l.rq.rt_queue);
+        for prio in 0..l.rq.rt_queue_len.min(MAX_RT_PRIO) {
+            step(budget)?;
+            let head = array.wrapping_add(l.list_head.size * prio);
+            b.mem.walk_list(g, head, shape, MAX_TASKS, |node| {
+                step(budget)?;
+                let rt = node.wrapping_sub(l.sched_entity.rt_run_list);
+                judge(rt.wrapping_sub(l.task_struct.rt));
+                Ok::<(), Stop>(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The children lists: every process but `init_task` is on its `real_parent`'s
+    /// `children` list (linked by `sibling`), which `ps` never reads, so unlinking `tasks`
+    /// and the pid leaves it there. A child the task list does not show is reported.
+    fn walk_children(
+        &mut self,
+        g: &mut dyn Guest,
+        b: Baseline,
+        budget: &mut Budget,
+        reported: &[u64],
+    ) -> Result<(), CheckError> {
+        let l = self.layout;
+        let shape = ListShape {
+            next: l.list_head.next,
+            prev: l.list_head.prev,
+        };
+        let mut hidden = AddrSet::<8>::new();
+        for i in 0..self.visible.len() {
+            step(budget)?;
+            let parent = self.visible.as_slice()[i];
+            let head = parent.wrapping_add(l.task_struct.children);
+            let visible = &self.visible;
+            let walked = b.mem.walk_list(&*g, head, shape, MAX_TASKS, |node| {
+                step(budget)?;
+                let child = node.wrapping_sub(l.task_struct.sibling);
+                if !visible.contains(child) && !reported.contains(&child) {
+                    let _ = hidden.push(child);
+                }
+                Ok::<(), Stop>(())
+            });
+            match walked {
+                Ok(_) => {}
+                Err(Stop::Check(e)) => return Err(e),
+                Err(Stop::Fault(f)) => {
+                    let what = "children list malformed";
+                    self.once
+                        .report(g, Finding::new(NAME, what, f.at(), head, f.found()));
+                }
+            }
+        }
+        for &task in hidden.as_slice() {
+            let what = "child task hidden from the task list";
+            self.report_hidden(g, b, task, what)?;
+        }
         Ok(())
     }
 
@@ -261,6 +432,17 @@ impl HiddenTasksChecker {
         let link = l.task_struct.pid_links + l.hlist_node.size * l.pid.type_pid;
         Ok(Some(first.wrapping_sub(link)))
     }
+}
+
+/// Appends `v` to `items[..*len]`; a full array is a structure too big to be real.
+fn push_bounded(items: &mut [u64], len: &mut usize, v: u64, head: u64) -> Result<(), Stop> {
+    let limit = items.len();
+    let slot = items
+        .get_mut(*len)
+        .ok_or(ListFault::TooLong { head, limit })?;
+    *slot = v;
+    *len += 1;
+    Ok(())
 }
 
 fn is_node(entry: u64) -> bool {

@@ -77,6 +77,77 @@ fn a_running_task_hidden_from_list_and_idr_is_found_on_its_cpu() {
 }
 
 #[test]
+fn a_sleeping_task_unlinked_from_list_and_pid_is_found_on_its_parents_children() {
+    // What the hide_task module does: `tasks` and the pid links go, the task sleeps.
+    let (mut o, t) = system();
+    let sleeper = o.spawn(40, "sleep", 1000);
+    o.reparent(sleeper, t[2]);
+    let mut c = baseline(&mut o);
+    o.hide(sleeper);
+    o.unlink_pid(sleeper);
+    pass(&mut c, &mut o);
+    assert_eq!(whats(&o), ["child task hidden from the task list"]);
+    let f = o.g.findings[0];
+    assert_eq!((f.at, f.found), (sleeper, 40));
+    pass(&mut c, &mut o);
+    assert_eq!(o.g.findings.len(), 1, "raised once while it lasts");
+}
+
+#[test]
+fn a_runnable_task_hidden_everywhere_else_is_found_on_its_run_queue() {
+    // Unlinked from the list, its pid and its parent's children; waiting to run.
+    for queue in ["cfs", "group", "rt"] {
+        let (mut o, t) = system();
+        let mut c = baseline(&mut o);
+        let sh = t[2];
+        o.hide(sh);
+        o.unlink_pid(sh);
+        o.g.list_del(sh + L.task_struct.sibling);
+        pass(&mut c, &mut o);
+        assert!(o.g.findings.is_empty(), "asleep: nowhere to be seen");
+        match queue {
+            "cfs" => o.enqueue(0, sh),
+            "group" => o.enqueue_in_group(1, sh),
+            _ => o.enqueue_rt(2, sh, 10),
+        }
+        pass(&mut c, &mut o);
+        assert_eq!(
+            whats(&o),
+            ["queued task hidden from the task list"],
+            "{queue}"
+        );
+        assert_eq!(o.g.findings[0].at, sh);
+    }
+}
+
+#[test]
+fn visible_queued_tasks_raise_nothing() {
+    let (mut o, t) = system();
+    o.enqueue(0, t[0]);
+    o.enqueue(0, t[1]);
+    o.enqueue_in_group(1, t[2]);
+    o.enqueue_rt(2, t[3], 99);
+    let mut c = baseline(&mut o);
+    pass(&mut c, &mut o);
+    assert!(o.g.findings.is_empty(), "{:?}", o.g.findings);
+}
+
+#[test]
+fn a_broken_children_list_is_a_finding() {
+    let (mut o, t) = system();
+    let mut c = baseline(&mut o);
+    // The shell's `sibling.prev` no longer points back at init's children head.
+    let sh = t[2];
+    o.g.write_u64_kva(sh + L.task_struct.sibling + L.list_head.prev, 0x1234);
+    pass(&mut c, &mut o);
+    assert!(
+        whats(&o).contains(&"children list malformed"),
+        "{:?}",
+        whats(&o)
+    );
+}
+
+#[test]
 fn hiding_a_leader_hides_its_threads_too() {
     let (mut o, t) = system();
     let mut c = baseline(&mut o);

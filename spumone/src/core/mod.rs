@@ -21,6 +21,7 @@ pub mod vgic;
 pub mod vpsci;
 pub mod vsgi;
 pub mod vuart;
+pub mod watch;
 
 /// Most physical cores spumone supports (stacks and per-core state are sized by it).
 pub const MAX_CORES: usize = 8;

@@ -144,6 +144,16 @@ impl<'a> TablePool<'a> {
         }
     }
 
+    /// A pool whose first `used` tables already hold a tree (see [`Stage2::reopen`]).
+    pub fn resume(tables: &'a mut [Table], base_pa: u64, used: usize) -> Self {
+        let used = used.min(tables.len());
+        Self {
+            tables,
+            base_pa,
+            used,
+        }
+    }
+
     /// Tables handed out so far (including any skipped to align the root).
     pub fn used(&self) -> usize {
         self.used
@@ -299,6 +309,23 @@ impl<'a> Stage2<'a> {
         })
     }
 
+    /// The tree built earlier in `pool` with its root at table `root_index` (from
+    /// [`Stage2::root_index`]), to change it later (write watches).
+    pub fn reopen(pool: TablePool<'a>, root_index: usize) -> Self {
+        Self {
+            pool,
+            root: TableRef {
+                first: root_index,
+                entries: ROOT_TABLES * ENTRIES,
+            },
+        }
+    }
+
+    /// Index of the root's first table in the pool.
+    pub fn root_index(&self) -> usize {
+        self.root.first
+    }
+
     /// Physical address of the root table (for `VTTBR_EL2.BADDR`).
     pub fn root_pa(&self) -> u64 {
         self.pool.pa_of(self.root.first)
@@ -316,7 +343,7 @@ impl<'a> Stage2<'a> {
 
     /// Maps `[ipa, ipa + size)` to the same physical addresses with `attrs`.
     pub fn map(&mut self, ipa: u64, size: u64, attrs: S2Attrs) -> Result<(), Stage2Error> {
-        self.apply_checked(ipa, size, Op::Map(attrs))
+        self.apply_checked(ipa, size, Op::Map(attrs), &mut |_| {})
     }
 
     /// Changes the attributes of the mapped range `[ipa, ipa + size)`, splitting blocks
@@ -324,7 +351,21 @@ impl<'a> Stage2<'a> {
     /// splitting a block is not break-before-make, so do it while the partition's vCPUs
     /// are stopped.
     pub fn protect(&mut self, ipa: u64, size: u64, attrs: S2Attrs) -> Result<(), Stage2Error> {
-        self.apply_checked(ipa, size, Op::Protect(attrs))
+        self.apply_checked(ipa, size, Op::Protect(attrs), &mut |_| {})
+    }
+
+    /// [`Self::protect`] for live tables, break-before-make: a block being split is first
+    /// made invalid and `flush(block base)` is called (it must invalidate the stage-2 TLB
+    /// entries for it on every core) before the table replaces it. The caller still
+    /// invalidates the TLBs after it, for the permission changes.
+    pub fn protect_live(
+        &mut self,
+        ipa: u64,
+        size: u64,
+        attrs: S2Attrs,
+        flush: &mut dyn FnMut(u64),
+    ) -> Result<(), Stage2Error> {
+        self.apply_checked(ipa, size, Op::Protect(attrs), flush)
     }
 
     /// Walks the tables: the physical address, attributes and level of the leaf for `ipa`.
@@ -414,7 +455,13 @@ impl<'a> Stage2<'a> {
         }
     }
 
-    fn apply_checked(&mut self, ipa: u64, size: u64, op: Op) -> Result<(), Stage2Error> {
+    fn apply_checked(
+        &mut self,
+        ipa: u64,
+        size: u64,
+        op: Op,
+        flush: &mut dyn FnMut(u64),
+    ) -> Result<(), Stage2Error> {
         if !ipa.is_multiple_of(PAGE_SIZE) || !size.is_multiple_of(PAGE_SIZE) {
             return Err(Stage2Error::Unaligned);
         }
@@ -429,7 +476,7 @@ impl<'a> Stage2<'a> {
         if needed > self.pool.free() {
             return Err(Stage2Error::PoolExhausted);
         }
-        self.apply(self.root, ROOT_LEVEL, ipa, end, op)
+        self.apply(self.root, ROOT_LEVEL, ipa, end, op, flush)
     }
 
     /// Validates `[start, end)` for `op` without writing; returns the tables it will need.
@@ -476,6 +523,7 @@ impl<'a> Stage2<'a> {
         start: u64,
         end: u64,
         op: Op,
+        flush: &mut dyn FnMut(u64),
     ) -> Result<(), Stage2Error> {
         let size = block_size(level);
         let leaf_type = if level == 3 { DESC_TABLE_OR_PAGE } else { 0 };
@@ -500,12 +548,15 @@ impl<'a> Stage2<'a> {
                     continue;
                 }
                 (Entry::Leaf(desc), Op::Protect(_)) => {
+                    // Break before make.
+                    self.set(table, index, 0);
+                    flush(entry_base);
                     self.new_table(table, index, Some((desc, entry_base, level + 1)))?
                 }
                 (Entry::Leaf(_), Op::Map(_)) => return Err(Stage2Error::Overlap),
                 (Entry::Invalid, Op::Protect(_)) => return Err(Stage2Error::NotMapped),
             };
-            self.apply(next, level + 1, addr, chunk_end, op)?;
+            self.apply(next, level + 1, addr, chunk_end, op, flush)?;
             addr = chunk_end;
         }
         Ok(())
@@ -941,5 +992,55 @@ mod tests {
         assert_eq!(fresh_tables(1, 0x4400_1000, 0x4450_1000), 3);
         // A partial 2 MiB entry: one level-3 table.
         assert_eq!(fresh_tables(2, 0x4400_1000, 0x4400_3000), 1);
+    }
+
+    #[test]
+    fn write_watch_of_kernel_text_splits_only_the_edge_blocks() {
+        // Linux's partition and an Image whose text + rodata start and end mid-block.
+        let mut tables = pool(16);
+        let (before, used, root) = {
+            let mut s2 = Stage2::new(TablePool::new(&mut tables, POOL_BASE)).unwrap();
+            s2.map(0x4800_0000, 0x7000_0000, S2Attrs::RAM).unwrap();
+            (s2.stats(), s2.tables_used(), s2.root_index())
+        };
+        // Later, from the DSM: reopen the same tree and write-protect the range.
+        let mut s2 = Stage2::reopen(TablePool::resume(&mut tables, POOL_BASE, used), root);
+        assert_eq!(s2.stats(), before, "reopening keeps the tree");
+        let ro = S2Attrs {
+            write: false,
+            ..S2Attrs::RAM
+        };
+        let (start, end) = (0x4821_0000, 0x4990_3000);
+        let mut flushed = Vec::new();
+        s2.protect_live(start, end - start, ro, &mut |base| flushed.push(base))
+            .unwrap();
+        assert_eq!(
+            flushed,
+            [0x4820_0000, 0x4980_0000],
+            "each split block broken first"
+        );
+        let after = s2.stats();
+        // Two 2 MiB blocks split into pages; the 10 whole ones in between stay blocks.
+        assert_eq!(after.l3_tables, before.l3_tables + 2);
+        assert_eq!(after.mib_blocks, before.mib_blocks - 2);
+        assert_eq!(after.pages, before.pages + 2 * 512);
+        assert_eq!(s2.tables_used(), used + 2);
+        for (ipa, writable) in [
+            (start - 0x1000, true),
+            (start, false),
+            (0x4880_0000, false),
+            (end - 0x1000, false),
+            (end, true),
+        ] {
+            let (pa, attrs, _) = s2.translate(ipa).unwrap();
+            assert_eq!(
+                (pa, attrs.write, attrs.read, attrs.exec),
+                (ipa, writable, true, true)
+            );
+        }
+        // Lifting the watch makes it writable again without new tables.
+        s2.protect(start, end - start, S2Attrs::RAM).unwrap();
+        assert_eq!(s2.tables_used(), used + 2);
+        assert!(s2.translate(start).unwrap().1.write);
     }
 }

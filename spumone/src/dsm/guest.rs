@@ -7,6 +7,8 @@ use dsm_api::{
     PhysRange, SysReg, WatchId,
 };
 
+use crate::hvcore::watch::{self, Watch, WatchTable};
+
 /// Most RAM ranges a partition has (as the board allows).
 pub const MAX_RAM: usize = 8;
 /// Findings kept between two drains by the runtime; more are counted, not kept.
@@ -54,6 +56,12 @@ pub trait Backend {
     /// Holds every vCPU of the partition in the hypervisor; `false` if one did not stop.
     fn pause(&mut self) -> bool;
     fn resume(&mut self);
+    /// Makes the pages `[base, base + size)` read-only (`writable` false) or writable again
+    /// at stage 2, with the TLB maintenance that needs; `false` if it could not.
+    fn protect(&mut self, base: u64, size: u64, writable: bool) -> bool {
+        let _ = (base, size, writable);
+        false
+    }
 }
 
 /// A Linux partition as the checkers see it.
@@ -73,6 +81,8 @@ pub struct LinuxGuest<B> {
     dropped: u32,
     /// Completed checker passes (the heartbeat a host-side proxy will be sent).
     heartbeats: u32,
+    /// Write watches (stage-2 read-only pages).
+    watches: WatchTable,
 }
 
 impl<B: Backend> LinuxGuest<B> {
@@ -99,6 +109,7 @@ impl<B: Backend> LinuxGuest<B> {
             findings: heapless::Deque::new(),
             dropped: 0,
             heartbeats: 0,
+            watches: WatchTable::new(),
         }
     }
 
@@ -153,10 +164,22 @@ impl<B: Backend> LinuxGuest<B> {
         sealed
     }
 
-    /// Forgets the kernel's place (the partition restarted with a new slide).
+    /// Forgets the kernel's place (the partition restarted with a new slide) and its
+    /// watches (the restart made its memory writable again).
     pub fn forget_kernel(&mut self) {
         self.kernel = None;
         self.swapper = None;
+        self.watches.clear();
+    }
+
+    /// The watch holding any byte of `[pa, pa + len)`.
+    pub fn watched(&self, pa: u64, len: u64) -> Option<WatchId> {
+        self.watches.find(pa, len).map(|w| WatchId(w.id))
+    }
+
+    /// Whether a write fault at `pa` comes from a watch: its page is write-protected.
+    pub fn page_watched(&self, pa: u64) -> bool {
+        self.watches.page_watched(pa)
     }
 
     /// `vcpu`'s captured registers, unless they were caught mid-switch: at EL1 with a TTBR1
@@ -239,13 +262,41 @@ impl<B: Backend> Guest for LinuxGuest<B> {
         self.backend.resume();
     }
 
-    /// Stage-2 watches come with the event path (a later step); checkers fall back to their
-    /// periodic passes.
-    fn watch(&mut self, _range: PhysRange, _access: Access) -> Result<WatchId, GuestError> {
-        Err(GuestError::WatchUnavailable)
+    /// Write watches only (stage-2 write protection of whole pages, inside the partition's
+    /// RAM); execute watches are not offered.
+    fn watch(&mut self, range: PhysRange, access: Access) -> Result<WatchId, GuestError> {
+        let inside = self
+            .ram()
+            .iter()
+            .any(|r| r.contains_range(range.start, range.len));
+        if access != Access::Write || range.len == 0 || !inside {
+            return Err(GuestError::WatchUnavailable);
+        }
+        let w = self
+            .watches
+            .add(range.start, range.len)
+            .ok_or(GuestError::WatchUnavailable)?;
+        let (base, size) = watch::pages(range.start, range.len);
+        if !self.backend.protect(base, size, false) {
+            self.watches.remove(w.id);
+            return Err(GuestError::WatchUnavailable);
+        }
+        Ok(WatchId(w.id))
     }
 
-    fn unwatch(&mut self, _id: WatchId) {}
+    fn unwatch(&mut self, id: WatchId) {
+        let Some(w) = self.watches.remove(id.0) else {
+            return;
+        };
+        let (base, size) = watch::pages(w.base, w.size);
+        self.backend.protect(base, size, true);
+        // Pages shared with the remaining watches stay protected.
+        let rest: heapless::Vec<Watch, { watch::MAX_WATCHES }> = self.watches.iter().collect();
+        for w in rest {
+            let (base, size) = watch::pages(w.base, w.size);
+            self.backend.protect(base, size, false);
+        }
+    }
 
     fn report(&mut self, finding: Finding) {
         if self.findings.push_back(finding).is_err() {
@@ -284,6 +335,8 @@ mod tests {
         pauses: usize,
         resumes: usize,
         pause_ok: bool,
+        protect_ok: bool,
+        protects: std::vec::Vec<(u64, u64, bool)>,
     }
 
     impl Backend for Fake {
@@ -301,6 +354,12 @@ mod tests {
         fn resume(&mut self) {
             self.resumes += 1;
         }
+        fn protect(&mut self, base: u64, size: u64, writable: bool) -> bool {
+            if self.protect_ok {
+                self.protects.push((base, size, writable));
+            }
+            self.protect_ok
+        }
     }
 
     fn guest(regs: Option<VcpuRegs>) -> LinuxGuest<Fake> {
@@ -311,6 +370,8 @@ mod tests {
             pauses: 0,
             resumes: 0,
             pause_ok: true,
+            protect_ok: true,
+            protects: std::vec::Vec::new(),
         };
         let ram = [
             PhysRange::new(0x4800_0000, 0x1000),
@@ -424,9 +485,49 @@ mod tests {
             let _stw = dsm_api::StopTheWorld::new(&mut g).unwrap();
         }
         assert_eq!((g.backend.pauses, g.backend.resumes), (2, 2));
+    }
+
+    #[test]
+    fn write_watches_protect_whole_pages_and_unwatch_keeps_shared_ones() {
+        let mut g = guest(None);
+        // The backend refuses: no watch.
+        g.backend_mut().protect_ok = false;
         assert_eq!(
             g.watch(PhysRange::new(0x4800_0000, 8), Access::Write),
             Err(GuestError::WatchUnavailable)
         );
+        assert_eq!(g.watched(0x4800_0000, 8), None);
+        g.backend_mut().protect_ok = true;
+        for bad in [
+            (PhysRange::new(0x4800_0000, 8), Access::Execute),
+            (PhysRange::new(0x4800_1ff8, 16), Access::Write),
+            (PhysRange::new(0x4800_0000, 0), Access::Write),
+        ] {
+            assert_eq!(g.watch(bad.0, bad.1), Err(GuestError::WatchUnavailable));
+        }
+        let a = g
+            .watch(PhysRange::new(0x4800_0010, 8), Access::Write)
+            .unwrap();
+        let b = g
+            .watch(PhysRange::new(0x4800_0800, 0x800), Access::Write)
+            .unwrap();
+        assert_eq!(g.watched(0x4800_0014, 4), Some(a));
+        assert_eq!(g.watched(0x4800_0ffc, 4), Some(b));
+        assert_eq!(g.watched(0x4800_0100, 4), None);
+        assert!(g.page_watched(0x4800_0100), "on a protected page");
+        assert_eq!(
+            g.backend.protects,
+            [(0x4800_0000, 0x1000, false), (0x4800_0000, 0x1000, false)]
+        );
+        g.backend_mut().protects.clear();
+        g.unwatch(a);
+        assert_eq!(g.watched(0x4800_0010, 8), None);
+        // Unprotected, then the page shared with `b` protected again.
+        assert_eq!(
+            g.backend.protects,
+            [(0x4800_0000, 0x1000, true), (0x4800_0000, 0x1000, false)]
+        );
+        g.forget_kernel();
+        assert_eq!(g.watched(0x4800_0ffc, 4), None, "a restart drops them");
     }
 }

@@ -11,7 +11,7 @@
 //! checking and tell the caller to freeze or stop the partition.
 
 use board::rt::DsmPolicy;
-use dsm_api::{Budget, CheckError, Checker, Finding, Guest, GuestError, Progress};
+use dsm_api::{Budget, CheckError, Checker, Finding, Guest, GuestError, Progress, WatchEvent};
 
 /// Where the runtime is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,6 +256,35 @@ impl<const N: usize> Runtime<N> {
         }
         self.respond_to_findings(guest, drain, out);
         Some(i)
+    }
+
+    /// A trapped write to a watched range, before it lands: every checker with a baseline
+    /// judges it ([`Checker::on_watch`]) and its findings go through the policy at once.
+    /// Returns whether the write may be performed: yes unless the policy paused or stopped
+    /// the partition (with `log` an illegitimate write is reported and let through).
+    pub fn on_watch<G: Guest>(
+        &mut self,
+        guest: &mut G,
+        drain: &mut dyn FnMut(&mut G) -> Option<Finding>,
+        checkers: &mut [&mut dyn Checker],
+        event: &WatchEvent,
+        out: &mut dyn FnMut(Event),
+    ) -> bool {
+        if self.phase == Phase::Running {
+            for (slot, checker) in self.slots.iter().zip(checkers.iter_mut()) {
+                if slot.off || slot.retry_baseline {
+                    continue;
+                }
+                if let Err(error) = checker.on_watch(guest, event) {
+                    out(Event::CheckFailed {
+                        checker: checker.name(),
+                        error,
+                    });
+                }
+            }
+            self.respond_to_findings(guest, drain, out);
+        }
+        !matches!(self.phase, Phase::Paused | Phase::Stopped)
     }
 
     fn respond_to_findings<G>(
@@ -717,5 +746,85 @@ mod tests {
         }
         assert_eq!(f.0, 3, "at 0, 100 and 200 ms");
         assert_eq!(rt.phase(), Phase::Running);
+    }
+
+    /// Lets a write through unless it stores `bad`.
+    struct Judge {
+        seen: u32,
+    }
+
+    impl Checker for Judge {
+        fn name(&self) -> &'static str {
+            "judge"
+        }
+        fn baseline(&mut self, _: &mut dyn Guest) -> Result<(), CheckError> {
+            Ok(())
+        }
+        fn check(&mut self, _: &mut dyn Guest, _: &mut Budget) -> Result<Progress, CheckError> {
+            Ok(Progress::Done)
+        }
+        fn on_watch(&mut self, g: &mut dyn Guest, e: &WatchEvent) -> Result<(), CheckError> {
+            self.seen += 1;
+            if e.value == 0xbad {
+                g.report(Finding::new("judge", "bad write", e.pa, 0, e.value));
+            }
+            Ok(())
+        }
+    }
+
+    fn event(value: u64) -> WatchEvent {
+        WatchEvent {
+            id: WatchId(0),
+            pa: 0x4821_0000,
+            access: Access::Write,
+            vcpu: 1,
+            pc: 0xffff_8000_0801_0000,
+            value,
+            len: 4,
+        }
+    }
+
+    #[test]
+    fn a_watched_write_is_judged_at_once_and_the_policy_decides_if_it_lands() {
+        for (policy, lands, phase) in [
+            (DsmPolicy::Log, true, Phase::Running),
+            (DsmPolicy::Stop, false, Phase::Stopped),
+            (DsmPolicy::Pause, false, Phase::Paused),
+        ] {
+            let mut rt = Runtime::<1>::new(200, policy, [1]);
+            let mut judge = Judge { seen: 0 };
+            let mut run = Run::new();
+            let mut g = Queue::default();
+            let mut events = std::vec::Vec::new();
+            // Before the baseline nothing is judged and the write lands.
+            assert!(rt.on_watch(
+                &mut g,
+                &mut drain,
+                &mut [&mut judge],
+                &event(0xbad),
+                &mut |e| { events.push(e) }
+            ));
+            assert_eq!(judge.seen, 0);
+            run.baseline(&mut rt, 0, &mut g, &mut [&mut judge]);
+            assert!(rt.on_watch(
+                &mut g,
+                &mut drain,
+                &mut [&mut judge],
+                &event(0x1f),
+                &mut |e| { events.push(e) }
+            ));
+            assert!(events.is_empty(), "a legitimate write raises nothing");
+            let landed = rt.on_watch(
+                &mut g,
+                &mut drain,
+                &mut [&mut judge],
+                &event(0xbad),
+                &mut |e| events.push(e),
+            );
+            assert_eq!((landed, rt.phase()), (lands, phase), "{policy:?}");
+            assert!(matches!(events[0], Event::Alert(f) if f.what == "bad write"));
+            assert_eq!(events.len(), if lands { 1 } else { 2 });
+            assert_eq!(judge.seen, 2);
+        }
     }
 }

@@ -28,6 +28,8 @@ pub const DEBIAN_6_1_0_56_ARM64: KernelLayout = KernelLayout {
         pid: 1352, // off(task_struct.pid)
         tgid: 1356, // off(task_struct.tgid)
         real_parent: 1368, // off(task_struct.real_parent)
+        children: 1384, // off(task_struct.children)
+        sibling: 1400, // off(task_struct.sibling)
         group_leader: 1416, // off(task_struct.group_leader)
         thread_group: 1528, // off(task_struct.thread_group)
         thread_pid: 1456, // off(task_struct.thread_pid)
@@ -42,6 +44,7 @@ pub const DEBIAN_6_1_0_56_ARM64: KernelLayout = KernelLayout {
     sched_entity: SchedEntity {
         run_node: 16, // off(sched_entity.run_node)
         on_rq: 56, // off(sched_entity.on_rq)
+        my_q: 128, // off(sched_entity.my_q)
         rt_run_list: 0, // off(sched_rt_entity.run_list)
     },
     rq: RunQueue {

@@ -51,3 +51,18 @@ pub fn clean_dcache_range(base: u64, len: u64) {
     // SAFETY: a barrier only.
     unsafe { core::arch::asm!("dsb sy", options(nostack, preserves_flags)) };
 }
+
+/// Invalidates the stage-1+2 TLB entries of the VMID in `VTTBR_EL2` on every core (inner
+/// shareable), after stage-2 descriptors of that VMID were written.
+pub fn invalidate_guest_tlbs() {
+    // SAFETY: barriers and a TLB invalidation; no memory is changed.
+    unsafe {
+        core::arch::asm!(
+            "dsb ishst",
+            "tlbi vmalls12e1is",
+            "dsb ish",
+            "isb",
+            options(nostack, preserves_flags)
+        )
+    };
+}

@@ -13,16 +13,20 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use aarch64_cpu::registers::{
-    Readable, CNTPCT_EL0, ELR_EL2, MAIR_EL1, SCTLR_EL1, SPSR_EL2, TCR_EL1, TTBR0_EL1, TTBR1_EL1,
-    VBAR_EL1,
+    Readable, Writeable, CNTPCT_EL0, ELR_EL2, MAIR_EL1, SCTLR_EL1, SPSR_EL2, SP_EL0, SP_EL1,
+    TCR_EL1, TTBR0_EL1, TTBR1_EL1, VBAR_EL1,
 };
 use board::rt::Partition;
-use dsm_api::{Checker, Finding, Guest, PhysRange};
+use dsm_api::{Access, Checker, Finding, Guest, PhysRange, WatchEvent, WatchId};
 
 use super::config::{CONFIG, LINUX};
+use super::exception::TrapFrame;
 use super::{cpu, guest, log, percore, timer};
 use crate::dsm::guest::{Backend, LinuxGuest, VcpuRegs};
 use crate::dsm::runtime::{Event, Phase, Response, Runtime};
+use crate::hvcore::esr::DataAbort;
+use crate::hvcore::mmio::fault_ipa;
+use crate::hvcore::watch::{self, DecodeError, Store};
 use crate::hvcore::MAX_CORES;
 
 include!(concat!(env!("OUT_DIR"), "/kernel_symbols.rs"));
@@ -279,6 +283,25 @@ impl Backend for ArchBackend {
             super::kick(core);
         }
     }
+
+    /// Stage-2 permissions change with the partition's other vCPUs held in EL2, so no
+    /// vCPU walks a block while it is split (break-before-make, see `guest::stage2_protect`).
+    fn protect(&mut self, base: u64, size: u64, writable: bool) -> bool {
+        if !self.pause() {
+            self.resume();
+            return false;
+        }
+        let ok = guest::stage2_protect(self.index(), base, size, writable);
+        self.resume();
+        if ok && !writable {
+            info!(
+                "dsm: writes to {:#x}..{:#x} trap (stage 2 read-only)",
+                base,
+                base + size
+            );
+        }
+        ok
+    }
 }
 
 struct State {
@@ -410,12 +433,19 @@ pub fn on_tick(running: Option<(usize, usize)>) {
     }
     let response = step();
     BUSY.store(false, Ordering::Release);
+    if let Some((partition, response)) = response {
+        respond(partition, response);
+    }
+}
+
+/// Applies the policy's response on this core: stops the partition, or holds its other
+/// vCPUs on their cores and then this one here.
+fn respond(partition: &'static Partition, response: Response) {
     match response {
-        Some((partition, Response::Stop)) => {
+        Response::Stop => {
             guest::stop_partition(partition, guest::STOPPED_BY_HYPERVISOR, "dsm alert")
         }
-        Some((partition, Response::Pause)) => {
-            // Its other vCPUs are held on their cores, then this one here.
+        Response::Pause => {
             let mut others = ArchBackend { partition };
             if !others.pause() {
                 warn!(
@@ -425,10 +455,239 @@ pub fn on_tick(running: Option<(usize, usize)>) {
             }
             info!("partition {} paused by the DSM", partition.name);
             log::event(format_args!("partition-paused name={}", partition.name));
-            hold(checked);
+            hold(usize::from(partition.index));
         }
-        None => {}
     }
+}
+
+/// Watched writes judged legitimate and performed.
+static PERFORMED: AtomicU64 = AtomicU64::new(0);
+
+/// What became of a write that faulted at stage 2 (see [`on_write_fault`]).
+pub enum WriteFault {
+    /// Not a watched page of the checked partition.
+    NotWatched,
+    /// Performed (or skipped) and the vCPU moved past it.
+    Done,
+    /// Refused; the DSM stopped the partition.
+    Stopped,
+}
+
+/// Locks the runtime from a trap on a Linux core. The DSM core may hold it while it pauses
+/// Linux, so kicks are taken meanwhile (a pause holds this core here until it ends).
+fn lock_state() -> spin::MutexGuard<'static, Option<State>> {
+    loop {
+        if let Some(s) = STATE.try_lock() {
+            return s;
+        }
+        super::handle_pending_interrupts();
+        core::hint::spin_loop();
+    }
+}
+
+/// A write to a stage-2 read-only page of the checked partition: the event path. The store
+/// is decoded (syndrome, else the instruction at the guest PC), each watched part is judged
+/// by the checkers before it lands, and then either performed from EL2 with the vCPU moved
+/// past the instruction, or refused by the policy (alert already raised).
+pub fn on_write_fault(
+    frame: &mut TrapFrame,
+    partition: &'static Partition,
+    vcpu: usize,
+    abort: &DataAbort,
+    far: u64,
+    hpfar: u64,
+) -> WriteFault {
+    let t0 = now_ns();
+    if CHECKED.load(Ordering::Acquire) != usize::from(partition.index) {
+        return WriteFault::NotWatched;
+    }
+    let ipa = fault_ipa(hpfar, far);
+    let mut lock = lock_state();
+    let Some(state) = lock.as_mut() else {
+        return WriteFault::NotWatched;
+    };
+    if !state.guest.page_watched(ipa) {
+        return WriteFault::NotWatched;
+    }
+    let store = match watch::from_syndrome(abort, hpfar, far, &frame.x) {
+        Ok(Some(store)) => Ok(store),
+        Ok(None) => fetch_and_decode(&state.guest, frame, ipa),
+        Err(DecodeError::CacheMaintenance) => {
+            // `dc ivac` needs write permission; skipping it loses no data.
+            frame.elr += 4;
+            return WriteFault::Done;
+        }
+        Err(e) => Err(e),
+    };
+    let base = WatchEvent {
+        id: WatchId(0),
+        pa: ipa,
+        access: Access::Write,
+        vcpu,
+        pc: frame.elr,
+        value: 0,
+        len: 0,
+    };
+    let mut events: heapless::Vec<WatchEvent, 2> = heapless::Vec::new();
+    match &store {
+        Ok(store) => {
+            for part in store.parts() {
+                if let Some(id) = state.guest.watched(part.ipa, u64::from(part.len)) {
+                    let _ = events.push(WatchEvent {
+                        id,
+                        pa: part.ipa,
+                        value: part.value,
+                        len: part.len,
+                        ..base
+                    });
+                }
+            }
+        }
+        // Undecodable: judged as a write of unknown size and value.
+        Err(_) => {
+            if let Some(id) = state.guest.watched(ipa, 1) {
+                let _ = events.push(WatchEvent { id, ..base });
+            }
+        }
+    }
+    let mut perform = true;
+    let mut response = None;
+    let passes = &mut state.passes;
+    let mut out = |event: Event| match event {
+        Event::Alert(finding) => alert_event(partition, &finding, now_ns().wrapping_sub(t0)),
+        other => {
+            if let Some(r) = report(partition, passes, other) {
+                response = Some(r);
+            }
+        }
+    };
+    let mut drain = |g: &mut LinuxGuest<ArchBackend>| g.take_finding();
+    let (runtime, guest) = (&mut state.runtime, &mut state.guest);
+    with_checkers(|checkers| {
+        for event in &events {
+            perform &= runtime.on_watch(guest, &mut drain, checkers, event, &mut out);
+        }
+    });
+    let paused = state.runtime.phase() == Phase::Paused;
+    drop(lock);
+    match (store, perform) {
+        (Ok(store), true) => {
+            perform_store(frame, &store);
+            let n = PERFORMED.fetch_add(1, Ordering::Relaxed) + 1;
+            // The first, then every 10,000th (ftrace alone patches ~40,000 sites).
+            if n % 10_000 == 1 {
+                info!(
+                    "dsm: watched write #{} at {:#x} judged and performed (event_ns={})",
+                    n,
+                    ipa,
+                    now_ns().wrapping_sub(t0)
+                );
+            }
+            WriteFault::Done
+        }
+        (Err(_), true) => {
+            warn!(
+                "partition {} vcpu {}: undecodable write to watched page {:#x} (pc {:#x}) skipped",
+                partition.name, vcpu, ipa, frame.elr
+            );
+            frame.elr += 4;
+            WriteFault::Done
+        }
+        (_, false) => match (response, paused) {
+            (Some(Response::Pause), _) => {
+                respond(partition, Response::Pause);
+                // Resumed: the write is still refused; the vCPU retries it and traps again.
+                WriteFault::Done
+            }
+            // Already paused by an earlier alert: this vCPU stays here too.
+            (None, true) => {
+                hold(usize::from(partition.index));
+                WriteFault::Done
+            }
+            (Some(Response::Stop), _) => {
+                respond(partition, Response::Stop);
+                WriteFault::Stopped
+            }
+            (None, false) => WriteFault::Stopped,
+        },
+    }
+}
+
+/// The store at the guest PC, fetched through the vCPU's own stage-1 tables.
+fn fetch_and_decode(
+    guest: &LinuxGuest<ArchBackend>,
+    frame: &TrapFrame,
+    ipa: u64,
+) -> Result<Store, DecodeError> {
+    let s1 = dsm_api::Stage1Regs {
+        ttbr0: TTBR0_EL1.get(),
+        ttbr1: TTBR1_EL1.get(),
+        tcr: TCR_EL1.get(),
+    };
+    let mut read = |pa| {
+        guest
+            .read_u64_phys(pa)
+            .map_err(|_| dsm_api::WalkError::OutsideRam { pa })
+    };
+    let t =
+        dsm_api::walk::translate(&s1, frame.elr, &mut read).map_err(|_| DecodeError::Unknown)?;
+    let mut insn = [0u8; 4];
+    guest
+        .read_phys(t.pa, &mut insn)
+        .map_err(|_| DecodeError::Unknown)?;
+    watch::decode(u32::from_le_bytes(insn), &frame.x, guest_sp(frame), ipa)
+}
+
+/// The stack pointer of the EL the guest trapped from (`SPSR_EL2.M`: EL1h uses `SP_EL1`).
+fn guest_sp(frame: &TrapFrame) -> u64 {
+    if frame.spsr & 0xF == 0b0101 {
+        SP_EL1.get()
+    } else {
+        SP_EL0.get()
+    }
+}
+
+/// Performs a judged store in the guest's RAM from EL2 and moves the vCPU past it.
+fn perform_store(frame: &mut TrapFrame, store: &Store) {
+    for part in store.parts() {
+        let addr = part.ipa as usize;
+        let aligned = part.ipa % u64::from(part.len) == 0;
+        // SAFETY: the part lies on a watched page, inside the partition's RAM (watches are
+        // only set there), which EL2 maps as normal memory at the same address. An aligned
+        // store of the guest's size keeps it single-copy atomic (a text patch must be).
+        unsafe {
+            match (part.len, aligned) {
+                (8, true) => core::ptr::write_volatile(addr as *mut u64, part.value),
+                (4, true) => core::ptr::write_volatile(addr as *mut u32, part.value as u32),
+                (2, true) => core::ptr::write_volatile(addr as *mut u16, part.value as u16),
+                _ => {
+                    for i in 0..usize::from(part.len) {
+                        let byte = (part.value >> (8 * i)) as u8;
+                        core::ptr::write_volatile((addr + i) as *mut u8, byte);
+                    }
+                }
+            }
+        }
+    }
+    if let Some((reg, value)) = store.writeback {
+        match frame.x.get_mut(usize::from(reg)) {
+            Some(x) => *x = value,
+            None if frame.spsr & 0xF == 0b0101 => SP_EL1.set(value),
+            None => SP_EL0.set(value),
+        }
+    }
+    frame.elr += 4;
+}
+
+/// An alert of the event path, with the time from the fault to it.
+fn alert_event(partition: &Partition, finding: &Finding, ns: u64) {
+    let mut text: heapless::String<192> = heapless::String::new();
+    let _ = write!(text, "{finding}");
+    error!("dsm ALERT {} (event_ns={})", text.as_str(), ns);
+    log::event(format_args!(
+        "dsm-alert checker={} partition={}",
+        finding.checker, partition.name
+    ));
 }
 
 fn step() -> Option<(&'static Partition, Response)> {
@@ -442,6 +701,11 @@ fn step() -> Option<(&'static Partition, Response)> {
         state.runtime.restart();
     }
     let now_us = timer::uptime_us();
+    with_checkers(|checkers| run_step(state, partition, now_us, checkers))
+}
+
+/// Runs `f` on the compiled-in checkers, locked in their turn order (after `STATE`).
+fn with_checkers<R>(f: impl FnOnce(&mut [&mut dyn Checker]) -> R) -> R {
     #[cfg(feature = "dsm-vectors")]
     let mut vectors = VECTORS.lock();
     #[cfg(feature = "dsm-syscall-table")]
@@ -467,7 +731,15 @@ fn step() -> Option<(&'static Partition, Response)> {
     let _ = checkers.push(&mut *hidden_tasks);
     #[cfg(feature = "dsm-creds")]
     let _ = checkers.push(&mut *creds);
+    f(&mut checkers[..])
+}
 
+fn run_step(
+    state: &mut State,
+    partition: &'static Partition,
+    now_us: u64,
+    checkers: &mut [&mut dyn Checker],
+) -> Option<(&'static Partition, Response)> {
     let mut response = None;
     let passes = &mut state.passes;
     let mut out = |event: Event| {
@@ -496,7 +768,7 @@ fn step() -> Option<(&'static Partition, Response)> {
                 &mut now_ns,
                 &mut state.guest,
                 &mut drain,
-                &mut checkers[..],
+                checkers,
                 &mut out,
             );
         }
@@ -513,7 +785,7 @@ fn step() -> Option<(&'static Partition, Response)> {
                 &mut now_ns,
                 &mut state.guest,
                 &mut drain,
-                &mut checkers[..],
+                checkers,
                 &mut out,
             );
         }

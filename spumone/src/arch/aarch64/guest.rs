@@ -2,7 +2,7 @@
 //! moves values between them and the registers.
 
 use core::ops::Range;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{
@@ -15,7 +15,7 @@ use board::rt::Partition;
 use super::config::CONFIG;
 use super::exception::{self, TrapFrame, VectorKind};
 use super::{cpu, log, percore};
-use crate::hvcore::esr::{Esr, ExceptionClass, Wfx};
+use crate::hvcore::esr::{Esr, ExceptionClass, FaultStatus, Wfx};
 use crate::hvcore::hypercall::{self, HypercallAction};
 use crate::hvcore::inject::{self, GuestState, Injection};
 use crate::hvcore::lifecycle::{Lifecycle, StopOutcome};
@@ -38,6 +38,9 @@ struct Stage2Tables([stage2::Table; 16]);
 static STAGE2_TABLES: [spin::Mutex<Stage2Tables>; MAX_PARTITIONS] =
     [const { spin::Mutex::new(Stage2Tables([[0; 512]; 16])) }; MAX_PARTITIONS];
 static VTTBR: [AtomicU64; MAX_PARTITIONS] = [const { AtomicU64::new(0) }; MAX_PARTITIONS];
+/// Tables used and the root's index in each partition's pool, to reopen its tree.
+static STAGE2_USED: [AtomicUsize; MAX_PARTITIONS] = [const { AtomicUsize::new(0) }; MAX_PARTITIONS];
+static STAGE2_ROOT: [AtomicUsize; MAX_PARTITIONS] = [const { AtomicUsize::new(0) }; MAX_PARTITIONS];
 
 static LIFECYCLE: spin::Mutex<Lifecycle> = spin::Mutex::new(Lifecycle::new(0));
 /// Mirrors "stopped" in `LIFECYCLE` so the IRQ path checks it without the lock.
@@ -104,7 +107,44 @@ fn build_stage2(index: usize, partition: &Partition) -> Result<usize, &'static s
         let _ = mapped.push((base, size));
     }
     VTTBR[index].store(s2.vttbr_el2(vcpu::vmid(partition.index)), Ordering::Release);
+    STAGE2_USED[index].store(s2.tables_used(), Ordering::Release);
+    STAGE2_ROOT[index].store(s2.root_index(), Ordering::Release);
     Ok(s2.tables_used())
+}
+
+/// Makes `[base, base + size)` of partition `index`'s RAM read-only or writable again at
+/// stage 2 (the DSM's write watches), splitting blocks break-before-make, then invalidates
+/// the partition's TLB entries on every core. The caller keeps the partition's other vCPUs
+/// out of the guest meanwhile.
+pub fn stage2_protect(index: usize, base: u64, size: u64, writable: bool) -> bool {
+    let Some(tables) = STAGE2_TABLES.get(index) else {
+        return false;
+    };
+    let mut tables = tables.lock();
+    let base_pa = tables.0.as_ptr() as u64;
+    let used = STAGE2_USED[index].load(Ordering::Acquire);
+    let pool = TablePool::resume(&mut tables.0, base_pa, used);
+    let mut s2 = Stage2::reopen(pool, STAGE2_ROOT[index].load(Ordering::Acquire));
+    let attrs = S2Attrs {
+        write: writable,
+        ..S2Attrs::RAM
+    };
+    // A TLB invalidation acts on the VMID in VTTBR_EL2: this partition's for the while.
+    let saved = VTTBR_EL2.get();
+    VTTBR_EL2.set(VTTBR[index].load(Ordering::Acquire));
+    barrier::isb(barrier::SY);
+    let result = s2.protect_live(base, size, attrs, &mut |_| cpu::invalidate_guest_tlbs());
+    STAGE2_USED[index].store(s2.tables_used(), Ordering::Release);
+    cpu::invalidate_guest_tlbs();
+    VTTBR_EL2.set(saved);
+    barrier::isb(barrier::SY);
+    if result.is_err() {
+        warn!(
+            "partition {}: stage 2: cannot change {:#x}+{:#x}",
+            index, base, size
+        );
+    }
+    result.is_ok()
 }
 
 /// Boots vCPU 0 of the partition placed on `core`, if any. Returns if there is none, the
@@ -332,8 +372,23 @@ fn handle_data_abort(frame: &mut TrapFrame, esr: Esr, partition: &'static Partit
     };
     let far = FAR_EL2.get();
     let hpfar = HPFAR_EL2.get();
-    let reg_value = frame.x.get(usize::from(abort.reg)).copied().unwrap_or(0);
     let index = usize::from(partition.index);
+    // A write to a page the DSM write-protects: its event path judges it.
+    if matches!(abort.dfsc, FaultStatus::Permission(_)) && abort.wnr {
+        let ipa = mmio::fault_ipa(hpfar, far);
+        match super::dsm::on_write_fault(frame, partition, vcpu, &abort, far, hpfar) {
+            super::dsm::WriteFault::Done => return,
+            super::dsm::WriteFault::Stopped => {
+                stop_current(partition, STOPPED_BY_HYPERVISOR, "dsm alert")
+            }
+            // A watch lifted since the access: its TLB entry is gone, so try again.
+            super::dsm::WriteFault::NotWatched if partition.ram.iter().any(|r| r.contains(ipa)) => {
+                return
+            }
+            super::dsm::WriteFault::NotWatched => {}
+        }
+    }
+    let reg_value = frame.x.get(usize::from(abort.reg)).copied().unwrap_or(0);
     let decoded = mmio::access_from_abort(&abort, hpfar, far, reg_value);
     if let Ok(access) = decoded {
         let handler = MMIO[index].lock().lookup(access.ipa);
@@ -496,6 +551,10 @@ fn restart_current(partition: &'static Partition) -> ! {
         let _ = percore::CORES[usize::from(placed.core)].take_start_request();
     }
     POWER.lock()[index] = [VcpuPower::Off; MAX_VCPUS];
+    // The new kernel writes its own text while it boots: lift the DSM's write watches.
+    for r in partition.ram {
+        stage2_protect(index, r.base, r.size, true);
+    }
     super::vgic::reset_partition(index, partition);
     let start = super::linux::restore(partition);
     let Ok((entry, regs)) = start else {
