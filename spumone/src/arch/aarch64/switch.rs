@@ -338,6 +338,13 @@ pub fn poll() {
         interrupt(intid);
     }
     vgic::refill();
+    // What was just placed in the loaded vCPU's list registers (a posted SGI, the console's
+    // SPI) must wake it if it waits.
+    if let Some((p, v)) = percore::this_core().running() {
+        if vgic::virtual_pending() {
+            wake(cpu::core_index(), VcpuId::new(p as u8, v as u8));
+        }
+    }
 }
 
 /// A physical interrupt acknowledged on a shared core (from a guest or while idle): the EL2
