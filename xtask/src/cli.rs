@@ -49,6 +49,8 @@ pub enum Command {
         timeout: Option<u64>,
         /// `kbuild`: the quick variant.
         quick: bool,
+        /// `rtos-latency`: only one group of rows (`--only rtos|demo|shared`).
+        only: Option<String>,
     },
 }
 
@@ -70,7 +72,7 @@ commands:
                           boot demo, run one attack of the suite in Linux (or the benign
                           workload) and check the DSM caught it (or stayed quiet)
   attack --list           list the attacks and the checker expected to catch each
-  bench rtos-latency [--samples N] [--period-us P] [--timeout SECS]
+  bench rtos-latency [--samples N] [--period-us P] [--timeout SECS] [--only rtos|demo|shared]
                           RTOS dispatch latency, native and under spumone, with and without
                           --icount; writes target/bench/rtos-latency.{{json,md}}
   bench kbuild [--quick] [--timeout SECS]
@@ -202,6 +204,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
             )?;
             let timeout = number(flags.value("--timeout")?, "--timeout")?;
             let quick = flags.switch("--quick");
+            let only = flags.value("--only")?;
             let Some(name) = flags.positional()? else {
                 bail!("bench needs a name: cargo xtask bench rtos-latency");
             };
@@ -218,12 +221,21 @@ pub fn parse(args: &[String]) -> Result<Command> {
             if name != "kbuild" && quick {
                 bail!("--quick is for bench kbuild");
             }
+            match &only {
+                Some(_) if name == "kbuild" => bail!("--only is for bench rtos-latency"),
+                Some(group) if !crate::bench::LATENCY_GROUPS.contains(&group.as_str()) => bail!(
+                    "--only takes one of {}, not `{group}`",
+                    crate::bench::LATENCY_GROUPS.join(", ")
+                ),
+                _ => {}
+            }
             Command::Bench {
                 name,
                 samples,
                 period_us,
                 timeout,
                 quick,
+                only,
             }
         }
         "gdb" => {
@@ -464,6 +476,7 @@ mod tests {
                 period_us: None,
                 timeout: None,
                 quick: false,
+                only: None,
             }
         );
         assert_eq!(
@@ -474,8 +487,19 @@ mod tests {
                 period_us: Some(500),
                 timeout: Some(0),
                 quick: false,
+                only: None,
             }
         );
+        assert!(matches!(
+            parse_str("bench rtos-latency --only shared").unwrap(),
+            Command::Bench { only: Some(group), .. } if group == "shared"
+        ));
+        for bad in [
+            "bench rtos-latency --only everything",
+            "bench kbuild --only shared",
+        ] {
+            assert!(parse_str(bad).is_err(), "`{bad}` should be rejected");
+        }
         assert_eq!(
             parse_str("bench kbuild --quick --timeout 900").unwrap(),
             Command::Bench {
@@ -484,6 +508,7 @@ mod tests {
                 period_us: None,
                 timeout: Some(900),
                 quick: true,
+                only: None,
             }
         );
         for bad in [
