@@ -549,9 +549,21 @@ pub fn save_cpu_interface() -> VgicState {
     for &intid in &departure.deactivate {
         gic::deactivate(intid);
     }
+    // Queued ones were acknowledged too: a hardware PPI among them is dropped and
+    // deactivated like a pending one in a list register (its level raises it again).
+    let mut queue = PendingQueue::new();
+    let mut waiting = core::mem::take(&mut *QUEUES[core].lock());
+    while let Some(lr) = waiting.pop() {
+        match lr.pintid {
+            Some(p) if p < vgic::SPI_BASE => gic::deactivate(p),
+            _ => {
+                let _ = queue.push(lr);
+            }
+        }
+    }
     let mut state = VgicState {
         lrs: departure.lrs,
-        queue: core::mem::take(&mut *QUEUES[core].lock()),
+        queue,
         vmcr: read_vmcr(),
         ..VgicState::default()
     };
