@@ -555,7 +555,7 @@ pub const BUSY_LOAD: &str = "linux-busy";
 /// Which groups of rows `bench rtos-latency --only` may pick.
 pub const LATENCY_GROUPS: &[&str] = &["rtos", DEMO, SHARED];
 
-/// Linux's CPU and syscall stress for `seconds`: one `md5sum /dev/zero` per vCPU, and a shell
+/// Linux's CPU and syscall stress for `seconds`: four `md5sum /dev/zero` and a shell
 /// loop forking pipelines, stopped by `kill`; the command's status stays 0.
 pub fn busy_command(seconds: u64) -> String {
     format!(
@@ -565,8 +565,8 @@ pub fn busy_command(seconds: u64) -> String {
     )
 }
 
-/// The RTOS's rounds beside Linux: `demo` with Linux idle, and each shared-core scenario
-/// with Linux idle and busy.
+/// The RTOS's rounds beside Linux, idle and busy: in `demo` (the RTOS's core to itself) and in
+/// each shared-core scenario.
 fn beside_linux_rows(options: &LatencyBenchOptions, groups: &[&str]) -> Result<Vec<Row>> {
     // As long as the other rows' probe, plus a round's worth to spare.
     let seconds = options.latency.probe_seconds().ceil() as u64 + 1;
@@ -574,6 +574,9 @@ fn beside_linux_rows(options: &LatencyBenchOptions, groups: &[&str]) -> Result<V
     let mut rows = Vec::new();
     if groups.contains(&DEMO) {
         rows.extend(linux_load_rows(options, DEMO, None, IDLE_LOAD, &idle)?);
+        // The same stress with the RTOS's core to itself: what sharing adds is the difference.
+        let busy = busy_command(seconds);
+        rows.extend(linux_load_rows(options, DEMO, None, BUSY_LOAD, &busy)?);
     }
     if groups.contains(&SHARED) {
         for (name, policy) in SHARED_POLICIES {

@@ -14,7 +14,7 @@
 //! the virtual timer and the virtual CPU interface, and loads the other vCPU's, with its
 //! `VTTBR_EL2` and `VMPIDR_EL2`. Both partitions keep their VMIDs, so no TLB flush is needed.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use aarch64_cpu::registers::{
     Readable, Writeable, CNTHCTL_EL2, CNTVOFF_EL2, CPTR_EL2, HCR_EL2, MIDR_EL1, VMPIDR_EL2,
@@ -62,6 +62,8 @@ static SCHED: [spin::Mutex<Option<CoreSched>>; MAX_CORES] =
     [const { spin::Mutex::new(None) }; MAX_CORES];
 /// Per core: it runs the shared loop (read on every slow-path interrupt, so lock-free).
 static SHARED: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
+/// Per core: context switches so far (logged when a vCPU leaves the core for good).
+static SWITCHES: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
 /// Per core: an interrupt asked for a new scheduling decision before returning to the guest.
 static RESCHED: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
 
@@ -216,7 +218,9 @@ pub fn leave_loaded() {
                 .iter_mut()
                 .find(|x| x.as_ref().is_some_and(|x| x.id == id))
             {
-                *slot = None;
+                if let Some(gone) = slot.take() {
+                    log_leaving(core, &gone);
+                }
             }
         }
         percore::this_core().set_running(None);
@@ -228,6 +232,17 @@ pub fn leave_loaded() {
     let mut frame = TrapFrame::new(0, vcpu::ENTRY_SPSR);
     reschedule(&mut frame);
     exception::enter(&frame)
+}
+
+/// Logs how often this core switched vCPUs, as `slot`'s vCPU leaves it for good.
+fn log_leaving(core: usize, slot: &Slot) {
+    info!(
+        "core {}: partition {} vcpu {} leaves after {} vCPU switches here",
+        core,
+        slot.partition.name,
+        slot.vcpu,
+        SWITCHES[core].load(Ordering::Relaxed)
+    );
 }
 
 /// Empties the CPU of a vCPU that will not run again: virtual timer off, its hardware
@@ -262,6 +277,7 @@ fn reschedule(frame: &mut TrapFrame) {
             Run::Switch { from, to } => {
                 if let Some(slot) = from.and_then(|id| s.slot(id)) {
                     save(slot, frame);
+                    SWITCHES[core].fetch_add(1, Ordering::Relaxed);
                 }
                 if let Some(slot) = s.slot(to) {
                     load(slot, frame);
@@ -291,8 +307,11 @@ fn drop_stopped(s: &mut CoreSched) {
         if loaded == Some(slot.id) {
             discard_loaded();
             percore::this_core().set_running(None);
+            // The frame still holds its registers: a decision must replace them.
+            RESCHED[cpu::core_index()].store(true, Ordering::Relaxed);
         }
         let _ = s.queue.remove(slot.id);
+        log_leaving(cpu::core_index(), slot);
         *entry = None;
     }
 }
@@ -407,12 +426,14 @@ fn inject_not_loaded(core: usize, intid: u32) -> bool {
     true
 }
 
-/// After a kick: wakes the vCPUs here (loaded or not) that other cores posted interrupts to.
+/// After a kick: drops vCPUs of partitions stopped elsewhere (the stop kicks), and wakes the
+/// vCPUs here (loaded or not) that other cores posted interrupts to.
 fn wake_posted(core: usize) {
     let mut guard = SCHED[core].lock();
     let Some(s) = guard.as_mut() else {
         return;
     };
+    drop_stopped(s);
     let waiting: heapless::Vec<VcpuId, SLOTS> = s
         .slots
         .iter()
