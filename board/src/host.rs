@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::rt::{
-    Dsm, DsmPolicy, Kind, MemRange, Vcpu, DSM_PERIOD_MS_MAX, DSM_PERIOD_MS_MIN, LINUX_BOOTARGS_MAX,
-    LINUX_CONSOLE_DEFAULT, LINUX_CONSOLE_SIZE, LINUX_DTB_MAX,
+    Dsm, DsmPolicy, Kind, MemRange, MigrationPolicy, Vcpu, DSM_PERIOD_MS_MAX, DSM_PERIOD_MS_MIN,
+    LINUX_BOOTARGS_MAX, LINUX_CONSOLE_DEFAULT, LINUX_CONSOLE_SIZE, LINUX_DTB_MAX,
 };
 
 /// Granule every partition RAM range must be aligned to (the stage-2 page size).
@@ -91,6 +91,8 @@ struct RawPartition {
     console: Option<u64>,
     reset_copy: Option<RawRange>,
     dsm: Option<RawDsm>,
+    /// Linux only: where its vCPUs may move (`pinned`, `spumone`, `load`).
+    policy: Option<String>,
     // Defaulted so a missing list is reported as "no vCPU", not as a syntax error.
     #[serde(default)]
     vcpus: Vec<RawVcpu>,
@@ -116,6 +118,9 @@ enum RawKind {
 #[serde(deny_unknown_fields)]
 struct RawVcpu {
     core: u8,
+    /// A Linux vCPU that gives way to the RTOS vCPU on the same core.
+    #[serde(default)]
+    shared: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -189,6 +194,8 @@ pub struct LinuxInfo {
     pub console: u64,
     /// The D-System Monitor's settings; `None` leaves the partition unchecked.
     pub dsm: Option<Dsm>,
+    /// Where its vCPUs may move (`pinned` unless the config says otherwise).
+    pub policy: MigrationPolicy,
 }
 
 /// A partition config that passed every check, with its board.
@@ -334,6 +341,11 @@ impl ValidatedConfig {
                 )?,
                 None => writeln!(out, "        dsm: None,")?,
             }
+            writeln!(
+                out,
+                "        policy: board::rt::MigrationPolicy::{:?},",
+                l.policy
+            )?;
             let kinds: Vec<String> = p.devices.iter().map(|d| format!("{:?}", d.kind)).collect();
             writeln!(out, "        device_kinds: &[{}],", kinds.join(", "))?;
             writeln!(out, "    }},")?;
@@ -597,6 +609,28 @@ pub enum Problem {
         partition: String,
         core: u8,
         cores: u8,
+    },
+    /// `policy` is not `pinned`, `spumone` or `load`.
+    UnknownMigrationPolicy {
+        partition: String,
+        policy: String,
+    },
+    /// `shared = true` on a vCPU of a partition that is not Linux.
+    SharedNotLinux {
+        partition: String,
+        core: u8,
+    },
+    /// A Linux vCPU marked shared on a core where no RTOS vCPU lives.
+    SharedWithoutRtos {
+        partition: String,
+        core: u8,
+    },
+    /// A shared Linux vCPU other than vCPU 0 (secondaries start by `CPU_ON`, which a shared
+    /// core does not take).
+    SharedNotFirst {
+        partition: String,
+        core: u8,
+        vcpu: usize,
     },
     /// `owner` may be `partition` itself (two of its vCPUs on one core).
     CoreTaken {
@@ -931,6 +965,26 @@ impl fmt::Display for Problem {
             } => write!(
                 f,
                 "partition {partition:?} vCPU on core {core}, but the board has cores 0..{cores}"
+            ),
+            Problem::UnknownMigrationPolicy { partition, policy } => write!(
+                f,
+                "partition {partition:?} policy {policy:?} is not one of \"pinned\", \"spumone\", \"load\""
+            ),
+            Problem::SharedNotLinux { partition, core } => write!(
+                f,
+                "partition {partition:?} marks its vCPU on core {core} shared, but only a Linux vCPU may be shared (it gives way to the RTOS)"
+            ),
+            Problem::SharedWithoutRtos { partition, core } => write!(
+                f,
+                "partition {partition:?} marks its vCPU on core {core} shared, but no RTOS vCPU lives on core {core}"
+            ),
+            Problem::SharedNotFirst {
+                partition,
+                core,
+                vcpu,
+            } => write!(
+                f,
+                "partition {partition:?} shares core {core} with its vCPU {vcpu}; only vCPU 0 may share a core for now (secondaries start by PSCI CPU_ON, which a shared core does not take)"
             ),
             Problem::CoreTaken {
                 partition,
@@ -1310,6 +1364,7 @@ fn check_not_linux(p: &RawPartition, problems: &mut Vec<Problem>) {
         ("console", p.console.is_some()),
         ("reset_copy", p.reset_copy.is_some()),
         ("dsm", p.dsm.is_some()),
+        ("policy", p.policy.is_some()),
     ];
     for (field, _) in set.iter().filter(|(_, present)| *present) {
         problems.push(Problem::LinuxOnlyField {
@@ -1453,6 +1508,19 @@ fn check_linux(
         }
     }
     let dsm = p.dsm.as_ref().and_then(|d| check_dsm(&p.name, d, problems));
+    let policy = match p.policy.as_deref() {
+        None => Some(MigrationPolicy::Pinned),
+        Some(name) => {
+            let policy = MigrationPolicy::parse(name);
+            if policy.is_none() {
+                problems.push(Problem::UnknownMigrationPolicy {
+                    partition: partition(),
+                    policy: name.to_string(),
+                });
+            }
+            policy
+        }
+    };
     (problems.len() == before).then(|| LinuxInfo {
         kernel,
         initrd: initrd.range(),
@@ -1461,6 +1529,7 @@ fn check_linux(
         bootargs,
         console,
         dsm,
+        policy: policy.unwrap_or(MigrationPolicy::Pinned),
     })
 }
 
@@ -1613,28 +1682,67 @@ fn check_reset_copies(parts: &[RawPartition], board: &Board, problems: &mut Vec<
     }
 }
 
-/// Who may run on which core. Every partition owns its cores exclusively for now; a later
-/// `shared = true` vCPU flag will relax exactly this rule.
+/// Who may run on which core. A partition owns its cores exclusively, except that a Linux
+/// vCPU marked `shared = true` may join the one RTOS vCPU of a core (the RTOS runs first).
 fn check_cores(parts: &[RawPartition], board: &Board, problems: &mut Vec<Problem>) {
     let mut owner: HashMap<u8, &str> = HashMap::new();
-    for p in parts {
-        for v in &p.vcpus {
-            if v.core >= board.cores {
-                problems.push(Problem::CoreOutOfRange {
-                    partition: p.name.clone(),
-                    core: v.core,
-                    cores: board.cores,
-                });
-                continue;
-            }
-            if let Some(prev) = owner.insert(v.core, &p.name) {
-                problems.push(Problem::CoreTaken {
-                    partition: p.name.clone(),
-                    core: v.core,
-                    owner: prev.to_string(),
-                });
-                owner.insert(v.core, prev);
-            }
+    let rtos_on = |core: u8| {
+        parts
+            .iter()
+            .filter(|p| p.kind == RawKind::Rtos)
+            .any(|p| p.vcpus.iter().any(|v| v.core == core))
+    };
+    // Non-shared vCPUs claim their cores first, so a shared one is checked against them.
+    let ordered = parts
+        .iter()
+        .flat_map(|p| p.vcpus.iter().enumerate().map(move |(n, v)| (p, n, v)));
+    let (shared, exclusive): (Vec<_>, Vec<_>) = ordered.partition(|(_, _, v)| v.shared);
+    for (p, _, v) in &exclusive {
+        if v.core >= board.cores {
+            problems.push(Problem::CoreOutOfRange {
+                partition: p.name.clone(),
+                core: v.core,
+                cores: board.cores,
+            });
+            continue;
+        }
+        if let Some(prev) = owner.insert(v.core, &p.name) {
+            problems.push(Problem::CoreTaken {
+                partition: p.name.clone(),
+                core: v.core,
+                owner: prev.to_string(),
+            });
+            owner.insert(v.core, prev);
+        }
+    }
+    let mut joined: HashMap<u8, &str> = HashMap::new();
+    for (p, n, v) in shared {
+        let (partition, core) = (p.name.clone(), v.core);
+        if core >= board.cores {
+            problems.push(Problem::CoreOutOfRange {
+                partition,
+                core,
+                cores: board.cores,
+            });
+        } else if p.kind != RawKind::Linux {
+            problems.push(Problem::SharedNotLinux { partition, core });
+        } else if !rtos_on(core) {
+            problems.push(Problem::SharedWithoutRtos { partition, core });
+        } else if let Some(prev) = joined
+            .insert(core, &p.name)
+            .or(owner.get(&core).copied().filter(|o| *o == p.name.as_str()))
+        {
+            problems.push(Problem::CoreTaken {
+                partition,
+                core,
+                owner: prev.to_string(),
+            });
+        } else if n != 0 {
+            problems.push(Problem::SharedNotFirst {
+                partition,
+                core,
+                vcpu: n,
+            });
         }
     }
 }

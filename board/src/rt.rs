@@ -141,6 +141,41 @@ pub struct LinuxBoot {
     pub device_kinds: &'static [&'static str],
     /// The D-System Monitor's settings; `None`: the partition is not checked.
     pub dsm: Option<Dsm>,
+    /// Where its vCPUs may move between cores.
+    pub policy: MigrationPolicy,
+}
+
+/// A Linux partition's vCPU migration policy (`policy = ".."`; spumone's `core::policy`
+/// decides the moves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MigrationPolicy {
+    /// vCPUs stay on their configured cores.
+    #[default]
+    Pinned,
+    /// A vCPU leaves a core while its RTOS is runnable, and comes back when it idles.
+    Spumone,
+    /// The number of cores Linux uses follows its load.
+    Load,
+}
+
+impl MigrationPolicy {
+    /// The config spelling: `pinned`, `spumone` or `load`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "pinned" => Some(Self::Pinned),
+            "spumone" => Some(Self::Spumone),
+            "load" => Some(Self::Load),
+            _ => None,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Pinned => "pinned",
+            Self::Spumone => "spumone",
+            Self::Load => "load",
+        }
+    }
 }
 
 /// Shortest DSM period accepted: the runtime works from a 10 ms tick.

@@ -238,3 +238,19 @@ pub fn expect_latency(outcome: &RunOutcome) -> (usize, LatencyStats) {
     let at = expect_line(outcome, RTOS_CONSOLE, &["latency n="]);
     (at, stats)
 }
+
+/// Fails unless Linux powered off cleanly, the RTOS printed a latency round (`round`) after
+/// that and was never stopped. Returns the index of the stop line.
+#[track_caller]
+pub fn expect_rtos_outlives_linux(outcome: &RunOutcome, round: &str) -> usize {
+    let stopped = expect_line(
+        outcome,
+        "[hv]",
+        &["partition linux stopped (PSCI SYSTEM_OFF), exit code 0"],
+    );
+    if find_line_after(outcome, stopped, "[rtos]", round).is_none() {
+        fail(outcome, "no RTOS latency round after Linux powered off");
+    }
+    expect_no_line(outcome, "[hv]", "partition rtos stopped");
+    stopped
+}

@@ -4,7 +4,7 @@
 
 use spumone_tests::{
     boot_with, expect_clean_poweroff, expect_clean_stream, expect_command_result, expect_line,
-    expect_no_line, expect_rtos_services, fail, find_line_after,
+    expect_rtos_outlives_linux, expect_rtos_services, fail, find_line_after,
 };
 use std::time::Duration;
 use xtask::run::RunOutcome;
@@ -32,15 +32,7 @@ fn run_cmd(cmd: &str) -> RunOutcome {
         &["partition linux vcpu 0: entering", "core 1"],
     );
     expect_line(&run, "[linux]", &["spumone: command exit status"]);
-    let stopped = expect_line(
-        &run,
-        "[hv]",
-        &["partition linux stopped (PSCI SYSTEM_OFF), exit code 0"],
-    );
-    if find_line_after(&run, stopped, "[rtos]", ROUND).is_none() {
-        fail(&run, "no RTOS latency round after Linux powered off");
-    }
-    expect_no_line(&run, "[hv]", "partition rtos stopped");
+    expect_rtos_outlives_linux(&run, ROUND);
     run
 }
 

@@ -459,6 +459,8 @@ pub struct LatencyBenchOptions {
     pub latency: LatencySettings,
     /// Per run; `None` waits for ever.
     pub timeout: Option<Duration>,
+    /// Only these groups of [`LATENCY_GROUPS`] (`rtos`: rtos-native and rtos); `None`: all.
+    pub only: Option<&'static str>,
 }
 
 /// The default per-run timeout: the usual one plus three times the probe's guest time.
@@ -473,8 +475,15 @@ pub fn rtos_latency(options: &LatencyBenchOptions) -> Result<()> {
         latency: options.latency,
         ..BuildOptions::default()
     };
+    let groups: Vec<&str> = match &options.only {
+        Some(only) => vec![only],
+        None => LATENCY_GROUPS.to_vec(),
+    };
     let mut built = Vec::new();
-    for name in LATENCY_SCENARIOS {
+    for name in LATENCY_SCENARIOS
+        .iter()
+        .filter(|_| groups.contains(&"rtos"))
+    {
         let s = scenario::lookup(name)?;
         built.push(firmware::build_into(s, &build, &bench_images_dir(name))?);
     }
@@ -528,37 +537,82 @@ pub fn rtos_latency(options: &LatencyBenchOptions) -> Result<()> {
             rows.push(row);
         }
     }
-    rows.extend(demo_idle_rows(options)?);
+    rows.extend(beside_linux_rows(options, &groups)?);
     write_latency_rows(&rows)
 }
 
 /// Scenario whose RTOS probes beside Linux (round after round, `DEMO_ROUND` samples each).
 pub const DEMO: &str = "demo";
+/// Scenario where the RTOS shares core 0 with Linux's vCPU 0 (same probe as `demo`).
+pub const SHARED: &str = "shared";
+/// The migration policy each shared-core scenario's config gives Linux (its `policy` key).
+pub const SHARED_POLICIES: &[(&str, &str)] = &[(SHARED, "pinned")];
 /// The `load` of rows measured while Linux sat at its shell prompt.
 pub const IDLE_LOAD: &str = "linux-idle";
+/// The `load` of rows measured while Linux ran [`busy_command`].
+pub const BUSY_LOAD: &str = "linux-busy";
 
-/// The RTOS in `demo` while Linux idles (`sleep` in its shell): the rounds printed between
-/// Linux's ready line and the command's end, summed as the kernel-build bench sums them.
-fn demo_idle_rows(options: &LatencyBenchOptions) -> Result<Vec<Row>> {
-    let s = scenario::lookup(DEMO)?;
-    let firmware = firmware::build_into(s, &BuildOptions::default(), &bench_images_dir(DEMO))?;
+/// Which groups of rows `bench rtos-latency --only` may pick.
+pub const LATENCY_GROUPS: &[&str] = &["rtos", DEMO, SHARED];
+
+/// Linux's CPU and syscall stress for `seconds`: four `md5sum /dev/zero` and a shell
+/// loop forking pipelines, stopped by `kill`; the command's status stays 0.
+pub fn busy_command(seconds: u64) -> String {
+    format!(
+        "p=; for i in 1 2 3 4; do md5sum /dev/zero & p=\"$p $!\"; done; \
+         (while :; do echo x | cat > /dev/null; done) & p=\"$p $!\"; \
+         sleep {seconds}; kill $p; wait; exit 0"
+    )
+}
+
+/// The RTOS's rounds beside Linux: in `demo` (the RTOS's core to itself) idle, and in each
+/// shared-core scenario idle and busy.
+fn beside_linux_rows(options: &LatencyBenchOptions, groups: &[&str]) -> Result<Vec<Row>> {
     // As long as the other rows' probe, plus a round's worth to spare.
+    let seconds = options.latency.probe_seconds().ceil() as u64 + 1;
+    let idle = format!("sleep {seconds}");
+    let mut rows = Vec::new();
+    if groups.contains(&DEMO) {
+        // No busy row: under the busy load `demo`'s RTOS printed no round at all (see README).
+        rows.extend(linux_load_rows(options, DEMO, None, IDLE_LOAD, &idle)?);
+    }
+    if groups.contains(&SHARED) {
+        for (name, policy) in SHARED_POLICIES {
+            for (load, cmd) in [
+                (IDLE_LOAD, idle.clone()),
+                (BUSY_LOAD, busy_command(seconds)),
+            ] {
+                rows.extend(linux_load_rows(options, name, Some(policy), load, &cmd)?);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// The RTOS in `name` while Linux runs `cmd`: the rounds printed between Linux's ready line
+/// and the command's end, summed as the kernel-build bench sums them.
+fn linux_load_rows(
+    options: &LatencyBenchOptions,
+    name: &str,
+    policy: Option<&str>,
+    load: &str,
+    cmd: &str,
+) -> Result<Vec<Row>> {
+    let s = scenario::lookup(name)?;
+    let firmware = firmware::build_into(s, &BuildOptions::default(), &bench_images_dir(name))?;
     let seconds = options.latency.probe_seconds().ceil() as u64 + 1;
     let mut rows = Vec::new();
     for icount in [true, false] {
-        println!(
-            "bench: {DEMO} ({}), Linux idle for {seconds} s ...",
-            clock(icount)
-        );
+        println!("bench: {name} ({}), Linux {load} ...", clock(icount));
         let run_options = RunOptions {
             timeout: options.timeout.map(|t| t + Duration::from_secs(seconds)),
             icount,
             echo: false,
-            cmd: Some(format!("sleep {seconds}")),
+            cmd: Some(cmd.to_string()),
             ..RunOptions::new(firmware.scenario)
         };
         let outcome = run::launch(&firmware, &run_options)?;
-        let what = format!("scenario {DEMO} ({})", clock(icount));
+        let what = format!("scenario {name} ({})", clock(icount));
         if let Some(why) = outcome.failure() {
             bail!("bench rtos-latency: {what}: {why}");
         }
@@ -567,19 +621,19 @@ fn demo_idle_rows(options: &LatencyBenchOptions) -> Result<Vec<Row>> {
             anyhow::anyhow!("bench rtos-latency: {what}: {e} (see {all_log})")
         })?;
         let Some(stats) = crate::kbuild::aggregate(&rounds) else {
-            bail!("bench rtos-latency: {what}: no RTOS round while Linux idled");
+            bail!("bench rtos-latency: {what}: no RTOS round while Linux ran its load");
         };
         let row = Row {
-            scenario: DEMO.to_string(),
+            scenario: name.to_string(),
             icount,
-            policy: None,
-            load: Some(IDLE_LOAD.to_string()),
+            policy: policy.map(str::to_string),
+            load: Some(load.to_string()),
             period_us: u64::from(LatencySettings::DEFAULT.period_us),
             stats,
             wall_seconds: outcome.elapsed.as_secs_f64(),
         };
         println!(
-            "bench: {DEMO} ({}): {} rounds, p99={} max={} misses={}",
+            "bench: {name} ({}): {} rounds, p99={} max={} misses={}",
             clock(icount),
             rounds.len(),
             stats.p99_ns,

@@ -55,6 +55,8 @@ pub enum Command {
         clock: Option<bool>,
         /// `kbuild`: `demo` with the DSM on or off only; `None` runs both.
         dsm: Option<bool>,
+        /// `rtos-latency`: only one group of rows (`--only rtos|demo|shared`).
+        only: Option<String>,
     },
 }
 
@@ -77,7 +79,7 @@ commands:
                           boot demo, run one attack of the suite in Linux (or the benign
                           workload) and check the DSM caught it (or stayed quiet)
   attack --list           list the attacks and the checker expected to catch each
-  bench rtos-latency [--samples N] [--period-us P] [--timeout SECS]
+  bench rtos-latency [--samples N] [--period-us P] [--timeout SECS] [--only rtos|demo|shared]
                           RTOS dispatch latency, native and under spumone, with and without
                           --icount; writes target/bench/rtos-latency.{{json,md}}
   bench kbuild [--quick] [--clock icount|wall] [--dsm on|off] [--timeout SECS]
@@ -226,6 +228,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 Some("off") => Some(false),
                 Some(other) => bail!("--dsm is on or off, not `{other}`"),
             };
+            let only = flags.value("--only")?;
             let Some(name) = flags.positional()? else {
                 bail!("bench needs a name: cargo xtask bench rtos-latency");
             };
@@ -242,6 +245,14 @@ pub fn parse(args: &[String]) -> Result<Command> {
             if name != "kbuild" && (quick || clock.is_some() || dsm.is_some()) {
                 bail!("--quick, --clock and --dsm are for bench kbuild");
             }
+            match &only {
+                Some(_) if name == "kbuild" => bail!("--only is for bench rtos-latency"),
+                Some(group) if !crate::bench::LATENCY_GROUPS.contains(&group.as_str()) => bail!(
+                    "--only takes one of {}, not `{group}`",
+                    crate::bench::LATENCY_GROUPS.join(", ")
+                ),
+                _ => {}
+            }
             Command::Bench {
                 name,
                 samples,
@@ -250,6 +261,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 quick,
                 clock,
                 dsm,
+                only,
             }
         }
         "gdb" => {
@@ -499,6 +511,7 @@ mod tests {
                 quick: false,
                 clock: None,
                 dsm: None,
+                only: None,
             }
         );
         assert_eq!(
@@ -511,8 +524,19 @@ mod tests {
                 quick: false,
                 clock: None,
                 dsm: None,
+                only: None,
             }
         );
+        assert!(matches!(
+            parse_str("bench rtos-latency --only shared").unwrap(),
+            Command::Bench { only: Some(group), .. } if group == "shared"
+        ));
+        for bad in [
+            "bench rtos-latency --only everything",
+            "bench kbuild --only shared",
+        ] {
+            assert!(parse_str(bad).is_err(), "`{bad}` should be rejected");
+        }
         assert_eq!(
             parse_str("bench kbuild --quick --timeout 900").unwrap(),
             Command::Bench {
@@ -523,6 +547,7 @@ mod tests {
                 quick: true,
                 clock: None,
                 dsm: None,
+                only: None,
             }
         );
         assert!(matches!(

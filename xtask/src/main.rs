@@ -177,6 +177,7 @@ fn real_main(args: &[String]) -> Result<u8> {
             samples,
             period_us,
             timeout,
+            only,
             ..
         } => {
             debug_assert_eq!(name, "rtos-latency");
@@ -190,7 +191,13 @@ fn real_main(args: &[String]) -> Result<u8> {
                 Some(0) => None,
                 Some(secs) => Some(Duration::from_secs(secs)),
             };
-            bench::rtos_latency(&bench::LatencyBenchOptions { latency, timeout })?;
+            // The CLI checked the name; the static one is kept.
+            let only = only.and_then(|o| bench::LATENCY_GROUPS.iter().find(|g| **g == o).copied());
+            bench::rtos_latency(&bench::LatencyBenchOptions {
+                latency,
+                timeout,
+                only,
+            })?;
         }
         Command::Attack {
             name,

@@ -60,6 +60,14 @@ pub const SCENARIOS: &[Scenario] = &[
         tested: true,
     },
     Scenario {
+        name: "shared",
+        description: "spumone with the RTOS and Linux vCPU 0 sharing core 0 (RTOS first), Linux vCPUs 1-3 on cores 1-3, policy pinned",
+        kind: Kind::Hypervisor {
+            config: "board/configs/shared.toml",
+        },
+        tested: true,
+    },
+    Scenario {
         name: "linux-native",
         description: "Debian arm64 Linux alone on QEMU, 3 cores, without the hypervisor (baseline)",
         // As many cores as the Linux partition has vCPUs under spumone, for a fair comparison.

@@ -107,7 +107,12 @@ fn problems(config: &str) -> Vec<Problem> {
 
 /// `BASE` with each `(from, to)` replaced; `from` must occur so a test never checks `BASE`.
 fn base_with(edits: &[(&str, &str)]) -> String {
-    let mut s = BASE.to_string();
+    edited(BASE, edits)
+}
+
+/// `config` with each `(from, to)` replaced once; `from` must occur.
+fn edited(config: &str, edits: &[(&str, &str)]) -> String {
+    let mut s = config.to_string();
     for (from, to) in edits {
         assert!(s.contains(from), "{from:?} not in the config");
         s = s.replacen(from, to, 1);
@@ -1150,5 +1155,132 @@ fn load_rejects_invalid_config_naming_it() {
             core: 7,
             cores: 4
         }]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Core sharing: a Linux vCPU marked `shared` joins the RTOS vCPU of its core.
+
+const SHARED: &str = include_str!("../../configs/shared.toml");
+
+fn shared_with(edits: &[(&str, &str)]) -> String {
+    edited(SHARED, edits)
+}
+
+#[test]
+fn shared_config_places_linux_vcpu_0_beside_the_rtos() {
+    assert_eq!(problems(SHARED), vec![]);
+    let raw: RawConfig = parse(Path::new("shared.toml"), SHARED).unwrap();
+    let parts = check_partitions(&raw, &board()).unwrap();
+    let linux = &parts[1];
+    assert_eq!(linux.vcpus[0], Vcpu { core: 0 });
+    assert_eq!(parts[0].vcpus, vec![Vcpu { core: 0 }]);
+    assert_eq!(linux.vcpus.len(), 4);
+    assert_eq!(
+        linux.linux.as_ref().map(|l| l.policy),
+        Some(MigrationPolicy::Pinned)
+    );
+}
+
+#[test]
+fn sharing_needs_the_shared_flag() {
+    let cfg = shared_with(&[("{ core = 0, shared = true }", "{ core = 0 }")]);
+    assert_problem(&cfg, |p| {
+        matches!(p, Problem::CoreTaken { partition, core: 0, owner }
+            if partition == "linux" && owner == "rtos")
+    });
+}
+
+#[test]
+fn only_linux_vcpus_may_be_shared() {
+    let cfg = shared_with(&[(
+        "vcpus = [{ core = 0 }]",
+        "vcpus = [{ core = 0, shared = true }]",
+    )]);
+    assert_problem(
+        &cfg,
+        |p| matches!(p, Problem::SharedNotLinux { partition, core: 0 } if partition == "rtos"),
+    );
+}
+
+#[test]
+fn shared_vcpu_needs_an_rtos_on_its_core() {
+    let cfg = shared_with(&[
+        ("{ core = 0, shared = true }", "{ core = 3, shared = true }"),
+        ("{ core = 3 }]", "{ core = 0 }]"),
+    ]);
+    let found = problems(&cfg);
+    assert!(
+        found.iter().any(
+            |p| matches!(p, Problem::SharedWithoutRtos { partition, core: 3 } if partition == "linux")
+        ),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn only_vcpu_0_may_share_for_now() {
+    let cfg = shared_with(&[(
+        "[{ core = 0, shared = true }, { core = 1 }",
+        "[{ core = 1 }, { core = 0, shared = true }",
+    )]);
+    assert_problem(
+        &cfg,
+        |p| matches!(p, Problem::SharedNotFirst { partition, core: 0, vcpu: 1 } if partition == "linux"),
+    );
+}
+
+#[test]
+fn two_linux_vcpus_never_share_a_core() {
+    let cfg = shared_with(&[("{ core = 1 }", "{ core = 0, shared = true }")]);
+    assert_problem(&cfg, |p| {
+        matches!(p, Problem::CoreTaken { partition, core: 0, owner }
+            if partition == "linux" && owner == "linux")
+    });
+}
+
+#[test]
+fn migration_policy_is_parsed_and_checked() {
+    for (name, want) in [
+        ("spumone", MigrationPolicy::Spumone),
+        ("load", MigrationPolicy::Load),
+        ("pinned", MigrationPolicy::Pinned),
+    ] {
+        let cfg = shared_with(&[("policy = \"pinned\"", &format!("policy = \"{name}\""))]);
+        let raw: RawConfig = parse(Path::new("t.toml"), &cfg).unwrap();
+        let parts = check_partitions(&raw, &board()).unwrap();
+        assert_eq!(parts[1].linux.as_ref().unwrap().policy, want);
+        assert_eq!(want.name(), name);
+    }
+    let cfg = shared_with(&[("policy = \"pinned\"", "policy = \"fastest\"")]);
+    assert_problem(&cfg, |p| {
+        matches!(p, Problem::UnknownMigrationPolicy { partition, policy }
+            if partition == "linux" && policy == "fastest")
+    });
+    let cfg = shared_with(&[(
+        "boot_arg = 0x3_E804",
+        "boot_arg = 0x3_E804\npolicy = \"load\"",
+    )]);
+    assert_problem(
+        &cfg,
+        |p| matches!(p, Problem::LinuxOnlyField { partition, field } if partition == "rtos" && *field == "policy"),
+    );
+}
+
+#[test]
+fn migration_policy_defaults_to_pinned_and_is_generated() {
+    let cfg = shared_with(&[("policy = \"pinned\"\n", "")]);
+    let raw: RawConfig = parse(Path::new("t.toml"), &cfg).unwrap();
+    let parts = check_partitions(&raw, &board()).unwrap();
+    assert_eq!(
+        parts[1].linux.as_ref().unwrap().policy,
+        MigrationPolicy::Pinned
+    );
+    let src = load_config(&crate_path("configs/shared.toml"))
+        .unwrap()
+        .to_rust();
+    assert!(
+        src.contains("policy: board::rt::MigrationPolicy::Pinned,"),
+        "{src}"
     );
 }

@@ -49,6 +49,7 @@ pub static LINUX: &[board::rt::LinuxBoot] = &[
         bootargs: "console=ttyAMA0 earlycon root=/dev/vda1 rw",
         console: 0x9000000,
         dsm: Some(board::rt::Dsm { period_ms: 200, policy: board::rt::DsmPolicy::Stop }),
+        policy: board::rt::MigrationPolicy::Pinned,
         device_kinds: &["virtio,mmio", "virtio,mmio", "virtio,mmio", "virtio,mmio"],
     },
 ];

@@ -47,6 +47,11 @@ impl Posted {
     pub fn take(&self) -> u32 {
         self.0.swap(0, Ordering::Acquire)
     }
+
+    /// What is posted, left in place (whether a vCPU that is not loaded must be woken).
+    pub fn peek(&self) -> u32 {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 /// Where a software interrupt for `vintid` goes among the list registers.

@@ -408,6 +408,7 @@ mod tests {
         console: 0x0900_0000,
         device_kinds: &["virtio,mmio", "arm,pl061", "virtio,mmio"],
         dsm: None,
+        policy: board::rt::MigrationPolicy::Pinned,
     };
 
     fn params<'a>(partition: &'a Partition, boot: &'a LinuxBoot) -> LinuxDt<'a> {

@@ -121,6 +121,7 @@ macro_rules! irq_vector_entry {
             "mrs x10, spsr_el2\n",
             "str x10, [sp, #256]\n",
             "bl {irq_entry}\n",
+            "cbnz x0, spumone_irq_switch\n",
             "b spumone_irq_return\n",
         )
     };
@@ -182,6 +183,19 @@ spumone_irq_return:
     add     sp, sp, #{frame_size}
     eret
 
+// A shared core's IRQ that needs a scheduling decision: complete the frame with x19-x29
+// (still the guest's: Rust preserved them), let the scheduler rewrite it, return through it.
+spumone_irq_switch:
+    str     x19, [sp, #152]
+    stp     x20, x21, [sp, #160]
+    stp     x22, x23, [sp, #176]
+    stp     x24, x25, [sp, #192]
+    stp     x26, x27, [sp, #208]
+    stp     x28, x29, [sp, #224]
+    mov     x0, sp
+    bl      {irq_switch}
+    b       spumone_trap_return
+
 // x0 = a TrapFrame to start from, x1 = this core's stack top. Copies the frame to just below
 // the top (backwards: the source may overlap the destination only from below) and returns
 // through it, so every guest entry starts from an empty EL2 stack.
@@ -198,6 +212,7 @@ spumone_enter_frame:
 "#,
     trap_entry = sym trap_entry,
     irq_entry = sym irq_entry,
+    irq_switch = sym super::switch::irq_switch,
     frame_size = const FRAME_SIZE,
 );
 
@@ -214,16 +229,21 @@ pub fn enter(frame: &TrapFrame) -> ! {
     unsafe { spumone_enter_frame(frame, top) }
 }
 
-/// A physical IRQ taken from a guest (the frame holds only caller-saved registers).
-extern "C" fn irq_entry() {
-    super::guest::handle_irq();
+/// A physical IRQ taken from a guest (the frame holds only caller-saved registers); non-zero
+/// asks for `switch::irq_switch` with the full frame.
+extern "C" fn irq_entry() -> u64 {
+    u64::from(super::guest::handle_irq())
 }
 
 extern "C" fn trap_entry(frame: &mut TrapFrame, kind: u64) {
     let kind = VectorKind(kind);
     match kind.0 {
         VectorKind::LOWER_A64_SYNC => super::guest::handle_sync(frame),
-        VectorKind::LOWER_A64_IRQ => super::guest::handle_irq(),
+        VectorKind::LOWER_A64_IRQ => {
+            if super::guest::handle_irq() {
+                super::switch::irq_switch(frame);
+            }
+        }
         _ if kind.from_current_el() => super::fatal::unexpected_el2_exception(frame, kind),
         _ => super::guest::handle_unexpected(frame, kind),
     }

@@ -320,6 +320,14 @@ pub fn priority_drop_before_eret(intid: u32) {
     }
 }
 
+/// Deactivation only (`ICC_DIR_EL1`) of an interrupt whose priority was dropped before.
+pub fn deactivate(intid: u32) {
+    // SAFETY: ends the active state of an interrupt this core took; nothing else changes.
+    unsafe {
+        core::arch::asm!("msr icc_dir_el1, {0}", "isb", in(reg) u64::from(intid), options(nostack));
+    }
+}
+
 /// Sends a physical SGI (`ICC_SGI1R_EL1` value) after the stores it announces.
 pub fn send_sgi(sgi1r: u64) {
     // SAFETY: generates an SGI to other cores; `dsb ishst` first so a woken core that reads

@@ -227,6 +227,18 @@ fn enter_vcpu(core: u8, partition: &'static Partition, vcpu: usize, entry: u64, 
     exception::enter(&frame)
 }
 
+/// `VTTBR_EL2` of partition `index` (its stage-2 root and VMID).
+pub fn vttbr(index: usize) -> u64 {
+    VTTBR.get(index).map_or(0, |v| v.load(Ordering::Acquire))
+}
+
+/// Records that `vcpu` of partition `index` entered (for PSCI `AFFINITY_INFO`).
+pub fn mark_entered(index: usize, vcpu: usize) {
+    if let Some(power) = POWER.lock().get_mut(index).and_then(|p| p.get_mut(vcpu)) {
+        *power = next_power(*power, PowerEvent::Entered);
+    }
+}
+
 /// Whether partition `index` was stopped (lock-free).
 pub fn is_stopped(index: usize) -> bool {
     STOPPED
@@ -258,6 +270,10 @@ pub fn handle_sync(frame: &mut TrapFrame) {
         ExceptionClass::WfiWfe => {
             // A physical interrupt wakes EL2's `wfi` and is taken right after the return.
             let is_wfe = matches!(esr.wfx(), Some(Wfx::Wfe));
+            if super::switch::here() {
+                frame.elr = vcpu::resume_pc(esr, frame.elr);
+                return super::switch::wfi(frame, is_wfe);
+            }
             if super::vgic::trapped_wait_sleeps(is_wfe) {
                 cpu::wait_for_interrupt();
             }
@@ -479,10 +495,12 @@ fn apply(frame: &mut TrapFrame, injection: &Injection) {
     frame.spsr = injection.new_spsr;
 }
 
-pub fn handle_irq() {
+/// A physical IRQ from a guest; `true` asks the vector for a scheduling decision (a shared
+/// core), with every general register saved.
+pub fn handle_irq() -> bool {
     // The fast path is closed to stopped partitions (`vgic::partition_stopped`).
     if super::handle_guest_interrupt() {
-        return;
+        return false;
     }
     // Another core stopped this core's partition: leave the guest.
     if let Some((index, _)) = percore::this_core().running() {
@@ -493,6 +511,7 @@ pub fn handle_irq() {
             super::idle()
         }
     }
+    super::switch::take_resched()
 }
 
 pub fn handle_unexpected(frame: &mut TrapFrame, kind: VectorKind) {
@@ -514,9 +533,9 @@ pub fn handle_unexpected(frame: &mut TrapFrame, kind: VectorKind) {
 /// Other partitions are not touched. Without pristine copies the partition is stopped.
 fn restart_current(partition: &'static Partition) -> ! {
     let index = usize::from(partition.index);
-    if !super::linux::can_restart(partition) {
+    if !super::linux::can_restart(partition) || super::switch::shares_core(partition) {
         warn!(
-            "partition {}: SYSTEM_RESET without a reset_copy to restart from; stopping it",
+            "partition {}: SYSTEM_RESET without a reset_copy, or on a shared core: cannot restart it; stopping it",
             partition.name
         );
         stop_current(partition, 0, "PSCI SYSTEM_RESET")

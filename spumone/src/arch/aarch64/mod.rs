@@ -14,6 +14,7 @@ pub mod log;
 pub mod mmu;
 pub mod percore;
 pub mod psci;
+pub mod switch;
 pub mod timer;
 pub mod uart;
 pub mod vgic;
@@ -242,6 +243,9 @@ extern "C" fn secondary_main(core: u64) -> ! {
 
 /// Runs this core's vCPU, or idles taking ticks when it has none.
 fn run_core(core: usize) -> ! {
+    if u8::try_from(core).is_ok_and(switch::is_shared_core) {
+        switch::run_shared(core)
+    }
     guest::run_vcpu_on(core);
     idle()
 }
@@ -249,6 +253,10 @@ fn run_core(core: usize) -> ! {
 /// Waits for interrupts forever, with interrupts masked at EL2: `wfi` wakes the core and the
 /// pending interrupts are handled by polling the CPU interface.
 pub fn idle() -> ! {
+    // A shared core goes on with its other vCPUs (returns only when none is left).
+    if switch::here() {
+        switch::leave_loaded();
+    }
     let state = percore::this_core();
     vgic::leave_vcpu(state.running());
     state.set_running(None);
@@ -302,6 +310,11 @@ pub fn handle_guest_interrupt() -> bool {
 #[cold]
 #[inline(never)]
 fn slow_guest_interrupt(intid: u32) {
+    if switch::here() {
+        switch::interrupt(intid);
+        switch::poll();
+        return;
+    }
     handle_acknowledged(percore::this_core().running(), intid);
     handle_pending_interrupts();
 }

@@ -41,3 +41,15 @@ pub fn start_tick() {
 pub fn stop_tick() {
     CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::CLEAR + CNTHP_CTL_EL2::IMASK::SET);
 }
+
+/// Arms this core's EL2 timer for counter value `cval` (a deadline, not a period).
+pub fn set_deadline(cval: u64) {
+    // SAFETY: CNTHP_CVAL_EL2 is this core's hypervisor timer compare value.
+    unsafe { core::arch::asm!("msr cnthp_cval_el2, {}", in(reg) cval, options(nomem, nostack)) };
+    CNTHP_CTL_EL2.write(CNTHP_CTL_EL2::ENABLE::SET + CNTHP_CTL_EL2::IMASK::CLEAR);
+}
+
+/// The system counter now.
+pub fn counter() -> u64 {
+    CNTPCT_EL0.get()
+}

@@ -9,10 +9,11 @@ use board::rt::Partition;
 use super::config::CONFIG;
 use super::guest::MMIO;
 use super::{cpu, gic, percore};
+use crate::hvcore::migrate::{departing_lrs, VgicState, MAX_LRS};
 use crate::hvcore::mmio::MmioAccess;
 use crate::hvcore::smp::{self, Placement, Posted};
 use crate::hvcore::vgic::{
-    self, BadAccess, Effect, Effects, IrqRoute, ListReg, PendingQueue, Vgic, GICD_SIZE,
+    self, BadAccess, Delivery, Effect, Effects, IrqRoute, ListReg, PendingQueue, Vgic, GICD_SIZE,
     MAINTENANCE_INTID, VTIMER_INTID,
 };
 use crate::hvcore::{vcpu, vsgi};
@@ -500,7 +501,7 @@ pub fn trapped_wait_sleeps(is_wfe: bool) -> bool {
 }
 
 /// Whether this core's vCPU has a virtual interrupt to take.
-fn virtual_pending() -> bool {
+pub fn virtual_pending() -> bool {
     if QUEUED[cpu::core_index()].load(Ordering::Relaxed) {
         return true;
     }
@@ -510,6 +511,175 @@ fn virtual_pending() -> bool {
         *lr = read_lr(n);
     }
     vgic::any_pending(&lrs[..count])
+}
+
+// ---------------------------------------------------------------------------------------------
+// Saving and loading the virtual CPU interface, for a core shared by several vCPUs
+// (`super::switch`).
+
+/// What the vGIC of `partition` would forward of `intid` to `vcpu` now.
+pub fn deliverable(partition: usize, vcpu: usize, intid: u32) -> Option<Delivery> {
+    VGICS.get(partition)?.lock().deliverable(vcpu, intid)
+}
+
+/// Whether interrupts were posted for `vcpu` of `partition` that it has not taken yet.
+pub fn posted_waiting(partition: usize, vcpu: usize) -> bool {
+    let sgis = POSTED
+        .get(partition)
+        .and_then(|p| p.get(vcpu))
+        .is_some_and(|p| p.peek() != 0);
+    let spi = POSTED_SPI
+        .get(partition)
+        .and_then(|p| p.get(vcpu))
+        .is_some_and(|s| s.load(Ordering::Acquire) != 0);
+    sgis || spi
+}
+
+/// Saves the virtual CPU interface of the vCPU leaving this core and empties it. Its virtual
+/// timer must be off already: active hardware PPIs are deactivated here (their active state
+/// lives in this core's redistributor) and kept as software ones (`migrate::departing_lrs`).
+pub fn save_cpu_interface() -> VgicState {
+    let core = cpu::core_index();
+    let count = list_regs().min(MAX_LRS);
+    let mut raw = [0u64; MAX_LRS];
+    for (n, value) in raw.iter_mut().enumerate().take(count) {
+        *value = read_lr(n);
+    }
+    let departure = departing_lrs(&raw[..count]);
+    for &intid in &departure.deactivate {
+        gic::deactivate(intid);
+    }
+    // Queued ones were acknowledged too: a hardware PPI among them is dropped and
+    // deactivated like a pending one in a list register (its level raises it again).
+    let mut queue = PendingQueue::new();
+    let mut waiting = core::mem::take(&mut *QUEUES[core].lock());
+    while let Some(lr) = waiting.pop() {
+        match lr.pintid {
+            Some(p) if p < vgic::SPI_BASE => gic::deactivate(p),
+            _ => {
+                let _ = queue.push(lr);
+            }
+        }
+    }
+    let mut state = VgicState {
+        lrs: departure.lrs,
+        queue,
+        vmcr: read_vmcr(),
+        ..VgicState::default()
+    };
+    QUEUED[core].store(false, Ordering::Relaxed);
+    for n in 0..active_priority_regs() {
+        state.ap0r[n] = read_apr(false, n);
+        state.ap1r[n] = read_apr(true, n);
+    }
+    for n in 0..count {
+        write_lr(n, 0);
+    }
+    write_hcr(vgic::ich_hcr(false));
+    state
+}
+
+/// Loads `state` into this core's virtual CPU interface (the counterpart of
+/// [`save_cpu_interface`]).
+pub fn restore_cpu_interface(state: &mut VgicState) {
+    let core = cpu::core_index();
+    let count = list_regs().min(MAX_LRS);
+    for n in 0..count {
+        write_lr(n, state.lrs.get(n).map_or(0, ListReg::encode));
+    }
+    // More than fit (a saved state from a larger interface) wait in the queue.
+    let mut queue = core::mem::take(&mut state.queue);
+    for lr in state.lrs.iter().skip(count) {
+        let _ = queue.push(*lr);
+    }
+    let waiting = !queue.is_empty();
+    *QUEUES[core].lock() = queue;
+    QUEUED[core].store(waiting, Ordering::Relaxed);
+    write_vmcr(state.vmcr);
+    for n in 0..active_priority_regs() {
+        write_apr(false, n, state.ap0r[n]);
+        write_apr(true, n, state.ap1r[n]);
+    }
+    write_hcr(vgic::ich_hcr(waiting));
+}
+
+/// Adds hardware interrupt `intid`, just acknowledged on this core, to the saved interface
+/// of a vCPU that is not loaded (it sees it when it runs next); `false` if there is no room.
+pub fn inject_saved(state: &mut VgicState, intid: u32, delivery: Delivery) -> bool {
+    let lr = ListReg::hardware(intid, delivery);
+    let kept = if state.lrs.len() < list_regs().min(MAX_LRS) {
+        state.lrs.push(lr).is_ok()
+    } else {
+        state.queue.push(lr).is_ok()
+    };
+    if kept {
+        gic::priority_drop(intid);
+    } else {
+        gic::end_of_interrupt(intid);
+    }
+    kept
+}
+
+/// How many `ICH_AP<n>R<m>_EL2` registers exist per group (`ICH_VTR_EL2.PREbits`).
+fn active_priority_regs() -> usize {
+    let prebits = ((read_vtr() >> 26) & 7) + 1;
+    match prebits {
+        7 => 4,
+        6 => 2,
+        _ => 1,
+    }
+}
+
+macro_rules! apr_access {
+    ($($n:literal),*) => {
+        fn read_apr(group1: bool, n: usize) -> u32 {
+            let mut value: u64 = 0;
+            match (group1, n) {
+                $(
+                    // SAFETY: reads an active-priority register this interface implements.
+                    (false, $n) => unsafe {
+                        core::arch::asm!(concat!("mrs {}, ich_ap0r", $n, "_el2"), out(reg) value,
+                            options(nomem, nostack))
+                    },
+                    // SAFETY: as above, group 1.
+                    (true, $n) => unsafe {
+                        core::arch::asm!(concat!("mrs {}, ich_ap1r", $n, "_el2"), out(reg) value,
+                            options(nomem, nostack))
+                    },
+                )*
+                _ => {}
+            }
+            value as u32
+        }
+
+        fn write_apr(group1: bool, n: usize, value: u32) {
+            let value = u64::from(value);
+            match (group1, n) {
+                $(
+                    // SAFETY: restores the active priorities of the vCPU being loaded here.
+                    (false, $n) => unsafe {
+                        core::arch::asm!(concat!("msr ich_ap0r", $n, "_el2, {}"), in(reg) value,
+                            options(nostack))
+                    },
+                    // SAFETY: as above, group 1.
+                    (true, $n) => unsafe {
+                        core::arch::asm!(concat!("msr ich_ap1r", $n, "_el2, {}"), in(reg) value,
+                            options(nostack))
+                    },
+                )*
+                _ => {}
+            }
+        }
+    };
+}
+
+apr_access!(0, 1, 2, 3);
+
+fn read_vmcr() -> u64 {
+    let value: u64;
+    // SAFETY: reads the guest's view of its CPU interface control.
+    unsafe { core::arch::asm!("mrs {}, ich_vmcr_el2", out(reg) value, options(nomem, nostack)) };
+    value
 }
 
 fn read_vtr() -> u64 {

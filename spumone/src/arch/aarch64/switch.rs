@@ -1,0 +1,612 @@
+//! Several vCPUs on one core: the EL1 context switch and the per-core run loop.
+//!
+//! Only a core the config shares (an RTOS vCPU and a Linux vCPU marked `shared`) runs here;
+//! a core with one vCPU keeps the direct path of `guest.rs` (WFI not trapped, no EL2 timer).
+//! `hvcore::sched::RunQueue` decides what runs; this module reports events to it and moves
+//! registers:
+//! - a trapped WFI makes the vCPU wait (unless an interrupt is pending for it) and yields;
+//! - an interrupt for a vCPU that is not loaded goes into its saved list registers and wakes
+//!   it; one that outranks the loaded vCPU (the RTOS over Linux) switches at once;
+//! - the virtual timer of a vCPU that is not loaded is tracked as a deadline, and the EL2
+//!   physical timer (`CNTHP`, PPI 26) is set to the earliest one the queue asks for.
+//!
+//! A switch saves the general registers (the trap frame), the EL1 system registers, FP/SIMD,
+//! the virtual timer and the virtual CPU interface, and loads the other vCPU's, with its
+//! `VTTBR_EL2` and `VMPIDR_EL2`. Both partitions keep their VMIDs, so no TLB flush is needed.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use aarch64_cpu::registers::{
+    Readable, Writeable, CNTHCTL_EL2, CNTVOFF_EL2, CPTR_EL2, HCR_EL2, MIDR_EL1, VMPIDR_EL2,
+    VTCR_EL2, VTTBR_EL2,
+};
+use board::rt::{LinuxBoot, Partition};
+
+use super::config::CONFIG;
+use super::exception::{self, TrapFrame};
+use super::{cpu, gic, percore, timer, vgic};
+use crate::hvcore::migrate::{El1Regs, FpRegs, VcpuContext, VgicState, VtimerState};
+use crate::hvcore::sched::{Class, Decision, Run, RunQueue, RunState, VcpuId, Wake};
+use crate::hvcore::smp::KICK_SGI;
+use crate::hvcore::vgic::{Delivery, VTIMER_INTID};
+use crate::hvcore::{stage2, vcpu, vpsci, MAX_CORES};
+
+/// Most vCPUs on one shared core (the board config allows an RTOS vCPU and one Linux vCPU).
+const SLOTS: usize = 2;
+
+/// Round-robin slice among vCPUs of one class (never used while classes differ).
+const SLICE_TICKS: u64 = 625_000;
+
+/// One vCPU placed on this core and its state while it is not loaded.
+struct Slot {
+    id: VcpuId,
+    partition: &'static Partition,
+    vcpu: usize,
+    ctx: VcpuContext,
+    vtimer: VtimerState,
+    vgic: VgicState,
+}
+
+struct CoreSched {
+    queue: RunQueue,
+    slots: [Option<Slot>; SLOTS],
+}
+
+impl CoreSched {
+    fn slot(&mut self, id: VcpuId) -> Option<&mut Slot> {
+        self.slots.iter_mut().flatten().find(|s| s.id == id)
+    }
+}
+
+static SCHED: [spin::Mutex<Option<CoreSched>>; MAX_CORES] =
+    [const { spin::Mutex::new(None) }; MAX_CORES];
+/// Per core: it runs the shared loop (read on every slow-path interrupt, so lock-free).
+static SHARED: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
+/// Per core: context switches so far (logged when a vCPU leaves the core for good).
+static SWITCHES: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
+/// Per core: an interrupt asked for a new scheduling decision before returning to the guest.
+static RESCHED: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
+
+/// Whether this core runs several vCPUs through this module.
+pub fn here() -> bool {
+    SHARED[cpu::core_index() % MAX_CORES].load(Ordering::Relaxed)
+}
+
+/// Whether `core` hosts vCPUs of several partitions (per the config).
+pub fn is_shared_core(core: u8) -> bool {
+    vcpu::trap_policy(&CONFIG, core).shared_core
+}
+
+/// Whether `partition` has a vCPU on a shared core.
+pub fn shares_core(partition: &Partition) -> bool {
+    partition.vcpus.iter().any(|v| is_shared_core(v.core))
+}
+
+/// Takes (and clears) this core's request for a new decision.
+pub fn take_resched() -> bool {
+    RESCHED[cpu::core_index() % MAX_CORES].swap(false, Ordering::Relaxed)
+}
+
+fn class_of(partition: &Partition) -> Class {
+    match LinuxBoot::kind(super::linux::LINUX, partition.index) {
+        board::rt::Kind::Linux => Class::Linux,
+        board::rt::Kind::Rtos => Class::Rtos,
+    }
+}
+
+/// A vCPU's context before its first instruction: at `entry`, EL1h, everything masked, MMU
+/// off, `x0..x2` as given.
+fn boot_context(vcpu: usize, entry: u64, x: [u64; 3]) -> VcpuContext {
+    let mut ctx = VcpuContext {
+        pc: entry,
+        pstate: vcpu::ENTRY_SPSR,
+        el1: El1Regs {
+            sctlr: vcpu::SCTLR_EL1_RESET,
+            vmpidr: vpsci::vcpu_mpidr(vcpu as u8),
+            ..El1Regs::default()
+        },
+        ..VcpuContext::default()
+    };
+    ctx.x[..3].copy_from_slice(&x);
+    ctx
+}
+
+/// Starts every vCPU placed on this shared core (vCPU 0 of each partition; the board config
+/// allows no other) and runs them for good.
+pub fn run_shared(core: usize) -> ! {
+    let Ok(core_id) = u8::try_from(core) else {
+        super::idle()
+    };
+    let mut sched = CoreSched {
+        queue: RunQueue::new(SLICE_TICKS),
+        slots: [const { None }; SLOTS],
+    };
+    let mut free = sched.slots.iter_mut();
+    for partition in CONFIG.partitions {
+        let Some(n) = partition.vcpu_on_core(core_id) else {
+            continue;
+        };
+        let index = usize::from(partition.index);
+        if n != 0 || super::guest::is_stopped(index) {
+            continue;
+        }
+        let (entry, x) = match super::linux::entry(partition) {
+            Some(found) => {
+                super::linux::keep_pristine(partition);
+                found
+            }
+            None => (partition.entry, vcpu::boot_registers(partition, n)),
+        };
+        let id = VcpuId::new(partition.index, n as u8);
+        let Some(slot) = free.next() else {
+            error!("core {}: more vCPUs than a shared core holds", core);
+            break;
+        };
+        *slot = Some(Slot {
+            id,
+            partition,
+            vcpu: n,
+            ctx: boot_context(n, entry, x),
+            vtimer: VtimerState::default(),
+            vgic: VgicState {
+                vmcr: crate::hvcore::vgic::ICH_VMCR_RESET,
+                ..VgicState::default()
+            },
+        });
+        let _ = sched
+            .queue
+            .add(id, class_of(partition), RunState::Ready, None);
+        super::guest::mark_entered(index, n);
+        info!(
+            "partition {} vcpu {}: entering at {:#x} on core {} (shared)",
+            partition.name, n, entry, core
+        );
+    }
+    *SCHED[core].lock() = Some(sched);
+    SHARED[core].store(true, Ordering::Release);
+
+    VTCR_EL2.set(stage2::vtcr_el2());
+    HCR_EL2.set(vcpu::hcr_el2(vcpu::trap_policy(&CONFIG, core_id)));
+    CPTR_EL2.set(vcpu::CPTR_EL2);
+    CNTHCTL_EL2.set(vcpu::CNTHCTL_EL2);
+    CNTVOFF_EL2.set(0);
+    let midr = MIDR_EL1.get();
+    // SAFETY: VPIDR_EL2 is what the guests read as MIDR_EL1; the real value is the sane one.
+    unsafe { core::arch::asm!("msr vpidr_el2, {}", in(reg) midr, options(nostack)) };
+    vgic::enter_vcpu();
+    timer::stop_tick();
+    // SAFETY: drops translations earlier users of these VMIDs may have left on this core.
+    unsafe { core::arch::asm!("isb", "tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
+    percore::this_core().set_running(None);
+    let mut frame = TrapFrame::new(0, vcpu::ENTRY_SPSR);
+    reschedule(&mut frame);
+    exception::enter(&frame)
+}
+
+/// The loaded vCPU trapped WFI (`is_wfe`: WFE); `frame` already resumes after it.
+pub fn wfi(frame: &mut TrapFrame, is_wfe: bool) {
+    // A WFE waits for an event (a spinlock's `sev`) that never reaches EL2: just go on.
+    if is_wfe {
+        return;
+    }
+    let pending = vgic::virtual_pending();
+    if let Some(s) = SCHED[cpu::core_index()].lock().as_mut() {
+        s.queue.wfi(pending);
+    }
+    reschedule(frame);
+}
+
+/// The IRQ vector found a decision due: `frame` now holds every general register.
+pub extern "C" fn irq_switch(frame: &mut TrapFrame) {
+    reschedule(frame);
+}
+
+/// The vCPU loaded here leaves for good (its partition stopped, `CPU_OFF`): the core goes
+/// on with the others, or returns if none is left.
+pub fn leave_loaded() {
+    let core = cpu::core_index();
+    {
+        let mut guard = SCHED[core].lock();
+        let Some(s) = guard.as_mut() else {
+            return;
+        };
+        if let Some(id) = s.queue.loaded() {
+            discard_loaded();
+            let _ = s.queue.remove(id);
+            if let Some(slot) = s
+                .slots
+                .iter_mut()
+                .find(|x| x.as_ref().is_some_and(|x| x.id == id))
+            {
+                if let Some(gone) = slot.take() {
+                    log_leaving(core, &gone);
+                }
+            }
+        }
+        percore::this_core().set_running(None);
+        if s.queue.is_empty() {
+            SHARED[core].store(false, Ordering::Release);
+            return;
+        }
+    }
+    let mut frame = TrapFrame::new(0, vcpu::ENTRY_SPSR);
+    reschedule(&mut frame);
+    exception::enter(&frame)
+}
+
+/// Logs how often this core switched vCPUs, as `slot`'s vCPU leaves it for good.
+fn log_leaving(core: usize, slot: &Slot) {
+    info!(
+        "core {}: partition {} vcpu {} leaves after {} vCPU switches here",
+        core,
+        slot.partition.name,
+        slot.vcpu,
+        SWITCHES[core].load(Ordering::Relaxed)
+    );
+}
+
+/// Empties the CPU of a vCPU that will not run again: virtual timer off, its hardware
+/// interrupts deactivated, list registers cleared.
+fn discard_loaded() {
+    write_cntv(&VtimerState::default());
+    let _ = vgic::save_cpu_interface();
+}
+
+/// Asks the run queue what runs next and applies it to `frame` (the loaded vCPU's registers);
+/// waits in EL2 while nothing is ready.
+fn reschedule(frame: &mut TrapFrame) {
+    let core = cpu::core_index();
+    loop {
+        RESCHED[core].store(false, Ordering::Relaxed);
+        let mut guard = SCHED[core].lock();
+        let Some(s) = guard.as_mut() else {
+            return;
+        };
+        drop_stopped(s);
+        let loaded_deadline = s.queue.loaded().and_then(|_| read_cntv().deadline());
+        let Decision {
+            run,
+            timer: wake_at,
+        } = s.queue.schedule(timer::counter(), loaded_deadline);
+        match wake_at {
+            Some(at) => timer::set_deadline(at),
+            None => timer::stop_tick(),
+        }
+        match run {
+            Run::Continue => return,
+            Run::Switch { from, to } => {
+                if let Some(slot) = from.and_then(|id| s.slot(id)) {
+                    save(slot, frame);
+                    SWITCHES[core].fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(slot) = s.slot(to) {
+                    load(slot, frame);
+                }
+                drop(guard);
+                // Interrupts posted while it was away (now that it is the running vCPU).
+                vgic::deliver_posted();
+                return;
+            }
+            Run::Idle => {
+                drop(guard);
+                cpu::wait_for_interrupt();
+                poll();
+            }
+        }
+    }
+}
+
+/// Takes vCPUs of partitions stopped elsewhere off this core.
+fn drop_stopped(s: &mut CoreSched) {
+    let loaded = s.queue.loaded();
+    for entry in s.slots.iter_mut() {
+        let Some(slot) = entry else { continue };
+        if !super::guest::is_stopped(usize::from(slot.partition.index)) {
+            continue;
+        }
+        if loaded == Some(slot.id) {
+            discard_loaded();
+            percore::this_core().set_running(None);
+            // The frame still holds its registers: a decision must replace them.
+            RESCHED[cpu::core_index()].store(true, Ordering::Relaxed);
+        }
+        let _ = s.queue.remove(slot.id);
+        log_leaving(cpu::core_index(), slot);
+        *entry = None;
+    }
+}
+
+fn save(slot: &mut Slot, frame: &TrapFrame) {
+    slot.ctx.x = frame.x;
+    slot.ctx.pc = frame.elr;
+    slot.ctx.pstate = frame.spsr;
+    slot.ctx.el1 = save_el1();
+    save_fp(&mut slot.ctx.fp);
+    slot.vtimer = read_cntv();
+    // Timer off first, so its PPI is quiet before the interface deactivates it.
+    write_cntv(&VtimerState::default());
+    slot.vgic = vgic::save_cpu_interface();
+}
+
+fn load(slot: &mut Slot, frame: &mut TrapFrame) {
+    let index = usize::from(slot.partition.index);
+    frame.x = slot.ctx.x;
+    frame.elr = slot.ctx.pc;
+    frame.spsr = slot.ctx.pstate;
+    VTTBR_EL2.set(super::guest::vttbr(index));
+    VMPIDR_EL2.set(slot.ctx.el1.vmpidr);
+    load_el1(&slot.ctx.el1);
+    load_fp(&slot.ctx.fp);
+    vgic::restore_cpu_interface(&mut slot.vgic);
+    // The other vCPU's vGIC may have switched the shared timer PPI off or re-prioritized it.
+    if let Some(d) = vgic::deliverable(index, slot.vcpu, VTIMER_INTID) {
+        gic::configure_private(cpu::mpidr(), VTIMER_INTID, true, d.priority);
+    }
+    write_cntv(&slot.vtimer);
+    percore::this_core().set_running(Some((index, slot.vcpu)));
+}
+
+/// Handles every pending physical interrupt on this shared core (after one from a guest, or
+/// when it wakes while idle in [`reschedule`]).
+pub fn poll() {
+    loop {
+        let intid = gic::acknowledge();
+        if intid >= gic::SPECIAL_INTID_START {
+            break;
+        }
+        interrupt(intid);
+    }
+    vgic::refill();
+    // What was just placed in the loaded vCPU's list registers (a posted SGI, the console's
+    // SPI) must wake it if it waits.
+    if let Some((p, v)) = percore::this_core().running() {
+        if vgic::virtual_pending() {
+            wake(cpu::core_index(), VcpuId::new(p as u8, v as u8));
+        }
+    }
+}
+
+/// A physical interrupt acknowledged on a shared core (from a guest or while idle): the EL2
+/// timer asks for a decision; one for a vCPU that is not loaded goes into its saved state and
+/// wakes it; everything else is handled as on any core.
+pub fn interrupt(intid: u32) {
+    let core = cpu::core_index();
+    let running = percore::this_core().running();
+    let tick = super::HYP_TIMER_INTID.load(Ordering::Relaxed);
+    if intid == tick {
+        // Masked until the decision reprograms it (its level would fire again at once).
+        timer::stop_tick();
+        gic::end_of_interrupt(intid);
+        RESCHED[core].store(true, Ordering::Relaxed);
+        return;
+    }
+    if intid == KICK_SGI {
+        super::handle_acknowledged(running, intid);
+        wake_posted(core);
+        return;
+    }
+    let for_loaded = running.and_then(|(p, v)| vgic::deliverable(p, v, intid));
+    if for_loaded.is_some() {
+        super::handle_acknowledged(running, intid);
+        if let Some((p, v)) = running {
+            wake(core, VcpuId::new(p as u8, v as u8));
+        }
+        return;
+    }
+    if !inject_not_loaded(core, intid) {
+        super::handle_acknowledged(running, intid);
+    }
+}
+
+/// Puts `intid` into the saved state of a vCPU here that is not loaded and takes it.
+fn inject_not_loaded(core: usize, intid: u32) -> bool {
+    let mut guard = SCHED[core].lock();
+    let Some(s) = guard.as_mut() else {
+        return false;
+    };
+    let loaded = s.queue.loaded();
+    let found = s
+        .slots
+        .iter_mut()
+        .flatten()
+        .filter(|slot| Some(slot.id) != loaded)
+        .find_map(|slot| {
+            let d: Delivery =
+                vgic::deliverable(usize::from(slot.partition.index), slot.vcpu, intid)?;
+            Some((slot, d))
+        });
+    let Some((slot, delivery)) = found else {
+        return false;
+    };
+    vgic::inject_saved(&mut slot.vgic, intid, delivery);
+    let id = slot.id;
+    if s.queue.wake(id) == Wake::Preempt {
+        RESCHED[core].store(true, Ordering::Relaxed);
+    }
+    true
+}
+
+/// After a kick: drops vCPUs of partitions stopped elsewhere (the stop kicks), and wakes the
+/// vCPUs here (loaded or not) that other cores posted interrupts to.
+fn wake_posted(core: usize) {
+    let mut guard = SCHED[core].lock();
+    let Some(s) = guard.as_mut() else {
+        return;
+    };
+    drop_stopped(s);
+    let waiting: heapless::Vec<VcpuId, SLOTS> = s
+        .slots
+        .iter()
+        .flatten()
+        .filter(|slot| vgic::posted_waiting(usize::from(slot.partition.index), slot.vcpu))
+        .map(|slot| slot.id)
+        .collect();
+    for id in waiting {
+        if s.queue.wake(id) == Wake::Preempt {
+            RESCHED[core].store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+fn wake(core: usize, id: VcpuId) {
+    if let Some(s) = SCHED[core].lock().as_mut() {
+        if s.queue.wake(id) == Wake::Preempt {
+            RESCHED[core].store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+fn read_cntv() -> VtimerState {
+    let (ctl, cval): (u64, u64);
+    // SAFETY: reads the EL1 virtual timer of the loaded vCPU.
+    unsafe {
+        core::arch::asm!(
+            "mrs {}, cntv_ctl_el0",
+            "mrs {}, cntv_cval_el0",
+            out(reg) ctl,
+            out(reg) cval,
+            options(nomem, nostack)
+        )
+    };
+    VtimerState { ctl, cval }
+}
+
+fn write_cntv(t: &VtimerState) {
+    // SAFETY: sets the EL1 virtual timer to the vCPU being loaded (or off); compare value
+    // first so an enable never fires on a stale one.
+    unsafe {
+        core::arch::asm!(
+            "msr cntv_ctl_el0, xzr",
+            "msr cntv_cval_el0, {}",
+            "msr cntv_ctl_el0, {}",
+            "isb",
+            in(reg) t.cval,
+            in(reg) t.ctl & 0b11,
+            options(nostack)
+        )
+    };
+}
+
+macro_rules! el1_regs {
+    ($($field:ident => $reg:literal),* $(,)?) => {
+        fn save_el1() -> El1Regs {
+            let mut r = El1Regs::default();
+            $(
+                // SAFETY: reads an EL1 register of the vCPU leaving this core.
+                unsafe {
+                    core::arch::asm!(concat!("mrs {}, ", $reg), out(reg) r.$field,
+                        options(nomem, nostack))
+                };
+            )*
+            r.vmpidr = VMPIDR_EL2.get();
+            r
+        }
+
+        fn load_el1(r: &El1Regs) {
+            $(
+                // SAFETY: restores an EL1 register of the vCPU being loaded on this core.
+                unsafe {
+                    core::arch::asm!(concat!("msr ", $reg, ", {}"), in(reg) r.$field,
+                        options(nostack))
+                };
+            )*
+        }
+    };
+}
+
+el1_regs! {
+    sctlr => "sctlr_el1",
+    ttbr0 => "ttbr0_el1",
+    ttbr1 => "ttbr1_el1",
+    tcr => "tcr_el1",
+    mair => "mair_el1",
+    amair => "amair_el1",
+    vbar => "vbar_el1",
+    contextidr => "contextidr_el1",
+    cpacr => "cpacr_el1",
+    esr => "esr_el1",
+    far => "far_el1",
+    afsr0 => "afsr0_el1",
+    afsr1 => "afsr1_el1",
+    par => "par_el1",
+    elr => "elr_el1",
+    spsr => "spsr_el1",
+    sp_el0 => "sp_el0",
+    sp_el1 => "sp_el1",
+    tpidr_el0 => "tpidr_el0",
+    tpidrro_el0 => "tpidrro_el0",
+    tpidr_el1 => "tpidr_el1",
+    cntkctl => "cntkctl_el1",
+    csselr => "csselr_el1",
+    mdscr => "mdscr_el1",
+}
+
+fn save_fp(fp: &mut FpRegs) {
+    let q = fp.q.as_mut_ptr();
+    let (fpsr, fpcr): (u64, u64);
+    // SAFETY: stores the 32 FP/SIMD registers (512 bytes) into `fp.q`; EL2 itself never uses
+    // them (soft-float build), so they are still the guest's.
+    unsafe {
+        core::arch::asm!(
+            ".arch_extension fp",
+            ".arch_extension simd",
+            "stp q0, q1, [{q}, #0]",
+            "stp q2, q3, [{q}, #32]",
+            "stp q4, q5, [{q}, #64]",
+            "stp q6, q7, [{q}, #96]",
+            "stp q8, q9, [{q}, #128]",
+            "stp q10, q11, [{q}, #160]",
+            "stp q12, q13, [{q}, #192]",
+            "stp q14, q15, [{q}, #224]",
+            "stp q16, q17, [{q}, #256]",
+            "stp q18, q19, [{q}, #288]",
+            "stp q20, q21, [{q}, #320]",
+            "stp q22, q23, [{q}, #352]",
+            "stp q24, q25, [{q}, #384]",
+            "stp q26, q27, [{q}, #416]",
+            "stp q28, q29, [{q}, #448]",
+            "stp q30, q31, [{q}, #480]",
+            "mrs {fpsr}, fpsr",
+            "mrs {fpcr}, fpcr",
+            q = in(reg) q,
+            fpsr = out(reg) fpsr,
+            fpcr = out(reg) fpcr,
+            options(nostack)
+        )
+    };
+    fp.fpsr = fpsr;
+    fp.fpcr = fpcr;
+}
+
+fn load_fp(fp: &FpRegs) {
+    let q = fp.q.as_ptr();
+    // SAFETY: loads the vCPU's FP/SIMD registers from `fp.q` (512 bytes) and its FPSR/FPCR.
+    unsafe {
+        core::arch::asm!(
+            ".arch_extension fp",
+            ".arch_extension simd",
+            "ldp q0, q1, [{q}, #0]",
+            "ldp q2, q3, [{q}, #32]",
+            "ldp q4, q5, [{q}, #64]",
+            "ldp q6, q7, [{q}, #96]",
+            "ldp q8, q9, [{q}, #128]",
+            "ldp q10, q11, [{q}, #160]",
+            "ldp q12, q13, [{q}, #192]",
+            "ldp q14, q15, [{q}, #224]",
+            "ldp q16, q17, [{q}, #256]",
+            "ldp q18, q19, [{q}, #288]",
+            "ldp q20, q21, [{q}, #320]",
+            "ldp q22, q23, [{q}, #352]",
+            "ldp q24, q25, [{q}, #384]",
+            "ldp q26, q27, [{q}, #416]",
+            "ldp q28, q29, [{q}, #448]",
+            "ldp q30, q31, [{q}, #480]",
+            "msr fpsr, {fpsr}",
+            "msr fpcr, {fpcr}",
+            q = in(reg) q,
+            fpsr = in(reg) fp.fpsr,
+            fpcr = in(reg) fp.fpcr,
+            options(nostack)
+        )
+    };
+}
