@@ -54,6 +54,10 @@ pub trait Backend {
     /// Holds every vCPU of the partition in the hypervisor; `false` if one did not stop.
     fn pause(&mut self) -> bool;
     fn resume(&mut self);
+    /// The digest service (see `Guest::sha256_compress`); software unless overridden.
+    fn sha256_compress(&self, state: &mut [u32; 8], blocks: &[[u8; 64]]) {
+        dsm_api::digest::compress_soft(state, blocks);
+    }
 }
 
 /// A Linux partition as the checkers see it.
@@ -194,6 +198,10 @@ impl<B: Backend> LinuxGuest<B> {
 impl<B: Backend> Guest for LinuxGuest<B> {
     fn ram(&self) -> &[PhysRange] {
         &self.ram[..self.nram]
+    }
+
+    fn sha256_compress(&self, state: &mut [u32; 8], blocks: &[[u8; 64]]) {
+        self.backend.sha256_compress(state, blocks);
     }
 
     fn read_phys(&self, pa: u64, buf: &mut [u8]) -> Result<(), GuestError> {
