@@ -268,6 +268,13 @@ pub trait Guest {
         let k = self.kernel()?;
         Ok(self.symbols().offset(name).map(|o| k.text_va + o))
     }
+
+    /// The digest service: SHA-256's compression of whole 64-byte `blocks` into `state`
+    /// (FIPS 180-4). A hypervisor overrides it with the CPU's SHA-256 instructions; this
+    /// default is software. Checkers hash through [`crate::digest::Sha256`], which pads.
+    fn sha256_compress(&self, state: &mut [u32; 8], blocks: &[[u8; 64]]) {
+        crate::digest::compress_soft(state, blocks);
+    }
 }
 
 /// Keeps every guest vCPU stopped while alive, for consistent reads; resumes on drop.

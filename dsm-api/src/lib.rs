@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod checker;
+pub mod digest;
 mod guest;
 pub mod kaslr;
 pub mod kmem;

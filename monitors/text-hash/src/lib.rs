@@ -25,15 +25,18 @@
 //! performs them: a write is a legitimate patch if it is an aligned 4-byte store in text whose
 //! normalized value equals the normalized old value, or arms/disarms a kprobe. The chunk is
 //! then verified and its digest moved to the patched content; anything else is reported.
+//!
+//! Hashing goes through the guest's digest service ([`dsm_api::digest::Sha256`]): at EL2 the
+//! hypervisor compresses with the CPU's SHA-256 instructions, in host tests with `sha2`.
 #![no_std]
 #![forbid(unsafe_code)]
 
+use dsm_api::digest::Sha256;
 use dsm_api::walk::PAGE_SIZE;
 use dsm_api::{
     Access, Budget, CheckError, Checker, Finding, Guest, GuestError, PhysRange, Progress,
     WatchEvent,
 };
-use sha2::{Digest, Sha256};
 
 pub const NAME: &str = "text-hash";
 /// Bytes per digest; also the smallest useful budget.
@@ -251,11 +254,11 @@ impl TextHashChecker {
                 sums.weighted = sums.weighted.wrapping_add((index + 1).wrapping_mul(n));
                 prev = w;
             }
-            h.update(&*page);
+            h.update(guest, page);
             off += len as u64;
         }
         Ok(ChunkHash {
-            sha: h.finalize().into(),
+            sha: h.finalize(guest),
             sums,
             brk,
         })

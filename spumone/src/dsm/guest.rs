@@ -62,6 +62,10 @@ pub trait Backend {
         let _ = (base, size, writable);
         false
     }
+    /// The digest service (see `Guest::sha256_compress`); software unless overridden.
+    fn sha256_compress(&self, state: &mut [u32; 8], blocks: &[[u8; 64]]) {
+        dsm_api::digest::compress_soft(state, blocks);
+    }
 }
 
 /// A Linux partition as the checkers see it.
@@ -217,6 +221,10 @@ impl<B: Backend> LinuxGuest<B> {
 impl<B: Backend> Guest for LinuxGuest<B> {
     fn ram(&self) -> &[PhysRange] {
         &self.ram[..self.nram]
+    }
+
+    fn sha256_compress(&self, state: &mut [u32; 8], blocks: &[[u8; 64]]) {
+        self.backend.sha256_compress(state, blocks);
     }
 
     fn read_phys(&self, pa: u64, buf: &mut [u8]) -> Result<(), GuestError> {

@@ -302,6 +302,10 @@ impl Backend for ArchBackend {
         }
         ok
     }
+
+    fn sha256_compress(&self, state: &mut [u32; 8], blocks: &[[u8; 64]]) {
+        super::sha256::compress(state, blocks);
+    }
 }
 
 struct State {
@@ -333,6 +337,7 @@ pub fn init() {
     let Some(symbols) = KERNEL else {
         return;
     };
+    super::sha256::init(now_ns);
     let core = match crate::dsm::placement(&CONFIG, partition) {
         Ok(core) => core,
         Err(why) => {

@@ -14,6 +14,7 @@ pub mod log;
 pub mod mmu;
 pub mod percore;
 pub mod psci;
+pub mod sha256;
 pub mod switch;
 pub mod timer;
 pub mod uart;
