@@ -930,6 +930,7 @@ struct Measured {
     rounds: Vec<LatencyStats>,
 }
 
+/// `dsm` must be false for the native baseline, which has no DSM.
 fn measure(
     firmware: &Firmware,
     variant: Variant,
@@ -982,7 +983,7 @@ fn measure(
         scenario: name.to_string(),
         variant: variant.name().to_string(),
         icount,
-        dsm: name != NATIVE && dsm,
+        dsm,
         guest_seconds: window.guest_seconds,
         wall_seconds: wall_between(&outcome, &window),
     };
