@@ -161,6 +161,14 @@ fn ftrace_may_call_its_trampolines_from_function_entries_only() {
     put(&mut g, other + 4, branch(0x9400_0000, other + 4, caller));
     full_pass(&mut c, &mut g);
     assert_eq!(g.findings.len(), 1);
+    // Nor is an entry made to look patchable after the baseline: the entries are the ones
+    // `ftrace_init` prepared before it.
+    let (mut c, mut g) = ready(|_| {});
+    put(&mut g, other, MOV_X9_X30);
+    put(&mut g, other + 4, branch(0x9400_0000, other + 4, caller));
+    full_pass(&mut c, &mut g);
+    assert_eq!(g.findings.len(), 1, "{:?}", g.findings);
+    assert_eq!(g.findings[0].what, "kernel text changed");
 }
 
 #[test]
