@@ -195,6 +195,48 @@ fn index_entry_of(spec: &str) -> Option<IndexEntry> {
     parse_index_entry(&String::from_utf8_lossy(&out.stdout))
 }
 
+/// Every version of `package:arch` the apt index holds.
+pub(crate) fn index_versions(package: &str, arch: &str) -> Vec<String> {
+    let Ok(out) = Command::new("apt-cache")
+        .args(["show", &format!("{package}:{arch}")])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+    else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("Version:").map(|v| v.trim().to_string()))
+        .collect()
+}
+
+/// The Debian revision of a version as numbers (`6.1.192-3` -> `[3]`, `2+deb12u1` ->
+/// `[2, 12, 1]`), for ordering revisions of one upstream version.
+fn revision_key(version: &str) -> Vec<u64> {
+    let revision = version.rsplit_once('-').map_or("", |(_, r)| r);
+    revision
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+
+/// The version to take of a package built from the same source upload as `version`: that
+/// version if `available` has it, else the newest with the same upstream version (Debian
+/// re-uploads a package such as `linux-kbuild` with a new revision only).
+pub fn same_upstream(version: &str, available: &[String]) -> Option<String> {
+    if available.iter().any(|v| v == version) {
+        return Some(version.to_string());
+    }
+    let upstream = |v: &str| v.rsplit_once('-').map_or(v, |(u, _)| u).to_string();
+    let want = upstream(version);
+    available
+        .iter()
+        .filter(|v| upstream(v) == want)
+        .max_by_key(|v| revision_key(v))
+        .cloned()
+}
+
 /// The newest `linux-image-6.1.0-<N>-arm64` among package names.
 pub fn newest_kernel<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<String> {
     names
@@ -751,6 +793,30 @@ mod tests {
                 None => bail!("unknown module {name}"),
             }
         }
+    }
+
+    #[test]
+    fn a_reuploaded_package_is_taken_at_the_same_upstream_version() {
+        let v = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let available = v(&["6.1.192-3", "6.1.176-1"]);
+        assert_eq!(
+            same_upstream("6.1.192-2", &available).as_deref(),
+            Some("6.1.192-3")
+        );
+        // The exact version wins when it is there, even beside a newer revision.
+        let both = v(&["6.1.192-3", "6.1.192-2"]);
+        assert_eq!(
+            same_upstream("6.1.192-2", &both).as_deref(),
+            Some("6.1.192-2")
+        );
+        let revisions = v(&["6.1.192-2+deb12u1", "6.1.192-10", "6.1.192-3"]);
+        assert_eq!(
+            same_upstream("6.1.192-1", &revisions).as_deref(),
+            Some("6.1.192-10")
+        );
+        // Another upstream version is not the same build tree.
+        assert_eq!(same_upstream("6.1.192-2", &v(&["6.1.176-1"])), None);
+        assert_eq!(same_upstream("6.1.192-2", &[]), None);
     }
 
     #[test]

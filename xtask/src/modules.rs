@@ -223,7 +223,23 @@ impl Step for KernelHeaders {
         let mut debs = Vec::new();
         for (name, arch) in header_packages(&release, host_arch.trim())? {
             // Same version as the kernel: the headers must describe exactly that build.
-            let p = linux::fetch_as(&name, &arch, Some(&version))?;
+            // kbuild's host tools only need the same upstream version; Debian may have
+            // re-uploaded them with a new revision since.
+            let wanted = if name.starts_with("linux-kbuild-") {
+                let available = linux::index_versions(&name, &arch);
+                linux::same_upstream(&version, &available).with_context(|| {
+                    format!(
+                        "{name}:{arch} {version} is not in the apt index, nor any revision of it (found: {})",
+                        available.join(", ")
+                    )
+                })?
+            } else {
+                version.clone()
+            };
+            if wanted != version {
+                println!("setup: {name}:{arch} {version} has left the archive; using {wanted}");
+            }
+            let p = linux::fetch_as(&name, &arch, Some(&wanted))?;
             println!(
                 "setup: {}:{arch} {} sha256 {} matches the index",
                 p.name, p.version, p.sha256
