@@ -146,6 +146,9 @@ pub struct TextHashChecker {
     /// Chunks already reported, so a change is reported once per chunk.
     reported: [bool; MAX_CHUNKS],
     cursor: usize,
+    /// Whether the range is write-protected; a refused watch (the runtime could not pause
+    /// Linux in time) is asked for again at the start of each pass.
+    watched: bool,
 }
 
 impl Default for TextHashChecker {
@@ -172,6 +175,7 @@ impl TextHashChecker {
             nchunks: 0,
             reported: [false; MAX_CHUNKS],
             cursor: 0,
+            watched: false,
         }
     }
 
@@ -414,6 +418,12 @@ impl TextHashChecker {
         Ok(())
     }
 
+    /// Asks the runtime to trap writes to the range (stage-2 write protection).
+    fn watch(&mut self, guest: &mut dyn Guest, r: &Range) {
+        let range = PhysRange::new(r.text_pa + r.stext, r.end - r.stext);
+        self.watched = guest.watch(range, Access::Write).is_ok();
+    }
+
     fn load_jump_sites(&mut self, guest: &dyn Guest, r: &Range) -> Result<(), CheckError> {
         self.nsites = 0;
         let Some(j) = guest.symbols().jump_table else {
@@ -482,10 +492,8 @@ impl Checker for TextHashChecker {
         self.reported = [false; MAX_CHUNKS];
         self.cursor = 0;
         self.range = Some(r);
-        let _ = guest.watch(
-            PhysRange::new(r.text_pa + r.stext, r.end - r.stext),
-            Access::Write,
-        );
+        self.watched = false;
+        self.watch(guest, &r);
         Ok(())
     }
 
@@ -496,6 +504,10 @@ impl Checker for TextHashChecker {
         budget: &mut Budget,
     ) -> Result<Progress, CheckError> {
         let r = self.range.ok_or(CheckError::NoBaseline)?;
+        // Once a pass: a refused watch costs the runtime a failed pause of Linux.
+        if !self.watched && self.cursor == 0 {
+            self.watch(guest, &r);
+        }
         let mut cursor = self.cursor;
         let progress = budget.run(&mut cursor, self.nchunks, CHUNK, |c| {
             self.judge(guest, &r, c)?;
