@@ -287,6 +287,11 @@ impl Backend for ArchBackend {
     fn protect(&mut self, base: u64, size: u64, writable: bool) -> bool {
         if !self.pause() {
             self.resume();
+            warn!(
+                "dsm: cannot change stage 2 for {:#x}..{:#x} now: Linux's other vCPUs were not held in time",
+                base,
+                base + size
+            );
             return false;
         }
         let ok = guest::stage2_protect(self.index(), base, size, writable);
