@@ -132,6 +132,9 @@ pub struct MemGuest {
     pub findings: Vec<Finding>,
     pub heartbeats: Vec<&'static str>,
     pub watches: Vec<(WatchId, PhysRange, Access)>,
+    /// How many of the next `watch` calls fail, as they do at EL2 when the other vCPUs
+    /// cannot be paused in time.
+    pub refuse_watches: u32,
     pub paused: bool,
     pub pauses: u32,
 }
@@ -178,6 +181,7 @@ impl MemGuest {
             findings: Vec::new(),
             heartbeats: Vec::new(),
             watches: Vec::new(),
+            refuse_watches: 0,
             paused: false,
             pauses: 0,
         };
@@ -439,6 +443,10 @@ impl Guest for MemGuest {
 
     fn watch(&mut self, range: PhysRange, access: Access) -> Result<WatchId, GuestError> {
         if !self.ranges[0].contains_range(range.start, range.len) {
+            return Err(GuestError::WatchUnavailable);
+        }
+        if self.refuse_watches > 0 {
+            self.refuse_watches -= 1;
             return Err(GuestError::WatchUnavailable);
         }
         let id = WatchId(self.watches.len() as u32);

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::firmware::{self, BuildOptions, LatencySettings};
+use crate::histogram::{self, Histogram};
 use crate::paths::{self, target_dir};
 use crate::run::{self, RunOptions};
 use crate::scenario::{self, DEFAULT_TIMEOUT_SECS};
@@ -132,6 +133,9 @@ pub struct Row {
     pub stats: LatencyStats,
     /// Host time of the whole QEMU run.
     pub wall_seconds: f64,
+    /// The samples' distribution, summed over the row's rounds (rows from before the RTOS
+    /// printed histograms have none).
+    pub hist: Option<Histogram>,
 }
 
 /// What identifies a row in the results file: a newer row with the same key replaces it.
@@ -154,7 +158,7 @@ impl Row {
 
     pub fn to_json(&self) -> Value {
         let s = &self.stats;
-        json!({
+        let mut row = json!({
             "scenario": self.scenario,
             "icount": self.icount,
             "policy": self.policy,
@@ -168,7 +172,11 @@ impl Row {
             "max_ns": s.max_ns,
             "misses": s.misses,
             "wall_seconds": (self.wall_seconds * 1000.0).round() / 1000.0,
-        })
+        });
+        if let Some(h) = &self.hist {
+            row["histogram"] = h.to_json();
+        }
+        row
     }
 
     pub fn from_json(value: &Value) -> Result<Row, String> {
@@ -195,6 +203,10 @@ impl Row {
             .get("wall_seconds")
             .and_then(Value::as_f64)
             .ok_or_else(|| format!("row {scenario}: `wall_seconds` missing or not a number"))?;
+        let hist = match object.get("histogram") {
+            None | Some(Value::Null) => None,
+            Some(h) => Some(Histogram::from_json(h).map_err(|e| format!("row {scenario}: {e}"))?),
+        };
         Ok(Row {
             period_us: num("period_us").unwrap_or(0),
             scenario,
@@ -203,6 +215,7 @@ impl Row {
             load,
             stats,
             wall_seconds,
+            hist,
         })
     }
 }
@@ -516,6 +529,8 @@ pub fn rtos_latency(options: &LatencyBenchOptions) -> Result<()> {
             let stats = find_latency(&outcome.lines, RTOS_CONSOLE)
                 .and_then(|s| s.check(u64::from(options.latency.samples)).map(|()| s))
                 .map_err(|e| anyhow::anyhow!("bench rtos-latency: {what}: {e} (see {all_log})"))?;
+            let hist = histogram::rtos_histograms(&outcome.lines)
+                .map_err(|e| anyhow::anyhow!("bench rtos-latency: {what}: {e} (see {all_log})"))?;
             let row = Row {
                 scenario: name.to_string(),
                 icount,
@@ -524,6 +539,7 @@ pub fn rtos_latency(options: &LatencyBenchOptions) -> Result<()> {
                 period_us: u64::from(options.latency.period_us),
                 stats,
                 wall_seconds: outcome.elapsed.as_secs_f64(),
+                hist: Histogram::sum(&hist),
             };
             println!(
                 "bench: {name} ({}): p50={} p99={} max={} misses={} in {:.1} s",
@@ -616,10 +632,13 @@ fn linux_load_rows(
         if let Some(why) = outcome.failure() {
             bail!("bench rtos-latency: {what}: {why}");
         }
-        let rounds = idle_rounds(&outcome.lines).map_err(|e| {
+        let fail = |e: String| {
             let all_log = paths::display(&outcome.log_dir.join("all.log"));
             anyhow::anyhow!("bench rtos-latency: {what}: {e} (see {all_log})")
-        })?;
+        };
+        let window = linux_command_window(&outcome.lines).map_err(fail)?;
+        let rounds = rtos_rounds(&outcome.lines[window.clone()]).map_err(fail)?;
+        let hists = histogram::rtos_histograms(&outcome.lines[window]).map_err(fail)?;
         let Some(stats) = crate::kbuild::aggregate(&rounds) else {
             bail!("bench rtos-latency: {what}: no RTOS round while Linux ran its load");
         };
@@ -631,6 +650,7 @@ fn linux_load_rows(
             period_us: u64::from(LatencySettings::DEFAULT.period_us),
             stats,
             wall_seconds: outcome.elapsed.as_secs_f64(),
+            hist: Histogram::sum(&hists),
         };
         println!(
             "bench: {name} ({}): {} rounds, p99={} max={} misses={}",
@@ -647,6 +667,11 @@ fn linux_load_rows(
 
 /// The RTOS `latency` rounds printed after Linux's ready line and before its command's status.
 pub fn idle_rounds(lines: &[String]) -> Result<Vec<LatencyStats>, String> {
+    rtos_rounds(&lines[linux_command_window(lines)?])
+}
+
+/// The lines from Linux's ready line to (not including) its command's status.
+pub fn linux_command_window(lines: &[String]) -> Result<std::ops::Range<usize>, String> {
     let linux = format!("[{}] ", crate::linux::CONSOLE);
     let ready = lines
         .iter()
@@ -657,7 +682,7 @@ pub fn idle_rounds(lines: &[String]) -> Result<Vec<LatencyStats>, String> {
         .position(|l| l.starts_with(&linux) && l.contains(crate::linux::STATUS_MARKER))
         .ok_or("Linux's command never ended")?
         + ready;
-    rtos_rounds(&lines[ready..end])
+    Ok(ready..end)
 }
 
 /// Every RTOS `latency` line among `lines`, parsed.
@@ -681,7 +706,29 @@ pub fn write_latency_rows(rows: &[Row]) -> Result<()> {
         .map(Row::from_json)
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow::anyhow!("{}: {e}", paths::display(&json_path)))?;
-    write_report("rtos-latency", merged, &render_markdown(&all))
+    write_report("rtos-latency", merged, &render_markdown(&all))?;
+    let series: Vec<(String, Histogram)> = all
+        .iter()
+        .filter_map(|r| Some((plot_title(r), r.hist.clone()?)))
+        .collect();
+    if series.is_empty() {
+        println!("bench: no row has a latency histogram yet; no plot");
+        return Ok(());
+    }
+    let png = bench_dir().join("rtos-latency.png");
+    if histogram::plot(&series, &png)? {
+        println!("bench: wrote {}", paths::display(&png));
+    }
+    Ok(())
+}
+
+/// A row's name in the plot: scenario, policy and load when set, and the clock.
+pub fn plot_title(row: &Row) -> String {
+    let mut title = row.scenario.clone();
+    for part in [&row.policy, &row.load].into_iter().flatten() {
+        title.push_str(&format!(" {part}"));
+    }
+    format!("{title} ({})", clock(row.icount))
 }
 
 /// Writes `target/bench/<name>.json` (the rows) and `<name>.md`, and shows the Markdown.
@@ -768,6 +815,7 @@ mod tests {
             period_us: 1000,
             stats: s,
             wall_seconds: 1.5,
+            hist: None,
         }
     }
 
@@ -845,6 +893,26 @@ mod tests {
         let mut mean_high = good;
         mean_high.mean_ns = 41;
         assert!(mean_high.check(100).is_err());
+    }
+
+    #[test]
+    fn a_rows_histogram_round_trips_and_names_it_in_the_plot() {
+        let mut r = row("shared", true, stats(30, 40, 2));
+        r.policy = Some("pinned".into());
+        r.load = Some(BUSY_LOAD.into());
+        r.hist = Some(crate::histogram::parse_line("latency-hist q4 41:90 80:10").unwrap());
+        let v = r.to_json();
+        assert_eq!(v["histogram"], json!([[41, 90], [80, 10]]));
+        assert_eq!(Row::from_json(&v).unwrap(), r);
+        assert_eq!(plot_title(&r), "shared pinned linux-busy (icount)");
+        let mut bad = v.clone();
+        bad["histogram"] = json!("no");
+        let e = Row::from_json(&bad).unwrap_err();
+        assert!(e.contains("row shared: a histogram is not an array"), "{e}");
+        // Rows written before histograms existed still read.
+        let mut old = v;
+        old.as_object_mut().unwrap().remove("histogram");
+        assert_eq!(Row::from_json(&old).unwrap().hist, None);
     }
 
     #[test]

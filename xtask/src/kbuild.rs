@@ -1056,6 +1056,8 @@ pub fn bench(plan: Plan, timeout: Option<Duration>) -> Result<()> {
                             period_us: u64::from(LatencySettings::DEFAULT.period_us),
                             stats,
                             wall_seconds: m.row.wall_seconds,
+                            // Not kept for the build's rounds yet, so not plotted.
+                            hist: None,
                         }),
                         None => println!(
                             "bench kbuild: no RTOS latency line during the {} build ({}); no {LATENCY_SCENARIO} row",

@@ -19,6 +19,7 @@ pub mod demux;
 pub mod event;
 pub mod firmware;
 pub mod gdb;
+pub mod histogram;
 pub mod kbuild;
 pub mod linux;
 pub mod modules;

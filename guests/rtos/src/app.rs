@@ -8,7 +8,7 @@ use crate::arch::rtos::{self, CyclicHandler, Handlers};
 use crate::arch::{power, timer};
 use crate::boot::BootInfo;
 use crate::kernel::*;
-use crate::latency::{summarize, ticks_to_ns, LatencyConfig};
+use crate::latency::{summarize, ticks_to_ns, Histogram, LatencyConfig};
 use crate::println;
 use crate::svc::{STATE_WAITING, TMO_FEVR};
 use core::fmt::Write;
@@ -295,6 +295,10 @@ fn probe_round(buffer: &mut [u32], period_ns: u64) -> bool {
     let mut line = heapless::String::<128>::new();
     let _ = write!(line, "{summary}");
     println!("{line}");
+    // At most 128 buckets of up to 20 characters each.
+    let mut hist = heapless::String::<2600>::new();
+    let _ = write!(hist, "{}", Histogram::of(buffer));
+    println!("{hist}");
     true
 }
 

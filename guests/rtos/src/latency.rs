@@ -142,6 +142,47 @@ impl fmt::Display for Summary {
     }
 }
 
+/// Histogram buckets: four per octave of nanoseconds, so bucket `4e + q` holds
+/// `[2^e (1 + q/4), 2^e (1 + (q+1)/4))` (samples below 4 ns share the first buckets).
+pub const HIST_BUCKETS: usize = 128;
+
+/// The bucket of a latency of `ns` nanoseconds.
+pub fn hist_bucket(ns: u32) -> usize {
+    if ns < 4 {
+        return ns as usize;
+    }
+    let e = 31 - ns.leading_zeros();
+    let quarter = (ns >> (e - 2)) & 3;
+    (4 * e + quarter) as usize
+}
+
+/// The bucket counts of a round, printed as `latency-hist q4 <bucket>:<count> ...` (buckets
+/// with samples only) so the host can plot the whole distribution, not just its percentiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Histogram {
+    pub counts: [u32; HIST_BUCKETS],
+}
+
+impl Histogram {
+    pub fn of(samples: &[u32]) -> Histogram {
+        let mut counts = [0; HIST_BUCKETS];
+        for &s in samples {
+            counts[hist_bucket(s)] += 1;
+        }
+        Histogram { counts }
+    }
+}
+
+impl fmt::Display for Histogram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "latency-hist q4")?;
+        for (bucket, &count) in self.counts.iter().enumerate().filter(|(_, &c)| c > 0) {
+            write!(f, " {bucket}:{count}")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,5 +309,29 @@ mod tests {
     fn empty_summary_keeps_misses() {
         let s = summarize(&mut [], 1_000, 4);
         assert_eq!((s.n, s.max, s.misses), (0, 0, 4));
+    }
+
+    #[test]
+    fn histogram_buckets_are_quarter_octaves() {
+        assert_eq!(hist_bucket(0), 0);
+        assert_eq!(hist_bucket(3), 3);
+        // 4 = 2^2: bucket 8; 5 is in [4, 5): bucket 9 starts at 5.
+        assert_eq!(hist_bucket(4), 8);
+        assert_eq!(hist_bucket(5), 9);
+        assert_eq!(hist_bucket(7), 11);
+        // 1344 = 2^10 * 1.3125: quarter 1 of octave 10.
+        assert_eq!(hist_bucket(1344), 41);
+        assert_eq!(hist_bucket(1535), 41);
+        assert_eq!(hist_bucket(1536), 42);
+        assert_eq!(hist_bucket(u32::MAX), 127);
+    }
+
+    #[test]
+    fn histogram_line_lists_only_filled_buckets() {
+        let h = Histogram::of(&[1344, 1344, 1536, 3_000_000]);
+        let mut line = heapless::String::<256>::new();
+        core::fmt::write(&mut line, format_args!("{h}")).unwrap();
+        assert_eq!(line.as_str(), "latency-hist q4 41:2 42:1 85:1");
+        assert_eq!(h.counts.iter().sum::<u32>(), 4);
     }
 }

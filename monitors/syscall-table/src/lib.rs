@@ -35,6 +35,9 @@ pub struct SyscallTableChecker {
     reported: [u64; MAX_SYSCALLS],
     /// Next entry a partial pass resumes at.
     cursor: usize,
+    /// Whether the table is write-protected; a refused watch (the runtime could not pause
+    /// Linux in time) is asked for again at the start of each pass.
+    watched: bool,
 }
 
 impl Default for SyscallTableChecker {
@@ -50,7 +53,14 @@ impl SyscallTableChecker {
             expected: [0; MAX_SYSCALLS],
             reported: [0; MAX_SYSCALLS],
             cursor: 0,
+            watched: false,
         }
+    }
+
+    /// Asks the runtime to trap writes to the table (stage-2 write protection).
+    fn watch(&mut self, guest: &mut dyn Guest, b: Baseline) {
+        let range = PhysRange::new(b.pa, 8 * b.count as u64);
+        self.watched = guest.watch(range, Access::Write).is_ok();
     }
 
     fn compare(&mut self, guest: &mut dyn Guest, b: Baseline, i: usize) -> Result<(), GuestError> {
@@ -144,8 +154,8 @@ impl Checker for SyscallTableChecker {
             self.compare(guest, b, i)?;
         }
         // Stage-2 write protection of the table, where the runtime offers it.
-        let range = PhysRange::new(b.pa, 8 * count as u64);
-        let _ = guest.watch(range, Access::Write);
+        self.watched = false;
+        self.watch(guest, b);
         Ok(())
     }
 
@@ -156,6 +166,10 @@ impl Checker for SyscallTableChecker {
     ) -> Result<Progress, CheckError> {
         let b = self.base.ok_or(CheckError::NoBaseline)?;
         if self.cursor == 0 {
+            // Once a pass: a refused watch costs the runtime a failed pause of Linux.
+            if !self.watched {
+                self.watch(guest, b);
+            }
             self.check_mapping(guest, b)?;
         }
         let mut cursor = self.cursor;

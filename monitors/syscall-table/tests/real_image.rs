@@ -34,6 +34,22 @@ fn clean_kernel_raises_nothing() {
 }
 
 #[test]
+fn a_refused_watch_is_asked_for_again() {
+    let mut g = MemGuest::linux();
+    let mut c = SyscallTableChecker::new();
+    // The runtime could not pause Linux for the baseline's watch, nor for the first pass's.
+    g.refuse_watches = 2;
+    c.baseline(&mut g).unwrap();
+    assert!(g.watches.is_empty());
+    full_pass(&mut c, &mut g);
+    assert!(g.watches.is_empty());
+    full_pass(&mut c, &mut g);
+    full_pass(&mut c, &mut g);
+    assert_eq!(g.watches.len(), 1, "watched once, not once per pass");
+    assert_eq!(g.watches[0].1.start, table_pa(&g));
+}
+
+#[test]
 fn a_hooked_entry_is_reported_once() {
     let mut g = MemGuest::linux();
     let mut c = SyscallTableChecker::new();

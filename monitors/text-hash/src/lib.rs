@@ -6,8 +6,12 @@
 //! hashed. The baseline is taken after `mark_rodata_ro`, so boot-time patching (alternatives,
 //! `ftrace_init`'s `mov x9, x30`, jump-label sorting) is already in it.
 //!
-//! Whitelist. Before hashing, each text word is normalized, so legitimate patching does not
-//! change a digest, while any other value at the same place still does:
+//! Whitelist. Before hashing, the words at Linux's patch sites are normalized, so legitimate
+//! patching does not change a digest, while any other value at the same place still does.
+//! The sites are listed at baseline (jump labels from `__jump_table`, patchable function
+//! entries from the `mov x9, x30` that `ftrace_init` left, `ftrace_call`, kprobes as they
+//! are learnt); every other word is hashed as it is, so a pass costs little more than
+//! SHA-256 itself:
 //! - jump labels: a site from `__jump_table` holding `nop` or `b <its entry's target>`
 //!   counts as `nop`;
 //! - ftrace: `bl ftrace_caller` / `bl ftrace_regs_caller` right after `mov x9, x30` (a
@@ -45,6 +49,8 @@ pub const CHUNK: u64 = 64 * 1024;
 pub const MAX_CHUNKS: usize = 512;
 /// Room for jump-label sites in text (Debian 6.1 has about 7,500).
 pub const MAX_JUMP_SITES: usize = 16384;
+/// Room for patchable function entries in text (Debian 6.1 has about 40,000).
+pub const MAX_FTRACE_SITES: usize = 65536;
 /// Kprobes armed at once that the checker can follow.
 pub const MAX_KPROBES: usize = 64;
 pub const NOP: u32 = 0xd503_201f;
@@ -127,6 +133,10 @@ pub struct TextHashChecker {
     range: Option<Range>,
     sites: [JumpSite; MAX_JUMP_SITES],
     nsites: usize,
+    /// Offsets of the second word of each patchable function entry (the word after
+    /// `mov x9, x30` at baseline), sorted: where ftrace may put `bl ftrace_caller`.
+    ftrace_sites: [u32; MAX_FTRACE_SITES],
+    nftrace: usize,
     kprobes: [Kprobe; MAX_KPROBES],
     nkprobes: usize,
     digests: [[u8; 32]; MAX_CHUNKS],
@@ -136,6 +146,9 @@ pub struct TextHashChecker {
     /// Chunks already reported, so a change is reported once per chunk.
     reported: [bool; MAX_CHUNKS],
     cursor: usize,
+    /// Whether the range is write-protected; a refused watch (the runtime could not pause
+    /// Linux in time) is asked for again at the start of each pass.
+    watched: bool,
 }
 
 impl Default for TextHashChecker {
@@ -150,6 +163,8 @@ impl TextHashChecker {
             range: None,
             sites: [JumpSite { code: 0, target: 0 }; MAX_JUMP_SITES],
             nsites: 0,
+            ftrace_sites: [0; MAX_FTRACE_SITES],
+            nftrace: 0,
             kprobes: [Kprobe { off: 0, orig: 0 }; MAX_KPROBES],
             nkprobes: 0,
             digests: [[0; 32]; MAX_CHUNKS],
@@ -160,6 +175,7 @@ impl TextHashChecker {
             nchunks: 0,
             reported: [false; MAX_CHUNKS],
             cursor: 0,
+            watched: false,
         }
     }
 
@@ -169,28 +185,46 @@ impl TextHashChecker {
             .position(|k| k.off as u64 == off)
     }
 
-    /// The canonical form of the text word `w` at `off`; `prev` is the word before it.
-    fn normalize(&self, r: &Range, site: Option<&JumpSite>, off: u64, prev: u32, w: u32) -> u32 {
+    /// The jump-label site at text offset `off`, if there is one.
+    fn jump_site(&self, off: u64) -> Option<&JumpSite> {
+        let sites = &self.sites[..self.nsites];
+        let i = sites.partition_point(|s| (s.code as u64) < off);
+        sites.get(i).filter(|s| s.code as u64 == off)
+    }
+
+    fn is_ftrace_site(&self, off: u64) -> bool {
+        u32::try_from(off)
+            .is_ok_and(|o| self.ftrace_sites[..self.nftrace].binary_search(&o).is_ok())
+    }
+
+    /// Whether `w` at a patchable function entry's second word is ftrace's call.
+    fn ftrace_entry_call(r: &Range, off: u64, w: u32) -> bool {
+        branch_target(off, w, 0x94).is_some_and(|t| t != 0 && r.ftrace.contains(&t))
+    }
+
+    /// Whether `w` at `ftrace_call` calls a tracer: any function in kernel text
+    /// (`ftrace_stub`, `function_trace_call`, the list function...); the kernel swaps it
+    /// when tracers come and go.
+    fn tracer_call(r: &Range, off: u64, w: u32) -> bool {
+        off == r.ftrace_call && off != 0 && branch_target(off, w, 0x94).is_some_and(|t| t < r.etext)
+    }
+
+    /// The canonical form of the text word `w` at `off`. Only the offsets of the site lists
+    /// (jump labels, patchable entries, `ftrace_call`, known kprobes) have another form, so
+    /// hashing normalizes just those ([`Self::normalize_page`]).
+    fn normalize(&self, r: &Range, off: u64, w: u32) -> u32 {
         if w == KPROBE_BRK {
             if let Some(i) = self.kprobe(off) {
                 return self.kprobes[i].orig;
             }
         }
-        if off == r.ftrace_call && off != 0 {
-            // Any tracer in kernel text (`ftrace_stub`, `function_trace_call`, the list
-            // function...); the kernel swaps it when tracers come and go.
-            if branch_target(off, w, 0x94).is_some_and(|t| t < r.etext) {
-                return NOP;
-            }
+        if Self::tracer_call(r, off, w) {
+            return NOP;
         }
-        if prev == MOV_X9_X30 {
-            if let Some(t) = branch_target(off, w, 0x94) {
-                if t != 0 && r.ftrace.contains(&t) {
-                    return NOP;
-                }
-            }
+        if self.is_ftrace_site(off) && Self::ftrace_entry_call(r, off, w) {
+            return NOP;
         }
-        if let Some(s) = site {
+        if let Some(s) = self.jump_site(off) {
             if w == NOP || branch_target(off, w, 0x14) == Some(s.target as u64) {
                 return NOP;
             }
@@ -198,28 +232,65 @@ impl TextHashChecker {
         w
     }
 
+    /// Normalizes in place the words of `page` (text and rodata from offset `off`) that sit
+    /// at a site, with the same result as [`Self::normalize`] on every word. The passes do not
+    /// interfere: each changes only words none of the others would change, except kprobes,
+    /// which go last so a probed word comes back as it was, unnormalized.
+    fn normalize_page(&self, r: &Range, off: u64, page: &mut [u8]) {
+        let end = (off + page.len() as u64).min(r.etext);
+        if off >= end {
+            return;
+        }
+        let mut fix = |at: u64, f: &dyn Fn(u32) -> Option<u32>| {
+            let i = (at - off) as usize;
+            let w = u32::from_le_bytes([page[i], page[i + 1], page[i + 2], page[i + 3]]);
+            if let Some(n) = f(w) {
+                page[i..i + 4].copy_from_slice(&n.to_le_bytes());
+            }
+        };
+        let sites = &self.sites[..self.nsites];
+        let first = sites.partition_point(|s| (s.code as u64) < off);
+        for s in sites[first..].iter().take_while(|s| (s.code as u64) < end) {
+            let at = s.code as u64;
+            fix(at, &|w| {
+                (w != NOP && branch_target(at, w, 0x14) == Some(s.target as u64)).then_some(NOP)
+            });
+        }
+        let entries = &self.ftrace_sites[..self.nftrace];
+        let first = entries.partition_point(|&o| (o as u64) < off);
+        for &o in entries[first..].iter().take_while(|&&o| (o as u64) < end) {
+            let at = o as u64;
+            fix(at, &|w| Self::ftrace_entry_call(r, at, w).then_some(NOP));
+        }
+        if (off..end).contains(&r.ftrace_call) {
+            let at = r.ftrace_call;
+            fix(at, &|w| Self::tracer_call(r, at, w).then_some(NOP));
+        }
+        for k in &self.kprobes[..self.nkprobes] {
+            let at = k.off as u64;
+            if (off..end).contains(&at) {
+                fix(at, &|w| (w == KPROBE_BRK).then_some(k.orig));
+            }
+        }
+    }
+
     /// The digest of one chunk as it is in guest memory, optionally with one word replaced
-    /// (the value a trapped write is about to store).
+    /// (the value a trapped write is about to store). With `detail`, also its linear sums
+    /// and first unknown `brk` (see [`Sums`]): a periodic pass needs those only when the
+    /// digest has changed, and skipping them keeps a pass close to the cost of SHA-256.
     fn chunk_digest(
         &self,
         guest: &dyn Guest,
         r: &Range,
         chunk: usize,
         patch: Option<(u64, u32)>,
+        detail: bool,
     ) -> Result<ChunkHash, GuestError> {
-        let start = (chunk as u64 * CHUNK).max(r.stext);
-        let end = (chunk as u64 * CHUNK + CHUNK).min(r.end);
-        let mut site = self.sites[..self.nsites].partition_point(|s| (s.code as u64) < start);
+        let base = chunk as u64 * CHUNK;
+        let start = base.max(r.stext);
+        let end = (base + CHUNK).min(r.end);
         let mut h = Sha256::new();
         let mut buf = [0u8; PAGE_SIZE as usize];
-        // The word before `_stext` is not kernel text (see `Range::stext`).
-        let mut prev = if start >= 4 && start > r.stext {
-            let mut w = [0u8; 4];
-            guest.read_phys(r.text_pa + start - 4, &mut w)?;
-            u32::from_le_bytes(w)
-        } else {
-            0
-        };
         let mut sums = Sums::default();
         let mut brk = 0;
         let mut off = start;
@@ -227,32 +298,24 @@ impl TextHashChecker {
             let len = (end - off).min(PAGE_SIZE) as usize;
             let page = &mut buf[..len];
             guest.read_phys(r.text_pa + off, page)?;
-            for (i, word) in page.chunks_exact_mut(4).enumerate() {
-                let at = off + 4 * i as u64;
-                let mut w = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
-                if let Some((p, v)) = patch {
-                    if p == at {
-                        w = v;
-                    }
-                }
-                if at < r.etext {
-                    while site < self.nsites && (self.sites[site].code as u64) < at {
-                        site += 1;
-                    }
-                    let s = self.sites[..self.nsites]
-                        .get(site)
-                        .filter(|s| s.code as u64 == at);
-                    let n = self.normalize(r, s, at, prev, w);
-                    if n == KPROBE_BRK && brk == 0 {
+            if let Some((p, v)) = patch.filter(|&(p, _)| (off..off + len as u64).contains(&p)) {
+                let i = (p - off) as usize;
+                page[i..i + 4].copy_from_slice(&v.to_le_bytes());
+            }
+            self.normalize_page(r, off, page);
+            if detail {
+                for (i, word) in page.chunks_exact(4).enumerate() {
+                    let at = off + 4 * i as u64;
+                    let n = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+                    if n == KPROBE_BRK && brk == 0 && at < r.etext {
                         brk = at;
                     }
-                    word.copy_from_slice(&n.to_le_bytes());
+                    let index = (at - base) / 4;
+                    sums.plain = sums.plain.wrapping_add(n as u64);
+                    sums.weighted = sums
+                        .weighted
+                        .wrapping_add((index + 1).wrapping_mul(n as u64));
                 }
-                let n = u32::from_le_bytes([word[0], word[1], word[2], word[3]]) as u64;
-                let index = (at - chunk as u64 * CHUNK) / 4;
-                sums.plain = sums.plain.wrapping_add(n);
-                sums.weighted = sums.weighted.wrapping_add((index + 1).wrapping_mul(n));
-                prev = w;
             }
             h.update(guest, page);
             off += len as u64;
@@ -280,7 +343,7 @@ impl TextHashChecker {
         let Ok(orig) = u32::try_from((KPROBE_BRK as u64).wrapping_sub(d_plain)) else {
             return false;
         };
-        match self.chunk_digest(guest, r, chunk, Some((now.brk, orig))) {
+        match self.chunk_digest(guest, r, chunk, Some((now.brk, orig)), false) {
             Ok(h) if h.sha == self.digests[chunk] => {
                 self.kprobes[self.nkprobes] = Kprobe {
                     off: now.brk as u32,
@@ -293,11 +356,18 @@ impl TextHashChecker {
         }
     }
 
-    fn judge(&mut self, guest: &mut dyn Guest, r: &Range, chunk: usize, now: ChunkHash) {
-        let d = now.sha;
-        if d == self.digests[chunk] || self.kprobe_only(guest, r, chunk, &now) {
+    /// Compares chunk `chunk` with its baseline digest; a change other than a lone kprobe
+    /// is reported once.
+    fn judge(&mut self, guest: &mut dyn Guest, r: &Range, chunk: usize) -> Result<(), GuestError> {
+        let d = self.chunk_digest(guest, r, chunk, None, false)?.sha;
+        if d == self.digests[chunk] {
             self.reported[chunk] = false;
-            return;
+            return Ok(());
+        }
+        let now = self.chunk_digest(guest, r, chunk, None, true)?;
+        if now.sha == self.digests[chunk] || self.kprobe_only(guest, r, chunk, &now) {
+            self.reported[chunk] = false;
+            return Ok(());
         }
         if !self.reported[chunk] {
             self.reported[chunk] = true;
@@ -305,29 +375,53 @@ impl TextHashChecker {
             let prefix =
                 |d: &[u8; 32]| u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
             let what = ["kernel text changed", "kernel rodata changed"];
-            let (old, new) = (prefix(&self.digests[chunk]), prefix(&d));
+            let (old, new) = (prefix(&self.digests[chunk]), prefix(&now.sha));
             report(guest, r, off, what, old, new);
         }
+        Ok(())
     }
 
     /// Whether storing `new` over `old` at text offset `off` is a patch Linux makes.
-    fn legitimate(&self, r: &Range, guest: &dyn Guest, off: u64, old: u32, new: u32) -> bool {
+    fn legitimate(&self, r: &Range, off: u64, old: u32, new: u32) -> bool {
         if new == KPROBE_BRK {
             return self.kprobe(off).is_some() || self.nkprobes < MAX_KPROBES;
         }
         if let Some(i) = self.kprobe(off) {
             return old == KPROBE_BRK && new == self.kprobes[i].orig;
         }
-        let mut prev = [0u8; 4];
-        if off < 4 || guest.read_phys(r.text_pa + off - 4, &mut prev).is_err() {
-            return false;
+        self.normalize(r, off, old) == self.normalize(r, off, new)
+    }
+
+    /// Finds the patchable function entries: `ftrace_init` has turned the first `nop` of each
+    /// into `mov x9, x30` before the baseline, and ftrace patches the word after it.
+    fn load_ftrace_sites(&mut self, guest: &dyn Guest, r: &Range) -> Result<(), CheckError> {
+        self.nftrace = 0;
+        let mut buf = [0u8; PAGE_SIZE as usize];
+        let mut prev = 0;
+        let mut off = r.stext;
+        while off < r.etext {
+            let len = (r.etext - off).min(PAGE_SIZE) as usize;
+            guest.read_phys(r.text_pa + off, &mut buf[..len])?;
+            for (i, word) in buf[..len].chunks_exact(4).enumerate() {
+                let w = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+                if prev == MOV_X9_X30 {
+                    if self.nftrace == MAX_FTRACE_SITES {
+                        return Err(CheckError::Capacity("patchable function entries"));
+                    }
+                    self.ftrace_sites[self.nftrace] = (off + 4 * i as u64) as u32;
+                    self.nftrace += 1;
+                }
+                prev = w;
+            }
+            off += len as u64;
         }
-        let prev = u32::from_le_bytes(prev);
-        let i = self.sites[..self.nsites].partition_point(|s| (s.code as u64) < off);
-        let site = self.sites[..self.nsites]
-            .get(i)
-            .filter(|s| s.code as u64 == off);
-        self.normalize(r, site, off, prev, old) == self.normalize(r, site, off, prev, new)
+        Ok(())
+    }
+
+    /// Asks the runtime to trap writes to the range (stage-2 write protection).
+    fn watch(&mut self, guest: &mut dyn Guest, r: &Range) {
+        let range = PhysRange::new(r.text_pa + r.stext, r.end - r.stext);
+        self.watched = guest.watch(range, Access::Write).is_ok();
     }
 
     fn load_jump_sites(&mut self, guest: &dyn Guest, r: &Range) -> Result<(), CheckError> {
@@ -387,9 +481,10 @@ impl Checker for TextHashChecker {
         }
         self.range = None;
         self.load_jump_sites(guest, &r)?;
+        self.load_ftrace_sites(guest, &r)?;
         self.nkprobes = 0;
         for c in 0..nchunks {
-            let h = self.chunk_digest(guest, &r, c, None)?;
+            let h = self.chunk_digest(guest, &r, c, None, true)?;
             self.digests[c] = h.sha;
             self.sums[c] = h.sums;
         }
@@ -397,10 +492,8 @@ impl Checker for TextHashChecker {
         self.reported = [false; MAX_CHUNKS];
         self.cursor = 0;
         self.range = Some(r);
-        let _ = guest.watch(
-            PhysRange::new(r.text_pa + r.stext, r.end - r.stext),
-            Access::Write,
-        );
+        self.watched = false;
+        self.watch(guest, &r);
         Ok(())
     }
 
@@ -411,10 +504,13 @@ impl Checker for TextHashChecker {
         budget: &mut Budget,
     ) -> Result<Progress, CheckError> {
         let r = self.range.ok_or(CheckError::NoBaseline)?;
+        // Once a pass: a refused watch costs the runtime a failed pause of Linux.
+        if !self.watched && self.cursor == 0 {
+            self.watch(guest, &r);
+        }
         let mut cursor = self.cursor;
         let progress = budget.run(&mut cursor, self.nchunks, CHUNK, |c| {
-            let d = self.chunk_digest(guest, &r, c, None)?;
-            self.judge(guest, &r, c, d);
+            self.judge(guest, &r, c)?;
             Ok::<(), CheckError>(())
         });
         self.cursor = cursor;
@@ -441,7 +537,7 @@ impl Checker for TextHashChecker {
         let old = u32::from_le_bytes(old);
         let new = event.value as u32;
         let aligned = event.len == 4 && off % 4 == 0 && off < r.etext;
-        if !(aligned && self.legitimate(&r, guest, off, old, new)) {
+        if !(aligned && self.legitimate(&r, off, old, new)) {
             let what = [
                 "illegitimate write to kernel text",
                 "write to kernel rodata",
@@ -456,8 +552,7 @@ impl Checker for TextHashChecker {
         }
         // The chunk must match before the patch is taken into its digest.
         let chunk = (off / CHUNK) as usize;
-        let d = self.chunk_digest(guest, &r, chunk, None)?;
-        self.judge(guest, &r, chunk, d);
+        self.judge(guest, &r, chunk)?;
         if new == KPROBE_BRK && self.kprobe(off).is_none() {
             self.kprobes[self.nkprobes] = Kprobe {
                 off: off as u32,
@@ -469,7 +564,7 @@ impl Checker for TextHashChecker {
             self.nkprobes -= 1;
         }
         if !self.reported[chunk] {
-            let h = self.chunk_digest(guest, &r, chunk, Some((off, new)))?;
+            let h = self.chunk_digest(guest, &r, chunk, Some((off, new)), true)?;
             self.digests[chunk] = h.sha;
             self.sums[chunk] = h.sums;
         }

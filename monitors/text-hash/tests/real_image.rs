@@ -91,6 +91,17 @@ fn clean_kernel_raises_nothing_in_any_budget() {
 }
 
 #[test]
+fn a_refused_watch_is_asked_for_again() {
+    let (mut c, mut g) = ready(|g| g.refuse_watches = 1);
+    assert!(g.watches.is_empty());
+    assert_eq!(c.check(&mut g, &mut Budget::new(CHUNK)), Ok(Progress::More));
+    assert_eq!(g.watches.len(), 1);
+    full_pass(&mut c, &mut g);
+    assert_eq!(g.watches.len(), 1, "watched once, not once per call");
+    assert!(g.findings.is_empty(), "{:?}", g.findings);
+}
+
+#[test]
 fn a_patched_text_word_is_reported_once() {
     let (mut c, mut g) = ready(|_| {});
     let kill = g.symbol_pa("__arm64_sys_kill").unwrap();
@@ -161,6 +172,14 @@ fn ftrace_may_call_its_trampolines_from_function_entries_only() {
     put(&mut g, other + 4, branch(0x9400_0000, other + 4, caller));
     full_pass(&mut c, &mut g);
     assert_eq!(g.findings.len(), 1);
+    // Nor is an entry made to look patchable after the baseline: the entries are the ones
+    // `ftrace_init` prepared before it.
+    let (mut c, mut g) = ready(|_| {});
+    put(&mut g, other, MOV_X9_X30);
+    put(&mut g, other + 4, branch(0x9400_0000, other + 4, caller));
+    full_pass(&mut c, &mut g);
+    assert_eq!(g.findings.len(), 1, "{:?}", g.findings);
+    assert_eq!(g.findings[0].what, "kernel text changed");
 }
 
 #[test]

@@ -238,9 +238,7 @@ impl Backend for ArchBackend {
         // SAFETY: `LinuxGuest` checked that `[pa, pa + len)` lies in the partition's RAM,
         // which EL2 maps as normal memory at the same address; a guest may change it
         // meanwhile, which only changes the bytes read (plain bytes, no invariants).
-        unsafe {
-            core::ptr::copy_nonoverlapping(pa as usize as *const u8, buf.as_mut_ptr(), buf.len())
-        };
+        unsafe { super::copy::copy_from(pa as usize, buf) };
     }
 
     fn regs(&self, vcpu: usize) -> Option<VcpuRegs> {
@@ -289,6 +287,11 @@ impl Backend for ArchBackend {
     fn protect(&mut self, base: u64, size: u64, writable: bool) -> bool {
         if !self.pause() {
             self.resume();
+            warn!(
+                "dsm: cannot change stage 2 for {:#x}..{:#x} now: Linux's other vCPUs were not held in time",
+                base,
+                base + size
+            );
             return false;
         }
         let ok = guest::stage2_protect(self.index(), base, size, writable);

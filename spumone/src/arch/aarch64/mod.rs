@@ -2,6 +2,7 @@
 
 pub mod boot;
 pub mod config;
+mod copy;
 pub mod cpu;
 pub mod dsm;
 mod dtb;
