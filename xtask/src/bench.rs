@@ -529,7 +529,7 @@ pub fn rtos_latency(options: &LatencyBenchOptions) -> Result<()> {
             let stats = find_latency(&outcome.lines, RTOS_CONSOLE)
                 .and_then(|s| s.check(u64::from(options.latency.samples)).map(|()| s))
                 .map_err(|e| anyhow::anyhow!("bench rtos-latency: {what}: {e} (see {all_log})"))?;
-            let hist = histogram::rtos_histograms(&outcome.lines)
+            let hist = histogram::round_histograms(&outcome.lines, 0..outcome.lines.len())
                 .map_err(|e| anyhow::anyhow!("bench rtos-latency: {what}: {e} (see {all_log})"))?;
             let row = Row {
                 scenario: name.to_string(),
@@ -638,7 +638,7 @@ fn linux_load_rows(
         };
         let window = linux_command_window(&outcome.lines).map_err(fail)?;
         let rounds = rtos_rounds(&outcome.lines[window.clone()]).map_err(fail)?;
-        let hists = histogram::rtos_histograms(&outcome.lines[window]).map_err(fail)?;
+        let hists = histogram::round_histograms(&outcome.lines, window).map_err(fail)?;
         let Some(stats) = crate::kbuild::aggregate(&rounds) else {
             bail!("bench rtos-latency: {what}: no RTOS round while Linux ran its load");
         };

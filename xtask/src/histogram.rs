@@ -1,6 +1,6 @@
 //! The RTOS's latency distributions and their plot.
 //!
-//! After each `latency n=...` line the RTOS prints `latency-hist q4 <bucket>:<count> ...`:
+//! Before each `latency n=...` line the RTOS prints `latency-hist q4 <bucket>:<count> ...`:
 //! its samples counted in quarter-octave buckets of nanoseconds (bucket `4e + q` starts at
 //! `2^e (1 + q/4)`; see `guests/rtos/src/latency.rs`). The bench sums a row's rounds and
 //! keeps the sum in the row, and `rtos-latency.png` shows every row's distribution as the
@@ -135,15 +135,26 @@ pub fn parse_line(text: &str) -> Result<Histogram, String> {
     Ok(h)
 }
 
-/// Every RTOS histogram among `lines` (`[rtos] latency-hist ...`), parsed.
-pub fn rtos_histograms(lines: &[String]) -> Result<Vec<Histogram>, String> {
+/// The histograms of the RTOS rounds whose `latency` line is in `lines[window]`: each is the
+/// RTOS's line just before that round's (other consoles' lines may come between).
+pub fn round_histograms(
+    lines: &[String],
+    window: std::ops::Range<usize>,
+) -> Result<Vec<Histogram>, String> {
     let rtos = format!("{} ", crate::bench::RTOS_CONSOLE);
-    lines
-        .iter()
-        .filter_map(|l| l.strip_prefix(&rtos))
-        .filter(|l| l.starts_with(PREFIX))
-        .map(parse_line)
-        .collect()
+    let rtos_text = |l: &String| l.strip_prefix(&rtos).map(str::to_string);
+    let mut hists = Vec::new();
+    for i in window {
+        let is_round = rtos_text(&lines[i]).is_some_and(|t| t.starts_with("latency "));
+        if !is_round {
+            continue;
+        }
+        let before = lines[..i].iter().rev().find_map(rtos_text);
+        if let Some(text) = before.filter(|t| t.starts_with(PREFIX)) {
+            hists.push(parse_line(&text)?);
+        }
+    }
+    Ok(hists)
 }
 
 /// The gnuplot script drawing `series` from `data` (blocks separated by two blank lines, in
@@ -314,16 +325,28 @@ mod tests {
     #[test]
     fn rounds_sum_and_survive_json() {
         let lines: Vec<String> = [
-            "[rtos] latency n=2 min=1 mean=1 p50=1 p99=1 max=1 misses=0",
             "[rtos] latency-hist q4 41:2",
-            "[linux] latency-hist q4 99:1",
+            "[rtos] latency n=2 min=1 mean=1 p50=1 p99=1 max=1 misses=0",
             "[rtos] latency-hist q4 41:1 90:1",
+            "[linux] latency-hist q4 99:1",
+            "[hv] between",
+            "[rtos] latency n=2 min=1 mean=1 p50=1 p99=1 max=1 misses=0",
+            "[rtos] latency-hist q4 50:7",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let rounds = rtos_histograms(&lines).unwrap();
-        assert_eq!(rounds.len(), 2, "the Linux line is not the RTOS's");
+        let rounds = round_histograms(&lines, 0..lines.len()).unwrap();
+        assert_eq!(
+            rounds.len(),
+            2,
+            "the Linux line is not the RTOS's, the last has no round"
+        );
+        // A window holding a round's line but not its histogram's still finds it.
+        let second = round_histograms(&lines, 4..6).unwrap();
+        assert_eq!(second, vec![rounds[1].clone()]);
+        assert_eq!(second[0].counts[90], 1);
+        assert!(round_histograms(&lines, 0..1).unwrap().is_empty());
         let sum = Histogram::sum(&rounds).unwrap();
         assert_eq!((sum.counts[41], sum.counts[90], sum.total()), (3, 1, 4));
         assert_eq!(Histogram::from_json(&sum.to_json()).unwrap(), sum);

@@ -393,7 +393,8 @@ pub(crate) fn supervise(
     };
     let mut deadline = options.timeout.map(|t| started + t);
     // Under spumone, when Linux stops beside an RTOS, the machine keeps running: the run ends
-    // at the RTOS's next line, which shows it survived.
+    // at the RTOS's next line (a round's `latency` line, not its histogram before it), which
+    // shows it survived.
     let rtos_console = firmware
         .consoles
         .iter()
@@ -473,9 +474,12 @@ pub(crate) fn supervise(
                 }
                 outcome.events.push(event.clone());
             }
+            // A round's histogram line comes just before its `latency` line: ending at the
+            // histogram would cut the round's line off mid-frame.
             if linux_stopped
                 && ended.is_none()
                 && rtos_console.is_some_and(|n| line.source == Source::Partition(n))
+                && !line.text.starts_with(crate::histogram::PREFIX)
             {
                 ended = Some(Ending::LinuxStopped { rtos_alive: true });
                 // Killing closes QEMU's pipes, which ends the loop.

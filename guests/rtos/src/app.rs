@@ -292,13 +292,14 @@ fn probe_round(buffer: &mut [u32], period_ns: u64) -> bool {
         }
     }
     let summary = summarize(buffer, period_ns, LOST.load(Ordering::SeqCst));
-    let mut line = heapless::String::<128>::new();
-    let _ = write!(line, "{summary}");
-    println!("{line}");
-    // At most 128 buckets of up to 20 characters each.
+    // The distribution first: the host may end a run at a `latency` line, and must not cut
+    // off a line still being sent. At most 128 buckets of up to 20 characters each.
     let mut hist = heapless::String::<2600>::new();
     let _ = write!(hist, "{}", Histogram::of(buffer));
     println!("{hist}");
+    let mut line = heapless::String::<128>::new();
+    let _ = write!(line, "{summary}");
+    println!("{line}");
     true
 }
 

@@ -157,7 +157,8 @@ pub fn hist_bucket(ns: u32) -> usize {
 }
 
 /// The bucket counts of a round, printed as `latency-hist q4 <bucket>:<count> ...` (buckets
-/// with samples only) so the host can plot the whole distribution, not just its percentiles.
+/// with samples only) just before the round's `latency` line, so the host can plot the whole
+/// distribution, not just its percentiles.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Histogram {
     pub counts: [u32; HIST_BUCKETS],
