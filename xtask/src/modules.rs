@@ -222,8 +222,15 @@ impl Step for KernelHeaders {
         let host_arch = linux::capture(Command::new("dpkg").arg("--print-architecture"))?;
         let mut debs = Vec::new();
         for (name, arch) in header_packages(&release, host_arch.trim())? {
-            // Same version as the kernel: the headers must describe exactly that build.
-            let p = linux::fetch_as(&name, &arch, Some(&version))?;
+            // Same version as the kernel: the headers must describe exactly that build. kbuild
+            // is host tools only: when that revision has left the index, the current one does.
+            let p = match linux::fetch_as(&name, &arch, Some(&version)) {
+                Err(e) if name.starts_with("linux-kbuild-") => {
+                    println!("setup: {e}; using the index's {name}:{arch} instead");
+                    linux::fetch_as(&name, &arch, None)?
+                }
+                other => other?,
+            };
             println!(
                 "setup: {}:{arch} {} sha256 {} matches the index",
                 p.name, p.version, p.sha256
