@@ -98,6 +98,42 @@ fn run_workload(policy: Option<&str>) -> (RunOutcome, Vec<LatencyStats>) {
     (run, busy)
 }
 
+/// Fails unless core `core` switched vCPUs at least `least` times by the time Linux vCPU 0
+/// left it for good (its `leaves after N vCPU switches here` line).
+fn expect_switches(run: &RunOutcome, core: u8, least: u64) {
+    let leaves = format!("core {core}: partition linux vcpu 0 leaves after");
+    let at = expect_line(run, "[hv]", &[leaves.as_str()]);
+    let switches = run.lines[at]
+        .split("after ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok());
+    if switches.is_none_or(|n| n < least) {
+        fail(
+            run,
+            &format!("core {core} switched vCPUs fewer than {least} times"),
+        );
+    }
+}
+
+/// Fails unless each RTOS round in `busy` had a period dispatched within 50 us (about 2 us
+/// under icount; 1.3 us with the core alone). Medians and tails are not asserted: under
+/// icount QEMU runs the four vCPUs round robin, and a timer of core 0 may wait for the other
+/// vCPUs' slices (whole periods late, as in `demo` with Linux busy on other cores only).
+fn expect_prompt_dispatch(run: &RunOutcome, busy: &[LatencyStats]) {
+    for round in busy {
+        if round.min_ns > 50_000 {
+            fail(
+                run,
+                &format!(
+                    "RTOS round while Linux worked: no period under 50 us (min {} ns)",
+                    round.min_ns
+                ),
+            );
+        }
+    }
+}
+
 #[test]
 fn linux_computes_right_beside_the_rtos_on_a_shared_core() {
     let (run, busy) = run_workload(None);
@@ -109,36 +145,9 @@ fn linux_computes_right_beside_the_rtos_on_a_shared_core() {
         );
     }
     // Core 0 really was shared: the RTOS's periods alone switch it thousands of times.
-    let at = expect_line(
-        &run,
-        "[hv]",
-        &["core 0: partition linux vcpu 0 leaves after"],
-    );
-    let switches = run.lines[at]
-        .split("after ")
-        .nth(1)
-        .and_then(|t| t.split_whitespace().next())
-        .and_then(|n| n.parse::<u64>().ok());
-    match switches {
-        Some(n) if n >= 1000 => {}
-        _ => fail(&run, "core 0 switched vCPUs fewer than 1000 times"),
-    }
-    // Each round while Linux worked had periods where the RTOS ran within a few us of its
-    // deadline (about 2 us under icount; 1.3 us with the core alone), so it preempted the busy
-    // Linux vCPU there. Its median and tail are not asserted: under icount QEMU runs the four
-    // vCPUs round robin, and a timer of core 0 may wait for the other vCPUs' slices (whole
-    // periods late, as in `demo` with Linux busy on other cores only).
-    for round in &busy {
-        if round.min_ns > 50_000 {
-            fail(
-                &run,
-                &format!(
-                    "RTOS round while Linux worked: no period under 50 us (min {} ns)",
-                    round.min_ns
-                ),
-            );
-        }
-    }
+    expect_switches(&run, 0, 1000);
+    // The RTOS preempted the busy Linux vCPU on its core.
+    expect_prompt_dispatch(&run, &busy);
 }
 
 #[test]
@@ -157,12 +166,12 @@ fn spumone_policy_moves_linux_off_the_rtos_core() {
         .nth(1)
         .and_then(|t| t.split_whitespace().next())
         .and_then(|n| n.parse::<u8>().ok());
-    if !matches!(to, Some(1..=3)) {
+    let Some(to @ 1..=3) = to else {
         fail(
             &run,
             "vCPU 0 did not move to one of Linux's own cores (1-3)",
         );
-    }
+    };
     // While the RTOS probes every period it is never idle long enough for vCPU 0 to return.
     if let Some(at) = find_line(&run, "[hv]", &["migrate linux vcpu 0:", "-> core 0 "]) {
         fail(
@@ -173,17 +182,7 @@ fn spumone_policy_moves_linux_off_the_rtos_core() {
             ),
         );
     }
-    // Off the RTOS's core Linux cannot delay it: every round while Linux worked had its
-    // median period within a few us of the deadline.
-    for round in &busy {
-        if round.p50_ns > 50_000 {
-            fail(
-                &run,
-                &format!(
-                    "RTOS round while Linux worked under policy spumone: p50 {} ns over 50 us",
-                    round.p50_ns
-                ),
-            );
-        }
-    }
+    // vCPU 0 ended where it went, sharing that core round robin with that core's own vCPU.
+    expect_switches(&run, to, 100);
+    expect_prompt_dispatch(&run, &busy);
 }

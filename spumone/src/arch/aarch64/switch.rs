@@ -65,6 +65,8 @@ struct CoreSched {
     rtos: Option<VcpuId>,
     rtos_idle_since: Option<Ticks>,
     next_policy: Ticks,
+    /// Since when a Linux vCPU runs here (busy time for the `load` policy).
+    linux_since: Option<Ticks>,
 }
 
 impl CoreSched {
@@ -138,6 +140,7 @@ pub fn run_shared(core: usize) -> ! {
         rtos: None,
         rtos_idle_since: None,
         next_policy: 0,
+        linux_since: None,
     };
     let mut free = sched.slots.iter_mut();
     for partition in CONFIG.partitions {
@@ -303,10 +306,25 @@ fn reschedule(frame: &mut TrapFrame) {
         }
         let loaded_deadline = s.queue.loaded().and_then(|_| read_cntv().deadline());
         let now = timer::counter();
+        if let Some(since) = s.linux_since.take() {
+            migrate::add_busy(core, now.saturating_sub(since));
+        }
         let Decision {
             run,
             timer: mut wake_at,
         } = s.queue.schedule(now, loaded_deadline);
+        let runs = match run {
+            Run::Continue => s.queue.loaded(),
+            Run::Switch { to, .. } => Some(to),
+            Run::Idle => None,
+        };
+        if moving
+            && runs
+                .and_then(|id| s.slot(id))
+                .is_some_and(|x| class_of(x.partition) == Class::Linux)
+        {
+            s.linux_since = Some(now);
+        }
         let look = moving && s.rtos.is_some() && rtos_changed(s, now);
         if moving && matches!(run, Run::Idle) {
             // An idle RTOS core wakes to let displaced vCPUs return.
