@@ -16,7 +16,7 @@
 //! the virtual timer and the virtual CPU interface, and loads the other vCPU's, with its
 //! `VTTBR_EL2` and `VMPIDR_EL2`. Both partitions keep their VMIDs, so no TLB flush is needed.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use aarch64_cpu::registers::{
     Readable, Writeable, CNTHCTL_EL2, CNTVOFF_EL2, CPTR_EL2, HCR_EL2, MIDR_EL1, VMPIDR_EL2,
@@ -35,8 +35,8 @@ use crate::hvcore::sched::{
     Class, Decision, Run, RunQueue, RunState, Ticks, VcpuId, Wake, RUNQ_CAPACITY,
 };
 use crate::hvcore::smp::KICK_SGI;
-use crate::hvcore::vgic::{Delivery, VTIMER_INTID};
-use crate::hvcore::{stage2, vcpu, vpsci, MAX_CORES};
+use crate::hvcore::vgic::{Delivery, LrState, VTIMER_INTID};
+use crate::hvcore::{stage2, vcpu, vpsci, MAX_CORES, MAX_PARTITIONS};
 
 /// Most vCPUs on one shared core: the config places an RTOS vCPU and one Linux vCPU on it,
 /// migrations may bring every vCPU of a partition.
@@ -65,8 +65,6 @@ struct CoreSched {
     rtos: Option<VcpuId>,
     rtos_idle_since: Option<Ticks>,
     next_policy: Ticks,
-    /// Since when a Linux vCPU runs here (busy time for the `load` policy).
-    linux_since: Option<Ticks>,
 }
 
 impl CoreSched {
@@ -81,6 +79,12 @@ static SCHED: [spin::Mutex<Option<CoreSched>>; MAX_CORES] =
 static SHARED: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
 /// Per core: context switches so far (logged when a vCPU leaves the core for good).
 static SWITCHES: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
+/// Per core and partition: the vCPU that last ran there (`NONE_RAN`: none yet). Loading
+/// another vCPU of that partition flushes its local TLB entries: they may belong to the other
+/// vCPU's address spaces (a local TLBI it issued elsewhere never reached this core).
+static LAST_RAN: [[AtomicU8; MAX_PARTITIONS]; MAX_CORES] =
+    [const { [const { AtomicU8::new(NONE_RAN) }; MAX_PARTITIONS] }; MAX_CORES];
+const NONE_RAN: u8 = u8::MAX;
 /// Per core: an interrupt asked for a new scheduling decision before returning to the guest.
 static RESCHED: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
 
@@ -140,7 +144,6 @@ pub fn run_shared(core: usize) -> ! {
         rtos: None,
         rtos_idle_since: None,
         next_policy: 0,
-        linux_since: None,
     };
     let mut free = sched.slots.iter_mut();
     for partition in CONFIG.partitions {
@@ -306,25 +309,10 @@ fn reschedule(frame: &mut TrapFrame) {
         }
         let loaded_deadline = s.queue.loaded().and_then(|_| read_cntv().deadline());
         let now = timer::counter();
-        if let Some(since) = s.linux_since.take() {
-            migrate::add_busy(core, now.saturating_sub(since));
-        }
         let Decision {
             run,
             timer: mut wake_at,
         } = s.queue.schedule(now, loaded_deadline);
-        let runs = match run {
-            Run::Continue => s.queue.loaded(),
-            Run::Switch { to, .. } => Some(to),
-            Run::Idle => None,
-        };
-        if moving
-            && runs
-                .and_then(|id| s.slot(id))
-                .is_some_and(|x| class_of(x.partition) == Class::Linux)
-        {
-            s.linux_since = Some(now);
-        }
         let look = moving && s.rtos.is_some() && rtos_changed(s, now);
         if moving && matches!(run, Run::Idle) {
             // An idle RTOS core wakes to let displaced vCPUs return.
@@ -524,6 +512,13 @@ fn take_arrivals(s: &mut CoreSched, core: usize) {
         };
         let vcpu = usize::from(state.id.vcpu);
         let deadline = state.vtimer.deadline();
+        // What was handed into its state on the way wakes it, like what was posted for it.
+        let handed = !state.vgic.queue.is_empty()
+            || state
+                .vgic
+                .lrs
+                .iter()
+                .any(|l| matches!(l.state, LrState::Pending | LrState::PendingActive));
         *free = Some(Slot {
             id: state.id,
             partition,
@@ -540,7 +535,7 @@ fn take_arrivals(s: &mut CoreSched, core: usize) {
         for route in &state.routes {
             gic::route_spi(route.intid, mpidr);
         }
-        if vgic::posted_waiting(index, vcpu) {
+        if vgic::posted_waiting(index, vcpu) || handed {
             s.queue.wake(state.id);
         }
         info!(
@@ -568,6 +563,16 @@ fn load(slot: &mut Slot, frame: &mut TrapFrame) {
     frame.elr = slot.ctx.pc;
     frame.spsr = slot.ctx.pstate;
     VTTBR_EL2.set(super::guest::vttbr(index));
+    let core = cpu::core_index();
+    if let Some(last) = LAST_RAN.get(core).and_then(|l| l.get(index)) {
+        let before = last.swap(slot.vcpu as u8, Ordering::Relaxed);
+        // The first vCPU here needs none: the core flushed every guest entry at its start.
+        if before != NONE_RAN && before != slot.vcpu as u8 {
+            // SAFETY: drops this core's stage-1 entries of the partition in VTTBR_EL2 (just
+            // set), which another of its vCPUs left here; only TLB state changes.
+            unsafe { core::arch::asm!("isb", "tlbi vmalle1", "dsb nsh", "isb", options(nostack)) };
+        }
+    }
     VMPIDR_EL2.set(slot.ctx.el1.vmpidr);
     load_el1(&slot.ctx.el1);
     load_fp(&slot.ctx.fp);
