@@ -460,6 +460,8 @@ fn send_leaving(s: &mut CoreSched, core: usize, frame: &TrapFrame) {
         if loaded == Some(slot.id) {
             save(slot, frame);
             percore::this_core().set_running(None);
+        } else {
+            vgic::release_private(&mut slot.vgic);
         }
         let Some(removed) = s.queue.remove(slot.id) else {
             continue;

@@ -564,18 +564,7 @@ pub fn save_cpu_interface() -> VgicState {
     for &intid in &departure.deactivate {
         gic::deactivate(intid);
     }
-    // Queued ones were acknowledged too: a hardware PPI among them is dropped and
-    // deactivated like a pending one in a list register (its level raises it again).
-    let mut queue = PendingQueue::new();
-    let mut waiting = core::mem::take(&mut *QUEUES[core].lock());
-    while let Some(lr) = waiting.pop() {
-        match lr.pintid {
-            Some(p) if p < vgic::SPI_BASE => gic::deactivate(p),
-            _ => {
-                let _ = queue.push(lr);
-            }
-        }
-    }
+    let queue = release_queued(core::mem::take(&mut *QUEUES[core].lock()));
     let mut state = VgicState {
         lrs: departure.lrs,
         queue,
@@ -592,6 +581,34 @@ pub fn save_cpu_interface() -> VgicState {
     }
     write_hcr(vgic::ich_hcr(false));
     state
+}
+
+/// Queued interrupts were acknowledged too: a hardware PPI among them is dropped and
+/// deactivated here like a pending one in a list register (its level raises it again).
+fn release_queued(mut waiting: PendingQueue) -> PendingQueue {
+    let mut queue = PendingQueue::new();
+    while let Some(lr) = waiting.pop() {
+        match lr.pintid {
+            Some(p) if p < vgic::SPI_BASE => gic::deactivate(p),
+            _ => {
+                let _ = queue.push(lr);
+            }
+        }
+    }
+    queue
+}
+
+/// A saved vCPU interface leaves this core: hardware PPIs put into it while the vCPU was not
+/// loaded (`inject_saved`) are active on this core's redistributor, so they are deactivated
+/// here and kept as software state, as for a loaded vCPU's list registers.
+pub fn release_private(state: &mut VgicState) {
+    let raw: heapless::Vec<u64, MAX_LRS> = state.lrs.iter().map(ListReg::encode).collect();
+    let departure = departing_lrs(&raw);
+    for &intid in &departure.deactivate {
+        gic::deactivate(intid);
+    }
+    state.lrs = departure.lrs;
+    state.queue = release_queued(core::mem::take(&mut state.queue));
 }
 
 /// Loads `state` into this core's virtual CPU interface (the counterpart of
