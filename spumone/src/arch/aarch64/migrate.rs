@@ -43,6 +43,14 @@ static WORK: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CO
 static RTOS: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
 /// Migrations completed so far.
 static COUNT: AtomicU64 = AtomicU64::new(0);
+/// Per core: counter ticks spent running Linux vCPUs (the `load` policy's input).
+static BUSY: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
+/// Per core: counter value + 1 since when it runs a Linux vCPU, 0 while it does not.
+static LINUX_SINCE: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
+/// The `load` policy's last window: when it started and `BUSY` then.
+static WINDOW: spin::Mutex<(Ticks, [u64; MAX_CORES])> = spin::Mutex::new((0, [0; MAX_CORES]));
+/// How long the `load` policy measures before it decides (100 ms at 62.5 MHz).
+const LOAD_WINDOW: Ticks = 6_250_000;
 
 /// The migration policy of partition `index` for this run.
 fn run_policy(index: u8) -> Policy {
@@ -238,6 +246,44 @@ pub fn return_after() -> Option<Ticks> {
     })
 }
 
+/// Core `core` runs a Linux vCPU from `now` on (`runs`), or not: closes the interval before.
+pub fn linux_runs(core: usize, now: Ticks, runs: bool) {
+    let (Some(since), Some(busy)) = (LINUX_SINCE.get(core), BUSY.get(core)) else {
+        return;
+    };
+    let before = since.swap(if runs { now + 1 } else { 0 }, Ordering::AcqRel);
+    if before != 0 {
+        busy.fetch_add(now.saturating_sub(before - 1), Ordering::AcqRel);
+    }
+}
+
+/// Busy ticks of `core` up to `now`, the interval still open included (a vCPU running alone
+/// may not trap for a whole window).
+fn busy_until(core: usize, now: Ticks) -> u64 {
+    let since = LINUX_SINCE[core].load(Ordering::Acquire);
+    let open = if since == 0 {
+        0
+    } else {
+        now.saturating_sub(since - 1)
+    };
+    BUSY[core].load(Ordering::Acquire) + open
+}
+
+/// Each core's busy fraction since the last window, once a window has passed (else `None`).
+fn busy_window(now: Ticks) -> Option<[policy::Permille; MAX_CORES]> {
+    let mut window = WINDOW.lock();
+    let (start, before) = *window;
+    let length = now.checked_sub(start)?;
+    if length < LOAD_WINDOW {
+        return None;
+    }
+    let current: [u64; MAX_CORES] = core::array::from_fn(|c| busy_until(c, now));
+    *window = (now, current);
+    Some(core::array::from_fn(|c| {
+        policy::busy_permille(current[c].saturating_sub(before[c]), length)
+    }))
+}
+
 /// Runs every moving partition's policy on the state now and requests its moves.
 pub fn evaluate(now: Ticks) {
     let mut rtos: heapless::Vec<RtosCore, MAX_CORES> = heapless::Vec::new();
@@ -256,13 +302,16 @@ pub fn evaluate(now: Ticks) {
     for partition in CONFIG.partitions.iter().take(MAX_PARTITIONS) {
         let index = usize::from(partition.index);
         let policy = policies[index];
-        // `load` is not acted on: fed with per-core busy time it hung Linux after about a
-        // dozen migrations under load (not understood yet), so its vCPUs stay put.
-        if matches!(policy, Policy::Pinned | Policy::Load(_)) {
-            continue;
-        }
-        // The spumone policy uses them only to break ties between equal cores.
-        let busy = [0; MAX_CORES];
+        let busy = match policy {
+            Policy::Pinned => continue,
+            // The spumone policy uses them only to break ties between equal cores.
+            Policy::Spumone(_) => [0; MAX_CORES],
+            // `load` decides once a window, on what each core ran in it.
+            Policy::Load(_) => match busy_window(now) {
+                Some(busy) => busy,
+                None => continue,
+            },
+        };
         // A vCPU not started yet starts on its home core (PSCI `CPU_ON`): it stays there.
         let on: heapless::Vec<bool, MAX_VCPUS> = (0..partition.vcpus.len().min(MAX_VCPUS))
             .map(|n| super::guest::is_on(index, n))

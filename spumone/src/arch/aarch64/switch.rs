@@ -313,6 +313,18 @@ fn reschedule(frame: &mut TrapFrame) {
             run,
             timer: mut wake_at,
         } = s.queue.schedule(now, loaded_deadline);
+        let runs = match run {
+            Run::Continue => s.queue.loaded(),
+            Run::Switch { to, .. } => Some(to),
+            Run::Idle => None,
+        };
+        let linux_runs = runs
+            .and_then(|id| s.slot(id))
+            .is_some_and(|x| class_of(x.partition) == Class::Linux);
+        if moving {
+            // Busy time for the `load` policy.
+            migrate::linux_runs(core, now, linux_runs);
+        }
         let look = moving && s.rtos.is_some() && rtos_changed(s, now);
         if moving && matches!(run, Run::Idle) {
             // An idle RTOS core wakes to let displaced vCPUs return.
