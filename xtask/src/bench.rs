@@ -561,8 +561,9 @@ pub fn rtos_latency(options: &LatencyBenchOptions) -> Result<()> {
 pub const DEMO: &str = "demo";
 /// Scenario where the RTOS shares core 0 with Linux's vCPU 0 (same probe as `demo`).
 pub const SHARED: &str = "shared";
-/// The migration policy each shared-core scenario's config gives Linux (its `policy` key).
-pub const SHARED_POLICIES: &[(&str, &str)] = &[(SHARED, "pinned")];
+/// The migration policies each shared-core scenario runs under (passed as `--policy` is;
+/// `load` is left out until it moves vCPUs).
+pub const SHARED_POLICIES: &[(&str, &str)] = &[(SHARED, "pinned"), (SHARED, "spumone")];
 /// The `load` of rows measured while Linux sat at its shell prompt.
 pub const IDLE_LOAD: &str = "linux-idle";
 /// The `load` of rows measured while Linux ran [`busy_command`].
@@ -619,12 +620,14 @@ fn linux_load_rows(
     let seconds = options.latency.probe_seconds().ceil() as u64 + 1;
     let mut rows = Vec::new();
     for icount in [true, false] {
-        println!("bench: {name} ({}), Linux {load} ...", clock(icount));
+        let under = policy.map_or(String::new(), |p| format!(", policy {p}"));
+        println!("bench: {name} ({}{under}), Linux {load} ...", clock(icount));
         let run_options = RunOptions {
             timeout: options.timeout.map(|t| t + Duration::from_secs(seconds)),
             icount,
             echo: false,
             cmd: Some(cmd.to_string()),
+            policy: policy.map(str::to_string),
             ..RunOptions::new(firmware.scenario)
         };
         let outcome = run::launch(&firmware, &run_options)?;

@@ -28,6 +28,8 @@ pub enum Command {
         disk: Option<String>,
         /// Leave the D-System Monitor off for this run.
         no_dsm: bool,
+        /// The Linux partitions' migration policy for this run (`pinned`, `spumone`, `load`).
+        policy: Option<String>,
     },
     List,
     Gdb {
@@ -70,7 +72,7 @@ commands:
   build [--scenario NAME] [--plain-log]
                           build the firmware of one scenario (default: every scenario)
   run [SCENARIO] [--timeout SECS] [--icount] [--plain-log] [--cmd 'COMMAND'] [--disk IMG]
-      [--no-dsm]
+      [--no-dsm] [--policy pinned|spumone|load]
                           build and boot a scenario (default: {DEFAULT_SCENARIO})
   run --list              list the scenarios
   gdb SCENARIO            boot a scenario stopped at its first instruction, under gdb-multiarch
@@ -99,6 +101,8 @@ options:
                    go to a temporary overlay and are dropped
   --no-dsm         Linux under spumone: leave the D-System Monitor off for this run (the
                    baseline for its cost)
+  --policy NAME    Linux under spumone: move its vCPUs by policy NAME (pinned, spumone or
+                   load) for this run instead of the config's
 
 input: without --cmd, a native scenario (linux-native) gets this terminal's keys: an
 interactive shell, raw mode from a terminal (Ctrl-C goes to the guest; `exit` or
@@ -176,6 +180,12 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 let cmd = flags.value("--cmd")?;
                 let disk = flags.value("--disk")?;
                 let no_dsm = flags.switch("--no-dsm");
+                let policy = flags.value("--policy")?;
+                if let Some(name) = &policy {
+                    if spumone_abi::bootinfo::policy_flags(name).is_none() {
+                        bail!("--policy wants pinned, spumone or load, not `{name}`");
+                    }
+                }
                 let scenario = flags
                     .positional()?
                     .unwrap_or_else(|| DEFAULT_SCENARIO.to_string());
@@ -187,6 +197,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                     cmd,
                     disk,
                     no_dsm,
+                    policy,
                 }
             }
         }
@@ -372,6 +383,7 @@ mod tests {
                 cmd: None,
                 disk: None,
                 no_dsm: false,
+                policy: None,
             }
         );
     }
@@ -391,6 +403,7 @@ mod tests {
                 cmd: Some("echo hello; exit 7".into()),
                 disk: None,
                 no_dsm: false,
+                policy: None,
             }
         );
         assert!(parse_str("run linux-native --cmd").is_err());
@@ -403,7 +416,15 @@ mod tests {
             parse_str("run demo --no-dsm").unwrap(),
             Command::Run { no_dsm: true, ref scenario, .. } if scenario == "demo"
         ));
-        assert!(usage().contains("--cmd"));
+        assert!(matches!(
+            parse_str("run shared --policy spumone").unwrap(),
+            Command::Run { policy: Some(p), .. } if p == "spumone"
+        ));
+        let bad = parse_str("run shared --policy fast")
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("pinned, spumone or load"), "{bad}");
+        assert!(usage().contains("--cmd") && usage().contains("--policy"));
     }
 
     #[test]
@@ -416,6 +437,7 @@ mod tests {
             cmd: None,
             disk: None,
             no_dsm: false,
+            policy: None,
         };
         assert_eq!(
             parse_str("run rtos-native --timeout 30 --icount --plain-log").unwrap(),

@@ -65,6 +65,7 @@ fn real_main(args: &[String]) -> Result<u8> {
             cmd,
             disk,
             no_dsm,
+            policy,
         } => {
             let scenario = scenario::lookup(&scenario)?;
             if disk.is_some() && !firmware::boots_linux(scenario) {
@@ -100,7 +101,7 @@ fn real_main(args: &[String]) -> Result<u8> {
             };
             let built = firmware::build(scenario, &build_options)?;
             // Fails early when the scenario boots no Linux or the command is too long.
-            run::with_command(&built, cmd.as_deref(), no_dsm)?;
+            run::with_command(&built, cmd.as_deref(), no_dsm, policy.as_deref())?;
             let options = RunOptions {
                 timeout: timeout.map(Duration::from_secs),
                 icount,
@@ -109,6 +110,7 @@ fn real_main(args: &[String]) -> Result<u8> {
                 cmd: cmd.clone(),
                 disk,
                 no_dsm,
+                policy,
                 ..RunOptions::new(scenario)
             };
             // After building: cargo must stay interruptible.
@@ -217,7 +219,7 @@ fn real_main(args: &[String]) -> Result<u8> {
                 latency: LatencySettings::from_env()?,
             };
             let built = firmware::build(scenario, &build_options)?;
-            run::with_command(&built, Some(&cmd), false)?;
+            run::with_command(&built, Some(&cmd), false, None)?;
             let options = RunOptions {
                 timeout: Some(Duration::from_secs(timeout)),
                 icount,

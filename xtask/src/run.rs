@@ -45,6 +45,9 @@ pub struct RunOptions {
     pub disk: Option<Disk>,
     /// Leave the D-System Monitor off (`--no-dsm`).
     pub no_dsm: bool,
+    /// The Linux partitions' migration policy for this run, in place of the config's
+    /// (`--policy`).
+    pub policy: Option<String>,
 }
 
 impl RunOptions {
@@ -59,6 +62,7 @@ impl RunOptions {
             latency: LatencySettings::DEFAULT,
             cmd: None,
             no_dsm: false,
+            policy: None,
             forward_stdin: false,
             disk: None,
         }
@@ -283,13 +287,24 @@ pub fn launch(firmware: &Firmware, options: &RunOptions) -> Result<RunOutcome> {
         gdb: false,
         disk: options.disk.clone(),
     };
-    let firmware = with_command(firmware, options.cmd.as_deref(), options.no_dsm)?;
+    let firmware = with_command(
+        firmware,
+        options.cmd.as_deref(),
+        options.no_dsm,
+        options.policy.as_deref(),
+    )?;
     supervise(&firmware, options, &qemu_options, None)
 }
 
 /// `firmware` with `cmd` passed on the Linux kernel command line (quietly: the kernel's log
-/// stays out of the command's output), and with the DSM left off when `no_dsm`.
-pub fn with_command(firmware: &Firmware, cmd: Option<&str>, no_dsm: bool) -> Result<Firmware> {
+/// stays out of the command's output), with the DSM left off when `no_dsm`, and with the
+/// Linux partitions' migration `policy` in place of the config's.
+pub fn with_command(
+    firmware: &Firmware,
+    cmd: Option<&str>,
+    no_dsm: bool,
+    policy: Option<&str>,
+) -> Result<Firmware> {
     let mut firmware = firmware.clone();
     if no_dsm && firmware.boot_info.is_none() {
         anyhow::bail!(
@@ -297,10 +312,14 @@ pub fn with_command(firmware: &Firmware, cmd: Option<&str>, no_dsm: bool) -> Res
             firmware.scenario.name
         );
     }
+    let policy_flags = match policy {
+        None => 0,
+        Some(name) => policy_flags(name, &firmware)?,
+    };
     if let Some(info) = firmware
         .boot_info
         .as_ref()
-        .filter(|_| cmd.is_some() || no_dsm)
+        .filter(|_| cmd.is_some() || no_dsm || policy.is_some())
     {
         let extra = match cmd {
             Some(cmd) => format!("quiet {}", linux::cmd_param(cmd)?),
@@ -310,7 +329,7 @@ pub fn with_command(firmware: &Firmware, cmd: Option<&str>, no_dsm: bool) -> Res
             spumone_abi::bootinfo::FLAG_NO_DSM
         } else {
             0
-        };
+        } | policy_flags;
         let info = info.with_extra(&extra, flags)?;
         for (path, addr) in firmware.raw_loads.iter_mut() {
             if *addr == spumone_abi::bootinfo::ADDR {
@@ -330,6 +349,25 @@ pub fn with_command(firmware: &Firmware, cmd: Option<&str>, no_dsm: bool) -> Res
         firmware.append = Some(format!("{append} quiet {}", linux::cmd_param(cmd)?));
     }
     Ok(firmware)
+}
+
+/// The boot-info bits for `--policy name`, refused for an unknown name or a scenario with no
+/// Linux under spumone.
+fn policy_flags(name: &str, firmware: &Firmware) -> Result<u32> {
+    use spumone_abi::bootinfo::{self, POLICIES};
+    let Some(flags) = bootinfo::policy_flags(name) else {
+        anyhow::bail!(
+            "--policy {name:?} is not one of {}",
+            POLICIES.map(|p| format!("{p:?}")).join(", ")
+        );
+    };
+    if firmware.boot_info.is_none() {
+        anyhow::bail!(
+            "--policy: scenario {} runs no Linux under spumone, so no vCPU can migrate",
+            firmware.scenario.name
+        );
+    }
+    Ok(flags)
 }
 
 /// Runs QEMU to the end, feeding its output through the demux into the logs (and the terminal

@@ -17,8 +17,20 @@ const HEADER: usize = 32;
 pub const MAX_BOOTARGS: usize = SIZE - HEADER;
 /// `flags` bit: leave the D-System Monitor off for this run (a baseline for its cost).
 pub const FLAG_NO_DSM: u32 = 1 << 0;
+/// `flags` bits 1-2: the migration policy of every Linux partition for this run, in place of
+/// its config's (`POLICY_*`; 0 keeps the config's).
+pub const POLICY_SHIFT: u32 = 1;
+pub const POLICY_MASK: u32 = 0b11 << POLICY_SHIFT;
+/// Policy names in `flags` order, after 0 (the config's own).
+pub const POLICIES: [&str; 3] = ["pinned", "spumone", "load"];
 /// The `flags` bits this version knows; a blob with others is refused (a newer host tool).
-pub const KNOWN_FLAGS: u32 = FLAG_NO_DSM;
+pub const KNOWN_FLAGS: u32 = FLAG_NO_DSM | POLICY_MASK;
+
+/// The `flags` bits that choose policy `name` for the run; `None` for an unknown name.
+pub fn policy_flags(name: &str) -> Option<u32> {
+    let n = POLICIES.iter().position(|&p| p == name)?;
+    Some((n as u32 + 1) << POLICY_SHIFT)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BootInfo<'a> {
@@ -54,6 +66,12 @@ impl<'a> BootInfo<'a> {
             bootargs,
             flags,
         })
+    }
+
+    /// The migration policy the host tools chose for this run, if any (a name of [`POLICIES`]).
+    pub fn policy(&self) -> Option<&'static str> {
+        let n = (self.flags & POLICY_MASK) >> POLICY_SHIFT;
+        POLICIES.get((n as usize).checked_sub(1)?).copied()
     }
 
     /// Writes the blob into `out`; returns its length, or `None` if it does not fit.
@@ -120,6 +138,26 @@ mod tests {
             ..info
         };
         assert!(too_long.write(&mut [0u8; SIZE * 2]).is_none());
+    }
+
+    #[test]
+    fn policy_override_round_trips() {
+        let mut info = BootInfo {
+            initrd_size: 0,
+            kaslr_seed: 0,
+            bootargs: "",
+            flags: FLAG_NO_DSM,
+        };
+        assert_eq!(info.policy(), None);
+        for name in POLICIES {
+            info.flags = FLAG_NO_DSM | policy_flags(name).unwrap();
+            let mut buf = [0u8; 64];
+            let n = info.write(&mut buf).unwrap();
+            let back = BootInfo::parse(&buf[..n]).unwrap();
+            assert_eq!(back.policy(), Some(name));
+            assert_ne!(back.flags & FLAG_NO_DSM, 0);
+        }
+        assert_eq!(policy_flags("fast"), None);
     }
 
     #[test]

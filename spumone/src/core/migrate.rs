@@ -286,6 +286,8 @@ pub type Routes = heapless::Vec<Route, MAX_SPIS>;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MigrationState {
     pub id: VcpuId,
+    /// The core it left (for the target's log).
+    pub from: u8,
     pub class: Class,
     pub run_state: RunState,
     pub context: VcpuContext,
@@ -566,6 +568,7 @@ mod tests {
                 self.kicks[usize::from(to)] = true;
                 let state = MigrationState {
                     id: id(v),
+                    from: c as u8,
                     class: removed.class,
                     run_state: removed.state,
                     context: VcpuContext::default(),

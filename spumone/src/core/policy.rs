@@ -157,6 +157,16 @@ pub struct Observed<'a> {
     pub busy: &'a [Permille],
 }
 
+/// The busy fraction of a core that ran Linux `busy` ticks of a `window` ticks long (capped at
+/// [`FULL`]; 0 for an empty window).
+pub fn busy_permille(busy: Ticks, window: Ticks) -> Permille {
+    if window == 0 {
+        return 0;
+    }
+    let p = u128::from(busy) * u128::from(FULL) / u128::from(window);
+    p.min(u128::from(FULL)) as Permille
+}
+
 /// Ask for `vcpu` to move to core `to`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Move {
@@ -386,6 +396,15 @@ mod tests {
         assert!(LoadParams::new(800, 500).is_some());
         assert!(LoadParams::new(500, 500).is_none(), "no hysteresis");
         assert!(LoadParams::new(1001, 500).is_none());
+    }
+
+    #[test]
+    fn busy_is_a_capped_fraction_of_the_window() {
+        assert_eq!(busy_permille(250, 1_000), 250);
+        assert_eq!(busy_permille(0, 1_000), 0);
+        assert_eq!(busy_permille(5_000, 1_000), FULL, "accounted late: capped");
+        assert_eq!(busy_permille(10, 0), 0);
+        assert_eq!(busy_permille(u64::MAX, u64::MAX), FULL);
     }
 
     #[test]

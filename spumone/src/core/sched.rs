@@ -272,6 +272,12 @@ impl RunQueue {
         }
     }
 
+    /// The loaded vCPU gives up the rest of its slice (a trapped WFE: it spins on a lock an
+    /// equal vCPU here may hold); it stays ready and runs again after the others of its class.
+    pub fn yield_slice(&mut self) {
+        self.slice_end = 0;
+    }
+
     /// An interrupt was posted for `id`.
     pub fn wake(&mut self, id: VcpuId) -> Wake {
         let Some(i) = self.slot(id) else {
@@ -510,6 +516,28 @@ mod tests {
                 to: RTOS
             }
         );
+    }
+
+    #[test]
+    fn yield_hands_the_slice_to_an_equal_only() {
+        let mut q = queue(&[(L0, Class::Linux), (L1, Class::Linux)]);
+        assert_eq!(switch_to(q.schedule(0, None)), Some(L0));
+        q.yield_slice();
+        let d = q.schedule(1, None);
+        assert_eq!(switch_to(d), Some(L1), "the other Linux vCPU at once");
+        assert_eq!(
+            q.state(L0),
+            Some(RunState::Ready),
+            "the yielder stays ready"
+        );
+        assert_eq!(d.timer, Some(1 + SLICE), "a whole slice for L1");
+        // Alone in its class it just goes on.
+        let mut q = queue(&[(L0, Class::Linux), (RTOS, Class::Rtos)]);
+        q.schedule(0, None);
+        q.wfi(false);
+        assert_eq!(switch_to(q.schedule(1, None)), Some(L0));
+        q.yield_slice();
+        assert_eq!(q.schedule(2, None).run, Run::Continue);
     }
 
     #[test]

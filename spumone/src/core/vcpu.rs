@@ -55,6 +55,27 @@ pub fn trap_policy(config: &Config, core: u8) -> TrapPolicy {
     }
 }
 
+/// The cores `partition`'s vCPUs are placed on by the config, bit `c` for core `c`: where its
+/// migration policy may move them.
+pub fn cores_of(partition: &Partition) -> u32 {
+    partition
+        .vcpus
+        .iter()
+        .filter_map(|v| 1u32.checked_shl(u32::from(v.core)))
+        .fold(0, |mask, bit| mask | bit)
+}
+
+/// The cores that may receive a migrating vCPU: those of every partition whose vCPUs move
+/// (`moves(partition index)`). They run the switch loop with WFI trapped even while a single
+/// vCPU is placed there; other cores keep the untrapped path.
+pub fn migration_cores(config: &Config, moves: impl Fn(u8) -> bool) -> u32 {
+    config
+        .partitions
+        .iter()
+        .filter(|p| moves(p.index))
+        .fold(0, |mask, p| mask | cores_of(p))
+}
+
 /// Whether a core needs the EL2 tick. PSCI `CPU_ON`, posted virtual interrupts and a
 /// partition stopped elsewhere all reach a core through the kick SGI, so the tick is only
 /// kept where several vCPUs share the core (the hook for sharing it out).
@@ -162,19 +183,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn shared_core_is_detected() {
-        static A: [Vcpu; 2] = [Vcpu { core: 0 }, Vcpu { core: 1 }];
-        static B: [Vcpu; 1] = [Vcpu { core: 1 }];
-        let parts: &'static [Partition] = Box::leak(Box::new([partition(0, &A), partition(1, &B)]));
-        let config = Config {
+    fn config(partitions: &'static [Partition]) -> Config {
+        Config {
             board: "t",
             cores: 4,
             dtb_hint: 0,
             hypervisor_ram: MemRange::new(0x4000_0000, 0x0400_0000),
             board_ram: &RAM,
-            partitions: parts,
-        };
+            partitions,
+        }
+    }
+
+    #[test]
+    fn shared_core_is_detected() {
+        static A: [Vcpu; 2] = [Vcpu { core: 0 }, Vcpu { core: 1 }];
+        static B: [Vcpu; 1] = [Vcpu { core: 1 }];
+        let parts: &'static [Partition] = Box::leak(Box::new([partition(0, &A), partition(1, &B)]));
+        let config = config(parts);
         assert!(!trap_policy(&config, 0).shared_core);
         assert!(trap_policy(&config, 1).shared_core);
         assert!(!trap_policy(&config, 2).shared_core);
@@ -190,18 +215,23 @@ mod tests {
             partition(1, &B),
             partition(2, &C),
         ]));
-        let config = Config {
-            board: "t",
-            cores: 4,
-            dtb_hint: 0,
-            hypervisor_ram: MemRange::new(0x4000_0000, 0x0400_0000),
-            board_ram: &RAM,
-            partitions: parts,
-        };
+        let config = config(parts);
         assert!(!needs_tick(&config, 0), "lone vCPU");
         assert!(!needs_tick(&config, 1), "secondary vCPUs start by kick");
         assert!(needs_tick(&config, 2), "shared core");
         assert!(!needs_tick(&config, 3), "no vCPU");
+    }
+
+    #[test]
+    fn migration_cores_are_those_of_moving_partitions() {
+        static A: [Vcpu; 1] = [Vcpu { core: 0 }];
+        static B: [Vcpu; 3] = [Vcpu { core: 0 }, Vcpu { core: 1 }, Vcpu { core: 3 }];
+        let parts: &'static [Partition] = Box::leak(Box::new([partition(0, &A), partition(1, &B)]));
+        let config = config(parts);
+        assert_eq!(cores_of(&parts[1]), 0b1011);
+        assert_eq!(migration_cores(&config, |p| p == 1), 0b1011);
+        assert_eq!(migration_cores(&config, |_| false), 0, "pinned everywhere");
+        assert_eq!(migration_cores(&config, |p| p == 0), 0b0001);
     }
 
     #[test]

@@ -321,6 +321,15 @@ impl Vgic {
         self.spis.iter().map(|s| s.intid)
     }
 
+    /// The hardware-backed SPIs routed to `vcpu` (their physical routes follow it when it
+    /// migrates).
+    pub fn hardware_spis_of(&self, vcpu: usize) -> impl Iterator<Item = u32> + '_ {
+        self.spis
+            .iter()
+            .filter(move |s| !s.virtual_only && self.spi_target(s) == vcpu)
+            .map(|s| s.intid)
+    }
+
     /// Whether the partition owns SPI `intid`.
     pub fn owns_spi(&self, intid: u32) -> bool {
         self.spi(intid).is_some()
@@ -982,6 +991,18 @@ mod tests {
         }
         assert_eq!(v.gicr_read(frame(3) + 8, 8), Err(BadAccess::OutOfRange));
         assert_eq!(v.gicr_size(), 3 * GICR_FRAME_SIZE);
+    }
+
+    #[test]
+    fn hardware_spis_follow_their_route() {
+        let mut v = vgic(3, &[33, 40]);
+        v.add_virtual_spi(41);
+        // Out of reset every SPI targets vCPU 0; route 40 to vCPU 2.
+        v.gicd_write(GICD_IROUTER + 40 * 8, 8, 2).unwrap();
+        let of = |v: &Vgic, n| v.hardware_spis_of(n).collect::<Vec<_>>();
+        assert_eq!(of(&v, 0), [33], "virtual-only 41 has no physical route");
+        assert_eq!(of(&v, 2), [40]);
+        assert!(of(&v, 1).is_empty());
     }
 
     #[test]

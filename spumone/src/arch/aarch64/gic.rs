@@ -23,7 +23,7 @@ register_structs! {
         (0x0080 => igroupr: [ReadWrite<u32>; 32]),
         (0x0100 => isenabler: [ReadWrite<u32>; 32]),
         (0x0180 => icenabler: [ReadWrite<u32>; 32]),
-        (0x0200 => _r1a),
+        (0x0200 => ispendr: [ReadWrite<u32>; 32]),
         (0x0280 => icpendr: [ReadWrite<u32>; 32]),
         (0x0300 => _r1b),
         (0x0380 => icactiver: [ReadWrite<u32>; 32]),
@@ -255,6 +255,26 @@ pub fn configure_spi(intid: u32, enable: bool, priority: u8, route_mpidr: u64) {
     if enable {
         d.isenabler[word].set(bit);
     }
+}
+
+/// Routes SPI `intid` to the core with `mpidr`, leaving its enable and priority as they are
+/// (its vCPU migrated there).
+pub fn route_spi(intid: u32, mpidr: u64) {
+    if !(32..SPECIAL_INTID_START).contains(&intid) {
+        return;
+    }
+    if let Some(route) = gicd().irouter.get(intid as usize - 32) {
+        route.set(mpidr & 0xff_00ff_ffff);
+    }
+}
+
+/// Makes SPI `intid` pending again at the distributor, so it is delivered wherever it is
+/// routed now (one that reached a core its vCPU just left).
+pub fn repend_spi(intid: u32) {
+    if !(32..SPECIAL_INTID_START).contains(&intid) {
+        return;
+    }
+    gicd().ispendr[(intid / 32) as usize].set(1 << (intid % 32));
 }
 
 /// Disables interrupt `intid` (private ones on the core with `mpidr`).

@@ -239,6 +239,15 @@ pub fn mark_entered(index: usize, vcpu: usize) {
     }
 }
 
+/// Whether `vcpu` of partition `index` is on (entered, not `CPU_OFF`).
+pub fn is_on(index: usize, vcpu: usize) -> bool {
+    POWER
+        .lock()
+        .get(index)
+        .and_then(|p| p.get(vcpu))
+        .is_some_and(|&p| p == VcpuPower::On)
+}
+
 /// Whether partition `index` was stopped (lock-free).
 pub fn is_stopped(index: usize) -> bool {
     STOPPED

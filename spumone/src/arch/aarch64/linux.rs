@@ -67,6 +67,11 @@ pub fn dsm_off_for_run() -> bool {
     boot_info().is_some_and(|info| info.flags & bootinfo::FLAG_NO_DSM != 0)
 }
 
+/// The migration policy the host tools chose for this run (`--policy`), if any.
+pub fn policy_for_run() -> Option<&'static str> {
+    boot_info().and_then(|info| info.policy())
+}
+
 /// Where a partition's pristine `Image` and initrd copies are, for restarts.
 #[derive(Clone, Copy)]
 struct Pristine {

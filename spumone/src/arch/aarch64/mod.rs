@@ -12,6 +12,7 @@ pub mod gic;
 pub mod guest;
 pub mod linux;
 pub mod log;
+pub mod migrate;
 pub mod mmu;
 pub mod percore;
 pub mod psci;
@@ -98,6 +99,8 @@ extern "C" fn boot_main(x0: u64) -> ! {
     );
     HYP_TIMER_INTID.store(platform.hyp_timer_intid, Ordering::Relaxed);
     vgic::init(gic.spis);
+    // Before the vGIC's fast paths are computed: which cores vCPUs may migrate to.
+    migrate::init();
     info!(
         "virtual CPU interface: {} list registers",
         vgic::list_regs()

@@ -57,6 +57,11 @@ impl CoreState {
         }
     }
 
+    /// Whether a start request waits (left in place).
+    pub fn start_requested(&self) -> bool {
+        self.start_entry.load(Ordering::Acquire) != 0
+    }
+
     /// `(partition index, vCPU number)` running here, if any.
     pub fn running(&self) -> Option<(usize, usize)> {
         let p = self.running_partition.load(Ordering::Relaxed);

@@ -1,7 +1,9 @@
 //! Several vCPUs on one core: the EL1 context switch and the per-core run loop.
 //!
-//! Only a core the config shares (an RTOS vCPU and a Linux vCPU marked `shared`) runs here;
-//! a core with one vCPU keeps the direct path of `guest.rs` (WFI not trapped, no EL2 timer).
+//! Only a core the config shares (an RTOS vCPU and a Linux vCPU marked `shared`), or one a
+//! vCPU may migrate to (a policy other than `pinned`, see `migrate.rs`), runs here; a core
+//! with one vCPU and no migration keeps the direct path of `guest.rs` (WFI not trapped, no
+//! EL2 timer).
 //! `hvcore::sched::RunQueue` decides what runs; this module reports events to it and moves
 //! registers:
 //! - a trapped WFI makes the vCPU wait (unless an interrupt is pending for it) and yields;
@@ -14,7 +16,7 @@
 //! the virtual timer and the virtual CPU interface, and loads the other vCPU's, with its
 //! `VTTBR_EL2` and `VMPIDR_EL2`. Both partitions keep their VMIDs, so no TLB flush is needed.
 
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use aarch64_cpu::registers::{
     Readable, Writeable, CNTHCTL_EL2, CNTVOFF_EL2, CPTR_EL2, HCR_EL2, MIDR_EL1, VMPIDR_EL2,
@@ -24,15 +26,24 @@ use board::rt::{LinuxBoot, Partition};
 
 use super::config::CONFIG;
 use super::exception::{self, TrapFrame};
-use super::{cpu, gic, percore, timer, vgic};
-use crate::hvcore::migrate::{El1Regs, FpRegs, VcpuContext, VgicState, VtimerState};
-use crate::hvcore::sched::{Class, Decision, Run, RunQueue, RunState, VcpuId, Wake};
+use super::{cpu, gic, migrate, percore, timer, vgic};
+use crate::hvcore::migrate::{
+    reroutes, El1Regs, FpRegs, MigrationState, VcpuContext, VgicState, VtimerState,
+};
+use crate::hvcore::policy::RtosState;
+use crate::hvcore::sched::{
+    Class, Decision, Run, RunQueue, RunState, Ticks, VcpuId, Wake, RUNQ_CAPACITY,
+};
 use crate::hvcore::smp::KICK_SGI;
-use crate::hvcore::vgic::{Delivery, VTIMER_INTID};
-use crate::hvcore::{stage2, vcpu, vpsci, MAX_CORES};
+use crate::hvcore::vgic::{Delivery, LrState, VTIMER_INTID};
+use crate::hvcore::{stage2, vcpu, vpsci, MAX_CORES, MAX_PARTITIONS};
 
-/// Most vCPUs on one shared core (the board config allows an RTOS vCPU and one Linux vCPU).
-const SLOTS: usize = 2;
+/// Most vCPUs on one shared core: the config places an RTOS vCPU and one Linux vCPU on it,
+/// migrations may bring every vCPU of a partition.
+const SLOTS: usize = RUNQ_CAPACITY;
+
+/// How often the RTOS's core looks at the policy while its RTOS waits (1 ms at 62.5 MHz).
+const POLICY_PERIOD: Ticks = 62_500;
 
 /// Round-robin slice among vCPUs of one class (never used while classes differ).
 const SLICE_TICKS: u64 = 625_000;
@@ -50,6 +61,10 @@ struct Slot {
 struct CoreSched {
     queue: RunQueue,
     slots: [Option<Slot>; SLOTS],
+    /// The RTOS vCPU placed here and since when it waits, for the migration policy.
+    rtos: Option<VcpuId>,
+    rtos_idle_since: Option<Ticks>,
+    next_policy: Ticks,
 }
 
 impl CoreSched {
@@ -64,6 +79,12 @@ static SCHED: [spin::Mutex<Option<CoreSched>>; MAX_CORES] =
 static SHARED: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
 /// Per core: context switches so far (logged when a vCPU leaves the core for good).
 static SWITCHES: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
+/// Per core and partition: the vCPU that last ran there (`NONE_RAN`: none yet). Loading
+/// another vCPU of that partition flushes its local TLB entries: they may belong to the other
+/// vCPU's address spaces (a local TLBI it issued elsewhere never reached this core).
+static LAST_RAN: [[AtomicU8; MAX_PARTITIONS]; MAX_CORES] =
+    [const { [const { AtomicU8::new(NONE_RAN) }; MAX_PARTITIONS] }; MAX_CORES];
+const NONE_RAN: u8 = u8::MAX;
 /// Per core: an interrupt asked for a new scheduling decision before returning to the guest.
 static RESCHED: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
 
@@ -72,9 +93,9 @@ pub fn here() -> bool {
     SHARED[cpu::core_index() % MAX_CORES].load(Ordering::Relaxed)
 }
 
-/// Whether `core` hosts vCPUs of several partitions (per the config).
+/// Whether `core` runs several vCPUs: the config shares it, or a vCPU may migrate to it.
 pub fn is_shared_core(core: u8) -> bool {
-    vcpu::trap_policy(&CONFIG, core).shared_core
+    vcpu::trap_policy(&CONFIG, core).shared_core || migrate::moving_core(core)
 }
 
 /// Whether `partition` has a vCPU on a shared core.
@@ -120,6 +141,9 @@ pub fn run_shared(core: usize) -> ! {
     let mut sched = CoreSched {
         queue: RunQueue::new(SLICE_TICKS),
         slots: [const { None }; SLOTS],
+        rtos: None,
+        rtos_idle_since: None,
+        next_policy: 0,
     };
     let mut free = sched.slots.iter_mut();
     for partition in CONFIG.partitions {
@@ -153,9 +177,11 @@ pub fn run_shared(core: usize) -> ! {
                 ..VgicState::default()
             },
         });
-        let _ = sched
-            .queue
-            .add(id, class_of(partition), RunState::Ready, None);
+        let class = class_of(partition);
+        if class == Class::Rtos {
+            sched.rtos = Some(id);
+        }
+        let _ = sched.queue.add(id, class, RunState::Ready, None);
         super::guest::mark_entered(index, n);
         info!(
             "partition {} vcpu {}: entering at {:#x} on core {} (shared)",
@@ -166,7 +192,7 @@ pub fn run_shared(core: usize) -> ! {
     SHARED[core].store(true, Ordering::Release);
 
     VTCR_EL2.set(stage2::vtcr_el2());
-    HCR_EL2.set(vcpu::hcr_el2(vcpu::trap_policy(&CONFIG, core_id)));
+    HCR_EL2.set(vcpu::hcr_el2(vcpu::TrapPolicy { shared_core: true }));
     CPTR_EL2.set(vcpu::CPTR_EL2);
     CNTHCTL_EL2.set(vcpu::CNTHCTL_EL2);
     CNTVOFF_EL2.set(0);
@@ -185,8 +211,17 @@ pub fn run_shared(core: usize) -> ! {
 
 /// The loaded vCPU trapped WFI (`is_wfe`: WFE); `frame` already resumes after it.
 pub fn wfi(frame: &mut TrapFrame, is_wfe: bool) {
-    // A WFE waits for an event (a spinlock's `sev`) that never reaches EL2: just go on.
+    // A WFE waits for an event (a spinlock's `sev`) that never reaches EL2: go on, but where
+    // vCPUs migrate an equal one may hold the lock, so it gets the core first.
     if is_wfe {
+        let core = cpu::core_index();
+        if !u8::try_from(core).is_ok_and(migrate::moving_core) {
+            return;
+        }
+        if let Some(s) = SCHED[core].lock().as_mut() {
+            s.queue.yield_slice();
+        }
+        reschedule(frame);
         return;
     }
     let pending = vgic::virtual_pending();
@@ -224,7 +259,8 @@ pub fn leave_loaded() {
             }
         }
         percore::this_core().set_running(None);
-        if s.queue.is_empty() {
+        // A core vCPUs may migrate to stays in the loop for them.
+        if s.queue.is_empty() && !u8::try_from(core).is_ok_and(migrate::moving_core) {
             SHARED[core].store(false, Ordering::Release);
             return;
         }
@@ -263,17 +299,52 @@ fn reschedule(frame: &mut TrapFrame) {
             return;
         };
         drop_stopped(s);
+        let moving = u8::try_from(core).is_ok_and(migrate::moving_core);
+        if moving {
+            start_requested(s, core);
+            if migrate::take_work(core) {
+                send_leaving(s, core, frame);
+                take_arrivals(s, core);
+            }
+        }
         let loaded_deadline = s.queue.loaded().and_then(|_| read_cntv().deadline());
+        let now = timer::counter();
         let Decision {
             run,
-            timer: wake_at,
-        } = s.queue.schedule(timer::counter(), loaded_deadline);
+            timer: mut wake_at,
+        } = s.queue.schedule(now, loaded_deadline);
+        let runs = match run {
+            Run::Continue => s.queue.loaded(),
+            Run::Switch { to, .. } => Some(to),
+            Run::Idle => None,
+        };
+        let linux_runs = runs
+            .and_then(|id| s.slot(id))
+            .is_some_and(|x| class_of(x.partition) == Class::Linux);
+        if moving {
+            // Busy time for the `load` policy.
+            migrate::linux_runs(core, now, linux_runs);
+        }
+        let look = moving && s.rtos.is_some() && rtos_changed(s, now);
+        if moving && matches!(run, Run::Idle) {
+            // An idle RTOS core wakes to let displaced vCPUs return.
+            if let (Some(since), Some(after)) = (s.rtos_idle_since, migrate::return_after()) {
+                let back = since.saturating_add(after).max(now + 1);
+                wake_at = Some(wake_at.map_or(back, |t| t.min(back)));
+            }
+        }
         match wake_at {
             Some(at) => timer::set_deadline(at),
             None => timer::stop_tick(),
         }
         match run {
-            Run::Continue => return,
+            Run::Continue => {
+                drop(guard);
+                if look {
+                    migrate::evaluate(now);
+                }
+                return;
+            }
             Run::Switch { from, to } => {
                 if let Some(slot) = from.and_then(|id| s.slot(id)) {
                     save(slot, frame);
@@ -285,15 +356,45 @@ fn reschedule(frame: &mut TrapFrame) {
                 drop(guard);
                 // Interrupts posted while it was away (now that it is the running vCPU).
                 vgic::deliver_posted();
+                // After the switch: a move it asks for is sent at the kick that follows.
+                if look {
+                    migrate::evaluate(now);
+                }
                 return;
             }
             Run::Idle => {
                 drop(guard);
+                if look {
+                    migrate::evaluate(now);
+                }
                 cpu::wait_for_interrupt();
                 poll();
             }
         }
     }
+}
+
+/// Publishes what the RTOS here does after a decision; `true` when the policy should look:
+/// the RTOS became runnable with other vCPUs here, or it waits and a period passed.
+fn rtos_changed(s: &mut CoreSched, now: Ticks) -> bool {
+    let Some(id) = s.rtos else {
+        return false;
+    };
+    let runnable = s.queue.state(id) == Some(RunState::Ready);
+    let was_idle = s.rtos_idle_since.is_some();
+    let state = if runnable {
+        s.rtos_idle_since = None;
+        RtosState::Runnable
+    } else {
+        RtosState::IdleSince(*s.rtos_idle_since.get_or_insert(now))
+    };
+    migrate::publish_rtos(cpu::core_index(), Some(state));
+    let woke = runnable && was_idle && s.queue.len() > 1;
+    let periodic = !runnable && now >= s.next_policy;
+    if woke || periodic {
+        s.next_policy = now.saturating_add(POLICY_PERIOD);
+    }
+    woke || periodic
 }
 
 /// Takes vCPUs of partitions stopped elsewhere off this core.
@@ -316,6 +417,148 @@ fn drop_stopped(s: &mut CoreSched) {
     }
 }
 
+/// A vCPU PSCI `CPU_ON` asked this core to start joins its queue (a core vCPUs may migrate to
+/// runs this loop even for one vCPU).
+fn start_requested(s: &mut CoreSched, core: usize) {
+    let Some((entry, context)) = percore::this_core().take_start_request() else {
+        return;
+    };
+    let Ok(core_id) = u8::try_from(core) else {
+        return;
+    };
+    let found = CONFIG.partitions.iter().find_map(|p| {
+        let n = p.vcpu_on_core(core_id).filter(|&n| n != 0)?;
+        let id = VcpuId::new(p.index, n as u8);
+        (!s.queue.contains(id) && !super::guest::is_stopped(usize::from(p.index)))
+            .then_some((p, n, id))
+    });
+    let Some((partition, n, id)) = found else {
+        return;
+    };
+    let Some(free) = s.slots.iter_mut().find(|x| x.is_none()) else {
+        error!("core {}: no room for vcpu {}", core, n);
+        return;
+    };
+    *free = Some(Slot {
+        id,
+        partition,
+        vcpu: n,
+        ctx: boot_context(n, entry, [context, 0, 0]),
+        vtimer: VtimerState::default(),
+        vgic: VgicState {
+            vmcr: crate::hvcore::vgic::ICH_VMCR_RESET,
+            ..VgicState::default()
+        },
+    });
+    let _ = s.queue.add(id, class_of(partition), RunState::Ready, None);
+    super::guest::mark_entered(usize::from(partition.index), n);
+    info!(
+        "partition {} vcpu {}: entering at {:#x} on core {}",
+        partition.name, n, entry, core
+    );
+}
+
+/// Sends away the vCPUs here that must leave: saved (the loaded one from `frame`), off the
+/// queue, their state posted to the target with the new routes of their SPIs.
+fn send_leaving(s: &mut CoreSched, core: usize, frame: &TrapFrame) {
+    let loaded = s.queue.loaded();
+    for entry in s.slots.iter_mut() {
+        let Some(slot) = entry.as_mut() else {
+            continue;
+        };
+        if !migrate::leaving(slot.id, core) {
+            continue;
+        }
+        if loaded == Some(slot.id) {
+            save(slot, frame);
+            percore::this_core().set_running(None);
+        } else {
+            vgic::release_private(&mut slot.vgic);
+        }
+        let Some(removed) = s.queue.remove(slot.id) else {
+            continue;
+        };
+        let Some(to) = migrate::depart(slot.id, core) else {
+            continue;
+        };
+        let index = usize::from(slot.partition.index);
+        let spis = vgic::hardware_spis_of(index, slot.vcpu);
+        let routes = reroutes(spis.into_iter(), to);
+        let state = MigrationState {
+            id: slot.id,
+            from: core as u8,
+            class: removed.class,
+            run_state: removed.state,
+            context: slot.ctx,
+            vtimer: slot.vtimer,
+            vgic: core::mem::take(&mut slot.vgic),
+            routes: routes.clone(),
+        };
+        *entry = None;
+        migrate::post(to, state);
+        // Routed away at once (after the post, so the target can take what follows the new
+        // route into the posted state): stragglers here are sent on, not looped.
+        let target = percore::CORES
+            .get(usize::from(to))
+            .map(|c| c.mpidr.load(Ordering::Relaxed));
+        for route in routes.iter().zip(core::iter::repeat(target)) {
+            if let (r, Some(mpidr)) = route {
+                gic::route_spi(r.intid, mpidr);
+            }
+        }
+    }
+}
+
+/// Takes the vCPUs posted to this core: queued with their state, their SPIs routed here.
+fn take_arrivals(s: &mut CoreSched, core: usize) {
+    while let Some(state) = migrate::take_arrival(core) {
+        let count = migrate::arrive(state.id, core);
+        let Some(partition) = CONFIG.partitions.get(usize::from(state.id.partition)) else {
+            continue;
+        };
+        let index = usize::from(partition.index);
+        if super::guest::is_stopped(index) {
+            continue;
+        }
+        let Some(free) = s.slots.iter_mut().find(|x| x.is_none()) else {
+            error!("core {}: no room for a migrating vCPU", core);
+            continue;
+        };
+        let vcpu = usize::from(state.id.vcpu);
+        let deadline = state.vtimer.deadline();
+        // What was handed into its state on the way wakes it, like what was posted for it.
+        let handed = !state.vgic.queue.is_empty()
+            || state
+                .vgic
+                .lrs
+                .iter()
+                .any(|l| matches!(l.state, LrState::Pending | LrState::PendingActive));
+        *free = Some(Slot {
+            id: state.id,
+            partition,
+            vcpu,
+            ctx: state.context,
+            vtimer: state.vtimer,
+            vgic: state.vgic,
+        });
+        let _ = s
+            .queue
+            .add(state.id, state.class, state.run_state, deadline);
+        // Queued first: an SPI that follows the new route finds it here.
+        let mpidr = cpu::mpidr();
+        for route in &state.routes {
+            gic::route_spi(route.intid, mpidr);
+        }
+        if vgic::posted_waiting(index, vcpu) || handed {
+            s.queue.wake(state.id);
+        }
+        info!(
+            "migrate {} vcpu {}: core {} -> core {} (migration {})",
+            partition.name, vcpu, state.from, core, count
+        );
+    }
+}
+
 fn save(slot: &mut Slot, frame: &TrapFrame) {
     slot.ctx.x = frame.x;
     slot.ctx.pc = frame.elr;
@@ -334,6 +577,16 @@ fn load(slot: &mut Slot, frame: &mut TrapFrame) {
     frame.elr = slot.ctx.pc;
     frame.spsr = slot.ctx.pstate;
     VTTBR_EL2.set(super::guest::vttbr(index));
+    let core = cpu::core_index();
+    if let Some(last) = LAST_RAN.get(core).and_then(|l| l.get(index)) {
+        let before = last.swap(slot.vcpu as u8, Ordering::Relaxed);
+        // The first vCPU here needs none: the core flushed every guest entry at its start.
+        if before != NONE_RAN && before != slot.vcpu as u8 {
+            // SAFETY: drops this core's stage-1 entries of the partition in VTTBR_EL2 (just
+            // set), which another of its vCPUs left here; only TLB state changes.
+            unsafe { core::arch::asm!("isb", "tlbi vmalle1", "dsb nsh", "isb", options(nostack)) };
+        }
+    }
     VMPIDR_EL2.set(slot.ctx.el1.vmpidr);
     load_el1(&slot.ctx.el1);
     load_fp(&slot.ctx.fp);
@@ -383,6 +636,9 @@ pub fn interrupt(intid: u32) {
     if intid == KICK_SGI {
         super::handle_acknowledged(running, intid);
         wake_posted(core);
+        if migrate::has_work(core) || percore::this_core().start_requested() {
+            RESCHED[core].store(true, Ordering::Relaxed);
+        }
         return;
     }
     let for_loaded = running.and_then(|(p, v)| vgic::deliverable(p, v, intid));
@@ -393,9 +649,33 @@ pub fn interrupt(intid: u32) {
         }
         return;
     }
-    if !inject_not_loaded(core, intid) {
-        super::handle_acknowledged(running, intid);
+    if inject_not_loaded(core, intid) || hand_on(core, intid) {
+        return;
     }
+    super::handle_acknowledged(running, intid);
+}
+
+/// An SPI of a migrating vCPU that is not here. On the core it left (it came before the new
+/// route): pending again at the distributor, so it goes where the route points now. On the
+/// core it is going to (the new route, before the arrival): into its state in the mailbox.
+fn hand_on(core: usize, intid: u32) -> bool {
+    if intid < crate::hvcore::vgic::SPI_BASE || !u8::try_from(core).is_ok_and(migrate::moving_core)
+    {
+        return false;
+    }
+    let Some((partition, vcpu, delivery)) = vgic::hardware_target(intid) else {
+        return false;
+    };
+    if migrate::core_of(partition, vcpu) == Some(core) {
+        let id = VcpuId::new(partition as u8, vcpu as u8);
+        return migrate::with_in_flight(core, id, |state| {
+            vgic::inject_saved(&mut state.vgic, intid, delivery)
+        })
+        .unwrap_or(false);
+    }
+    gic::repend_spi(intid);
+    gic::end_of_interrupt(intid);
+    true
 }
 
 /// Puts `intid` into the saved state of a vCPU here that is not loaded and takes it.

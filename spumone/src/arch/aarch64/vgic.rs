@@ -16,7 +16,7 @@ use crate::hvcore::vgic::{
     self, BadAccess, Delivery, Effect, Effects, IrqRoute, ListReg, PendingQueue, Vgic, GICD_SIZE,
     MAINTENANCE_INTID, VTIMER_INTID,
 };
-use crate::hvcore::{vcpu, vsgi};
+use crate::hvcore::vsgi;
 use crate::hvcore::{MAX_CORES, MAX_PARTITIONS};
 
 static VGICS: [spin::Mutex<Vgic>; MAX_PARTITIONS] =
@@ -167,7 +167,7 @@ fn refresh_fast(partition: usize, v: &Vgic) {
     };
     let stopped = super::guest::is_stopped(partition);
     for (n, placed) in p.vcpus.iter().enumerate() {
-        let shared = vcpu::trap_policy(&CONFIG, placed.core).shared_core;
+        let shared = super::switch::is_shared_core(placed.core);
         if let Some(slot) = FAST_VTIMER_LR.get(usize::from(placed.core)) {
             let lr = v.fast_lr(n, VTIMER_INTID, shared, stopped);
             slot.store(lr, Ordering::Relaxed);
@@ -235,15 +235,10 @@ pub fn fast_forward(core: usize, intid: u32) -> bool {
     true
 }
 
-/// The MPIDR of the core that runs `vcpu` of `partition`.
+/// The MPIDR of the core that runs `vcpu` of `partition` (where it migrated, if it did).
 fn core_mpidr(partition: usize, vcpu: usize) -> Option<u64> {
-    let core = CONFIG.partitions.get(partition)?.vcpus.get(vcpu)?.core;
-    Some(
-        percore::CORES
-            .get(usize::from(core))?
-            .mpidr
-            .load(Ordering::Relaxed),
-    )
+    let core = vcpu_core(partition, vcpu)?;
+    Some(percore::CORES.get(core)?.mpidr.load(Ordering::Relaxed))
 }
 
 fn apply(partition: usize, effect: Effect) {
@@ -284,8 +279,7 @@ fn apply(partition: usize, effect: Effect) {
 }
 
 fn vcpu_core(partition: usize, vcpu: usize) -> Option<usize> {
-    let core = CONFIG.partitions.get(partition)?.vcpus.get(vcpu)?.core;
-    Some(usize::from(core))
+    super::migrate::core_of(partition, vcpu)
 }
 
 /// A guest's `ICC_SGI1R_EL1` write from `sender` of `partition`: posts the SGI to each target
@@ -305,7 +299,9 @@ pub fn send_virtual_sgi(partition: usize, sender: usize, value: u64) {
         let Some(core) = vcpu_core(partition, target) else {
             continue;
         };
-        if core == cpu::core_index() {
+        // Only the sender itself takes it at once; another vCPU here (one that migrated in)
+        // is woken by the kick like a vCPU elsewhere.
+        if percore::this_core().running() == Some((partition, target)) {
             local = true;
         } else if first {
             super::kick(core);
@@ -522,6 +518,25 @@ pub fn deliverable(partition: usize, vcpu: usize, intid: u32) -> Option<Delivery
     VGICS.get(partition)?.lock().deliverable(vcpu, intid)
 }
 
+/// The hardware SPIs routed to `vcpu` of `partition` (their routes follow it).
+pub fn hardware_spis_of(partition: usize, vcpu: usize) -> heapless::Vec<u32, { vgic::MAX_SPIS }> {
+    VGICS
+        .get(partition)
+        .map(|v| v.lock().hardware_spis_of(vcpu).collect())
+        .unwrap_or_default()
+}
+
+/// The vCPU that takes hardware SPI `intid` now, and how: `(partition, vcpu, delivery)`.
+pub fn hardware_target(intid: u32) -> Option<(usize, usize, Delivery)> {
+    VGICS.iter().enumerate().find_map(|(p, v)| {
+        let v = v.lock();
+        if !v.owns_spi(intid) {
+            return None;
+        }
+        (0..v.vcpus()).find_map(|n| Some((p, n, v.deliverable(n, intid)?)))
+    })
+}
+
 /// Whether interrupts were posted for `vcpu` of `partition` that it has not taken yet.
 pub fn posted_waiting(partition: usize, vcpu: usize) -> bool {
     let sgis = POSTED
@@ -549,18 +564,7 @@ pub fn save_cpu_interface() -> VgicState {
     for &intid in &departure.deactivate {
         gic::deactivate(intid);
     }
-    // Queued ones were acknowledged too: a hardware PPI among them is dropped and
-    // deactivated like a pending one in a list register (its level raises it again).
-    let mut queue = PendingQueue::new();
-    let mut waiting = core::mem::take(&mut *QUEUES[core].lock());
-    while let Some(lr) = waiting.pop() {
-        match lr.pintid {
-            Some(p) if p < vgic::SPI_BASE => gic::deactivate(p),
-            _ => {
-                let _ = queue.push(lr);
-            }
-        }
-    }
+    let queue = release_queued(core::mem::take(&mut *QUEUES[core].lock()));
     let mut state = VgicState {
         lrs: departure.lrs,
         queue,
@@ -577,6 +581,34 @@ pub fn save_cpu_interface() -> VgicState {
     }
     write_hcr(vgic::ich_hcr(false));
     state
+}
+
+/// Queued interrupts were acknowledged too: a hardware PPI among them is dropped and
+/// deactivated here like a pending one in a list register (its level raises it again).
+fn release_queued(mut waiting: PendingQueue) -> PendingQueue {
+    let mut queue = PendingQueue::new();
+    while let Some(lr) = waiting.pop() {
+        match lr.pintid {
+            Some(p) if p < vgic::SPI_BASE => gic::deactivate(p),
+            _ => {
+                let _ = queue.push(lr);
+            }
+        }
+    }
+    queue
+}
+
+/// A saved vCPU interface leaves this core: hardware PPIs put into it while the vCPU was not
+/// loaded (`inject_saved`) are active on this core's redistributor, so they are deactivated
+/// here and kept as software state, as for a loaded vCPU's list registers.
+pub fn release_private(state: &mut VgicState) {
+    let raw: heapless::Vec<u64, MAX_LRS> = state.lrs.iter().map(ListReg::encode).collect();
+    let departure = departing_lrs(&raw);
+    for &intid in &departure.deactivate {
+        gic::deactivate(intid);
+    }
+    state.lrs = departure.lrs;
+    state.queue = release_queued(core::mem::take(&mut state.queue));
 }
 
 /// Loads `state` into this core's virtual CPU interface (the counterpart of
