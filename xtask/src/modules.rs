@@ -87,6 +87,11 @@ pub fn header_packages(release: &str, host_arch: &str) -> Result<Vec<(String, St
     ])
 }
 
+/// A Debian version without its Debian revision: `6.1.192-2` -> `6.1.192`.
+pub fn upstream(version: &str) -> &str {
+    version.rsplit_once('-').map_or(version, |(u, _)| u)
+}
+
 /// The arm64 headers' `Makefile` includes the common tree's by absolute path (`/usr/src/...`);
 /// point it at `common` inside the private tree instead. `None` if there is no such include.
 pub fn rewrite_include(makefile: &str, common: &Path) -> Option<String> {
@@ -222,8 +227,22 @@ impl Step for KernelHeaders {
         let host_arch = linux::capture(Command::new("dpkg").arg("--print-architecture"))?;
         let mut debs = Vec::new();
         for (name, arch) in header_packages(&release, host_arch.trim())? {
-            // Same version as the kernel: the headers must describe exactly that build.
-            let p = linux::fetch_as(&name, &arch, Some(&version))?;
+            // Same version as the kernel: the headers must describe exactly that build. The
+            // host tools (kbuild) only need the same upstream release: a Debian-only
+            // revision of them may have replaced the kernel's in the index.
+            let p = match linux::fetch_as(&name, &arch, Some(&version)) {
+                Err(e) if name.starts_with("linux-kbuild-") => {
+                    let p = linux::fetch_as(&name, &arch, None)?;
+                    if upstream(&p.version) != upstream(&version) {
+                        return Err(e.context(format!(
+                            "and the index's {name} {} is another upstream release",
+                            p.version
+                        )));
+                    }
+                    p
+                }
+                other => other?,
+            };
             println!(
                 "setup: {}:{arch} {} sha256 {} matches the index",
                 p.name, p.version, p.sha256
@@ -445,6 +464,14 @@ pub fn built_stamp() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upstream_drops_the_debian_revision_only() {
+        assert_eq!(upstream("6.1.192-2"), "6.1.192");
+        assert_eq!(upstream("1:1.35.0-4+deb12u1+b1"), "1:1.35.0");
+        assert_eq!(upstream("6.1.192"), "6.1.192");
+        assert_ne!(upstream("6.1.192-3"), upstream("6.1.176-1"));
+    }
 
     #[test]
     fn header_packages_follow_the_release() {
