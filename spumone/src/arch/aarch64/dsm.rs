@@ -32,34 +32,47 @@ use crate::hvcore::MAX_CORES;
 include!(concat!(env!("OUT_DIR"), "/kernel_symbols.rs"));
 
 /// The compiled-in checkers in the order they take turns: (compiled in, name, budget per
-/// call). Budgets: a vCPU each for `vectors`, 8 bytes per entry for `syscall-table` (a whole
-/// table), bytes hashed for `text-hash` (one 64 KiB chunk: about 3 ms of software SHA-256,
-/// so a 10 ms tick leaves Linux's vCPU 0 most of its time), and objects read for the
-/// cross-view checkers, whose pass is atomic and must fit one call (`PASS_COST`).
-const TABLE: [(bool, &str, u64); 6] = [
-    (cfg!(feature = "dsm-vectors"), "vectors", 16),
+/// call, time slice per call in µs or 0 for a fixed budget). Budgets: a vCPU each for
+/// `vectors`, 8 bytes per entry for `syscall-table` (a whole table), bytes hashed for
+/// `text-hash` (at most one 64 KiB chunk, fewer if that takes longer than its 1 ms slice, at
+/// least [`TEXT_HASH_MIN_UNITS`]), and objects read for the cross-view checkers, whose pass
+/// is atomic and must fit one call (`PASS_COST`).
+const TABLE: [(bool, &str, u64, u64); 6] = [
+    (cfg!(feature = "dsm-vectors"), "vectors", 16, 0),
     (
         cfg!(feature = "dsm-syscall-table"),
         "syscall-table",
         8 * 512,
+        0,
     ),
-    (cfg!(feature = "dsm-text-hash"), "text-hash", 64 * 1024),
+    (
+        cfg!(feature = "dsm-text-hash"),
+        "text-hash",
+        64 * 1024,
+        1_000,
+    ),
     (
         cfg!(feature = "dsm-module-list"),
         "module-list",
         cost(cfg!(feature = "dsm-module-list"), 0),
+        0,
     ),
     (
         cfg!(feature = "dsm-hidden-tasks"),
         "hidden-tasks",
         cost(cfg!(feature = "dsm-hidden-tasks"), 1),
+        0,
     ),
     (
         cfg!(feature = "dsm-creds"),
         "creds",
         cost(cfg!(feature = "dsm-creds"), 2),
+        0,
     ),
 ];
+
+/// The least a text-hash call gets: one 4 KiB page.
+const TEXT_HASH_MIN_UNITS: u64 = 4 * 1024;
 
 /// A cross-view checker's `PASS_COST` (0 when it is not compiled in).
 const fn cost(on: bool, which: u8) -> u64 {
@@ -364,21 +377,33 @@ pub fn init() {
         symbols,
         boot.kernel.base,
     );
+    let mut runtime = Runtime::new(settings.period_ms, settings.policy, BUDGETS)
+        .with_share(settings.share_permille);
+    let mut k = 0;
+    for (on, _, _, slice_us) in TABLE {
+        if on {
+            if slice_us > 0 {
+                runtime = runtime.with_slice(k, slice_us * 1000, TEXT_HASH_MIN_UNITS);
+            }
+            k += 1;
+        }
+    }
     *STATE.lock() = Some(State {
         guest,
-        runtime: Runtime::new(settings.period_ms, settings.policy, BUDGETS),
+        runtime,
         passes: [0; CHECKERS],
         resets: 0,
     });
     CHECKED.store(usize::from(partition.index), Ordering::Release);
     DSM_CORE.store(usize::from(core), Ordering::Release);
     info!(
-        "dsm: checking partition {} from core {} every {} ms, policy {}, {} checkers",
+        "dsm: checking partition {} from core {} every {} ms, policy {}, {} checkers, share {}/1000 of the core",
         partition.name,
         core,
         settings.period_ms,
         settings.policy.name(),
-        CHECKERS
+        CHECKERS,
+        settings.share_permille
     );
 }
 
@@ -783,7 +808,10 @@ fn run_step(
                 .get(next)
                 .is_some_and(|c| NEEDS_REGISTERS.contains(&c.name()))
             {
+                // The handshake's wait is the DSM's time too.
+                let t0 = now_ns();
                 state.guest.backend_mut().capture_all();
+                state.runtime.charge(now_us, now_ns().wrapping_sub(t0));
             }
             state.runtime.step(
                 now_us,
@@ -824,7 +852,12 @@ fn report(partition: &Partition, passes: &mut [u32; CHECKERS], event: Event) -> 
                 text.as_str()
             );
         }
-        Event::PassDone { checker, ns, calls } => {
+        Event::PassDone {
+            checker,
+            ns,
+            calls,
+            elapsed_us,
+        } => {
             let n = checker_slot(checker).map(|i| {
                 passes[i] = passes[i].wrapping_add(1);
                 passes[i]
@@ -832,11 +865,12 @@ fn report(partition: &Partition, passes: &mut [u32; CHECKERS], event: Event) -> 
             // The first pass, then every hundredth, so the log stays readable.
             if n.is_some_and(|n| n % 100 == 1) {
                 info!(
-                    "dsm pass {} #{}: {} ns in {} calls",
+                    "dsm pass {} #{}: {} ns in {} calls over {} ms",
                     checker,
                     n.unwrap_or(0),
                     ns,
-                    calls
+                    calls,
+                    elapsed_us / 1000
                 );
             }
         }
@@ -852,7 +886,7 @@ fn report(partition: &Partition, passes: &mut [u32; CHECKERS], event: Event) -> 
 
 fn checker_slot(name: &str) -> Option<usize> {
     let mut i = 0;
-    for (on, n, _) in TABLE {
+    for (on, n, _, _) in TABLE {
         if on {
             if n == name {
                 return Some(i);
