@@ -17,8 +17,11 @@ const HEADER: usize = 32;
 pub const MAX_BOOTARGS: usize = SIZE - HEADER;
 /// `flags` bit: leave the D-System Monitor off for this run (a baseline for its cost).
 pub const FLAG_NO_DSM: u32 = 1 << 0;
+/// `flags` bit: the DSM answers a finding with policy `pause` for this run, whatever the
+/// config says (to exercise the pause and the operator's resume).
+pub const FLAG_DSM_PAUSE: u32 = 1 << 1;
 /// The `flags` bits this version knows; a blob with others is refused (a newer host tool).
-pub const KNOWN_FLAGS: u32 = FLAG_NO_DSM;
+pub const KNOWN_FLAGS: u32 = FLAG_NO_DSM | FLAG_DSM_PAUSE;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BootInfo<'a> {

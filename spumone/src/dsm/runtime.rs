@@ -98,6 +98,8 @@ struct CallBudget {
     min: u64,
     /// Target length of one call (0: fixed budget, `units == max`).
     slice_ns: u64,
+    /// This checker's period, if shorter than the runtime's (0: the runtime's).
+    period_us: u64,
 }
 
 impl CallBudget {
@@ -198,6 +200,7 @@ impl<const N: usize> Runtime<N> {
             max: 0,
             min: 0,
             slice_ns: 0,
+            period_us: 0,
         }; N];
         let mut i = 0;
         while i < N {
@@ -244,6 +247,23 @@ impl<const N: usize> Runtime<N> {
             b.min = if min_units < b.max { min_units } else { b.max };
         }
         self
+    }
+
+    /// Gives `checker` a period of its own when shorter than the runtime's: a cheap check
+    /// (a few registers) can run often enough to see a short-lived change.
+    pub const fn with_period(mut self, checker: usize, period_ms: u32) -> Self {
+        let us = period_ms as u64 * 1000;
+        if checker < N && us < self.period_us {
+            self.budgets[checker].period_us = us;
+        }
+        self
+    }
+
+    fn period_of(&self, checker: usize) -> u64 {
+        match self.budgets[checker].period_us {
+            0 => self.period_us,
+            us => us,
+        }
     }
 
     /// The units `checker`'s next call gets.
@@ -368,6 +388,7 @@ impl<const N: usize> Runtime<N> {
         }
         let i = self.pick(now_us).filter(|&i| i < checkers.len())?;
         self.next = (i + 1) % N;
+        let period_us = self.period_of(i);
         let slot = &mut self.slots[i];
         if slot.retry_baseline {
             Self::take_baseline(slot, now_us, clock, guest, &mut *checkers[i], out);
@@ -397,7 +418,7 @@ impl<const N: usize> Runtime<N> {
             Ok(Progress::More) => {}
             Ok(Progress::Done) => {
                 slot.in_pass = false;
-                slot.due_us = slot.started_us.saturating_add(self.period_us);
+                slot.due_us = slot.started_us.saturating_add(period_us);
                 out(Event::PassDone {
                     checker: name,
                     ns: slot.spent_ns,
@@ -407,7 +428,7 @@ impl<const N: usize> Runtime<N> {
             }
             Err(error) => {
                 slot.in_pass = false;
-                slot.due_us = now_us.saturating_add(self.period_us);
+                slot.due_us = now_us.saturating_add(period_us);
                 out(Event::CheckFailed {
                     checker: name,
                     error,
@@ -1168,5 +1189,22 @@ mod tests {
                 ..
             }
         )));
+    }
+
+    #[test]
+    fn a_cheap_checker_may_have_a_shorter_period_of_its_own() {
+        let mut fast = fake("fast", 1);
+        let mut slow = fake("slow", 1);
+        // 1 s for all, 100 ms for the first; a longer own period is ignored.
+        let mut rt = Runtime::new(1_000, DsmPolicy::Log, [1, 1])
+            .with_period(0, 100)
+            .with_period(1, 5_000);
+        let mut g = Queue::default();
+        let mut run = Run::new();
+        run.baseline(&mut rt, 0, &mut g, &mut [&mut fast, &mut slow]);
+        for t in (0..2_000_000).step_by(10_000) {
+            run.step(&mut rt, t, &mut g, &mut [&mut fast, &mut slow]);
+        }
+        assert_eq!((fast.calls, slow.calls), (20, 2));
     }
 }
