@@ -159,3 +159,76 @@ fn the_benign_workload_raises_nothing() {
         &["dsm: watched write #1 ", "judged and performed"],
     );
 }
+
+#[test]
+fn a_paused_linux_resumes_on_the_operators_command_while_the_rtos_runs() {
+    // The VBAR swap lasts 2 s and is undone by the module itself, so once resumed, Linux
+    // finishes the script and powers off without a second alert.
+    let cmd = attack::command("vbar_swap").unwrap_or_else(|e| panic!("{e:#}"));
+    let run = boot_with(attack::SCENARIO, |o| {
+        o.cmd = Some(cmd);
+        o.timeout = Some(LIMIT);
+        o.dsm_pause = true;
+        o.resume_after_pause = Some(Duration::from_secs(3));
+    });
+    let at = |needle: &str, from: usize| {
+        run.lines
+            .iter()
+            .skip(from)
+            .position(|l| l.contains(needle))
+            .map(|i| i + from)
+    };
+    let Some(alert) = at("dsm ALERT vectors", 0) else {
+        fail(&run, "no vectors alert for the VBAR swap");
+    };
+    let Some(paused) = at("partition linux paused by the DSM", alert) else {
+        fail(&run, "the DSM did not pause Linux after the alert");
+    };
+    let Some(resumed) = at(
+        "partition linux resumed by the DSM (operator command)",
+        paused,
+    ) else {
+        fail(&run, "the operator's resume command did not resume Linux");
+    };
+    let events =
+        |want: fn(&xtask::event::Event) -> bool| run.events.iter().filter(|e| want(e)).count();
+    if events(|e| matches!(e, xtask::event::Event::PartitionPaused { name } if name == "linux"))
+        != 1
+        || events(
+            |e| matches!(e, xtask::event::Event::PartitionResumed { name } if name == "linux"),
+        ) != 1
+    {
+        fail(
+            &run,
+            "expected one partition-paused and one partition-resumed event",
+        );
+    }
+    // Linux was silent while paused, printed again after the resume, and powered off.
+    if run.lines[paused..resumed]
+        .iter()
+        .any(|l| l.starts_with("[linux]"))
+    {
+        fail(&run, "Linux printed while paused");
+    }
+    if !run.lines[resumed..]
+        .iter()
+        .any(|l| l.starts_with("[linux]"))
+    {
+        fail(&run, "Linux printed nothing after the resume");
+    }
+    if run.linux_stop_code() != Some(0) {
+        fail(&run, "Linux did not power off by itself after the resume");
+    }
+    // The RTOS kept its rounds during the pause and after it.
+    for (from, to, when) in [
+        (paused, resumed, "during"),
+        (resumed, run.lines.len(), "after"),
+    ] {
+        if !run.lines[from..to]
+            .iter()
+            .any(|l| l.starts_with("[rtos] latency "))
+        {
+            fail(&run, &format!("no RTOS latency line {when} the pause"));
+        }
+    }
+}

@@ -28,6 +28,10 @@ pub enum Command {
         disk: Option<String>,
         /// Leave the D-System Monitor off for this run.
         no_dsm: bool,
+        /// `--dsm-pause`: the DSM pauses Linux on a finding, whatever the config says.
+        dsm_pause: bool,
+        /// `--resume-after SECS`: type the operator's resume command that long after a pause.
+        resume_after: Option<u64>,
     },
     List,
     Gdb {
@@ -55,6 +59,8 @@ pub enum Command {
         clock: Option<bool>,
         /// `kbuild`: `demo` with the DSM on or off only; `None` runs both.
         dsm: Option<bool>,
+        /// `dsm`: also the kernel build with the DSM on and off (`--kbuild`).
+        kbuild: bool,
         /// `rtos-latency`: only one group of rows (`--only rtos|demo|shared`).
         only: Option<String>,
     },
@@ -70,7 +76,7 @@ commands:
   build [--scenario NAME] [--plain-log]
                           build the firmware of one scenario (default: every scenario)
   run [SCENARIO] [--timeout SECS] [--icount] [--plain-log] [--cmd 'COMMAND'] [--disk IMG]
-      [--no-dsm]
+      [--no-dsm] [--dsm-pause] [--resume-after SECS]
                           build and boot a scenario (default: {DEFAULT_SCENARIO})
   run --list              list the scenarios
   gdb SCENARIO            boot a scenario stopped at its first instruction, under gdb-multiarch
@@ -82,6 +88,12 @@ commands:
   bench rtos-latency [--samples N] [--period-us P] [--timeout SECS] [--only rtos|demo|shared]
                           RTOS dispatch latency, native and under spumone, with and without
                           --icount; writes target/bench/rtos-latency.{{json,md}}
+  bench dsm [--kbuild] [--timeout SECS]
+                          the DSM's costs from one demo run per clock (benign workload, then
+                          the text_patch attack): full pass per checker and its share of the
+                          core, event-path latency beside the RTOS's dispatch; --kbuild adds
+                          bench kbuild --quick --clock icount with the DSM off and on;
+                          writes target/bench/dsm.{{json,md}}
   bench kbuild [--quick] [--clock icount|wall] [--dsm on|off] [--timeout SECS]
                           a kernel build inside Linux, linux-native and demo (with the DSM on
                           and off), with and without --icount; --clock and --dsm run only
@@ -99,6 +111,10 @@ options:
                    go to a temporary overlay and are dropped
   --no-dsm         Linux under spumone: leave the D-System Monitor off for this run (the
                    baseline for its cost)
+  --dsm-pause      Linux under spumone: on a finding the DSM pauses Linux (policy pause),
+                   whatever the config says; typing Ctrl-] r on the console resumes it
+  --resume-after SECS
+                   with --cmd: type that resume command SECS seconds after the DSM paused Linux
 
 input: without --cmd, a native scenario (linux-native) gets this terminal's keys: an
 interactive shell, raw mode from a terminal (Ctrl-C goes to the guest; `exit` or
@@ -176,6 +192,16 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 let cmd = flags.value("--cmd")?;
                 let disk = flags.value("--disk")?;
                 let no_dsm = flags.switch("--no-dsm");
+                let dsm_pause = flags.switch("--dsm-pause");
+                let resume_after = match flags.value("--resume-after")? {
+                    None => None,
+                    Some(text) => match text.parse::<u64>() {
+                        Ok(secs) => Some(secs),
+                        Err(_) => {
+                            bail!("--resume-after wants a number of seconds, not `{text}`")
+                        }
+                    },
+                };
                 let scenario = flags
                     .positional()?
                     .unwrap_or_else(|| DEFAULT_SCENARIO.to_string());
@@ -187,6 +213,8 @@ pub fn parse(args: &[String]) -> Result<Command> {
                     cmd,
                     disk,
                     no_dsm,
+                    dsm_pause,
+                    resume_after,
                 }
             }
         }
@@ -229,6 +257,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 Some(other) => bail!("--dsm is on or off, not `{other}`"),
             };
             let only = flags.value("--only")?;
+            let kbuild = flags.switch("--kbuild");
             let Some(name) = flags.positional()? else {
                 bail!("bench needs a name: cargo xtask bench rtos-latency");
             };
@@ -239,14 +268,17 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 );
             }
             let latency_options = samples.is_some() || period_us.is_some();
-            if name == "kbuild" && latency_options {
+            if name != "rtos-latency" && latency_options {
                 bail!("--samples and --period-us are for bench rtos-latency");
+            }
+            if name != "dsm" && kbuild {
+                bail!("--kbuild is for bench dsm");
             }
             if name != "kbuild" && (quick || clock.is_some() || dsm.is_some()) {
                 bail!("--quick, --clock and --dsm are for bench kbuild");
             }
             match &only {
-                Some(_) if name == "kbuild" => bail!("--only is for bench rtos-latency"),
+                Some(_) if name != "rtos-latency" => bail!("--only is for bench rtos-latency"),
                 Some(group) if !crate::bench::LATENCY_GROUPS.contains(&group.as_str()) => bail!(
                     "--only takes one of {}, not `{group}`",
                     crate::bench::LATENCY_GROUPS.join(", ")
@@ -261,6 +293,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 quick,
                 clock,
                 dsm,
+                kbuild,
                 only,
             }
         }
@@ -372,6 +405,8 @@ mod tests {
                 cmd: None,
                 disk: None,
                 no_dsm: false,
+                dsm_pause: false,
+                resume_after: None,
             }
         );
     }
@@ -391,6 +426,8 @@ mod tests {
                 cmd: Some("echo hello; exit 7".into()),
                 disk: None,
                 no_dsm: false,
+                dsm_pause: false,
+                resume_after: None,
             }
         );
         assert!(parse_str("run linux-native --cmd").is_err());
@@ -403,7 +440,17 @@ mod tests {
             parse_str("run demo --no-dsm").unwrap(),
             Command::Run { no_dsm: true, ref scenario, .. } if scenario == "demo"
         ));
+        assert!(matches!(
+            parse_str("run demo --dsm-pause --resume-after 3").unwrap(),
+            Command::Run {
+                dsm_pause: true,
+                resume_after: Some(3),
+                ..
+            }
+        ));
+        assert!(parse_str("run demo --resume-after soon").is_err());
         assert!(usage().contains("--cmd"));
+        assert!(usage().contains("--resume-after"));
     }
 
     #[test]
@@ -416,6 +463,8 @@ mod tests {
             cmd: None,
             disk: None,
             no_dsm: false,
+            dsm_pause: false,
+            resume_after: None,
         };
         assert_eq!(
             parse_str("run rtos-native --timeout 30 --icount --plain-log").unwrap(),
@@ -483,6 +532,15 @@ mod tests {
     }
 
     #[test]
+    fn bench_dsm_takes_kbuild() {
+        assert!(matches!(
+            parse_str("bench dsm --kbuild").unwrap(),
+            Command::Bench { ref name, kbuild: true, .. } if name == "dsm"
+        ));
+        assert!(usage().contains("bench dsm"));
+    }
+
+    #[test]
     fn mistakes_are_errors() {
         for bad in [
             "frobnicate",
@@ -511,6 +569,7 @@ mod tests {
                 quick: false,
                 clock: None,
                 dsm: None,
+                kbuild: false,
                 only: None,
             }
         );
@@ -524,6 +583,7 @@ mod tests {
                 quick: false,
                 clock: None,
                 dsm: None,
+                kbuild: false,
                 only: None,
             }
         );
@@ -547,6 +607,7 @@ mod tests {
                 quick: true,
                 clock: None,
                 dsm: None,
+                kbuild: false,
                 only: None,
             }
         );
@@ -562,6 +623,9 @@ mod tests {
             "bench",
             "bench nope",
             "bench rtos-latency --samples",
+            "bench kbuild --kbuild",
+            "bench dsm --quick",
+            "bench dsm --only demo",
             "bench rtos-latency --samples 0",
             "bench rtos-latency --samples many",
             "bench rtos-latency --period-us 99999999999",

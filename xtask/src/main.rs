@@ -65,6 +65,8 @@ fn real_main(args: &[String]) -> Result<u8> {
             cmd,
             disk,
             no_dsm,
+            dsm_pause,
+            resume_after,
         } => {
             let scenario = scenario::lookup(&scenario)?;
             if disk.is_some() && !firmware::boots_linux(scenario) {
@@ -100,7 +102,6 @@ fn real_main(args: &[String]) -> Result<u8> {
             };
             let built = firmware::build(scenario, &build_options)?;
             // Fails early when the scenario boots no Linux or the command is too long.
-            run::with_command(&built, cmd.as_deref(), no_dsm)?;
             let options = RunOptions {
                 timeout: timeout.map(Duration::from_secs),
                 icount,
@@ -109,8 +110,12 @@ fn real_main(args: &[String]) -> Result<u8> {
                 cmd: cmd.clone(),
                 disk,
                 no_dsm,
+                dsm_pause,
+                resume_after_pause: resume_after.map(Duration::from_secs),
                 ..RunOptions::new(scenario)
             };
+            // Fails early when the scenario boots no Linux or the command is too long.
+            run::with_boot_flags(&built, cmd.as_deref(), run::boot_flags(&options))?;
             // After building: cargo must stay interruptible.
             signals::ignore_interrupts();
             let outcome = run::launch(&built, &options)?;
@@ -171,6 +176,19 @@ fn real_main(args: &[String]) -> Result<u8> {
                 },
             };
             kbuild::bench(plan, timeout)?;
+        }
+        Command::Bench {
+            name,
+            timeout,
+            kbuild,
+            ..
+        } if name == "dsm" => {
+            let timeout = match timeout {
+                None => Some(Duration::from_secs(900)),
+                Some(0) => None,
+                Some(secs) => Some(Duration::from_secs(secs)),
+            };
+            xtask::dsmbench::bench(timeout, kbuild)?;
         }
         Command::Bench {
             name,
