@@ -422,8 +422,12 @@ pub fn init() {
             if entry.slice_us > 0 {
                 runtime = runtime.with_slice(k, entry.slice_us * 1000, entry.least);
             }
-            if entry.period_ms > 0 {
+            if entry.period_ms > 0 && entry.period_ms < settings.period_ms {
                 runtime = runtime.with_period(k, entry.period_ms);
+                info!(
+                    "dsm: checker {} every {} ms (its own period)",
+                    entry.name, entry.period_ms
+                );
             }
             k += 1;
         }
