@@ -37,7 +37,27 @@ fn run(name: &str) -> RunOutcome {
     for checker in CHECKERS {
         expect_line(&run, "[hv]", &[&format!("dsm baseline {checker}: ")]);
     }
+    // The digest service chose the SHA-256 instructions (QEMU's Cortex-A72 has them) after
+    // they hashed the self-test pattern to what the host computes.
+    expect_line(
+        &run,
+        "[hv]",
+        &[
+            "dsm sha256: ARMv8 SHA-256 instructions, self-test passed",
+            &format!("64 KiB digest {:#x};", selftest_digest_prefix()),
+        ],
+    );
     run
+}
+
+/// The first 8 bytes (big-endian) of SHA-256 of spumone's 64 KiB self-test pattern.
+fn selftest_digest_prefix() -> u64 {
+    use sha2::{Digest, Sha256};
+    let pattern: Vec<u8> = (0..64 * 1024u32)
+        .map(|n| n.wrapping_mul(2_654_435_761).rotate_right(13) as u8)
+        .collect();
+    let digest = Sha256::digest(&pattern);
+    u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
 #[track_caller]

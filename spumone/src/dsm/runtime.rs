@@ -383,10 +383,44 @@ impl<const N: usize> Runtime<N> {
         checkers: &mut [&mut dyn Checker],
         out: &mut dyn FnMut(Event),
     ) -> Option<usize> {
-        if self.phase != Phase::Running {
-            return None;
-        }
         let i = self.pick(now_us).filter(|&i| i < checkers.len())?;
+        self.turn(i, now_us, clock, guest, drain, checkers, out)
+    }
+
+    /// [`Runtime::step`] with a handshake first (a register capture, say): `handshake` gets the
+    /// picked checker's name and returns the time it took, which the share is charged after
+    /// the call. Charged before, it could empty the bucket between the pick and the call, and
+    /// the same checker would be picked, handshaken for and skipped at every step.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_with<G: Guest>(
+        &mut self,
+        now_us: u64,
+        clock: &mut dyn FnMut() -> u64,
+        guest: &mut G,
+        drain: &mut dyn FnMut(&mut G) -> Option<Finding>,
+        checkers: &mut [&mut dyn Checker],
+        out: &mut dyn FnMut(Event),
+        handshake: &mut dyn FnMut(&'static str, &mut G) -> u64,
+    ) -> Option<usize> {
+        let i = self.pick(now_us).filter(|&i| i < checkers.len())?;
+        let ns = handshake(checkers[i].name(), guest);
+        let ran = self.turn(i, now_us, clock, guest, drain, checkers, out);
+        self.charge(now_us, ns);
+        ran
+    }
+
+    /// Checker `i`'s turn (picked at `now_us`).
+    #[allow(clippy::too_many_arguments)]
+    fn turn<G: Guest>(
+        &mut self,
+        i: usize,
+        now_us: u64,
+        clock: &mut dyn FnMut() -> u64,
+        guest: &mut G,
+        drain: &mut dyn FnMut(&mut G) -> Option<Finding>,
+        checkers: &mut [&mut dyn Checker],
+        out: &mut dyn FnMut(Event),
+    ) -> Option<usize> {
         self.next = (i + 1) % N;
         let period_us = self.period_of(i);
         let slot = &mut self.slots[i];
@@ -1206,5 +1240,85 @@ mod tests {
             run.step(&mut rt, t, &mut g, &mut [&mut fast, &mut slow]);
         }
         assert_eq!((fast.calls, slow.calls), (20, 2));
+    }
+
+    #[test]
+    fn a_handshake_costlier_than_a_ticks_credit_does_not_starve_the_checkers() {
+        // 1% share earns 100 µs per 10 ms tick; each call needs a 300 µs handshake and takes
+        // 1 µs. Charged after its call, every checker still gets its turns.
+        let clock = std::cell::Cell::new(0);
+        let mut a = Timed::new(&clock, 1_000, u64::MAX);
+        let mut rt = Runtime::new(10, DsmPolicy::Log, [1]).with_share(10);
+        timed_baseline(&mut rt, &mut a);
+        let mut g = Queue::default();
+        let mut handshakes = 0;
+        for t in (0..10_000_000).step_by(10_000) {
+            rt.step_with(
+                t,
+                &mut || clock.get(),
+                &mut g,
+                &mut drain,
+                &mut [&mut a],
+                &mut |_| {},
+                &mut |_, _| {
+                    handshakes += 1;
+                    300_000
+                },
+            );
+        }
+        // 10 s at 1% is 100 ms: about 330 calls of 301 µs, each with its one handshake.
+        assert_eq!(a.taken.len(), handshakes);
+        assert!((300..=370).contains(&handshakes), "{handshakes}");
+        assert!(rt.spent_ns() <= 100_000_000 + 10_000_000 + 301_000);
+    }
+
+    #[test]
+    fn under_the_cap_every_checker_keeps_its_own_period() {
+        // demo's shape: two 200 ms checks, three 500 ms ones, a text hash of 1 ms calls that
+        // never ends; 5% share.
+        let clock = std::cell::Cell::new(0);
+        let mut fast = [Timed::new(&clock, 30_000, 1), Timed::new(&clock, 30_000, 1)];
+        let mut cross = [
+            Timed::new(&clock, 600_000, 1),
+            Timed::new(&clock, 600_000, 1),
+            Timed::new(&clock, 600_000, 1),
+        ];
+        let mut hash = Timed::new(&clock, 1_000_000, u64::MAX);
+        let mut rt = Runtime::new(20_000, DsmPolicy::Log, [1; 6])
+            .with_share(50)
+            .with_period(0, 200)
+            .with_period(1, 200)
+            .with_period(3, 500)
+            .with_period(4, 500)
+            .with_period(5, 500);
+        let mut g = Queue::default();
+        let [f0, f1] = &mut fast;
+        let [c0, c1, c2] = &mut cross;
+        let mut all: [&mut dyn Checker; 6] = [f0, f1, &mut hash, c0, c1, c2];
+        rt.baseline(
+            0,
+            &mut || clock.get(),
+            &mut g,
+            &mut drain,
+            &mut all,
+            &mut |_| {},
+        );
+        for t in (0..10_000_000).step_by(10_000) {
+            rt.step(
+                t,
+                &mut || clock.get(),
+                &mut g,
+                &mut drain,
+                &mut all,
+                &mut |_| {},
+            );
+        }
+        for (i, c) in fast.iter().enumerate() {
+            assert!(c.taken.len() >= 45, "fast {i}: {}", c.taken.len());
+        }
+        for (i, c) in cross.iter().enumerate() {
+            assert!(c.taken.len() >= 18, "cross {i}: {}", c.taken.len());
+        }
+        assert!(hash.taken.len() > 100, "{}", hash.taken.len());
     }
 }
