@@ -87,11 +87,24 @@ pub fn parse_settings(line: &str) -> Option<(u64, u64)> {
     Some((period, share))
 }
 
+/// `dsm: checker <name> every <P> ms (its own period)`: (name, P).
+pub fn parse_own_period(line: &str) -> Option<(String, u64)> {
+    let rest = &line[line.find("dsm: checker ")? + "dsm: checker ".len()..];
+    let (name, rest) = rest.split_once(" every ")?;
+    let (ms, rest) = rest.split_once(" ms")?;
+    if !rest.starts_with(" (its own period)") {
+        return None;
+    }
+    Some((name.to_string(), ms.parse().ok()?))
+}
+
 /// What one run's log says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Measured {
     pub period_ms: u64,
     pub share_permille: u64,
+    /// Checkers with a shorter period of their own.
+    pub own_periods: Vec<(String, u64)>,
     /// The first completed pass of each checker, in log order.
     pub passes: Vec<Pass>,
     /// `event_ns` of the first alert on the event path (the attack).
@@ -112,6 +125,7 @@ pub fn measure(lines: &[String]) -> Result<Measured, String> {
         .iter()
         .find_map(|l| parse_settings(l))
         .ok_or("no `dsm: checking partition` line: was the DSM on?")?;
+    let own_periods = hv.iter().filter_map(|l| parse_own_period(l)).collect();
     let mut passes: Vec<Pass> = Vec::new();
     for pass in hv.iter().filter_map(|l| parse_pass(l)) {
         if !passes.iter().any(|p| p.checker == pass.checker) {
@@ -131,6 +145,7 @@ pub fn measure(lines: &[String]) -> Result<Measured, String> {
     Ok(Measured {
         period_ms,
         share_permille,
+        own_periods,
         passes,
         attack_ns,
         legit_ns,
@@ -142,8 +157,25 @@ impl Measured {
     /// A pass's share of the DSM's core: its time over the period, or over the time it was
     /// spread across when longer (the share cap stretches passes).
     pub fn core_share(&self, pass: &Pass) -> f64 {
-        let window_ms = pass.elapsed_ms.unwrap_or(0).max(self.period_ms).max(1);
+        let window_ms = pass
+            .elapsed_ms
+            .unwrap_or(0)
+            .max(self.period_of(&pass.checker))
+            .max(1);
         pass.ns as f64 / (window_ms as f64 * 1e6)
+    }
+
+    /// The period `checker` runs at.
+    pub fn period_of(&self, checker: &str) -> u64 {
+        self.own_periods
+            .iter()
+            .find(|(name, _)| name == checker)
+            .map_or(self.period_ms, |&(_, ms)| ms)
+    }
+
+    /// The checkers' shares added up: the DSM's share of its core.
+    pub fn total_share(&self) -> f64 {
+        self.passes.iter().map(|p| self.core_share(p)).sum()
     }
 
     pub fn to_json(&self, icount: bool) -> Value {
@@ -160,6 +192,7 @@ impl Measured {
                     "pass_ns": p.ns,
                     "calls": p.calls,
                     "elapsed_ms": p.elapsed_ms,
+                    "period_ms": self.period_of(&p.checker),
                     "core_share": self.core_share(p),
                     "vs_target": if p.checker == "text-hash" {
                         json!(p.ns as f64 / TEXT_HASH_TARGET_NS as f64)
@@ -175,6 +208,7 @@ impl Measured {
             "period_ms": self.period_ms,
             "share_permille": self.share_permille,
             "passes": passes,
+            "total_core_share": self.total_share(),
             "event_attack_ns": self.attack_ns,
             "event_legit_ns": self.legit_ns,
             "rtos_dispatch_p50_ns": self.rtos_p50_ns,
@@ -214,19 +248,28 @@ pub fn render_markdown(runs: &[(bool, Measured)], kbuild: &[kbuild::Overhead]) -
             m.period_ms,
             m.share_permille
         );
-        md.push_str("| checker | full pass ns | calls | spread over ms | share of its core |\n");
-        md.push_str("|---|--:|--:|--:|--:|\n");
+        md.push_str(
+            "| checker | full pass ns | calls | spread over ms | period ms | share of its core |\n",
+        );
+        md.push_str("|---|--:|--:|--:|--:|--:|\n");
         for p in &m.passes {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {:.4}% |",
+                "| {} | {} | {} | {} | {} | {:.4}% |",
                 p.checker,
                 p.ns,
                 p.calls,
                 p.elapsed_ms.map_or("–".into(), |v| v.to_string()),
+                m.period_of(&p.checker),
                 100.0 * m.core_share(p)
             );
         }
+        let _ = writeln!(
+            md,
+            "\nAll checkers: {:.4}% of the DSM's core (cap {:.1}%).",
+            100.0 * m.total_share(),
+            m.share_permille as f64 / 10.0
+        );
         if let Some(text) = m.passes.iter().find(|p| p.checker == "text-hash") {
             let _ = writeln!(
                 md,
@@ -393,6 +436,11 @@ mod tests {
             parse_settings("dsm: checking partition linux every ms"),
             None
         );
+        assert_eq!(
+            parse_own_period("INFO  dsm: checker vectors every 200 ms (its own period)"),
+            Some(("vectors".into(), 200))
+        );
+        assert_eq!(parse_own_period("dsm: checker vectors every 200 ms"), None);
     }
 
     fn lines(text: &str) -> Vec<String> {
@@ -404,6 +452,7 @@ mod tests {
         let log = lines(
             "[hv] 0.1 INFO  dsm: checking partition linux from core 1 every 10000 ms, policy stop, 6 checkers, share 20/1000 of the core
 [rtos] latency n=1000 min=1344 mean=1344 p50=1344 p99=1344 max=1344 misses=0
+[hv] 0.1 INFO  dsm: checker vectors every 200 ms (its own period)
 [hv] 1.4 INFO  dsm pass vectors #1: 896 ns in 1 calls over 0 ms
 [hv] 2.0 INFO  dsm: watched write #1 at 0x48a1b000 judged and performed (event_ns=1000)
 [rtos] latency n=1000 min=1344 mean=2000 p50=2688 p99=9000 max=9000 misses=0
@@ -423,16 +472,28 @@ mod tests {
         // 0.348 s spread over 16.58 s is below the 10 s period? No: over the longer window.
         let share = m.core_share(&m.passes[1]);
         assert!((share - 0.348_143_52 / 16.58).abs() < 1e-9, "{share}");
-        assert!((m.core_share(&m.passes[0]) - 896e-9 / 10.0).abs() < 1e-15);
+        assert!((m.core_share(&m.passes[0]) - 896e-9 / 0.2).abs() < 1e-15);
+        assert_eq!(
+            (m.period_of("vectors"), m.period_of("text-hash")),
+            (200, 10_000)
+        );
         let json = m.to_json(true);
         assert_eq!(json["event_attack_vs_dispatch"], json!(1104.0 / 1344.0));
         let md = render_markdown(&[(true, m)], &[]);
         assert!(
-            md.contains("| text-hash | 348143520 | 355 | 16580 | 2.0998% |"),
+            md.contains("| text-hash | 348143520 | 355 | 16580 | 10000 | 2.0998% |"),
             "{md}"
         );
         assert!(
             md.contains("| text_patch caught (fault to alert) | 1104 | 1344 | 0.82× |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| vectors | 896 | 1 | 0 | 200 | 0.0004% |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("All checkers: 2.1002% of the DSM's core (cap 2.0%)."),
             "{md}"
         );
         assert!(md.contains("not measured in this run"));
