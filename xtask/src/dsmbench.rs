@@ -266,7 +266,8 @@ pub fn render_markdown(runs: &[(bool, Measured)], kbuild: &[kbuild::Overhead]) -
         }
         let _ = writeln!(
             md,
-            "\nAll checkers: {:.4}% of the DSM's core (cap {:.1}%).",
+            "\nAll checkers at their periods: {:.4}% of the DSM's core (the cap holds what they \
+             really take to {:.1}%).",
             100.0 * m.total_share(),
             m.share_permille as f64 / 10.0
         );
@@ -493,7 +494,7 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("All checkers: 2.1002% of the DSM's core (cap 2.0%)."),
+            md.contains("All checkers at their periods: 2.1002% of the DSM's core (the cap holds what they really take to 2.0%)."),
             "{md}"
         );
         assert!(md.contains("not measured in this run"));
