@@ -8,7 +8,8 @@ use serde::Deserialize;
 
 use crate::rt::{
     Dsm, DsmPolicy, Kind, MemRange, MigrationPolicy, Vcpu, DSM_PERIOD_MS_MAX, DSM_PERIOD_MS_MIN,
-    LINUX_BOOTARGS_MAX, LINUX_CONSOLE_DEFAULT, LINUX_CONSOLE_SIZE, LINUX_DTB_MAX,
+    DSM_SHARE_PERMILLE_DEFAULT, DSM_SHARE_PERMILLE_MAX, LINUX_BOOTARGS_MAX, LINUX_CONSOLE_DEFAULT,
+    LINUX_CONSOLE_SIZE, LINUX_DTB_MAX,
 };
 
 /// Granule every partition RAM range must be aligned to (the stage-2 page size).
@@ -98,12 +99,14 @@ struct RawPartition {
     vcpus: Vec<RawVcpu>,
 }
 
-/// `dsm = { period_ms = .., policy = ".." }` of a Linux partition.
+/// `dsm = { period_ms = .., policy = "..", share_permille = .. }` of a Linux partition
+/// (`share_permille` optional).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDsm {
     period_ms: u32,
     policy: String,
+    share_permille: Option<u32>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -336,8 +339,8 @@ impl ValidatedConfig {
             match &l.dsm {
                 Some(d) => writeln!(
                     out,
-                    "        dsm: Some(board::rt::Dsm {{ period_ms: {}, policy: board::rt::DsmPolicy::{:?} }}),",
-                    d.period_ms, d.policy
+                    "        dsm: Some(board::rt::Dsm {{ period_ms: {}, policy: board::rt::DsmPolicy::{:?}, share_permille: {} }}),",
+                    d.period_ms, d.policy, d.share_permille
                 )?,
                 None => writeln!(out, "        dsm: None,")?,
             }
@@ -597,6 +600,11 @@ pub enum Problem {
     DsmPeriodOutOfRange {
         partition: String,
         period_ms: u32,
+    },
+    /// `dsm.share_permille` is outside 1..=[`DSM_SHARE_PERMILLE_MAX`].
+    DsmShareOutOfRange {
+        partition: String,
+        share_permille: u32,
     },
     /// `reset_copy` cannot hold `kernel_size` + the initrd room.
     ResetCopyTooSmall {
@@ -943,6 +951,13 @@ impl fmt::Display for Problem {
             } => write!(
                 f,
                 "partition {partition:?} dsm period_ms {period_ms} is outside {DSM_PERIOD_MS_MIN}..={DSM_PERIOD_MS_MAX}"
+            ),
+            Problem::DsmShareOutOfRange {
+                partition,
+                share_permille,
+            } => write!(
+                f,
+                "partition {partition:?} dsm share_permille {share_permille} is outside 1..={DSM_SHARE_PERMILLE_MAX} (thousandths of the DSM's core; {DSM_SHARE_PERMILLE_MAX} turns the cap off)"
             ),
             Problem::ResetCopyTooSmall {
                 partition,
@@ -1533,8 +1548,21 @@ fn check_linux(
     })
 }
 
-/// The DSM settings of Linux partition `partition`: a known policy, a period in range.
+/// The DSM settings of Linux partition `partition`: a known policy, a period and a share in
+/// range.
 fn check_dsm(partition: &str, d: &RawDsm, problems: &mut Vec<Problem>) -> Option<Dsm> {
+    let share = d
+        .share_permille
+        .unwrap_or(u32::from(DSM_SHARE_PERMILLE_DEFAULT));
+    let share_permille = u16::try_from(share)
+        .ok()
+        .filter(|s| (1..=DSM_SHARE_PERMILLE_MAX).contains(s));
+    if share_permille.is_none() {
+        problems.push(Problem::DsmShareOutOfRange {
+            partition: partition.into(),
+            share_permille: share,
+        });
+    }
     let policy = DsmPolicy::parse(&d.policy);
     if policy.is_none() {
         problems.push(Problem::UnknownDsmPolicy {
@@ -1549,9 +1577,10 @@ fn check_dsm(partition: &str, d: &RawDsm, problems: &mut Vec<Problem>) -> Option
         });
         return None;
     }
-    policy.map(|policy| Dsm {
+    Some(Dsm {
         period_ms: d.period_ms,
-        policy,
+        policy: policy?,
+        share_permille: share_permille?,
     })
 }
 

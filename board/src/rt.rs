@@ -183,12 +183,19 @@ pub const DSM_PERIOD_MS_MIN: u32 = 10;
 /// Longest DSM period accepted (an hour).
 pub const DSM_PERIOD_MS_MAX: u32 = 3_600_000;
 
+/// The DSM's CPU share when the config gives none: 1% of its core.
+pub const DSM_SHARE_PERMILLE_DEFAULT: u16 = 10;
+/// The whole core: the cap is off.
+pub const DSM_SHARE_PERMILLE_MAX: u16 = 1000;
+
 /// How the D-System Monitor checks a Linux partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dsm {
     /// A checker's pass starts at most this often.
     pub period_ms: u32,
     pub policy: DsmPolicy,
+    /// At most this many thousandths of its core's time go to the checkers (1..=1000).
+    pub share_permille: u16,
 }
 
 /// What the DSM does when a checker finds Linux compromised.

@@ -37,7 +37,27 @@ fn run(name: &str) -> RunOutcome {
     for checker in CHECKERS {
         expect_line(&run, "[hv]", &[&format!("dsm baseline {checker}: ")]);
     }
+    // The digest service chose the SHA-256 instructions (QEMU's Cortex-A72 has them) after
+    // they hashed the self-test pattern to what the host computes.
+    expect_line(
+        &run,
+        "[hv]",
+        &[
+            "dsm sha256: ARMv8 SHA-256 instructions, self-test passed",
+            &format!("64 KiB digest {:#x};", selftest_digest_prefix()),
+        ],
+    );
     run
+}
+
+/// The first 8 bytes (big-endian) of SHA-256 of spumone's 64 KiB self-test pattern.
+fn selftest_digest_prefix() -> u64 {
+    use sha2::{Digest, Sha256};
+    let pattern: Vec<u8> = (0..64 * 1024u32)
+        .map(|n| n.wrapping_mul(2_654_435_761).rotate_right(13) as u8)
+        .collect();
+    let digest = Sha256::digest(&pattern);
+    u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
 #[track_caller]
@@ -158,4 +178,77 @@ fn the_benign_workload_raises_nothing() {
         "[hv]",
         &["dsm: watched write #1 ", "judged and performed"],
     );
+}
+
+#[test]
+fn a_paused_linux_resumes_on_the_operators_command_while_the_rtos_runs() {
+    // The VBAR swap lasts 2 s and is undone by the module itself, so once resumed, Linux
+    // finishes the script and powers off without a second alert.
+    let cmd = attack::command("vbar_swap").unwrap_or_else(|e| panic!("{e:#}"));
+    let run = boot_with(attack::SCENARIO, |o| {
+        o.cmd = Some(cmd);
+        o.timeout = Some(LIMIT);
+        o.dsm_pause = true;
+        o.resume_after_pause = Some(Duration::from_secs(3));
+    });
+    let at = |needle: &str, from: usize| {
+        run.lines
+            .iter()
+            .skip(from)
+            .position(|l| l.contains(needle))
+            .map(|i| i + from)
+    };
+    let Some(alert) = at("dsm ALERT vectors", 0) else {
+        fail(&run, "no vectors alert for the VBAR swap");
+    };
+    let Some(paused) = at("partition linux paused by the DSM", alert) else {
+        fail(&run, "the DSM did not pause Linux after the alert");
+    };
+    let Some(resumed) = at(
+        "partition linux resumed by the DSM (operator command)",
+        paused,
+    ) else {
+        fail(&run, "the operator's resume command did not resume Linux");
+    };
+    let events =
+        |want: fn(&xtask::event::Event) -> bool| run.events.iter().filter(|e| want(e)).count();
+    if events(|e| matches!(e, xtask::event::Event::PartitionPaused { name } if name == "linux"))
+        != 1
+        || events(
+            |e| matches!(e, xtask::event::Event::PartitionResumed { name } if name == "linux"),
+        ) != 1
+    {
+        fail(
+            &run,
+            "expected one partition-paused and one partition-resumed event",
+        );
+    }
+    // Linux was silent while paused, printed again after the resume, and powered off.
+    if run.lines[paused..resumed]
+        .iter()
+        .any(|l| l.starts_with("[linux]"))
+    {
+        fail(&run, "Linux printed while paused");
+    }
+    if !run.lines[resumed..]
+        .iter()
+        .any(|l| l.starts_with("[linux]"))
+    {
+        fail(&run, "Linux printed nothing after the resume");
+    }
+    if run.linux_stop_code() != Some(0) {
+        fail(&run, "Linux did not power off by itself after the resume");
+    }
+    // The RTOS kept its rounds during the pause and after it.
+    for (from, to, when) in [
+        (paused, resumed, "during"),
+        (resumed, run.lines.len(), "after"),
+    ] {
+        if !run.lines[from..to]
+            .iter()
+            .any(|l| l.starts_with("[rtos] latency "))
+        {
+            fail(&run, &format!("no RTOS latency line {when} the pause"));
+        }
+    }
 }

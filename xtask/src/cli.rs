@@ -30,6 +30,10 @@ pub enum Command {
         no_dsm: bool,
         /// The Linux partitions' migration policy for this run (`pinned`, `spumone`, `load`).
         policy: Option<String>,
+        /// `--dsm-pause`: the DSM pauses Linux on a finding, whatever the config says.
+        dsm_pause: bool,
+        /// `--resume-after SECS`: type the operator's resume command that long after a pause.
+        resume_after: Option<u64>,
     },
     List,
     Gdb {
@@ -57,6 +61,8 @@ pub enum Command {
         clock: Option<bool>,
         /// `kbuild`: `demo` with the DSM on or off only; `None` runs both.
         dsm: Option<bool>,
+        /// `dsm`: also the kernel build with the DSM on and off (`--kbuild`).
+        kbuild: bool,
         /// `rtos-latency`: only one group of rows (`--only rtos|demo|shared`).
         only: Option<String>,
     },
@@ -72,7 +78,7 @@ commands:
   build [--scenario NAME] [--plain-log]
                           build the firmware of one scenario (default: every scenario)
   run [SCENARIO] [--timeout SECS] [--icount] [--plain-log] [--cmd 'COMMAND'] [--disk IMG]
-      [--no-dsm] [--policy pinned|spumone|load]
+      [--no-dsm] [--policy pinned|spumone|load] [--dsm-pause] [--resume-after SECS]
                           build and boot a scenario (default: {DEFAULT_SCENARIO})
   run --list              list the scenarios
   gdb SCENARIO            boot a scenario stopped at its first instruction, under gdb-multiarch
@@ -84,6 +90,12 @@ commands:
   bench rtos-latency [--samples N] [--period-us P] [--timeout SECS] [--only rtos|demo|shared]
                           RTOS dispatch latency, native and under spumone, with and without
                           --icount; writes target/bench/rtos-latency.{{json,md}}
+  bench dsm [--kbuild] [--timeout SECS]
+                          the DSM's costs from one demo run per clock (benign workload, then
+                          the text_patch attack): full pass per checker and its share of the
+                          core, event-path latency beside the RTOS's dispatch; --kbuild adds
+                          bench kbuild --quick --clock icount with the DSM off and on;
+                          writes target/bench/dsm.{{json,md}}
   bench kbuild [--quick] [--clock icount|wall] [--dsm on|off] [--timeout SECS]
                           a kernel build inside Linux, linux-native and demo (with the DSM on
                           and off), with and without --icount; --clock and --dsm run only
@@ -103,6 +115,10 @@ options:
                    baseline for its cost)
   --policy NAME    Linux under spumone: move its vCPUs by policy NAME (pinned, spumone or
                    load) for this run instead of the config's
+  --dsm-pause      Linux under spumone: on a finding the DSM pauses Linux (policy pause),
+                   whatever the config says; typing Ctrl-] r on the console resumes it
+  --resume-after SECS
+                   with --cmd: type that resume command SECS seconds after the DSM paused Linux
 
 input: without --cmd, a native scenario (linux-native) gets this terminal's keys: an
 interactive shell, raw mode from a terminal (Ctrl-C goes to the guest; `exit` or
@@ -186,6 +202,16 @@ pub fn parse(args: &[String]) -> Result<Command> {
                         bail!("--policy wants pinned, spumone or load, not `{name}`");
                     }
                 }
+                let dsm_pause = flags.switch("--dsm-pause");
+                let resume_after = match flags.value("--resume-after")? {
+                    None => None,
+                    Some(text) => match text.parse::<u64>() {
+                        Ok(secs) => Some(secs),
+                        Err(_) => {
+                            bail!("--resume-after wants a number of seconds, not `{text}`")
+                        }
+                    },
+                };
                 let scenario = flags
                     .positional()?
                     .unwrap_or_else(|| DEFAULT_SCENARIO.to_string());
@@ -198,6 +224,8 @@ pub fn parse(args: &[String]) -> Result<Command> {
                     disk,
                     no_dsm,
                     policy,
+                    dsm_pause,
+                    resume_after,
                 }
             }
         }
@@ -240,6 +268,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 Some(other) => bail!("--dsm is on or off, not `{other}`"),
             };
             let only = flags.value("--only")?;
+            let kbuild = flags.switch("--kbuild");
             let Some(name) = flags.positional()? else {
                 bail!("bench needs a name: cargo xtask bench rtos-latency");
             };
@@ -250,14 +279,17 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 );
             }
             let latency_options = samples.is_some() || period_us.is_some();
-            if name == "kbuild" && latency_options {
+            if name != "rtos-latency" && latency_options {
                 bail!("--samples and --period-us are for bench rtos-latency");
+            }
+            if name != "dsm" && kbuild {
+                bail!("--kbuild is for bench dsm");
             }
             if name != "kbuild" && (quick || clock.is_some() || dsm.is_some()) {
                 bail!("--quick, --clock and --dsm are for bench kbuild");
             }
             match &only {
-                Some(_) if name == "kbuild" => bail!("--only is for bench rtos-latency"),
+                Some(_) if name != "rtos-latency" => bail!("--only is for bench rtos-latency"),
                 Some(group) if !crate::bench::LATENCY_GROUPS.contains(&group.as_str()) => bail!(
                     "--only takes one of {}, not `{group}`",
                     crate::bench::LATENCY_GROUPS.join(", ")
@@ -272,6 +304,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 quick,
                 clock,
                 dsm,
+                kbuild,
                 only,
             }
         }
@@ -384,6 +417,8 @@ mod tests {
                 disk: None,
                 no_dsm: false,
                 policy: None,
+                dsm_pause: false,
+                resume_after: None,
             }
         );
     }
@@ -404,6 +439,8 @@ mod tests {
                 disk: None,
                 no_dsm: false,
                 policy: None,
+                dsm_pause: false,
+                resume_after: None,
             }
         );
         assert!(parse_str("run linux-native --cmd").is_err());
@@ -425,6 +462,17 @@ mod tests {
             .to_string();
         assert!(bad.contains("pinned, spumone or load"), "{bad}");
         assert!(usage().contains("--cmd") && usage().contains("--policy"));
+        assert!(matches!(
+            parse_str("run demo --dsm-pause --resume-after 3").unwrap(),
+            Command::Run {
+                dsm_pause: true,
+                resume_after: Some(3),
+                ..
+            }
+        ));
+        assert!(parse_str("run demo --resume-after soon").is_err());
+        assert!(usage().contains("--cmd"));
+        assert!(usage().contains("--resume-after"));
     }
 
     #[test]
@@ -438,6 +486,8 @@ mod tests {
             disk: None,
             no_dsm: false,
             policy: None,
+            dsm_pause: false,
+            resume_after: None,
         };
         assert_eq!(
             parse_str("run rtos-native --timeout 30 --icount --plain-log").unwrap(),
@@ -505,6 +555,15 @@ mod tests {
     }
 
     #[test]
+    fn bench_dsm_takes_kbuild() {
+        assert!(matches!(
+            parse_str("bench dsm --kbuild").unwrap(),
+            Command::Bench { ref name, kbuild: true, .. } if name == "dsm"
+        ));
+        assert!(usage().contains("bench dsm"));
+    }
+
+    #[test]
     fn mistakes_are_errors() {
         for bad in [
             "frobnicate",
@@ -533,6 +592,7 @@ mod tests {
                 quick: false,
                 clock: None,
                 dsm: None,
+                kbuild: false,
                 only: None,
             }
         );
@@ -546,6 +606,7 @@ mod tests {
                 quick: false,
                 clock: None,
                 dsm: None,
+                kbuild: false,
                 only: None,
             }
         );
@@ -569,6 +630,7 @@ mod tests {
                 quick: true,
                 clock: None,
                 dsm: None,
+                kbuild: false,
                 only: None,
             }
         );
@@ -584,6 +646,9 @@ mod tests {
             "bench",
             "bench nope",
             "bench rtos-latency --samples",
+            "bench kbuild --kbuild",
+            "bench dsm --quick",
+            "bench dsm --only demo",
             "bench rtos-latency --samples 0",
             "bench rtos-latency --samples many",
             "bench rtos-latency --period-us 99999999999",

@@ -10,6 +10,10 @@ pub enum Event {
     Shutdown { code: i64 },
     /// A DSM checker found partition `partition` compromised.
     DsmAlert { checker: String, partition: String },
+    /// The DSM froze partition `name` (policy `pause`).
+    PartitionPaused { name: String },
+    /// An operator command resumed partition `name` after a DSM pause.
+    PartitionResumed { name: String },
     /// A record this version of xtask does not know, kept as received.
     Other(String),
 }
@@ -38,6 +42,8 @@ impl Event {
                 Event::PartitionStopped { name, code }
             }
             ("shutdown", None, Some(code), None, None) => Event::Shutdown { code },
+            ("partition-paused", Some(name), None, None, None) => Event::PartitionPaused { name },
+            ("partition-resumed", Some(name), None, None, None) => Event::PartitionResumed { name },
             ("dsm-alert", None, None, Some(checker), Some(partition)) => {
                 Event::DsmAlert { checker, partition }
             }
@@ -71,6 +77,8 @@ impl fmt::Display for Event {
             Event::DsmAlert { checker, partition } => {
                 write!(f, "dsm-alert checker={checker} partition={partition}")
             }
+            Event::PartitionPaused { name } => write!(f, "partition-paused name={name}"),
+            Event::PartitionResumed { name } => write!(f, "partition-resumed name={name}"),
             Event::Other(text) => write!(f, "{text}"),
         }
     }
@@ -100,6 +108,30 @@ mod tests {
             "dsm-alert checker=vectors partition=linux code=1",
             "shutdown code=0 checker=x",
         ] {
+            assert_eq!(Event::parse(odd), Event::Other(odd.into()), "{odd}");
+        }
+    }
+
+    #[test]
+    fn parses_pause_and_resume() {
+        for (text, want) in [
+            (
+                "partition-paused name=linux",
+                Event::PartitionPaused {
+                    name: "linux".into(),
+                },
+            ),
+            (
+                "partition-resumed name=linux",
+                Event::PartitionResumed {
+                    name: "linux".into(),
+                },
+            ),
+        ] {
+            assert_eq!(Event::parse(text), want);
+            assert_eq!(want.to_string(), text);
+        }
+        for odd in ["partition-paused", "partition-resumed name=linux code=1"] {
             assert_eq!(Event::parse(odd), Event::Other(odd.into()), "{odd}");
         }
     }

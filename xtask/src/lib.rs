@@ -16,6 +16,7 @@ pub mod config;
 pub mod cpio;
 pub mod defmt_log;
 pub mod demux;
+pub mod dsmbench;
 pub mod event;
 pub mod firmware;
 pub mod gdb;

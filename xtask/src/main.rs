@@ -66,6 +66,8 @@ fn real_main(args: &[String]) -> Result<u8> {
             disk,
             no_dsm,
             policy,
+            dsm_pause,
+            resume_after,
         } => {
             let scenario = scenario::lookup(&scenario)?;
             if disk.is_some() && !firmware::boots_linux(scenario) {
@@ -100,8 +102,6 @@ fn real_main(args: &[String]) -> Result<u8> {
                 latency: LatencySettings::from_env()?,
             };
             let built = firmware::build(scenario, &build_options)?;
-            // Fails early when the scenario boots no Linux or the command is too long.
-            run::with_command(&built, cmd.as_deref(), no_dsm, policy.as_deref())?;
             let options = RunOptions {
                 timeout: timeout.map(Duration::from_secs),
                 icount,
@@ -111,8 +111,12 @@ fn real_main(args: &[String]) -> Result<u8> {
                 disk,
                 no_dsm,
                 policy,
+                dsm_pause,
+                resume_after_pause: resume_after.map(Duration::from_secs),
                 ..RunOptions::new(scenario)
             };
+            // Fails early when the scenario boots no Linux or the command is too long.
+            run::with_boot_flags(&built, cmd.as_deref(), run::boot_flags(&options, &built)?)?;
             // After building: cargo must stay interruptible.
             signals::ignore_interrupts();
             let outcome = run::launch(&built, &options)?;
@@ -176,6 +180,19 @@ fn real_main(args: &[String]) -> Result<u8> {
         }
         Command::Bench {
             name,
+            timeout,
+            kbuild,
+            ..
+        } if name == "dsm" => {
+            let timeout = match timeout {
+                None => Some(Duration::from_secs(900)),
+                Some(0) => None,
+                Some(secs) => Some(Duration::from_secs(secs)),
+            };
+            xtask::dsmbench::bench(timeout, kbuild)?;
+        }
+        Command::Bench {
+            name,
             samples,
             period_us,
             timeout,
@@ -219,7 +236,7 @@ fn real_main(args: &[String]) -> Result<u8> {
                 latency: LatencySettings::from_env()?,
             };
             let built = firmware::build(scenario, &build_options)?;
-            run::with_command(&built, Some(&cmd), false, None)?;
+            run::with_command(&built, Some(&cmd), false)?;
             let options = RunOptions {
                 timeout: Some(Duration::from_secs(timeout)),
                 icount,

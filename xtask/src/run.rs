@@ -4,8 +4,9 @@ use anyhow::{Context, Result};
 use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,11 @@ pub struct RunOptions {
     /// The Linux partitions' migration policy for this run, in place of the config's
     /// (`--policy`).
     pub policy: Option<String>,
+    /// The DSM pauses Linux on a finding, whatever the config's policy (`--dsm-pause`).
+    pub dsm_pause: bool,
+    /// Type the operator's resume command this long after the DSM paused Linux
+    /// (`--resume-after SECS`).
+    pub resume_after_pause: Option<Duration>,
 }
 
 impl RunOptions {
@@ -63,6 +69,8 @@ impl RunOptions {
             cmd: None,
             no_dsm: false,
             policy: None,
+            dsm_pause: false,
+            resume_after_pause: None,
             forward_stdin: false,
             disk: None,
         }
@@ -287,49 +295,57 @@ pub fn launch(firmware: &Firmware, options: &RunOptions) -> Result<RunOutcome> {
         gdb: false,
         disk: options.disk.clone(),
     };
-    let firmware = with_command(
-        firmware,
-        options.cmd.as_deref(),
-        options.no_dsm,
-        options.policy.as_deref(),
-    )?;
+    let flags = boot_flags(options, firmware)?;
+    let firmware = with_boot_flags(firmware, options.cmd.as_deref(), flags)?;
     supervise(&firmware, options, &qemu_options, None)
 }
 
 /// `firmware` with `cmd` passed on the Linux kernel command line (quietly: the kernel's log
-/// stays out of the command's output), with the DSM left off when `no_dsm`, and with the
-/// Linux partitions' migration `policy` in place of the config's.
-pub fn with_command(
-    firmware: &Firmware,
-    cmd: Option<&str>,
-    no_dsm: bool,
-    policy: Option<&str>,
-) -> Result<Firmware> {
+/// stays out of the command's output), and with the DSM left off when `no_dsm`.
+pub fn with_command(firmware: &Firmware, cmd: Option<&str>, no_dsm: bool) -> Result<Firmware> {
+    let flags = if no_dsm {
+        spumone_abi::bootinfo::FLAG_NO_DSM
+    } else {
+        0
+    };
+    with_boot_flags(firmware, cmd, flags)
+}
+
+/// The boot-info `flags` of a run's switches: the DSM's, and the migration policy (checked
+/// against the scenario).
+pub fn boot_flags(options: &RunOptions, firmware: &Firmware) -> Result<u32> {
+    use spumone_abi::bootinfo::{FLAG_DSM_PAUSE, FLAG_NO_DSM};
+    let mut flags = 0;
+    if options.no_dsm {
+        flags |= FLAG_NO_DSM;
+    }
+    if options.dsm_pause {
+        flags |= FLAG_DSM_PAUSE;
+    }
+    if let Some(name) = &options.policy {
+        flags |= policy_flags(name, firmware)?;
+    }
+    Ok(flags)
+}
+
+/// Like [`with_command`], with any boot-info `flags` (`FLAG_*`).
+pub fn with_boot_flags(firmware: &Firmware, cmd: Option<&str>, flags: u32) -> Result<Firmware> {
     let mut firmware = firmware.clone();
-    if no_dsm && firmware.boot_info.is_none() {
+    if flags != 0 && firmware.boot_info.is_none() {
         anyhow::bail!(
-            "--no-dsm: scenario {} runs no Linux under spumone, so it has no DSM to turn off",
+            "--no-dsm / --dsm-pause: scenario {} runs no Linux under spumone, so it has no DSM",
             firmware.scenario.name
         );
     }
-    let policy_flags = match policy {
-        None => 0,
-        Some(name) => policy_flags(name, &firmware)?,
-    };
     if let Some(info) = firmware
         .boot_info
         .as_ref()
-        .filter(|_| cmd.is_some() || no_dsm || policy.is_some())
+        .filter(|_| cmd.is_some() || flags != 0)
     {
         let extra = match cmd {
             Some(cmd) => format!("quiet {}", linux::cmd_param(cmd)?),
             None => String::new(),
         };
-        let flags = if no_dsm {
-            spumone_abi::bootinfo::FLAG_NO_DSM
-        } else {
-            0
-        } | policy_flags;
         let info = info.with_extra(&extra, flags)?;
         for (path, addr) in firmware.raw_loads.iter_mut() {
             if *addr == spumone_abi::bootinfo::ADDR {
@@ -405,10 +421,13 @@ pub(crate) fn supervise(
         None
     };
     let started = Instant::now();
-    let mut child = spawn_qemu(&args, qemu_options.gdb, forward)?;
+    let resume_after = options.resume_after_pause.filter(|_| !forward);
+    let mut child = spawn_qemu(&args, qemu_options.gdb, forward || resume_after.is_some())?;
     if forward {
         forward_stdin(&mut child);
     }
+    // Kept open for the whole run (a closed console input is not what an operator does).
+    let console_in = Arc::new(Mutex::new(child.stdin.take()));
     if let Some(tx) = started_pid {
         let _ = tx.send(child.id());
     }
@@ -500,6 +519,9 @@ pub(crate) fn supervise(
                 if matches!(event, Event::Shutdown { .. }) {
                     outcome.shutdown_at.get_or_insert_with(|| started.elapsed());
                 }
+                if let (Some(after), Event::PartitionPaused { .. }) = (resume_after, event) {
+                    type_resume(&console_in, after);
+                }
                 if lingers
                     && matches!(event, Event::PartitionStopped { name, .. } if name == linux::CONSOLE)
                 {
@@ -544,6 +566,21 @@ pub(crate) fn supervise(
         None => Ending::Exited(status.code()),
     };
     Ok(outcome)
+}
+
+/// Types the operator's resume command on the console `after` from now, as an operator at
+/// the terminal would (Ctrl-] r).
+fn type_resume(console: &Arc<Mutex<Option<ChildStdin>>>, after: Duration) {
+    let console = Arc::clone(console);
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        if let Ok(mut pipe) = console.lock() {
+            if let Some(pipe) = pipe.as_mut() {
+                let _ = pipe.write_all(&spumone_abi::operator::RESUME_SEQUENCE);
+                let _ = pipe.flush();
+            }
+        }
+    });
 }
 
 fn load_defmt(elf: &Path) -> Result<Option<DefmtLog>> {

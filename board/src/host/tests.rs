@@ -748,9 +748,17 @@ fn linux_dsm_is_optional_and_kept() {
             linux_partition(&cfg).linux.unwrap().dsm,
             Some(Dsm {
                 period_ms: 250,
-                policy: want
+                policy: want,
+                share_permille: DSM_SHARE_PERMILLE_DEFAULT,
             })
         );
+    }
+    for share in [1, 25, DSM_SHARE_PERMILLE_MAX] {
+        let cfg = linux_dsm(&format!(
+            "period_ms = 250, policy = \"log\", share_permille = {share}"
+        ));
+        let dsm = linux_partition(&cfg).linux.unwrap().dsm.unwrap();
+        assert_eq!(dsm.share_permille, share);
     }
 }
 
@@ -766,6 +774,23 @@ fn rejects_bad_dsm_settings() {
             |p| matches!(p, Problem::DsmPeriodOutOfRange { period_ms, .. } if *period_ms == period),
         );
     }
+    for share in [0, u32::from(DSM_SHARE_PERMILLE_MAX) + 1, 70_000] {
+        assert_problem(
+            &linux_dsm(&format!(
+                "period_ms = 100, policy = \"stop\", share_permille = {share}"
+            )),
+            |p| matches!(p, Problem::DsmShareOutOfRange { share_permille, partition } if *share_permille == share && partition == "linux"),
+        );
+    }
+    let err = Problem::DsmShareOutOfRange {
+        partition: "linux".into(),
+        share_permille: 0,
+    }
+    .to_string();
+    assert!(
+        err.contains("share_permille 0 is outside 1..=1000"),
+        "{err}"
+    );
     // Both keys are required and no other is accepted.
     for bad in [
         "period_ms = 100",

@@ -48,7 +48,7 @@ pub static LINUX: &[board::rt::LinuxBoot] = &[
         reset_copy: Some(board::rt::MemRange { base: 0xb8000000, size: 0x8000000 }),
         bootargs: "console=ttyAMA0 earlycon root=/dev/vda1 rw",
         console: 0x9000000,
-        dsm: Some(board::rt::Dsm { period_ms: 200, policy: board::rt::DsmPolicy::Stop }),
+        dsm: Some(board::rt::Dsm { period_ms: 20000, policy: board::rt::DsmPolicy::Stop, share_permille: 50 }),
         policy: board::rt::MigrationPolicy::Pinned,
         device_kinds: &["virtio,mmio", "virtio,mmio", "virtio,mmio", "virtio,mmio"],
     },

@@ -24,7 +24,11 @@ pub const POLICY_MASK: u32 = 0b11 << POLICY_SHIFT;
 /// Policy names in `flags` order, after 0 (the config's own).
 pub const POLICIES: [&str; 3] = ["pinned", "spumone", "load"];
 /// The `flags` bits this version knows; a blob with others is refused (a newer host tool).
-pub const KNOWN_FLAGS: u32 = FLAG_NO_DSM | POLICY_MASK;
+pub const KNOWN_FLAGS: u32 = FLAG_NO_DSM | POLICY_MASK | FLAG_DSM_PAUSE;
+
+/// `flags` bit: the DSM answers a finding with policy `pause` for this run, whatever the
+/// config says (to exercise the pause and the operator's resume).
+pub const FLAG_DSM_PAUSE: u32 = 1 << 3;
 
 /// The `flags` bits that choose policy `name` for the run; `None` for an unknown name.
 pub fn policy_flags(name: &str) -> Option<u32> {

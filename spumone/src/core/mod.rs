@@ -10,6 +10,7 @@ pub mod lifecycle;
 pub mod linux;
 pub mod migrate;
 pub mod mmio;
+pub mod operator;
 pub mod platform;
 pub mod policy;
 pub mod sched;

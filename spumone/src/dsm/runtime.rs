@@ -7,8 +7,18 @@
 //! starts at most once per period and may span steps. Checkers take turns, so a long pass
 //! (text hashing) does not hold back a short one (the syscall table).
 //!
+//! Two limits keep the checkers from starving Linux whatever the period:
+//! - a **CPU-share cap** ([`Runtime::with_share`]): a token bucket fills at the share of elapsed
+//!   time and each check call (and any handshake the caller charges) drains it by the time it
+//!   took; no call starts while the bucket is empty, so over any window the DSM uses at most
+//!   its share plus one burst ([`BURST_WINDOW_US`] of share) and one call;
+//! - a **per-checker time slice** ([`Runtime::with_slice`]): a divisible pass (text hashing)
+//!   gets the units per call that fit its slice, learnt from its last call, so one call stays
+//!   short whatever the hashing speed.
+//!
 //! Findings go through the response policy: `log` keeps checking, `pause` and `stop` end
-//! checking and tell the caller to freeze or stop the partition.
+//! checking and tell the caller to freeze or stop the partition; [`Runtime::resume`] ends a
+//! pause.
 
 use board::rt::DsmPolicy;
 use dsm_api::{Budget, CheckError, Checker, Finding, Guest, GuestError, Progress, WatchEvent};
@@ -41,11 +51,13 @@ pub enum Event {
         ns: u64,
         error: Option<CheckError>,
     },
-    /// A pass of `checker` completed: `ns` spent in `calls` check calls.
+    /// A pass of `checker` completed: `ns` spent in `calls` check calls, `elapsed_us` from
+    /// its first call to its last.
     PassDone {
         checker: &'static str,
         ns: u64,
         calls: u32,
+        elapsed_us: u64,
     },
     /// A check call failed; the pass is dropped and tried again next period.
     CheckFailed {
@@ -76,12 +88,103 @@ struct Slot {
     calls: u32,
 }
 
+/// How much a checker may do in one call.
+#[derive(Debug, Clone, Copy)]
+struct CallBudget {
+    /// Units of the next call.
+    units: u64,
+    /// Bounds on `units`: the configured budget, and the least a call may get.
+    max: u64,
+    min: u64,
+    /// Target length of one call (0: fixed budget, `units == max`).
+    slice_ns: u64,
+    /// This checker's period, if shorter than the runtime's (0: the runtime's).
+    period_us: u64,
+}
+
+impl CallBudget {
+    /// After a call that took `taken` units in `ns`: the units that fit the slice.
+    fn learn(&mut self, taken: u64, ns: u64) {
+        if self.slice_ns == 0 || taken == 0 || ns == 0 {
+            return;
+        }
+        let fit = u128::from(taken) * u128::from(self.slice_ns) / u128::from(ns);
+        self.units = u64::try_from(fit)
+            .unwrap_or(u64::MAX)
+            .clamp(self.min, self.max);
+    }
+}
+
+/// Share in thousandths at which the cap is off (the whole core).
+pub const SHARE_UNCAPPED: u16 = 1000;
+/// The bucket holds at most this much elapsed time's worth of share: after an idle stretch
+/// the DSM may catch up by that much at once.
+pub const BURST_WINDOW_US: u64 = 1_000_000;
+
+/// The CPU-share cap: a token bucket of ns the DSM may spend.
+#[derive(Debug, Clone, Copy)]
+struct Share {
+    permille: u16,
+    /// Credit in ns; negative while a call that ran over is paid back.
+    credit_ns: i64,
+    /// When the credit was last brought up to date.
+    at_us: Option<u64>,
+}
+
+impl Share {
+    const fn new(permille: u16) -> Self {
+        Self {
+            permille,
+            credit_ns: 0,
+            at_us: None,
+        }
+    }
+
+    fn capped(&self) -> bool {
+        self.permille < SHARE_UNCAPPED
+    }
+
+    fn cap_ns(&self) -> i64 {
+        (BURST_WINDOW_US * u64::from(self.permille)) as i64
+    }
+
+    /// The credit at `now_us`: `permille` ns per elapsed µs is a share of `permille`/1000.
+    fn credit_at(&self, now_us: u64) -> i64 {
+        let Some(at) = self.at_us else {
+            return self.cap_ns();
+        };
+        let earned = now_us
+            .saturating_sub(at)
+            .saturating_mul(u64::from(self.permille));
+        self.credit_ns
+            .saturating_add(i64::try_from(earned).unwrap_or(i64::MAX))
+            .min(self.cap_ns())
+    }
+
+    fn allows(&self, now_us: u64) -> bool {
+        !self.capped() || self.credit_at(now_us) > 0
+    }
+
+    fn charge(&mut self, now_us: u64, ns: u64) {
+        if !self.capped() {
+            return;
+        }
+        self.credit_ns = self
+            .credit_at(now_us)
+            .saturating_sub(i64::try_from(ns).unwrap_or(i64::MAX));
+        self.at_us = Some(now_us);
+    }
+}
+
 /// The DSM's schedule and response policy for `N` checkers.
 pub struct Runtime<const N: usize> {
     period_us: u64,
     policy: DsmPolicy,
-    /// Budget units per `check` call, per checker.
-    budgets: [u64; N],
+    /// Budget per `check` call, per checker.
+    budgets: [CallBudget; N],
+    share: Share,
+    /// Time charged since the baseline (check calls and handshakes), for the log.
+    spent_ns: u64,
     slots: [Slot; N],
     phase: Phase,
     /// The checker that gets the next turn.
@@ -90,11 +193,28 @@ pub struct Runtime<const N: usize> {
 }
 
 impl<const N: usize> Runtime<N> {
+    /// A runtime with fixed budgets (units per call) and no share cap.
     pub const fn new(period_ms: u32, policy: DsmPolicy, budgets: [u64; N]) -> Self {
+        let mut calls = [CallBudget {
+            units: 0,
+            max: 0,
+            min: 0,
+            slice_ns: 0,
+            period_us: 0,
+        }; N];
+        let mut i = 0;
+        while i < N {
+            calls[i].units = budgets[i];
+            calls[i].max = budgets[i];
+            calls[i].min = budgets[i];
+            i += 1;
+        }
         Self {
             period_us: period_ms as u64 * 1000,
             policy,
-            budgets,
+            budgets: calls,
+            share: Share::new(SHARE_UNCAPPED),
+            spent_ns: 0,
             slots: [Slot {
                 off: false,
                 retry_baseline: false,
@@ -108,6 +228,59 @@ impl<const N: usize> Runtime<N> {
             next: 0,
             alerts: 0,
         }
+    }
+
+    /// Caps the DSM at `permille` thousandths of its core ([`SHARE_UNCAPPED`] or more: no
+    /// cap; 0 is taken as 1, the least share that still checks).
+    pub const fn with_share(mut self, permille: u16) -> Self {
+        self.share = Share::new(if permille == 0 { 1 } else { permille });
+        self
+    }
+
+    /// Gives `checker` a time slice per call: its budget (units) becomes at most the
+    /// configured one and at least `min_units`, sized from its last call to take about
+    /// `slice_ns`.
+    pub const fn with_slice(mut self, checker: usize, slice_ns: u64, min_units: u64) -> Self {
+        if checker < N {
+            let b = &mut self.budgets[checker];
+            b.slice_ns = slice_ns;
+            b.min = if min_units < b.max { min_units } else { b.max };
+        }
+        self
+    }
+
+    /// Gives `checker` a period of its own when shorter than the runtime's: a cheap check
+    /// (a few registers) can run often enough to see a short-lived change.
+    pub const fn with_period(mut self, checker: usize, period_ms: u32) -> Self {
+        let us = period_ms as u64 * 1000;
+        if checker < N && us < self.period_us {
+            self.budgets[checker].period_us = us;
+        }
+        self
+    }
+
+    fn period_of(&self, checker: usize) -> u64 {
+        match self.budgets[checker].period_us {
+            0 => self.period_us,
+            us => us,
+        }
+    }
+
+    /// The units `checker`'s next call gets.
+    pub fn units(&self, checker: usize) -> Option<u64> {
+        self.budgets.get(checker).map(|b| b.units)
+    }
+
+    /// Time charged against the share since the baseline (ns).
+    pub fn spent_ns(&self) -> u64 {
+        self.spent_ns
+    }
+
+    /// Charges `ns` of DSM work done outside a check call at `now_us` (a register capture
+    /// handshake, say) against the share.
+    pub fn charge(&mut self, now_us: u64, ns: u64) {
+        self.share.charge(now_us, ns);
+        self.spent_ns = self.spent_ns.saturating_add(ns);
     }
 
     pub fn phase(&self) -> Phase {
@@ -187,9 +360,10 @@ impl<const N: usize> Runtime<N> {
     }
 
     /// The checker whose turn it is at `now_us`, if any: one with a pass under way or due,
-    /// starting from the one after the last served. [`Runtime::step`] runs this one.
+    /// starting from the one after the last served, while the share allows a call.
+    /// [`Runtime::step`] runs this one.
     pub fn pick(&self, now_us: u64) -> Option<usize> {
-        if self.phase != Phase::Running {
+        if self.phase != Phase::Running || !self.share.allows(now_us) {
             return None;
         }
         (0..N).map(|k| (self.next + k) % N).find(|&i| {
@@ -209,11 +383,46 @@ impl<const N: usize> Runtime<N> {
         checkers: &mut [&mut dyn Checker],
         out: &mut dyn FnMut(Event),
     ) -> Option<usize> {
-        if self.phase != Phase::Running {
-            return None;
-        }
         let i = self.pick(now_us).filter(|&i| i < checkers.len())?;
+        self.turn(i, now_us, clock, guest, drain, checkers, out)
+    }
+
+    /// [`Runtime::step`] with a handshake first (a register capture, say): `handshake` gets the
+    /// picked checker's name and returns the time it took, which the share is charged after
+    /// the call. Charged before, it could empty the bucket between the pick and the call, and
+    /// the same checker would be picked, handshaken for and skipped at every step.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step_with<G: Guest>(
+        &mut self,
+        now_us: u64,
+        clock: &mut dyn FnMut() -> u64,
+        guest: &mut G,
+        drain: &mut dyn FnMut(&mut G) -> Option<Finding>,
+        checkers: &mut [&mut dyn Checker],
+        out: &mut dyn FnMut(Event),
+        handshake: &mut dyn FnMut(&'static str, &mut G) -> u64,
+    ) -> Option<usize> {
+        let i = self.pick(now_us).filter(|&i| i < checkers.len())?;
+        let ns = handshake(checkers[i].name(), guest);
+        let ran = self.turn(i, now_us, clock, guest, drain, checkers, out);
+        self.charge(now_us, ns);
+        ran
+    }
+
+    /// Checker `i`'s turn (picked at `now_us`).
+    #[allow(clippy::too_many_arguments)]
+    fn turn<G: Guest>(
+        &mut self,
+        i: usize,
+        now_us: u64,
+        clock: &mut dyn FnMut() -> u64,
+        guest: &mut G,
+        drain: &mut dyn FnMut(&mut G) -> Option<Finding>,
+        checkers: &mut [&mut dyn Checker],
+        out: &mut dyn FnMut(Event),
+    ) -> Option<usize> {
         self.next = (i + 1) % N;
+        let period_us = self.period_of(i);
         let slot = &mut self.slots[i];
         if slot.retry_baseline {
             Self::take_baseline(slot, now_us, clock, guest, &mut *checkers[i], out);
@@ -228,26 +437,32 @@ impl<const N: usize> Runtime<N> {
                 ..Slot::default()
             };
         }
-        let mut budget = Budget::new(self.budgets[i]);
+        let units = self.budgets[i].units;
+        let mut budget = Budget::new(units);
         let t0 = clock();
         let result = checkers[i].check(guest, &mut budget);
-        slot.spent_ns = slot.spent_ns.wrapping_add(clock().wrapping_sub(t0));
+        let ns = clock().wrapping_sub(t0);
+        self.budgets[i].learn(units - budget.remaining().min(units), ns);
+        self.share.charge(now_us, ns);
+        self.spent_ns = self.spent_ns.saturating_add(ns);
+        slot.spent_ns = slot.spent_ns.wrapping_add(ns);
         slot.calls = slot.calls.saturating_add(1);
         let name = checkers[i].name();
         match result {
             Ok(Progress::More) => {}
             Ok(Progress::Done) => {
                 slot.in_pass = false;
-                slot.due_us = slot.started_us.saturating_add(self.period_us);
+                slot.due_us = slot.started_us.saturating_add(period_us);
                 out(Event::PassDone {
                     checker: name,
                     ns: slot.spent_ns,
                     calls: slot.calls,
+                    elapsed_us: now_us.saturating_sub(slot.started_us),
                 });
             }
             Err(error) => {
                 slot.in_pass = false;
-                slot.due_us = now_us.saturating_add(self.period_us);
+                slot.due_us = now_us.saturating_add(period_us);
                 out(Event::CheckFailed {
                     checker: name,
                     error,
@@ -826,5 +1041,284 @@ mod tests {
             assert_eq!(events.len(), if lands { 1 } else { 2 });
             assert_eq!(judge.seen, 2);
         }
+    }
+
+    /// A checker whose calls cost `ns_per_unit` of the shared clock per unit taken; a pass
+    /// is `units` long.
+    struct Timed<'a> {
+        clock: &'a std::cell::Cell<u64>,
+        ns_per_unit: u64,
+        units: u64,
+        done: u64,
+        taken: std::vec::Vec<u64>,
+    }
+
+    impl<'a> Timed<'a> {
+        fn new(clock: &'a std::cell::Cell<u64>, ns_per_unit: u64, units: u64) -> Self {
+            Self {
+                clock,
+                ns_per_unit,
+                units,
+                done: 0,
+                taken: std::vec::Vec::new(),
+            }
+        }
+    }
+
+    impl Checker for Timed<'_> {
+        fn name(&self) -> &'static str {
+            "timed"
+        }
+        fn baseline(&mut self, _: &mut dyn Guest) -> Result<(), CheckError> {
+            Ok(())
+        }
+        fn check(&mut self, _: &mut dyn Guest, b: &mut Budget) -> Result<Progress, CheckError> {
+            let n = b.remaining().min(self.units - self.done);
+            b.take(n);
+            self.taken.push(n);
+            self.clock.set(self.clock.get() + n * self.ns_per_unit);
+            self.done += n;
+            if self.done == self.units {
+                self.done = 0;
+                Ok(Progress::Done)
+            } else {
+                Ok(Progress::More)
+            }
+        }
+    }
+
+    /// Baseline of `c` alone, on its own clock.
+    fn timed_baseline<const N: usize>(rt: &mut Runtime<N>, c: &mut Timed) {
+        let clock = c.clock;
+        let mut g = Queue::default();
+        rt.baseline(
+            0,
+            &mut || clock.get(),
+            &mut g,
+            &mut drain,
+            &mut [c],
+            &mut |_| {},
+        );
+    }
+
+    /// One step of `c` alone at `now_us`.
+    fn timed_step<const N: usize>(rt: &mut Runtime<N>, c: &mut Timed, now_us: u64) -> bool {
+        let clock = c.clock;
+        let mut g = Queue::default();
+        rt.step(
+            now_us,
+            &mut || clock.get(),
+            &mut g,
+            &mut drain,
+            &mut [c],
+            &mut |_| {},
+        )
+        .is_some()
+    }
+
+    /// Ticks every 10 ms for `secs` of elapsed time; returns the ns spent in checks.
+    fn ticks<const N: usize>(rt: &mut Runtime<N>, c: &mut Timed, secs: u64) -> u64 {
+        timed_baseline(rt, c);
+        for t in (0..secs * 1_000_000).step_by(10_000) {
+            timed_step(rt, c, t);
+        }
+        rt.spent_ns()
+    }
+
+    #[test]
+    fn the_share_cap_bounds_the_time_spent_in_checks_whatever_the_period() {
+        // Every call takes 5 ms (half of each 10 ms tick) and passes never end.
+        let clock = std::cell::Cell::new(0);
+        let mut uncapped = Runtime::new(10, DsmPolicy::Log, [5]);
+        let mut c = Timed::new(&clock, 1_000_000, u64::MAX);
+        assert_eq!(ticks(&mut uncapped, &mut c, 10), 1000 * 5_000_000);
+
+        for permille in [10, 100, 300] {
+            let clock = std::cell::Cell::new(0);
+            let mut rt = Runtime::new(10, DsmPolicy::Log, [5]).with_share(permille);
+            let mut c = Timed::new(&clock, 1_000_000, u64::MAX);
+            let spent = ticks(&mut rt, &mut c, 10);
+            // 10 s at the share, plus at most one burst and one call.
+            let allowed = 10_000_000 * u64::from(permille) + BURST_WINDOW_US * u64::from(permille);
+            assert!(
+                spent <= allowed + 5_000_000,
+                "{permille}: {spent} > {allowed}"
+            );
+            // And the cap does not starve the checker: at least the share minus one call.
+            let due = 10_000_000 * u64::from(permille);
+            assert!(spent + 5_000_000 >= due, "{permille}: {spent} < {due}");
+        }
+    }
+
+    #[test]
+    fn a_call_over_the_credit_is_paid_back_before_the_next() {
+        // 1% share; one 50 ms call: the next waits about 50 ms / 1% = 5 s.
+        let clock = std::cell::Cell::new(0);
+        let mut rt = Runtime::new(10, DsmPolicy::Log, [50]).with_share(10);
+        let mut c = Timed::new(&clock, 1_000_000, u64::MAX);
+        timed_baseline(&mut rt, &mut c);
+        let ran: std::vec::Vec<u64> = (0..12_000_000)
+            .step_by(10_000)
+            .filter(|&t| timed_step(&mut rt, &mut c, t))
+            .collect();
+        // The bucket starts full (10 ms), so the first call runs at once and leaves 40 ms of
+        // debt: 4 s to pay back, then 50 ms more each 5 s.
+        assert_eq!(ran, [0, 4_010_000, 9_010_000]);
+    }
+
+    #[test]
+    fn handshakes_charged_by_the_caller_count_against_the_share() {
+        let clock = std::cell::Cell::new(0);
+        let mut rt = Runtime::new(10, DsmPolicy::Log, [1]).with_share(10);
+        let mut c = Timed::new(&clock, 1, u64::MAX);
+        timed_baseline(&mut rt, &mut c);
+        rt.charge(0, 20_000_000);
+        assert_eq!(rt.spent_ns(), 20_000_000);
+        assert_eq!(rt.pick(1_000_000), None, "10 ms of debt left after 1 s");
+        assert_eq!(rt.pick(2_010_000), Some(0));
+    }
+
+    #[test]
+    fn a_sliced_checker_gets_the_units_that_fit_its_slice() {
+        // Configured 64 Ki units, at least 4 Ki, 1 ms a call.
+        for (ns_per_unit, want) in [(100, 10_000), (10, 65_536), (1_000, 4_096)] {
+            let clock = std::cell::Cell::new(0);
+            let mut rt = Runtime::new(10, DsmPolicy::Log, [65_536]).with_slice(0, 1_000_000, 4_096);
+            let mut c = Timed::new(&clock, ns_per_unit, u64::MAX);
+            ticks(&mut rt, &mut c, 1);
+            assert_eq!(
+                c.taken[0], 65_536,
+                "the first call gets the configured budget"
+            );
+            assert!(
+                c.taken[1..].iter().all(|&n| n == want),
+                "{ns_per_unit}: {:?}",
+                c.taken
+            );
+            assert_eq!(rt.units(0), Some(want));
+        }
+        // Without a slice the budget stays fixed.
+        let clock = std::cell::Cell::new(0);
+        let mut rt = Runtime::new(10, DsmPolicy::Log, [65_536]);
+        let mut c = Timed::new(&clock, 100, u64::MAX);
+        ticks(&mut rt, &mut c, 1);
+        assert!(c.taken.iter().all(|&n| n == 65_536));
+    }
+
+    #[test]
+    fn a_pass_reports_its_elapsed_time() {
+        let mut a = fake("a", 25);
+        let mut rt = Runtime::new(100, DsmPolicy::Log, [10]);
+        let mut g = Queue::default();
+        let mut run = Run::new();
+        run.baseline(&mut rt, 0, &mut g, &mut [&mut a]);
+        for t in (0..30_000).step_by(10_000) {
+            run.step(&mut rt, t, &mut g, &mut [&mut a]);
+        }
+        assert!(run.events.iter().any(|e| matches!(
+            e,
+            Event::PassDone {
+                calls: 3,
+                elapsed_us: 20_000,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn a_cheap_checker_may_have_a_shorter_period_of_its_own() {
+        let mut fast = fake("fast", 1);
+        let mut slow = fake("slow", 1);
+        // 1 s for all, 100 ms for the first; a longer own period is ignored.
+        let mut rt = Runtime::new(1_000, DsmPolicy::Log, [1, 1])
+            .with_period(0, 100)
+            .with_period(1, 5_000);
+        let mut g = Queue::default();
+        let mut run = Run::new();
+        run.baseline(&mut rt, 0, &mut g, &mut [&mut fast, &mut slow]);
+        for t in (0..2_000_000).step_by(10_000) {
+            run.step(&mut rt, t, &mut g, &mut [&mut fast, &mut slow]);
+        }
+        assert_eq!((fast.calls, slow.calls), (20, 2));
+    }
+
+    #[test]
+    fn a_handshake_costlier_than_a_ticks_credit_does_not_starve_the_checkers() {
+        // 1% share earns 100 µs per 10 ms tick; each call needs a 300 µs handshake and takes
+        // 1 µs. Charged after its call, every checker still gets its turns.
+        let clock = std::cell::Cell::new(0);
+        let mut a = Timed::new(&clock, 1_000, u64::MAX);
+        let mut rt = Runtime::new(10, DsmPolicy::Log, [1]).with_share(10);
+        timed_baseline(&mut rt, &mut a);
+        let mut g = Queue::default();
+        let mut handshakes = 0;
+        for t in (0..10_000_000).step_by(10_000) {
+            rt.step_with(
+                t,
+                &mut || clock.get(),
+                &mut g,
+                &mut drain,
+                &mut [&mut a],
+                &mut |_| {},
+                &mut |_, _| {
+                    handshakes += 1;
+                    300_000
+                },
+            );
+        }
+        // 10 s at 1% is 100 ms: about 330 calls of 301 µs, each with its one handshake.
+        assert_eq!(a.taken.len(), handshakes);
+        assert!((300..=370).contains(&handshakes), "{handshakes}");
+        assert!(rt.spent_ns() <= 100_000_000 + 10_000_000 + 301_000);
+    }
+
+    #[test]
+    fn under_the_cap_every_checker_keeps_its_own_period() {
+        // demo's shape: two 200 ms checks, three 500 ms ones, a text hash of 1 ms calls that
+        // never ends; 5% share.
+        let clock = std::cell::Cell::new(0);
+        let mut fast = [Timed::new(&clock, 30_000, 1), Timed::new(&clock, 30_000, 1)];
+        let mut cross = [
+            Timed::new(&clock, 600_000, 1),
+            Timed::new(&clock, 600_000, 1),
+            Timed::new(&clock, 600_000, 1),
+        ];
+        let mut hash = Timed::new(&clock, 1_000_000, u64::MAX);
+        let mut rt = Runtime::new(20_000, DsmPolicy::Log, [1; 6])
+            .with_share(50)
+            .with_period(0, 200)
+            .with_period(1, 200)
+            .with_period(3, 500)
+            .with_period(4, 500)
+            .with_period(5, 500);
+        let mut g = Queue::default();
+        let [f0, f1] = &mut fast;
+        let [c0, c1, c2] = &mut cross;
+        let mut all: [&mut dyn Checker; 6] = [f0, f1, &mut hash, c0, c1, c2];
+        rt.baseline(
+            0,
+            &mut || clock.get(),
+            &mut g,
+            &mut drain,
+            &mut all,
+            &mut |_| {},
+        );
+        for t in (0..10_000_000).step_by(10_000) {
+            rt.step(
+                t,
+                &mut || clock.get(),
+                &mut g,
+                &mut drain,
+                &mut all,
+                &mut |_| {},
+            );
+        }
+        for (i, c) in fast.iter().enumerate() {
+            assert!(c.taken.len() >= 45, "fast {i}: {}", c.taken.len());
+        }
+        for (i, c) in cross.iter().enumerate() {
+            assert!(c.taken.len() >= 18, "cross {i}: {}", c.taken.len());
+        }
+        assert!(hash.taken.len() > 100, "{}", hash.taken.len());
     }
 }

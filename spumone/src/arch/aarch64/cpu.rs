@@ -30,6 +30,14 @@ pub fn wait_for_interrupt() {
     wfi();
 }
 
+/// One turn of a wait loop on another core: the `yield` hint. Hardware treats it as a hint;
+/// QEMU's round-robin TCG (which `-icount` forces) ends the vCPU's time slice on it, so the
+/// awaited cores run at once instead of after a slice of spinning, which is guest time.
+pub fn relax() {
+    // SAFETY: a hint instruction; no state changes.
+    unsafe { core::arch::asm!("yield", options(nomem, nostack, preserves_flags)) };
+}
+
 /// Stops this core for good: interrupts masked, `wfe` forever.
 pub fn park() -> ! {
     mask_all();

@@ -16,7 +16,7 @@ use aarch64_cpu::registers::{
     Readable, Writeable, CNTPCT_EL0, ELR_EL2, MAIR_EL1, SCTLR_EL1, SPSR_EL2, SP_EL0, SP_EL1,
     TCR_EL1, TTBR0_EL1, TTBR1_EL1, VBAR_EL1,
 };
-use board::rt::Partition;
+use board::rt::{DsmPolicy, Partition};
 use dsm_api::{Access, Checker, Finding, Guest, PhysRange, WatchEvent, WatchId};
 
 use super::config::{CONFIG, LINUX};
@@ -31,35 +31,97 @@ use crate::hvcore::MAX_CORES;
 
 include!(concat!(env!("OUT_DIR"), "/kernel_symbols.rs"));
 
-/// The compiled-in checkers in the order they take turns: (compiled in, name, budget per
-/// call). Budgets: a vCPU each for `vectors`, 8 bytes per entry for `syscall-table` (a whole
-/// table), bytes hashed for `text-hash` (one 64 KiB chunk: about 3 ms of software SHA-256,
-/// so a 10 ms tick leaves Linux's vCPU 0 most of its time), and objects read for the
-/// cross-view checkers, whose pass is atomic and must fit one call (`PASS_COST`).
-const TABLE: [(bool, &str, u64); 6] = [
-    (cfg!(feature = "dsm-vectors"), "vectors", 16),
-    (
-        cfg!(feature = "dsm-syscall-table"),
-        "syscall-table",
-        8 * 512,
-    ),
-    (cfg!(feature = "dsm-text-hash"), "text-hash", 64 * 1024),
-    (
-        cfg!(feature = "dsm-module-list"),
-        "module-list",
-        cost(cfg!(feature = "dsm-module-list"), 0),
-    ),
-    (
-        cfg!(feature = "dsm-hidden-tasks"),
-        "hidden-tasks",
-        cost(cfg!(feature = "dsm-hidden-tasks"), 1),
-    ),
-    (
-        cfg!(feature = "dsm-creds"),
-        "creds",
-        cost(cfg!(feature = "dsm-creds"), 2),
-    ),
+/// One compiled-in checker: budget per call (units), the least budget per call, a time slice
+/// per call in µs (0: the budget is fixed) and a period of its own in ms (0: the config's).
+struct Entry {
+    on: bool,
+    name: &'static str,
+    units: u64,
+    least: u64,
+    slice_us: u64,
+    period_ms: u32,
+}
+
+/// A checker with a fixed budget, at the config's period.
+const fn fixed(on: bool, name: &'static str, units: u64) -> Entry {
+    Entry {
+        on,
+        name,
+        units,
+        least: units,
+        slice_us: 0,
+        period_ms: 0,
+    }
+}
+
+/// How often the register checks run at the least: they cost about a microsecond (vectors) and
+/// 30 µs (syscall table) a pass, and a swapped VBAR_EL1 may be put back within seconds.
+const FAST_PERIOD_MS: u32 = 200;
+
+/// The compiled-in checkers in the order they take turns. Budgets: a vCPU each for
+/// `vectors`, 8 bytes per entry for `syscall-table` (a whole table), bytes hashed for
+/// `text-hash` (whole 64 KiB chunks: up to four, as many as fit its 1 ms slice, at least
+/// one), and objects read for the cross-view checkers, whose pass is atomic and must fit one
+/// call (`PASS_COST`).
+const TABLE: [Entry; 6] = [
+    Entry {
+        period_ms: FAST_PERIOD_MS,
+        ..fixed(cfg!(feature = "dsm-vectors"), "vectors", 16)
+    },
+    Entry {
+        period_ms: FAST_PERIOD_MS,
+        ..fixed(
+            cfg!(feature = "dsm-syscall-table"),
+            "syscall-table",
+            8 * 512,
+        )
+    },
+    Entry {
+        on: cfg!(feature = "dsm-text-hash"),
+        name: "text-hash",
+        units: 4 * TEXT_HASH_CHUNK,
+        least: TEXT_HASH_CHUNK,
+        slice_us: 1_000,
+        period_ms: 0,
+    },
+    Entry {
+        period_ms: CROSS_VIEW_PERIOD_MS,
+        ..fixed(
+            cfg!(feature = "dsm-module-list"),
+            "module-list",
+            cost(cfg!(feature = "dsm-module-list"), 0),
+        )
+    },
+    Entry {
+        period_ms: CROSS_VIEW_PERIOD_MS,
+        ..fixed(
+            cfg!(feature = "dsm-hidden-tasks"),
+            "hidden-tasks",
+            cost(cfg!(feature = "dsm-hidden-tasks"), 1),
+        )
+    },
+    Entry {
+        period_ms: CROSS_VIEW_PERIOD_MS,
+        ..fixed(
+            cfg!(feature = "dsm-creds"),
+            "creds",
+            cost(cfg!(feature = "dsm-creds"), 2),
+        )
+    },
 ];
+
+/// How often the cross-view checks run at the least (each pass 0.1 to 0.7 ms under
+/// `-icount`, up to 13 ms on the wall clock under TCG, where at 500 ms they took most of the
+/// cap and delayed the register checks past a 2 s VBAR swap): `creds` judges a task against
+/// what an earlier pass saw of it, so a task that starts and gains root between two passes,
+/// or gains root and exits between them, is never caught. The config's period is then the
+/// text hash's, the one expensive pass.
+const CROSS_VIEW_PERIOD_MS: u32 = 2_000;
+
+/// The text hash's unit of work (`monitor_text_hash::CHUNK`): a call hashes whole chunks.
+const TEXT_HASH_CHUNK: u64 = 64 * 1024;
+#[cfg(feature = "dsm-text-hash")]
+const _: () = assert!(TEXT_HASH_CHUNK == monitor_text_hash::CHUNK);
 
 /// A cross-view checker's `PASS_COST` (0 when it is not compiled in).
 const fn cost(on: bool, which: u8) -> u64 {
@@ -81,7 +143,7 @@ const CHECKERS: usize = {
     let mut n = 0;
     let mut i = 0;
     while i < TABLE.len() {
-        n += TABLE[i].0 as usize;
+        n += TABLE[i].on as usize;
         i += 1;
     }
     n
@@ -91,8 +153,8 @@ const BUDGETS: [u64; CHECKERS] = {
     let mut b = [0u64; CHECKERS];
     let (mut i, mut k) = (0, 0);
     while i < TABLE.len() {
-        if TABLE[i].0 {
-            b[k] = TABLE[i].2;
+        if TABLE[i].on {
+            b[k] = TABLE[i].units;
             k += 1;
         }
         i += 1;
@@ -228,7 +290,7 @@ impl ArchBackend {
                 .other_cores()
                 .any(|c| CAPTURES[c].done.load(Ordering::Acquire) != generation)
         {
-            core::hint::spin_loop();
+            cpu::relax();
         }
     }
 }
@@ -270,7 +332,7 @@ impl Backend for ArchBackend {
             {
                 return true;
             }
-            core::hint::spin_loop();
+            cpu::relax();
         }
         false
     }
@@ -367,21 +429,45 @@ pub fn init() {
         symbols,
         boot.kernel.base,
     );
+    let policy = if super::linux::dsm_pause_for_run() {
+        DsmPolicy::Pause
+    } else {
+        settings.policy
+    };
+    let mut runtime =
+        Runtime::new(settings.period_ms, policy, BUDGETS).with_share(settings.share_permille);
+    let mut k = 0;
+    for entry in TABLE {
+        if entry.on {
+            if entry.slice_us > 0 {
+                runtime = runtime.with_slice(k, entry.slice_us * 1000, entry.least);
+            }
+            if entry.period_ms > 0 && entry.period_ms < settings.period_ms {
+                runtime = runtime.with_period(k, entry.period_ms);
+                info!(
+                    "dsm: checker {} every {} ms (its own period)",
+                    entry.name, entry.period_ms
+                );
+            }
+            k += 1;
+        }
+    }
     *STATE.lock() = Some(State {
         guest,
-        runtime: Runtime::new(settings.period_ms, settings.policy, BUDGETS),
+        runtime,
         passes: [0; CHECKERS],
         resets: 0,
     });
     CHECKED.store(usize::from(partition.index), Ordering::Release);
     DSM_CORE.store(usize::from(core), Ordering::Release);
     info!(
-        "dsm: checking partition {} from core {} every {} ms, policy {}, {} checkers",
+        "dsm: checking partition {} from core {} every {} ms, policy {}, {} checkers, share {}/1000 of the core",
         partition.name,
         core,
         settings.period_ms,
-        settings.policy.name(),
-        CHECKERS
+        policy.name(),
+        CHECKERS,
+        settings.share_permille
     );
 }
 
@@ -404,9 +490,70 @@ pub fn on_kick(running: Option<(usize, usize)>) {
         *c.regs.lock() = own_regs();
         c.done.store(wanted, Ordering::Release);
     }
+    if core == DSM_CORE.load(Ordering::Acquire) {
+        serve_resume();
+    }
     if HOLD.load(Ordering::Acquire) {
         hold(checked);
     }
+}
+
+/// The operator asked to resume the paused partition (served on the DSM's core).
+static RESUME_ASKED: AtomicBool = AtomicBool::new(false);
+
+/// An operator command from the console: resume the partition the DSM paused. Console input
+/// arrives on the core of Linux's vCPU 0, the DSM's; the request is served there at once, or
+/// at the next kick if the runtime is busy meanwhile.
+pub fn operator_resume() {
+    let dsm_core = DSM_CORE.load(Ordering::Acquire);
+    if dsm_core >= MAX_CORES {
+        warn!("operator: resume asked, but the DSM checks no partition");
+        return;
+    }
+    RESUME_ASKED.store(true, Ordering::Release);
+    if dsm_core == cpu::core_index() {
+        serve_resume();
+    } else {
+        super::kick(dsm_core);
+    }
+}
+
+/// Resumes the paused partition if the operator asked: the runtime checks again, the held
+/// vCPUs go back to Linux. Without a pause the request is only logged.
+fn serve_resume() {
+    if !RESUME_ASKED.load(Ordering::Acquire) {
+        return;
+    }
+    // Never wait here: this may run nested in a hold or a trap on this core.
+    let Some(mut lock) = STATE.try_lock() else {
+        return;
+    };
+    RESUME_ASKED.store(false, Ordering::Release);
+    let Some(state) = lock.as_mut() else {
+        return;
+    };
+    let partition = state.guest.backend_mut().partition;
+    if state.runtime.phase() != Phase::Paused {
+        warn!(
+            "operator: resume asked, but partition {} is not paused by the DSM",
+            partition.name
+        );
+        return;
+    }
+    state.runtime.resume();
+    drop(lock);
+    HOLD.store(false, Ordering::Release);
+    for vcpu in partition.vcpus {
+        let core = usize::from(vcpu.core);
+        if core != cpu::core_index() {
+            super::kick(core);
+        }
+    }
+    info!(
+        "partition {} resumed by the DSM (operator command)",
+        partition.name
+    );
+    log::event(format_args!("partition-resumed name={}", partition.name));
 }
 
 /// Keeps this core in EL2 until the pause ends or the partition is stopped. Interrupts that
@@ -604,7 +751,9 @@ pub fn on_write_fault(
         (_, false) => match (response, paused) {
             (Some(Response::Pause), _) => {
                 respond(partition, Response::Pause);
-                // Resumed: the write is still refused; the vCPU retries it and traps again.
+                // Resumed by the operator: the refused write is dropped, never made (retried,
+                // it would only raise the same alert and pause again).
+                frame.elr += 4;
                 WriteFault::Done
             }
             // Already paused by an earlier alert: this vCPU stays here too.
@@ -781,20 +930,22 @@ fn run_step(
             );
         }
         Phase::Running => {
-            let next = state.runtime.pick(now_us)?;
-            if checkers
-                .get(next)
-                .is_some_and(|c| NEEDS_REGISTERS.contains(&c.name()))
-            {
-                state.guest.backend_mut().capture_all();
-            }
-            state.runtime.step(
+            // The capture's wait is the DSM's time too (charged after the call it served).
+            state.runtime.step_with(
                 now_us,
                 &mut now_ns,
                 &mut state.guest,
                 &mut drain,
                 checkers,
                 &mut out,
+                &mut |name, guest| {
+                    if !NEEDS_REGISTERS.contains(&name) {
+                        return 0;
+                    }
+                    let t0 = now_ns();
+                    guest.backend_mut().capture_all();
+                    now_ns().wrapping_sub(t0)
+                },
             );
         }
         Phase::Paused | Phase::Stopped => {}
@@ -827,7 +978,12 @@ fn report(partition: &Partition, passes: &mut [u32; CHECKERS], event: Event) -> 
                 text.as_str()
             );
         }
-        Event::PassDone { checker, ns, calls } => {
+        Event::PassDone {
+            checker,
+            ns,
+            calls,
+            elapsed_us,
+        } => {
             let n = checker_slot(checker).map(|i| {
                 passes[i] = passes[i].wrapping_add(1);
                 passes[i]
@@ -835,11 +991,12 @@ fn report(partition: &Partition, passes: &mut [u32; CHECKERS], event: Event) -> 
             // The first pass, then every hundredth, so the log stays readable.
             if n.is_some_and(|n| n % 100 == 1) {
                 info!(
-                    "dsm pass {} #{}: {} ns in {} calls",
+                    "dsm pass {} #{}: {} ns in {} calls over {} ms",
                     checker,
                     n.unwrap_or(0),
                     ns,
-                    calls
+                    calls,
+                    elapsed_us / 1000
                 );
             }
         }
@@ -855,9 +1012,9 @@ fn report(partition: &Partition, passes: &mut [u32; CHECKERS], event: Event) -> 
 
 fn checker_slot(name: &str) -> Option<usize> {
     let mut i = 0;
-    for (on, n, _) in TABLE {
-        if on {
-            if n == name {
+    for entry in TABLE {
+        if entry.on {
+            if entry.name == name {
                 return Some(i);
             }
             i += 1;

@@ -16,6 +16,7 @@ use crate::hvcore::linux::{
     check_image, image_len, pristine_layout, restart_seed, ImageError, HEADER_SIZE,
 };
 use crate::hvcore::mmio::MmioAccess;
+use crate::hvcore::operator::{Command, Escapes};
 use crate::hvcore::vfdt::{self, LinuxDt};
 use crate::hvcore::vuart::Vuart;
 use crate::hvcore::MAX_PARTITIONS;
@@ -71,6 +72,14 @@ pub fn dsm_off_for_run() -> bool {
 pub fn policy_for_run() -> Option<&'static str> {
     boot_info().and_then(|info| info.policy())
 }
+
+/// Whether the host tools asked the DSM to pause Linux on a finding this run (`--dsm-pause`).
+pub fn dsm_pause_for_run() -> bool {
+    boot_info().is_some_and(|info| info.flags & bootinfo::FLAG_DSM_PAUSE != 0)
+}
+
+/// Operator commands found in the console input so far (an escape may end one read).
+static ESCAPES: spin::Mutex<Escapes> = spin::Mutex::new(Escapes::new());
 
 /// Where a partition's pristine `Image` and initrd copies are, for restarts.
 #[derive(Clone, Copy)]
@@ -286,18 +295,31 @@ static INPUT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize:
 /// The physical UART's interrupt: its input goes to the input partition's emulated UART.
 pub fn console_input() {
     let partition = INPUT.load(Ordering::Relaxed);
-    let Some(console) = CONSOLES.get(partition) else {
-        super::uart::drain_rx(|_| {});
-        return;
-    };
-    let mut console = console.lock();
-    let before = console.uart.irq_level();
-    super::uart::drain_rx(|b| {
-        // A full FIFO drops the byte, as the hardware would (overrun).
-        let _ = console.uart.push_rx(b);
-    });
-    if !before && console.uart.irq_level() {
-        super::vgic::raise_virtual_spi(partition, CONSOLE_INTID);
+    let mut command = None;
+    let mut escapes = ESCAPES.lock();
+    match CONSOLES.get(partition) {
+        None => super::uart::drain_rx(|b| {
+            command = escapes.feed(b, &mut |_| {}).or(command);
+        }),
+        Some(console) => {
+            let mut console = console.lock();
+            let before = console.uart.irq_level();
+            super::uart::drain_rx(|b| {
+                // A full FIFO drops the byte, as the hardware would (overrun).
+                let forward = &mut |b| {
+                    let _ = console.uart.push_rx(b);
+                };
+                command = escapes.feed(b, forward).or(command);
+            });
+            if !before && console.uart.irq_level() {
+                super::vgic::raise_virtual_spi(partition, CONSOLE_INTID);
+            }
+        }
+    }
+    drop(escapes);
+    match command {
+        Some(Command::Resume) => super::dsm::operator_resume(),
+        None => {}
     }
 }
 

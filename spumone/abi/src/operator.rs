@@ -1,0 +1,11 @@
+//! Operator commands typed on the console: the escape byte, then one command letter. spumone
+//! takes them out of the console input before it reaches the focused guest; the host tools
+//! send them (`cargo xtask run ... --resume-after-pause`, say).
+
+/// Ctrl-] (GS), as telnet uses it: rare in typed text and passed through when doubled.
+pub const ESCAPE: u8 = 0x1d;
+/// After [`ESCAPE`]: resume the partition the DSM paused.
+pub const RESUME: u8 = b'r';
+
+/// The bytes that resume a partition paused by the DSM.
+pub const RESUME_SEQUENCE: [u8; 2] = [ESCAPE, RESUME];
