@@ -101,7 +101,7 @@ const TABLE: [Entry; 6] = [
         )
     },
     Entry {
-        period_ms: CROSS_VIEW_PERIOD_MS,
+        period_ms: CREDS_PERIOD_MS,
         ..fixed(
             cfg!(feature = "dsm-creds"),
             "creds",
@@ -117,6 +117,10 @@ const TABLE: [Entry; 6] = [
 /// or gains root and exits between them, is never caught. The config's period is then the
 /// text hash's, the one expensive pass.
 const CROSS_VIEW_PERIOD_MS: u32 = 2_000;
+
+/// `creds` runs as often as the register checks: it must see a task unprivileged before its
+/// creds change to judge the change (the suite's victim is unprivileged for about a second).
+const CREDS_PERIOD_MS: u32 = FAST_PERIOD_MS;
 
 /// The text hash's unit of work (`monitor_text_hash::CHUNK`): a call hashes whole chunks.
 const TEXT_HASH_CHUNK: u64 = 64 * 1024;
