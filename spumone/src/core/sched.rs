@@ -121,6 +121,17 @@ pub enum Wake {
     Preempt,
 }
 
+impl Wake {
+    /// Whether the core must decide again before it returns to the guest: at once for
+    /// `Preempt`, and for `Woken` too, so the slice end of what runs gets armed. The decision
+    /// before saw no equal vCPU ready and set no slice timer; a loaded vCPU that never traps
+    /// (a guest spinning on the woken one without `wfe`) would otherwise keep the core for
+    /// good.
+    pub fn needs_decision(self) -> bool {
+        matches!(self, Wake::Woken | Wake::Preempt)
+    }
+}
+
 /// Why [`RunQueue::add`] refused a vCPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AddError {
@@ -538,6 +549,27 @@ mod tests {
         assert_eq!(switch_to(q.schedule(1, None)), Some(L0));
         q.yield_slice();
         assert_eq!(q.schedule(2, None).run, Run::Continue);
+    }
+
+    #[test]
+    fn woken_equal_gets_a_slice_timer() {
+        let mut q = queue(&[(L0, Class::Linux), (L1, Class::Linux)]);
+        assert_eq!(switch_to(q.schedule(0, None)), Some(L0));
+        q.wfi(false);
+        assert_eq!(switch_to(q.schedule(1, None)), Some(L1));
+        // L0 waits with no timer: L1 runs alone in its class, nothing to arm.
+        assert_eq!(q.schedule(2, None).timer, None);
+        // An interrupt for L0 while L1 runs: no preemption, but a decision is due...
+        let woken = q.wake(L0);
+        assert_eq!(woken, Wake::Woken);
+        assert!(woken.needs_decision());
+        assert!(!Wake::AlreadyReady.needs_decision());
+        // ...which keeps L1 for the rest of its slice and arms the slice end.
+        let d = q.schedule(3, None);
+        assert_eq!(d.run, Run::Continue);
+        assert_eq!(d.timer, Some(1 + SLICE));
+        // Once L1's slice is over, L0 runs even though L1 never trapped.
+        assert_eq!(switch_to(q.schedule(1 + SLICE, None)), Some(L0));
     }
 
     #[test]

@@ -32,7 +32,7 @@ use crate::hvcore::migrate::{
 };
 use crate::hvcore::policy::RtosState;
 use crate::hvcore::sched::{
-    Class, Decision, Run, RunQueue, RunState, Ticks, VcpuId, Wake, RUNQ_CAPACITY,
+    Class, Decision, Run, RunQueue, RunState, Ticks, VcpuId, RUNQ_CAPACITY,
 };
 use crate::hvcore::smp::KICK_SGI;
 use crate::hvcore::vgic::{Delivery, LrState, VTIMER_INTID};
@@ -700,7 +700,7 @@ fn inject_not_loaded(core: usize, intid: u32) -> bool {
     };
     vgic::inject_saved(&mut slot.vgic, intid, delivery);
     let id = slot.id;
-    if s.queue.wake(id) == Wake::Preempt {
+    if s.queue.wake(id).needs_decision() {
         RESCHED[core].store(true, Ordering::Relaxed);
     }
     true
@@ -722,7 +722,7 @@ fn wake_posted(core: usize) {
         .map(|slot| slot.id)
         .collect();
     for id in waiting {
-        if s.queue.wake(id) == Wake::Preempt {
+        if s.queue.wake(id).needs_decision() {
             RESCHED[core].store(true, Ordering::Relaxed);
         }
     }
@@ -730,7 +730,7 @@ fn wake_posted(core: usize) {
 
 fn wake(core: usize, id: VcpuId) {
     if let Some(s) = SCHED[core].lock().as_mut() {
-        if s.queue.wake(id) == Wake::Preempt {
+        if s.queue.wake(id).needs_decision() {
             RESCHED[core].store(true, Ordering::Relaxed);
         }
     }
