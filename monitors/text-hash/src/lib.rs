@@ -243,6 +243,11 @@ impl TextHashChecker {
         }
         let mut fix = |at: u64, f: &dyn Fn(u32) -> Option<u32>| {
             let i = (at - off) as usize;
+            // Sites come from guest memory (`__jump_table`): a bad one is skipped, never
+            // indexed past the page. Text words are aligned.
+            if at % 4 != 0 || i + 4 > page.len() {
+                return;
+            }
             let w = u32::from_le_bytes([page[i], page[i + 1], page[i + 2], page[i + 3]]);
             if let Some(n) = f(w) {
                 page[i..i + 4].copy_from_slice(&n.to_le_bytes());

@@ -91,6 +91,20 @@ fn clean_kernel_raises_nothing_in_any_budget() {
 }
 
 #[test]
+fn a_jump_table_entry_pointing_between_words_is_harmless() {
+    // A corrupted `__jump_table` entry whose site is 2 bytes before a page boundary in text.
+    let (mut c, mut g) = ready(|g| {
+        let j = g.symbols().jump_table.unwrap();
+        let pa0 = g.config.text_pa;
+        let entry = pa0 + j.offset;
+        let site = pa0 + g.symbols().layout.stext + 0x3000 - 2;
+        put(g, entry, (site as i64 - entry as i64) as i32 as u32);
+    });
+    full_pass(&mut c, &mut g);
+    assert!(g.findings.is_empty(), "{:?}", g.findings);
+}
+
+#[test]
 fn a_refused_watch_is_asked_for_again() {
     let (mut c, mut g) = ready(|g| g.refuse_watches = 1);
     assert!(g.watches.is_empty());
