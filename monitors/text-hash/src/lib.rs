@@ -245,7 +245,7 @@ impl TextHashChecker {
             let i = (at - off) as usize;
             // Sites come from guest memory (`__jump_table`): a bad one is skipped, never
             // indexed past the page. Text words are aligned.
-            if at % 4 != 0 || i + 4 > page.len() {
+            if !at.is_multiple_of(4) || i + 4 > page.len() {
                 return;
             }
             let w = u32::from_le_bytes([page[i], page[i + 1], page[i + 2], page[i + 3]]);
