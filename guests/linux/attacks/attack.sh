@@ -82,12 +82,14 @@ hide_module)
 cred_overwrite)
 	# An unprivileged shell waits for its creds to change, reports its ids, and then keeps
 	# its root shell a while, as an escalation would (a task that gains root and exits
-	# within one DSM period can slip between two periodic checks).
+	# within one DSM period can slip between two periodic checks). `creds` must see it
+	# unprivileged first and root after; under the DSM's CPU-share cap on a loaded host a
+	# 200 ms period can stretch to seconds, so each phase lasts several.
 	rm -f /tmp/cred_go
 	$D/runas 1000 1000 \
-		sh -c 'echo "before: $(id -u) $(id -g)"; while [ ! -e /tmp/cred_go ]; do sleep 0.1; done; echo "after: $(id -u) $(id -g)"; sleep 2' >/tmp/cred_out &
+		sh -c 'echo "before: $(id -u) $(id -g)"; while [ ! -e /tmp/cred_go ]; do sleep 0.1; done; echo "after: $(id -u) $(id -g)"; sleep 5' >/tmp/cred_out &
 	victim=$!
-	sleep 1
+	sleep 3
 	insmod $D/cred_overwrite.ko pid=$victim || fail "insmod"
 	touch /tmp/cred_go
 	wait $victim
