@@ -383,8 +383,7 @@ impl<const N: usize> Runtime<N> {
         checkers: &mut [&mut dyn Checker],
         out: &mut dyn FnMut(Event),
     ) -> Option<usize> {
-        let i = self.pick(now_us).filter(|&i| i < checkers.len())?;
-        self.turn(i, now_us, clock, guest, drain, checkers, out)
+        self.step_with(now_us, clock, guest, drain, checkers, out, &mut |_, _| 0)
     }
 
     /// [`Runtime::step`] with a handshake first (a register capture, say): `handshake` gets the
