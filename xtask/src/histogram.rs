@@ -2,7 +2,7 @@
 //!
 //! Before each `latency n=...` line the RTOS prints `latency-hist q4 <bucket>:<count> ...`:
 //! its samples counted in quarter-octave buckets of nanoseconds (bucket `4e + q` starts at
-//! `2^e (1 + q/4)`; see `guests/rtos/src/latency.rs`). The bench sums a row's rounds and
+//! `2^e (1 + q/4)`; see `spumone_abi::latency`). The bench sums a row's rounds and
 //! keeps the sum in the row, and `rtos-latency.png` shows every row's distribution as the
 //! share of samples at or above each latency (log-log), which shows the tails the
 //! percentiles summarize. The plot is drawn by gnuplot (Debian package `gnuplot-nox`).
@@ -14,10 +14,7 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// Buckets the RTOS counts in.
-pub const BUCKETS: usize = 128;
-/// What starts a histogram line on the RTOS console.
-pub const PREFIX: &str = "latency-hist q4";
+pub use spumone_abi::latency::{BUCKETS, PREFIX};
 
 /// Counts per bucket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,12 +32,7 @@ impl Default for Histogram {
 
 /// The smallest latency (ns) bucket `b` holds.
 pub fn bucket_floor_ns(b: usize) -> f64 {
-    if b < 8 {
-        // Below 4 ns the buckets are the values themselves; 4..8 are never used.
-        return b as f64;
-    }
-    let (e, q) = (b / 4, b % 4);
-    2f64.powi(e as i32) * (1.0 + q as f64 / 4.0)
+    spumone_abi::latency::bucket_floor_ns(b) as f64
 }
 
 impl Histogram {

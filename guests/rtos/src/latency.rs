@@ -142,19 +142,8 @@ impl fmt::Display for Summary {
     }
 }
 
-/// Histogram buckets: four per octave of nanoseconds, so bucket `4e + q` holds
-/// `[2^e (1 + q/4), 2^e (1 + (q+1)/4))` (samples below 4 ns share the first buckets).
-pub const HIST_BUCKETS: usize = 128;
-
-/// The bucket of a latency of `ns` nanoseconds.
-pub fn hist_bucket(ns: u32) -> usize {
-    if ns < 4 {
-        return ns as usize;
-    }
-    let e = 31 - ns.leading_zeros();
-    let quarter = (ns >> (e - 2)) & 3;
-    (4 * e + quarter) as usize
-}
+/// The histogram line's buckets (quarter octaves of nanoseconds, `spumone_abi::latency`).
+pub use spumone_abi::latency::{bucket as hist_bucket, BUCKETS as HIST_BUCKETS};
 
 /// The bucket counts of a round, printed as `latency-hist q4 <bucket>:<count> ...` (buckets
 /// with samples only) just before the round's `latency` line, so the host can plot the whole
@@ -176,7 +165,7 @@ impl Histogram {
 
 impl fmt::Display for Histogram {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "latency-hist q4")?;
+        write!(f, "{}", spumone_abi::latency::PREFIX)?;
         for (bucket, &count) in self.counts.iter().enumerate().filter(|(_, &c)| c > 0) {
             write!(f, " {bucket}:{count}")?;
         }

@@ -3,6 +3,7 @@
 //! - [`frame`]: how several byte streams (spumone's defmt log, each guest's console) share the
 //!   one physical UART.
 //! - [`hvc`]: the hypercall ABI a paravirtual guest (the RTOS) uses.
+//! - [`latency`]: the RTOS's latency histogram line, which the host tools plot.
 //! - [`operator`]: commands the operator types on the console (resume after a DSM pause).
 //!
 //! `no_std`, no allocation: the encoder runs in the hypervisor, the decoder in xtask.
@@ -12,6 +13,7 @@
 pub mod bootinfo;
 pub mod frame;
 pub mod hvc;
+pub mod latency;
 pub mod operator;
 
 /// Channel numbers on the multiplexed UART.
