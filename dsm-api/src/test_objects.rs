@@ -24,6 +24,8 @@ pub struct Objects {
     pub xa_head: u64,
     /// Each CPU's `rq` (set up by [`Objects::new`] for every vCPU), and its idle task.
     pub rqs: Vec<(u64, u64)>,
+    /// The `user_struct` made for each uid (as `alloc_uid` shares one per uid).
+    users: Vec<(u32, u64)>,
 }
 
 impl Objects {
@@ -45,6 +47,7 @@ impl Objects {
             idr_node: node,
             xa_head,
             rqs: Vec::new(),
+            users: Vec::new(),
         };
         for cpu in 0..o.g.vcpus() as u64 {
             let (_, rq) = o.g.alloc_object(L.rq.size);
@@ -60,7 +63,8 @@ impl Objects {
         o
     }
 
-    /// A `cred` with every uid and gid set to `uid` and `usage` references.
+    /// A `cred` with every uid and gid set to `uid`, `usage` references, and the
+    /// `user_struct` of `uid`.
     pub fn cred(&mut self, uid: u32, usage: u64) -> u64 {
         let c = L.cred;
         let (_, cred) = self.g.alloc_object(c.size);
@@ -70,7 +74,20 @@ impl Objects {
             self.g.write_kva(cred + off, &uid.to_le_bytes());
         }
         self.g.write_u64_kva(cred + c.usage, usage);
+        let user = self.user_struct(uid);
+        self.g.write_u64_kva(cred + c.user, user);
         cred
+    }
+
+    /// The one `user_struct` of `uid` (made at first use).
+    pub fn user_struct(&mut self, uid: u32) -> u64 {
+        if let Some(&(_, user)) = self.users.iter().find(|(u, _)| *u == uid) {
+            return user;
+        }
+        let (_, user) = self.g.alloc_object(L.cred.user_uid + 8);
+        self.g.write_kva(user + L.cred.user_uid, &uid.to_le_bytes());
+        self.users.push((uid, user));
+        user
     }
 
     /// Writes one 32-bit id field of a `cred`.

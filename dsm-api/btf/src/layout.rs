@@ -195,7 +195,11 @@ kernel_layout! {
         fsuid = off("cred.fsuid"),
         fsgid = off("cred.fsgid"),
         cap_effective = off("cred.cap_effective"),
+        /// The `user_struct` of the real uid: set with `uid` by every uid change.
+        user = off("cred.user"),
         user_ns = off("cred.user_ns"),
+        /// `user_struct.uid`: whose user_struct it is.
+        user_uid = off("user_struct.uid"),
     }
     /// `struct pid` and `struct upid`: a pid number per namespace level.
     Pid pid {

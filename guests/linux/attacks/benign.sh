@@ -40,4 +40,10 @@ step "kprobe on do_sys_openat2 ($hits hits) added and removed"
 $D/bpf_filter
 step "bpf socket filter"
 
+# 5. Credential changes: a root shell drops to uid 1000 (setgid and setuid, then exec), and
+# the unprivileged task lives through a few DSM passes.
+out=$($D/runas 1000 1000 sh -c 'sleep 2; id -u')
+[ "$out" = 1000 ] || { echo "benign: runas gave uid $out, not 1000"; exit 1; }
+step "setuid drop to uid 1000 and back to the root shell"
+
 echo "benign: done"

@@ -19,6 +19,10 @@
 //!   processes never do (fork without `CLONE_THREAD` and every credential change allocate
 //!   a fresh one), so one `real_cred` used by two thread groups is reported. Subjective
 //!   `cred` pointers are left out: `override_creds` lends one `cred` to many tasks.
+//! - **A uid that is not its `user_struct`'s.** `set_user` gives a cred the `user_struct` of
+//!   its new real uid whenever that uid changes, so `cred->uid == cred->user->uid` for
+//!   every cred the kernel built. An id written in place breaks it, and no history is
+//!   needed to see that: a task first seen after its overwrite is still caught.
 //! - **Refcounts.** Each task holds one reference per pointer (`cred` and `real_cred`), so
 //!   `usage` must be at least the number of task pointers seen, and not absurd.
 //!
@@ -298,6 +302,24 @@ impl CredsChecker {
                 let what = "cred usage absurd";
                 self.once
                     .report(g, Finding::new(NAME, what, cred, MAX_USAGE, usage));
+            }
+            // `set_user` gives a cred the `user_struct` of its new real uid whenever the
+            // uid changes, and creds are never changed once published: a mismatch is an
+            // id written in place. Raised at once, like `uid 0 without exec`, and unlike
+            // that one it needs no earlier pass to have seen the task unprivileged.
+            let user = mem.u64(g, cred.wrapping_add(c.user))?;
+            let uid = mem.u32(g, cred.wrapping_add(c.uid))?;
+            match mem.u32(g, user.wrapping_add(c.user_uid)) {
+                Ok(owner) if owner != uid => {
+                    let what = "uid not its user_struct's";
+                    let f = Finding::new(NAME, what, cred, u64::from(owner), u64::from(uid));
+                    self.at_once.report(g, f);
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    let what = "cred user_struct unreadable";
+                    self.once.report(g, Finding::new(NAME, what, cred, 0, user));
+                }
             }
             if let Some(other) = other {
                 let what = "cred shared across processes";

@@ -73,7 +73,9 @@ pub const DEBIAN_6_1_0_56_ARM64: KernelLayout = KernelLayout {
         fsuid: 32, // off(cred.fsuid)
         fsgid: 36, // off(cred.fsgid)
         cap_effective: 60, // off(cred.cap_effective)
+        user: 128, // off(cred.user)
         user_ns: 136, // off(cred.user_ns)
+        user_uid: 80, // off(user_struct.uid)
     },
     pid: Pid {
         size: 96, // size(pid)
