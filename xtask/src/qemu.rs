@@ -88,7 +88,21 @@ pub fn args(firmware: &Firmware, options: &QemuOptions) -> Vec<OsString> {
         spec.push(format!(",addr={addr:#x},force-raw=on"));
         args.push(spec);
     }
+    args.extend(extra_args(
+        std::env::var("SPUMONE_QEMU_EXTRA").ok().as_deref(),
+    ));
     args
+}
+
+/// `SPUMONE_QEMU_EXTRA`: more QEMU arguments for every run, split at whitespace, for
+/// debugging a run that tests or benchmarks start (say `-gdb tcp::1240` to attach to a hung
+/// one, or `-d guest_errors -D qemu.log`).
+fn extra_args(extra: Option<&str>) -> Vec<OsString> {
+    extra
+        .unwrap_or("")
+        .split_whitespace()
+        .map(OsString::from)
+        .collect()
 }
 
 /// The whole command as one shell-like line, for messages.
@@ -104,6 +118,16 @@ pub fn command_line(args: &[OsString]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extra_arguments_split_at_whitespace() {
+        assert!(extra_args(None).is_empty());
+        assert!(extra_args(Some("  ")).is_empty());
+        assert_eq!(
+            extra_args(Some(" -gdb  tcp::1240\t-d guest_errors")),
+            ["-gdb", "tcp::1240", "-d", "guest_errors"].map(OsString::from)
+        );
+    }
     use crate::scenario::find;
     use std::path::PathBuf;
 
