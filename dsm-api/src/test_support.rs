@@ -367,6 +367,33 @@ impl MemGuest {
         }
     }
 
+    /// Unmaps the 4K pages `[va, va + len)` of the kernel's TTBR1 table (what `free_initmem`
+    /// does to the init sections); a page inside a block is left alone.
+    pub fn unmap_kernel_pages(&mut self, va: u64, len: u64) {
+        let root = self.regs[0][1] & 0x0000_ffff_ffff_f000;
+        let mut off = 0;
+        while off < len {
+            let v = va + off;
+            let mut table = root;
+            let mut leaf = None;
+            for level in 0..4u32 {
+                let slot = table + ((v >> (39 - 9 * level)) & 0x1ff) * 8;
+                let d = self.u64_at(slot);
+                if level == 3 {
+                    leaf = Some(slot);
+                } else if d & 3 == 3 {
+                    table = d & 0x0000_ffff_ffff_f000;
+                    continue;
+                }
+                break;
+            }
+            if let Some(slot) = leaf {
+                self.put_u64(slot, 0);
+            }
+            off += PAGE_SIZE;
+        }
+    }
+
     fn u64_at(&self, pa: u64) -> u64 {
         self.read_u64_phys(pa).expect("test guest: table in RAM")
     }

@@ -11,13 +11,14 @@ use xtask::run::RunOutcome;
 const LIMIT: Duration = Duration::from_secs(240);
 
 /// The attacks, as `attack.sh --list` names them, in the order they run.
-const ATTACKS: [&str; 6] = [
+const ATTACKS: [&str; 7] = [
     "hook_syscall",
     "text_patch",
     "vbar_swap",
     "hide_task",
     "hide_module",
     "cred_overwrite",
+    "exec_data",
 ];
 
 /// Benign workload first: ftrace must not meet the text patch. Each script reports its status.
@@ -147,6 +148,11 @@ fn hidden_module_leaves_proc_modules_but_not_sysfs() {
         "hide_module",
         &["gone from /proc/modules", "/sys/module/hide_module"],
     );
+}
+
+#[test]
+fn code_written_into_kernel_bss_runs() {
+    expect_attack("exec_data", &["ran code from kernel bss (returned 0x5a)"]);
 }
 
 #[test]

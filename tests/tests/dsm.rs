@@ -7,13 +7,14 @@ use std::time::Duration;
 use xtask::attack::{self, Observed};
 use xtask::run::{Ending, RunOutcome};
 
-const CHECKERS: [&str; 6] = [
+const CHECKERS: [&str; 7] = [
     "vectors",
     "syscall-table",
     "text-hash",
     "module-list",
     "hidden-tasks",
     "creds",
+    "data-exec",
 ];
 
 /// A boot, the attack, and the DSM's next period; the RTOS shares the host with all of it.
@@ -136,6 +137,21 @@ fn a_cred_overwritten_in_place_is_caught() {
         "[hv]",
         &["dsm ALERT creds", "uid not its user_struct's"],
     );
+}
+
+#[test]
+fn code_run_from_kernel_data_is_caught_before_it_runs() {
+    let run = run("exec_data");
+    expect_stopped_by_dsm(&run);
+    expect_line(
+        &run,
+        "[hv]",
+        &["dsm ALERT data-exec", "kernel data executed"],
+    );
+    // Stopped at the first fetch: the module never saw its code return.
+    if run.lines.iter().any(|l| l.contains("exec_data: ran code")) {
+        fail(&run, "the code in kernel data ran before Linux was stopped");
+    }
 }
 
 #[test]

@@ -47,6 +47,11 @@ pub const ATTACKS: &[Attack] = &[
         checker: Some("creds"),
         what: "sets a task's uid/gid to 0 in place",
     },
+    Attack {
+        name: "exec_data",
+        checker: Some("data-exec"),
+        what: "runs code written into the kernel's bss",
+    },
 ];
 
 /// The scenario attacks run in: the RTOS beside Linux with the DSM on.

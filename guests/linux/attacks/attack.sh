@@ -4,11 +4,11 @@
 # 2 on a usage error. Addresses come from /proc/kallsyms (text symbols only: KALLSYMS_ALL is
 # off), the rest is found by the modules themselves.
 #
-#   attack.sh hook_syscall|text_patch|vbar_swap|hide_task|hide_module|cred_overwrite
+#   attack.sh hook_syscall|text_patch|vbar_swap|hide_task|hide_module|cred_overwrite|exec_data
 #   attack.sh --list
 
 D=/lib/spumone
-ATTACKS="hook_syscall text_patch vbar_swap hide_task hide_module cred_overwrite"
+ATTACKS="hook_syscall text_patch vbar_swap hide_task hide_module cred_overwrite exec_data"
 
 say() { echo "attack: $name: $*"; }
 fail() { say "FAILED: $*"; exit 1; }
@@ -97,6 +97,13 @@ cred_overwrite)
 	grep -q '^before: 1000 1000$' /tmp/cred_out || fail "the victim was not uid 1000"
 	grep -q '^after: 0 0$' /tmp/cred_out || fail "uid not 0 after the overwrite"
 	say "pid $victim went from uid 1000 to uid 0 without exec"
+	;;
+exec_data)
+	# Code written into the kernel's bss and made executable at stage 1, then called.
+	insmod $D/exec_data.ko || fail "insmod"
+	ran=$(dmesg | grep 'exec_data: ran code from kernel data' | tail -n 1)
+	echo "$ran" | grep -q 'returned 0x5a' || fail "the code did not run"
+	say "ran code from kernel bss (returned 0x5a)"
 	;;
 *)
 	echo "usage: attack.sh <name>|--list; names: $ATTACKS" >&2

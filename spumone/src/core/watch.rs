@@ -189,15 +189,25 @@ pub fn decode(insn: u32, regs: &[u64; 31], sp: u64, fault_ipa: u64) -> Result<St
     })
 }
 
+/// What a watch traps: stores (its pages read-only at stage 2) or instruction fetches (its
+/// pages execute-never at stage 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchKind {
+    Write,
+    Execute,
+}
+
 /// A watched physical range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Watch {
     pub id: u32,
     pub base: u64,
     pub size: u64,
+    pub kind: WatchKind,
 }
 
-/// The write watches of one partition.
+/// The watches of one partition. A page carries watches of one kind only, so the stage-2
+/// permissions of a page follow from the kind of any watch on it.
 #[derive(Debug, Clone, Copy)]
 pub struct WatchTable {
     watches: [Option<Watch>; MAX_WATCHES],
@@ -218,13 +228,23 @@ impl WatchTable {
         }
     }
 
-    /// Adds a watch; `None` when the table is full.
-    pub fn add(&mut self, base: u64, size: u64) -> Option<Watch> {
+    /// Adds a watch; `None` when the table is full or a page of the range carries a watch of
+    /// the other kind.
+    pub fn add(&mut self, base: u64, size: u64, kind: WatchKind) -> Option<Watch> {
+        let (page, pages_len) = pages(base, size);
+        let other = match kind {
+            WatchKind::Write => WatchKind::Execute,
+            WatchKind::Execute => WatchKind::Write,
+        };
+        if self.find(page, pages_len, other).is_some() {
+            return None;
+        }
         let slot = self.watches.iter_mut().find(|w| w.is_none())?;
         let w = Watch {
             id: self.next_id,
             base,
             size,
+            kind,
         };
         self.next_id = self.next_id.wrapping_add(1);
         *slot = Some(w);
@@ -248,22 +268,22 @@ impl WatchTable {
         self.watches.iter().flatten().copied()
     }
 
-    /// The watch holding any byte of `[ipa, ipa + len)`.
-    pub fn find(&self, ipa: u64, len: u64) -> Option<Watch> {
+    /// The watch of `kind` holding any byte of `[ipa, ipa + len)`.
+    pub fn find(&self, ipa: u64, len: u64, kind: WatchKind) -> Option<Watch> {
         let end = ipa.saturating_add(len.max(1));
         self.iter()
-            .find(|w| ipa < w.base.saturating_add(w.size) && w.base < end)
+            .find(|w| w.kind == kind && ipa < w.base.saturating_add(w.size) && w.base < end)
     }
 
-    /// Whether the page holding `ipa` is write-protected for some watch (stage 2 protects
-    /// whole pages, so a write next to a watched range also traps).
-    pub fn page_watched(&self, ipa: u64) -> bool {
+    /// Whether the page holding `ipa` is protected for a watch of `kind` (stage 2 protects
+    /// whole pages, so an access next to a watched range also traps).
+    pub fn page_watched(&self, ipa: u64, kind: WatchKind) -> bool {
         let page = ipa & !0xFFF;
-        self.find(page, 0x1000).is_some()
+        self.find(page, 0x1000, kind).is_some()
     }
 }
 
-/// The pages to write-protect for `[base, base + size)`: whole 4 KiB pages around it.
+/// The pages to protect for `[base, base + size)`: whole 4 KiB pages around it.
 pub const fn pages(base: u64, size: u64) -> (u64, u64) {
     let start = base & !0xFFF;
     let end = (base + size + 0xFFF) & !0xFFF;
@@ -400,22 +420,53 @@ mod tests {
 
     #[test]
     fn watch_table_finds_overlaps_and_pages() {
+        use WatchKind::{Execute, Write};
         let mut t = WatchTable::new();
-        let a = t.add(0x4821_0000, 0x1000).unwrap();
-        let b = t.add(0x4830_0800, 0x100).unwrap();
+        let a = t.add(0x4821_0000, 0x1000, Write).unwrap();
+        let b = t.add(0x4830_0800, 0x100, Write).unwrap();
         assert_ne!(a.id, b.id);
-        assert_eq!(t.find(0x4821_0ffc, 8), Some(a));
-        assert_eq!(t.find(0x4821_1000, 4), None);
-        assert_eq!(t.find(0x4830_08fc, 4), Some(b));
-        assert!(t.page_watched(0x4830_0000), "same page as a watched range");
-        assert!(!t.page_watched(0x4830_1000));
+        assert_eq!(t.find(0x4821_0ffc, 8, Write), Some(a));
+        assert_eq!(t.find(0x4821_0ffc, 8, Execute), None, "by kind");
+        assert_eq!(t.find(0x4821_1000, 4, Write), None);
+        assert_eq!(t.find(0x4830_08fc, 4, Write), Some(b));
+        assert!(
+            t.page_watched(0x4830_0000, Write),
+            "same page as a watched range"
+        );
+        assert!(!t.page_watched(0x4830_0000, Execute));
+        assert!(!t.page_watched(0x4830_1000, Write));
         assert_eq!(t.remove(a.id), Some(a));
-        assert_eq!(t.find(0x4821_0000, 4), None);
+        assert_eq!(t.find(0x4821_0000, 4, Write), None);
         for _ in 0..MAX_WATCHES - 1 {
-            assert!(t.add(0, 1).is_some());
+            assert!(t.add(0, 1, Write).is_some());
         }
-        assert!(t.add(0, 1).is_none(), "full");
+        assert!(t.add(0, 1, Write).is_none(), "full");
         assert_eq!(pages(0x4830_0800, 0x100), (0x4830_0000, 0x1000));
         assert_eq!(pages(0x4830_0ff0, 0x20), (0x4830_0000, 0x2000));
+    }
+
+    #[test]
+    fn a_page_carries_one_kind_of_watch() {
+        use WatchKind::{Execute, Write};
+        let mut t = WatchTable::new();
+        let w = t.add(0x4821_0000, 0x10, Write).unwrap();
+        // Same page, other kind: refused (the page's permissions would have to be both).
+        assert!(t.add(0x4821_0800, 0x10, Execute).is_none());
+        assert!(
+            t.add(0x4820_f000, 0x1001, Execute).is_none(),
+            "reaches into it"
+        );
+        let x = t.add(0x4821_1000, 0x2000, Execute).unwrap();
+        assert_eq!(t.find(0x4821_2ffc, 4, Execute), Some(x));
+        assert!(t.page_watched(0x4821_2000, Execute));
+        assert!(
+            t.add(0x4821_0010, 0x10, Write).is_some(),
+            "same kind shares a page"
+        );
+        t.remove(w.id);
+        assert_eq!(
+            t.find(0x4821_0014, 4, Write).map(|w| w.base),
+            Some(0x4821_0010)
+        );
     }
 }

@@ -7,7 +7,36 @@ use dsm_api::{
     PhysRange, SysReg, WatchId,
 };
 
-use crate::hvcore::watch::{self, Watch, WatchTable};
+use crate::hvcore::watch::{self, Watch, WatchKind, WatchTable};
+
+/// Stage-2 permissions of guest pages (reads are always allowed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Perms {
+    pub write: bool,
+    pub exec: bool,
+}
+
+impl Perms {
+    /// What a page has without a watch.
+    pub const ALL: Perms = Perms {
+        write: true,
+        exec: true,
+    };
+
+    /// What a page under a watch of `kind` keeps.
+    pub const fn under(kind: WatchKind) -> Perms {
+        match kind {
+            WatchKind::Write => Perms {
+                write: false,
+                exec: true,
+            },
+            WatchKind::Execute => Perms {
+                write: true,
+                exec: false,
+            },
+        }
+    }
+}
 
 /// Most RAM ranges a partition has (as the board allows).
 pub const MAX_RAM: usize = 8;
@@ -56,10 +85,10 @@ pub trait Backend {
     /// Holds every vCPU of the partition in the hypervisor; `false` if one did not stop.
     fn pause(&mut self) -> bool;
     fn resume(&mut self);
-    /// Makes the pages `[base, base + size)` read-only (`writable` false) or writable again
-    /// at stage 2, with the TLB maintenance that needs; `false` if it could not.
-    fn protect(&mut self, base: u64, size: u64, writable: bool) -> bool {
-        let _ = (base, size, writable);
+    /// Gives the pages `[base, base + size)` the stage-2 permissions `perms`, with the TLB
+    /// maintenance that needs; `false` if it could not.
+    fn protect(&mut self, base: u64, size: u64, perms: Perms) -> bool {
+        let _ = (base, size, perms);
         false
     }
     /// The digest service (see `Guest::sha256_compress`); software unless overridden.
@@ -85,7 +114,7 @@ pub struct LinuxGuest<B> {
     dropped: u32,
     /// Completed checker passes (the heartbeat a host-side proxy will be sent).
     heartbeats: u32,
-    /// Write watches (stage-2 read-only pages).
+    /// Write watches (stage-2 read-only pages) and execute watches (execute-never pages).
     watches: WatchTable,
 }
 
@@ -176,14 +205,31 @@ impl<B: Backend> LinuxGuest<B> {
         self.watches.clear();
     }
 
-    /// The watch holding any byte of `[pa, pa + len)`.
+    /// The write watch holding any byte of `[pa, pa + len)`.
     pub fn watched(&self, pa: u64, len: u64) -> Option<WatchId> {
-        self.watches.find(pa, len).map(|w| WatchId(w.id))
+        self.watches
+            .find(pa, len, WatchKind::Write)
+            .map(|w| WatchId(w.id))
     }
 
     /// Whether a write fault at `pa` comes from a watch: its page is write-protected.
     pub fn page_watched(&self, pa: u64) -> bool {
-        self.watches.page_watched(pa)
+        self.watches.page_watched(pa, WatchKind::Write)
+    }
+
+    /// The execute watch whose page holds `pa`: an instruction fetch there faulted because
+    /// of it (stage 2 makes whole pages execute-never, so a fetch next to the range counts).
+    pub fn exec_watched(&self, pa: u64) -> Option<WatchId> {
+        self.watches
+            .find(pa & !0xFFF, 0x1000, WatchKind::Execute)
+            .map(|w| WatchId(w.id))
+    }
+
+    /// Makes the page holding `pa` executable again and keeps it so, for a fetch the
+    /// policy let through (`log`); the rest of the watch stays armed. `false` if stage 2
+    /// could not be changed.
+    pub fn lift_exec_page(&mut self, pa: u64) -> bool {
+        self.backend.protect(pa & !0xFFF, 0x1000, Perms::ALL)
     }
 
     /// `vcpu`'s captured registers, unless they were caught mid-switch: at EL1 with a TTBR1
@@ -270,22 +316,26 @@ impl<B: Backend> Guest for LinuxGuest<B> {
         self.backend.resume();
     }
 
-    /// Write watches only (stage-2 write protection of whole pages, inside the partition's
-    /// RAM); execute watches are not offered.
+    /// Stage-2 protection of whole pages inside the partition's RAM: read-only for a write
+    /// watch, execute-never for an execute watch. A page carries one kind of watch.
     fn watch(&mut self, range: PhysRange, access: Access) -> Result<WatchId, GuestError> {
         let inside = self
             .ram()
             .iter()
             .any(|r| r.contains_range(range.start, range.len));
-        if access != Access::Write || range.len == 0 || !inside {
+        if range.len == 0 || !inside {
             return Err(GuestError::WatchUnavailable);
         }
+        let kind = match access {
+            Access::Write => WatchKind::Write,
+            Access::Execute => WatchKind::Execute,
+        };
         let w = self
             .watches
-            .add(range.start, range.len)
+            .add(range.start, range.len, kind)
             .ok_or(GuestError::WatchUnavailable)?;
         let (base, size) = watch::pages(range.start, range.len);
-        if !self.backend.protect(base, size, false) {
+        if !self.backend.protect(base, size, Perms::under(kind)) {
             self.watches.remove(w.id);
             return Err(GuestError::WatchUnavailable);
         }
@@ -297,12 +347,12 @@ impl<B: Backend> Guest for LinuxGuest<B> {
             return;
         };
         let (base, size) = watch::pages(w.base, w.size);
-        self.backend.protect(base, size, true);
-        // Pages shared with the remaining watches stay protected.
+        self.backend.protect(base, size, Perms::ALL);
+        // Pages shared with the remaining watches (of the same kind) stay protected.
         let rest: heapless::Vec<Watch, { watch::MAX_WATCHES }> = self.watches.iter().collect();
         for w in rest {
             let (base, size) = watch::pages(w.base, w.size);
-            self.backend.protect(base, size, false);
+            self.backend.protect(base, size, Perms::under(w.kind));
         }
     }
 
@@ -344,7 +394,7 @@ mod tests {
         resumes: usize,
         pause_ok: bool,
         protect_ok: bool,
-        protects: std::vec::Vec<(u64, u64, bool)>,
+        protects: std::vec::Vec<(u64, u64, Perms)>,
     }
 
     impl Backend for Fake {
@@ -362,9 +412,9 @@ mod tests {
         fn resume(&mut self) {
             self.resumes += 1;
         }
-        fn protect(&mut self, base: u64, size: u64, writable: bool) -> bool {
+        fn protect(&mut self, base: u64, size: u64, perms: Perms) -> bool {
             if self.protect_ok {
-                self.protects.push((base, size, writable));
+                self.protects.push((base, size, perms));
             }
             self.protect_ok
         }
@@ -497,6 +547,7 @@ mod tests {
 
     #[test]
     fn write_watches_protect_whole_pages_and_unwatch_keeps_shared_ones() {
+        const RO: Perms = Perms::under(WatchKind::Write);
         let mut g = guest(None);
         // The backend refuses: no watch.
         g.backend_mut().protect_ok = false;
@@ -507,9 +558,9 @@ mod tests {
         assert_eq!(g.watched(0x4800_0000, 8), None);
         g.backend_mut().protect_ok = true;
         for bad in [
-            (PhysRange::new(0x4800_0000, 8), Access::Execute),
             (PhysRange::new(0x4800_1ff8, 16), Access::Write),
             (PhysRange::new(0x4800_0000, 0), Access::Write),
+            (PhysRange::new(0x4800_1ff8, 16), Access::Execute),
         ] {
             assert_eq!(g.watch(bad.0, bad.1), Err(GuestError::WatchUnavailable));
         }
@@ -523,9 +574,10 @@ mod tests {
         assert_eq!(g.watched(0x4800_0ffc, 4), Some(b));
         assert_eq!(g.watched(0x4800_0100, 4), None);
         assert!(g.page_watched(0x4800_0100), "on a protected page");
+        assert_eq!(g.exec_watched(0x4800_0100), None, "writes only");
         assert_eq!(
             g.backend.protects,
-            [(0x4800_0000, 0x1000, false), (0x4800_0000, 0x1000, false)]
+            [(0x4800_0000, 0x1000, RO), (0x4800_0000, 0x1000, RO)]
         );
         g.backend_mut().protects.clear();
         g.unwatch(a);
@@ -533,9 +585,44 @@ mod tests {
         // Unprotected, then the page shared with `b` protected again.
         assert_eq!(
             g.backend.protects,
-            [(0x4800_0000, 0x1000, true), (0x4800_0000, 0x1000, false)]
+            [(0x4800_0000, 0x1000, Perms::ALL), (0x4800_0000, 0x1000, RO)]
         );
         g.forget_kernel();
         assert_eq!(g.watched(0x4800_0ffc, 4), None, "a restart drops them");
+    }
+
+    #[test]
+    fn execute_watches_make_pages_execute_never_apart_from_write_watches() {
+        const XN: Perms = Perms::under(WatchKind::Execute);
+        let mut g = guest(None);
+        let w = g
+            .watch(PhysRange::new(0x4800_0000, 0x10), Access::Write)
+            .unwrap();
+        assert_eq!(
+            g.watch(PhysRange::new(0x4800_0800, 0x10), Access::Execute),
+            Err(GuestError::WatchUnavailable),
+            "a write-watched page cannot be execute-never too"
+        );
+        g.backend_mut().protects.clear();
+        let x = g
+            .watch(PhysRange::new(0x4800_1000, 0x800), Access::Execute)
+            .unwrap();
+        assert_eq!(g.backend.protects, [(0x4800_1000, 0x1000, XN)]);
+        assert_eq!(g.exec_watched(0x4800_1ffc), Some(x), "the whole page");
+        assert_eq!(g.exec_watched(0x4800_0000), None);
+        assert_eq!(g.watched(0x4800_1000, 4), None, "not a write watch");
+        assert!(g.lift_exec_page(0x4800_1234));
+        assert_eq!(g.backend.protects[1], (0x4800_1000, 0x1000, Perms::ALL));
+        g.backend_mut().protects.clear();
+        g.unwatch(x);
+        // The write watch's page is protected again as read-only, not execute-never.
+        assert_eq!(
+            g.backend.protects,
+            [
+                (0x4800_1000, 0x1000, Perms::ALL),
+                (0x4800_0000, 0x1000, Perms::under(WatchKind::Write))
+            ]
+        );
+        g.unwatch(w);
     }
 }

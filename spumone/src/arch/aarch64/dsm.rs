@@ -22,7 +22,7 @@ use dsm_api::{Access, Checker, Finding, Guest, PhysRange, WatchEvent, WatchId};
 use super::config::{CONFIG, LINUX};
 use super::exception::TrapFrame;
 use super::{cpu, guest, log, percore, timer};
-use crate::dsm::guest::{Backend, LinuxGuest, VcpuRegs};
+use crate::dsm::guest::{Backend, LinuxGuest, Perms, VcpuRegs};
 use crate::dsm::runtime::{Event, Phase, Response, Runtime};
 use crate::hvcore::esr::DataAbort;
 use crate::hvcore::mmio::fault_ipa;
@@ -63,7 +63,7 @@ const FAST_PERIOD_MS: u32 = 200;
 /// `text-hash` (whole 64 KiB chunks: up to four, as many as fit its 1 ms slice, at least
 /// one), and objects read for the cross-view checkers, whose pass is atomic and must fit one
 /// call (`PASS_COST`).
-const TABLE: [Entry; 6] = [
+const TABLE: [Entry; 7] = [
     Entry {
         period_ms: FAST_PERIOD_MS,
         ..fixed(cfg!(feature = "dsm-vectors"), "vectors", 16)
@@ -108,6 +108,8 @@ const TABLE: [Entry; 6] = [
             cost(cfg!(feature = "dsm-creds"), 2),
         )
     },
+    // Its work is the execute watch; a pass only re-arms a refused one.
+    fixed(cfg!(feature = "dsm-data-exec"), "data-exec", 1),
 ];
 
 /// How often the cross-view checks run at the least (each pass 0.1 to 0.7 ms under
@@ -183,6 +185,9 @@ static MODULE_LIST: spin::Mutex<monitor_module_list::ModuleListChecker> = spin::
 static HIDDEN_TASKS: spin::Mutex<monitor_hidden_tasks::HiddenTasksChecker> = spin::Mutex::new(
     monitor_hidden_tasks::HiddenTasksChecker::new(dsm_btf::layouts::DEBIAN_6_1_0_56_ARM64),
 );
+#[cfg(feature = "dsm-data-exec")]
+static DATA_EXEC: spin::Mutex<monitor_data_exec::DataExecChecker> =
+    spin::Mutex::new(monitor_data_exec::DataExecChecker::new());
 #[cfg(feature = "dsm-creds")]
 static CREDS: spin::Mutex<monitor_creds::CredsChecker> = spin::Mutex::new(
     monitor_creds::CredsChecker::new(dsm_btf::layouts::DEBIAN_6_1_0_56_ARM64),
@@ -190,12 +195,13 @@ static CREDS: spin::Mutex<monitor_creds::CredsChecker> = spin::Mutex::new(
 
 /// Checkers that read other vCPUs' registers (their pass captures them first).
 /// The cross-view checkers need a vCPU at EL1 for the kernel's page tables (TTBR1).
-const NEEDS_REGISTERS: [&str; 5] = [
+const NEEDS_REGISTERS: [&str; 6] = [
     "vectors",
     "syscall-table",
     "module-list",
     "hidden-tasks",
     "creds",
+    "data-exec",
 ];
 
 /// Registers one core captured for the DSM.
@@ -350,7 +356,7 @@ impl Backend for ArchBackend {
 
     /// Stage-2 permissions change with the partition's other vCPUs held in EL2, so no
     /// vCPU walks a block while it is split (break-before-make, see `guest::stage2_protect`).
-    fn protect(&mut self, base: u64, size: u64, writable: bool) -> bool {
+    fn protect(&mut self, base: u64, size: u64, perms: Perms) -> bool {
         if !self.pause() {
             self.resume();
             warn!(
@@ -360,11 +366,19 @@ impl Backend for ArchBackend {
             );
             return false;
         }
-        let ok = guest::stage2_protect(self.index(), base, size, writable);
+        let ok = guest::stage2_protect(self.index(), base, size, perms.write, perms.exec);
         self.resume();
-        if ok && !writable {
+        if ok && !perms.write {
             info!(
                 "dsm: writes to {:#x}..{:#x} trap (stage 2 read-only)",
+                base,
+                base + size
+            );
+        }
+        // One page made executable is a fetch let through, which the caller logs.
+        if ok && !perms.exec {
+            info!(
+                "dsm: instruction fetches from {:#x}..{:#x} trap (stage 2 execute-never)",
                 base,
                 base + size
             );
@@ -709,25 +723,7 @@ pub fn on_write_fault(
             }
         }
     }
-    let mut perform = true;
-    let mut response = None;
-    let passes = &mut state.passes;
-    let mut out = |event: Event| match event {
-        Event::Alert(finding) => alert_event(partition, &finding, now_ns().wrapping_sub(t0)),
-        other => {
-            if let Some(r) = report(partition, passes, other) {
-                response = Some(r);
-            }
-        }
-    };
-    let mut drain = |g: &mut LinuxGuest<ArchBackend>| g.take_finding();
-    let (runtime, guest) = (&mut state.runtime, &mut state.guest);
-    with_checkers(|checkers| {
-        for event in &events {
-            perform &= runtime.on_watch(guest, &mut drain, checkers, event, &mut out);
-        }
-    });
-    let paused = state.runtime.phase() == Phase::Paused;
+    let (perform, response, paused) = judge(state, partition, t0, &events);
     drop(lock);
     match (store, perform) {
         (Ok(store), true) => {
@@ -771,6 +767,118 @@ pub fn on_write_fault(
             }
             (None, false) => WriteFault::Stopped,
         },
+    }
+}
+
+/// The checkers judge trapped accesses (`t0`: when the fault was taken, for the alert's
+/// `event_ns`). Returns whether every access may go ahead, the response the policy asks
+/// for, and whether the partition is paused.
+fn judge(
+    state: &mut State,
+    partition: &'static Partition,
+    t0: u64,
+    events: &[WatchEvent],
+) -> (bool, Option<Response>, bool) {
+    let mut allow = true;
+    let mut response = None;
+    let passes = &mut state.passes;
+    let mut out = |event: Event| match event {
+        Event::Alert(finding) => alert_event(partition, &finding, now_ns().wrapping_sub(t0)),
+        other => {
+            if let Some(r) = report(partition, passes, other) {
+                response = Some(r);
+            }
+        }
+    };
+    let mut drain = |g: &mut LinuxGuest<ArchBackend>| g.take_finding();
+    let (runtime, guest) = (&mut state.runtime, &mut state.guest);
+    with_checkers(|checkers| {
+        for event in events {
+            allow &= runtime.on_watch(guest, &mut drain, checkers, event, &mut out);
+        }
+    });
+    (allow, response, state.runtime.phase() == Phase::Paused)
+}
+
+/// What became of an instruction fetch that faulted at stage 2 (see [`on_exec_fault`]).
+pub enum ExecFault {
+    /// Not an execute-watched page of the checked partition.
+    NotWatched,
+    /// Let through (the page is executable from now on) or held by a pause; the vCPU
+    /// retries the fetch when it runs again.
+    Done,
+    /// Refused; the DSM stopped the partition.
+    Stopped,
+}
+
+/// Fetches let through on execute-watched pages (policy `log`, or no checker objected).
+static LET_THROUGH: AtomicU64 = AtomicU64::new(0);
+
+/// An instruction fetch from a stage-2 execute-never page of the checked partition: the
+/// event path for execute watches. The checkers judge it before any instruction there runs;
+/// then the page is made executable (so the vCPU's retry runs it), or the policy stops or
+/// pauses Linux (alert already raised). A paused vCPU retries the fetch after the resume
+/// and faults again; the checker reports a page once, so that fetch is let through.
+pub fn on_exec_fault(
+    frame: &mut TrapFrame,
+    partition: &'static Partition,
+    vcpu: usize,
+    ipa: u64,
+) -> ExecFault {
+    let t0 = now_ns();
+    if CHECKED.load(Ordering::Acquire) != usize::from(partition.index) {
+        return ExecFault::NotWatched;
+    }
+    let mut lock = lock_state();
+    let Some(state) = lock.as_mut() else {
+        return ExecFault::NotWatched;
+    };
+    let Some(id) = state.guest.exec_watched(ipa) else {
+        return ExecFault::NotWatched;
+    };
+    let event = WatchEvent {
+        id,
+        pa: ipa,
+        access: Access::Execute,
+        vcpu,
+        pc: frame.elr,
+        value: 0,
+        len: 0,
+    };
+    let (allow, response, paused) = judge(state, partition, t0, &[event]);
+    if allow {
+        // Stage 2 changes with Linux's other vCPUs held; this one is in EL2 already.
+        let lifted = state.guest.lift_exec_page(ipa);
+        drop(lock);
+        let n = LET_THROUGH.fetch_add(1, Ordering::Relaxed) + 1;
+        warn!(
+            "dsm: fetch #{} from execute-watched page {:#x} (pc {:#x}) let through{}",
+            n,
+            ipa & !0xFFF,
+            frame.elr,
+            if lifted {
+                "; the page stays executable"
+            } else {
+                "; stage 2 unchanged, it will fault again"
+            }
+        );
+        return ExecFault::Done;
+    }
+    drop(lock);
+    match (response, paused) {
+        (Some(Response::Pause), _) => {
+            respond(partition, Response::Pause);
+            ExecFault::Done
+        }
+        (None, true) => {
+            hold(usize::from(partition.index));
+            ExecFault::Done
+        }
+        (Some(Response::Stop), _) => {
+            respond(partition, Response::Stop);
+            ExecFault::Stopped
+        }
+        (None, false) => ExecFault::Stopped,
     }
 }
 
@@ -879,7 +987,9 @@ fn with_checkers<R>(f: impl FnOnce(&mut [&mut dyn Checker]) -> R) -> R {
     let mut hidden_tasks = HIDDEN_TASKS.lock();
     #[cfg(feature = "dsm-creds")]
     let mut creds = CREDS.lock();
-    let mut checkers: heapless::Vec<&mut dyn Checker, 6> = heapless::Vec::new();
+    #[cfg(feature = "dsm-data-exec")]
+    let mut data_exec = DATA_EXEC.lock();
+    let mut checkers: heapless::Vec<&mut dyn Checker, 7> = heapless::Vec::new();
     #[cfg(feature = "dsm-vectors")]
     let _ = checkers.push(&mut *vectors);
     #[cfg(feature = "dsm-syscall-table")]
@@ -892,6 +1002,8 @@ fn with_checkers<R>(f: impl FnOnce(&mut [&mut dyn Checker]) -> R) -> R {
     let _ = checkers.push(&mut *hidden_tasks);
     #[cfg(feature = "dsm-creds")]
     let _ = checkers.push(&mut *creds);
+    #[cfg(feature = "dsm-data-exec")]
+    let _ = checkers.push(&mut *data_exec);
     f(&mut checkers[..])
 }
 

@@ -112,11 +112,11 @@ fn build_stage2(index: usize, partition: &Partition) -> Result<usize, &'static s
     Ok(s2.tables_used())
 }
 
-/// Makes `[base, base + size)` of partition `index`'s RAM read-only or writable again at
-/// stage 2 (the DSM's write watches), splitting blocks break-before-make, then invalidates
+/// Gives `[base, base + size)` of partition `index`'s RAM its stage-2 write and execute
+/// permissions (the DSM's write and execute watches), splitting blocks break-before-make, then invalidates
 /// the partition's TLB entries on every core. The caller keeps the partition's other vCPUs
 /// out of the guest meanwhile.
-pub fn stage2_protect(index: usize, base: u64, size: u64, writable: bool) -> bool {
+pub fn stage2_protect(index: usize, base: u64, size: u64, write: bool, exec: bool) -> bool {
     let Some(tables) = STAGE2_TABLES.get(index) else {
         return false;
     };
@@ -126,7 +126,8 @@ pub fn stage2_protect(index: usize, base: u64, size: u64, writable: bool) -> boo
     let pool = TablePool::resume(&mut tables.0, base_pa, used);
     let mut s2 = Stage2::reopen(pool, STAGE2_ROOT[index].load(Ordering::Acquire));
     let attrs = S2Attrs {
-        write: writable,
+        write,
+        exec,
         ..S2Attrs::RAM
     };
     // A TLB invalidation acts on the VMID in VTTBR_EL2: this partition's for the while.
@@ -300,6 +301,26 @@ pub fn handle_sync(frame: &mut TrapFrame) {
         }
         ExceptionClass::InstAbortLower => {
             let far = FAR_EL2.get();
+            // A fetch from a page the DSM made execute-never: its event path judges it.
+            let permission = esr
+                .inst_abort()
+                .is_some_and(|a| matches!(a.ifsc, FaultStatus::Permission(_)) && !a.s1ptw);
+            if permission {
+                let ipa = mmio::fault_ipa(HPFAR_EL2.get(), far);
+                match super::dsm::on_exec_fault(frame, partition, vcpu, ipa) {
+                    super::dsm::ExecFault::Done => return,
+                    super::dsm::ExecFault::Stopped => {
+                        stop_current(partition, STOPPED_BY_HYPERVISOR, "dsm alert")
+                    }
+                    // A watch lifted since the fetch: its TLB entry is gone, so try again.
+                    super::dsm::ExecFault::NotWatched
+                        if partition.ram.iter().any(|r| r.contains(ipa)) =>
+                    {
+                        return
+                    }
+                    super::dsm::ExecFault::NotWatched => {}
+                }
+            }
             warn!(
                 "partition {} vcpu {}: instruction fetch from unassigned address {:#x}: external abort injected",
                 partition.name, vcpu, far
@@ -579,9 +600,9 @@ fn restart_current(partition: &'static Partition) -> ! {
         let _ = percore::CORES[usize::from(placed.core)].take_start_request();
     }
     POWER.lock()[index] = [VcpuPower::Off; MAX_VCPUS];
-    // The new kernel writes its own text while it boots: lift the DSM's write watches.
+    // The new kernel writes its own text while it boots: lift the DSM's watches.
     for r in partition.ram {
-        stage2_protect(index, r.base, r.size, true);
+        stage2_protect(index, r.base, r.size, true, true);
     }
     super::vgic::reset_partition(index, partition);
     let start = super::linux::restore(partition);
