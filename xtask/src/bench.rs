@@ -553,17 +553,26 @@ pub fn rtos_latency(options: &LatencyBenchOptions) -> Result<()> {
             rows.push(row);
         }
     }
-    rows.extend(beside_linux_rows(options, &groups)?);
-    write_latency_rows(&rows)
+    let (beside, failed) = beside_linux_rows(options, &groups)?;
+    rows.extend(beside);
+    write_latency_rows(&rows)?;
+    if !failed.is_empty() {
+        bail!(
+            "bench rtos-latency: {} run(s) not measured (the other rows are written): {}",
+            failed.len(),
+            failed.join("; ")
+        );
+    }
+    Ok(())
 }
 
 /// Scenario whose RTOS probes beside Linux (round after round, `DEMO_ROUND` samples each).
 pub const DEMO: &str = "demo";
 /// Scenario where the RTOS shares core 0 with Linux's vCPU 0 (same probe as `demo`).
 pub const SHARED: &str = "shared";
-/// The migration policies each shared-core scenario runs under (passed as `--policy` is;
-/// `load` is left out until it moves vCPUs).
-pub const SHARED_POLICIES: &[(&str, &str)] = &[(SHARED, "pinned"), (SHARED, "spumone")];
+/// The migration policies each shared-core scenario runs under (passed as `--policy` is).
+pub const SHARED_POLICIES: &[(&str, &str)] =
+    &[(SHARED, "pinned"), (SHARED, "spumone"), (SHARED, "load")];
 /// The `load` of rows measured while Linux sat at its shell prompt.
 pub const IDLE_LOAD: &str = "linux-idle";
 /// The `load` of rows measured while Linux ran [`busy_command`].
@@ -583,89 +592,99 @@ pub fn busy_command(seconds: u64) -> String {
 }
 
 /// The RTOS's rounds beside Linux: in `demo` (the RTOS's core to itself) idle, and in each
-/// shared-core scenario idle and busy.
-fn beside_linux_rows(options: &LatencyBenchOptions, groups: &[&str]) -> Result<Vec<Row>> {
+/// shared-core scenario idle and busy. A row that fails (a run that timed out, say) is
+/// named in the second list, and the others are still measured.
+fn beside_linux_rows(
+    options: &LatencyBenchOptions,
+    groups: &[&str],
+) -> Result<(Vec<Row>, Vec<String>)> {
     // As long as the other rows' probe, plus a round's worth to spare.
     let seconds = options.latency.probe_seconds().ceil() as u64 + 1;
     let idle = format!("sleep {seconds}");
-    let mut rows = Vec::new();
+    let mut cases: Vec<(&str, Option<&str>, &str, String)> = Vec::new();
     if groups.contains(&DEMO) {
         // No busy row: under the busy load `demo`'s RTOS printed no round at all (see README).
-        rows.extend(linux_load_rows(options, DEMO, None, IDLE_LOAD, &idle)?);
+        cases.push((DEMO, None, IDLE_LOAD, idle.clone()));
     }
     if groups.contains(&SHARED) {
-        for (name, policy) in SHARED_POLICIES {
-            for (load, cmd) in [
-                (IDLE_LOAD, idle.clone()),
-                (BUSY_LOAD, busy_command(seconds)),
-            ] {
-                rows.extend(linux_load_rows(options, name, Some(policy), load, &cmd)?);
+        for &(name, policy) in SHARED_POLICIES {
+            cases.push((name, Some(policy), IDLE_LOAD, idle.clone()));
+            cases.push((name, Some(policy), BUSY_LOAD, busy_command(seconds)));
+        }
+    }
+    let (mut rows, mut failed) = (Vec::new(), Vec::new());
+    for (name, policy, load, cmd) in cases {
+        let s = scenario::lookup(name)?;
+        let firmware = firmware::build_into(s, &BuildOptions::default(), &bench_images_dir(name))?;
+        for icount in [true, false] {
+            match linux_load_row(options, &firmware, policy, load, &cmd, icount) {
+                Ok(row) => rows.push(row),
+                Err(e) => {
+                    println!("bench: not measured: {e:#}");
+                    failed.push(format!("{e:#}"));
+                }
             }
         }
     }
-    Ok(rows)
+    Ok((rows, failed))
 }
 
-/// The RTOS in `name` while Linux runs `cmd`: the rounds printed between Linux's ready line
-/// and the command's end, summed as the kernel-build bench sums them.
-fn linux_load_rows(
+/// The RTOS in `firmware`'s scenario while Linux runs `cmd`: the rounds printed between
+/// Linux's ready line and the command's end, summed as the kernel-build bench sums them.
+fn linux_load_row(
     options: &LatencyBenchOptions,
-    name: &str,
+    firmware: &firmware::Firmware,
     policy: Option<&str>,
     load: &str,
     cmd: &str,
-) -> Result<Vec<Row>> {
-    let s = scenario::lookup(name)?;
-    let firmware = firmware::build_into(s, &BuildOptions::default(), &bench_images_dir(name))?;
+    icount: bool,
+) -> Result<Row> {
+    let name = firmware.scenario.name;
     let seconds = options.latency.probe_seconds().ceil() as u64 + 1;
-    let mut rows = Vec::new();
-    for icount in [true, false] {
-        let under = policy.map_or(String::new(), |p| format!(", policy {p}"));
-        println!("bench: {name} ({}{under}), Linux {load} ...", clock(icount));
-        let run_options = RunOptions {
-            timeout: options.timeout.map(|t| t + Duration::from_secs(seconds)),
-            icount,
-            echo: false,
-            cmd: Some(cmd.to_string()),
-            policy: policy.map(str::to_string),
-            ..RunOptions::new(firmware.scenario)
-        };
-        let outcome = run::launch(&firmware, &run_options)?;
-        let what = format!("scenario {name} ({})", clock(icount));
-        if let Some(why) = outcome.failure() {
-            bail!("bench rtos-latency: {what}: {why}");
-        }
-        let fail = |e: String| {
-            let all_log = paths::display(&outcome.log_dir.join("all.log"));
-            anyhow::anyhow!("bench rtos-latency: {what}: {e} (see {all_log})")
-        };
-        let window = linux_command_window(&outcome.lines).map_err(fail)?;
-        let rounds = rtos_rounds(&outcome.lines[window.clone()]).map_err(fail)?;
-        let hists = histogram::round_histograms(&outcome.lines, window).map_err(fail)?;
-        let Some(stats) = crate::kbuild::aggregate(&rounds) else {
-            bail!("bench rtos-latency: {what}: no RTOS round while Linux ran its load");
-        };
-        let row = Row {
-            scenario: name.to_string(),
-            icount,
-            policy: policy.map(str::to_string),
-            load: Some(load.to_string()),
-            period_us: u64::from(LatencySettings::DEFAULT.period_us),
-            stats,
-            wall_seconds: outcome.elapsed.as_secs_f64(),
-            hist: Histogram::sum(&hists),
-        };
-        println!(
-            "bench: {name} ({}): {} rounds, p99={} max={} misses={}",
-            clock(icount),
-            rounds.len(),
-            stats.p99_ns,
-            stats.max_ns,
-            stats.misses
-        );
-        rows.push(row);
+    let under = policy.map_or(String::new(), |p| format!(", policy {p}"));
+    println!("bench: {name} ({}{under}), Linux {load} ...", clock(icount));
+    let run_options = RunOptions {
+        timeout: options.timeout.map(|t| t + Duration::from_secs(seconds)),
+        icount,
+        echo: false,
+        cmd: Some(cmd.to_string()),
+        policy: policy.map(str::to_string),
+        ..RunOptions::new(firmware.scenario)
+    };
+    let outcome = run::launch(firmware, &run_options)?;
+    let what = format!("scenario {name} ({}{under}, Linux {load})", clock(icount));
+    if let Some(why) = outcome.failure() {
+        bail!("bench rtos-latency: {what}: {why}");
     }
-    Ok(rows)
+    let fail = |e: String| {
+        let all_log = paths::display(&outcome.log_dir.join("all.log"));
+        anyhow::anyhow!("bench rtos-latency: {what}: {e} (see {all_log})")
+    };
+    let window = linux_command_window(&outcome.lines).map_err(fail)?;
+    let rounds = rtos_rounds(&outcome.lines[window.clone()]).map_err(fail)?;
+    let hists = histogram::round_histograms(&outcome.lines, window).map_err(fail)?;
+    let Some(stats) = crate::kbuild::aggregate(&rounds) else {
+        bail!("bench rtos-latency: {what}: no RTOS round while Linux ran its load");
+    };
+    let row = Row {
+        scenario: name.to_string(),
+        icount,
+        policy: policy.map(str::to_string),
+        load: Some(load.to_string()),
+        period_us: u64::from(LatencySettings::DEFAULT.period_us),
+        stats,
+        wall_seconds: outcome.elapsed.as_secs_f64(),
+        hist: Histogram::sum(&hists),
+    };
+    println!(
+        "bench: {name} ({}): {} rounds, p99={} max={} misses={}",
+        clock(icount),
+        rounds.len(),
+        stats.p99_ns,
+        stats.max_ns,
+        stats.misses
+    );
+    Ok(row)
 }
 
 /// The RTOS `latency` rounds printed after Linux's ready line and before its command's status.
