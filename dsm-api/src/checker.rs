@@ -84,6 +84,9 @@ pub enum CheckError {
     /// The kernel has more of something than the checker has room for (the string says
     /// what).
     Capacity(&'static str),
+    /// The kernel is not laid out as the checker expects (the string says how); it
+    /// refuses rather than guess.
+    Unexpected(&'static str),
 }
 
 impl From<GuestError> for CheckError {
@@ -100,6 +103,7 @@ impl fmt::Display for CheckError {
             CheckError::MissingSymbol(s) => write!(f, "symbol {s} unknown"),
             CheckError::BudgetTooSmall => write!(f, "budget too small"),
             CheckError::Capacity(what) => write!(f, "too many {what}"),
+            CheckError::Unexpected(what) => write!(f, "unexpected kernel state: {what}"),
         }
     }
 }

@@ -101,7 +101,7 @@ pub fn find_data(guest: &dyn Guest) -> Result<DataRange, CheckError> {
         match guest.translate(vcpu, k.text_va + off) {
             Ok(t) if t.pa == k.text_pa + off => {
                 if !saw_gap {
-                    return Err(CheckError::Capacity("init memory still mapped"));
+                    return Err(CheckError::Unexpected("init memory still mapped"));
                 }
                 return Ok(DataRange {
                     pa: k.text_pa + off,
@@ -109,12 +109,12 @@ pub fn find_data(guest: &dyn Guest) -> Result<DataRange, CheckError> {
                     va: k.text_va + off,
                 });
             }
-            Ok(_) => return Err(CheckError::Capacity("kernel image mapped elsewhere")),
+            Ok(_) => return Err(CheckError::Unexpected("kernel image mapped elsewhere")),
             Err(_) => saw_gap = true,
         }
         off += PAGE_SIZE;
     }
-    Err(CheckError::Capacity("no kernel data mapped after init"))
+    Err(CheckError::Unexpected("no kernel data mapped after init"))
 }
 
 impl Checker for DataExecChecker {

@@ -58,7 +58,7 @@ fn init_pages_still_mapped_are_refused_not_guessed() {
     let g = booted(0);
     assert_eq!(
         find_data(&g),
-        Err(CheckError::Capacity("init memory still mapped"))
+        Err(CheckError::Unexpected("init memory still mapped"))
     );
 }
 

@@ -375,7 +375,7 @@ impl Backend for ArchBackend {
                 base + size
             );
         }
-        // One page made executable is a fetch let through, which the caller logs.
+        // Making one page executable again (a fetch let through) is logged by the caller.
         if ok && !perms.exec {
             info!(
                 "dsm: instruction fetches from {:#x}..{:#x} trap (stage 2 execute-never)",
