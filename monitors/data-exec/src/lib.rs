@@ -15,6 +15,12 @@
 //! must not be watched); the first page mapped again after them starts the data. The
 //! baseline refuses a kernel whose init pages are still mapped, rather than guess.
 //!
+//! Where the watch ends: not at `_end`. After the bss, the linker places `init_pg_dir`, the
+//! boot page tables, which `paging_init` hands back to the page allocator while they stay
+//! mapped in the kernel image; their pages then hold anything, user code included (a kernel
+//! build under `demo` executed from one). `init_pg_dir` is not in kallsyms either, so the
+//! last [`TAIL`] bytes of the image, which hold it on the pinned kernel, are left out.
+//!
 //! Findings: `kernel data executed` (`at` the guest PC, `expected` the start of the watched
 //! range, `found` the PA fetched from), raised once per page.
 #![no_std]
@@ -27,6 +33,10 @@ use dsm_api::{
 };
 
 pub const NAME: &str = "data-exec";
+/// What the watch leaves out at the end of the image: `init_pg_dir` (a page-aligned 11 pages
+/// for 4K pages, 48-bit VAs and KASLR: 5 table pages and 6 for segment boundaries) and the
+/// padding to `_end`'s 64 KiB alignment, at most 108 KiB together.
+pub const TAIL: u64 = 128 * 1024;
 /// Pages reported once each; a fetch from a page already reported raises nothing more.
 const MAX_REPORTED: usize = 16;
 
@@ -88,13 +98,17 @@ fn vcpu_at_el1(guest: &dyn Guest) -> Result<usize, CheckError> {
     Err(GuestError::RegisterUnavailable(SysReg::Pstate).into())
 }
 
-/// `[_sdata, _end)`: after the unmapped init pages, the first page of the image mapped
-/// again to its own PA, up to the end of the image.
+/// `[_sdata, _end - TAIL)`: after the unmapped init pages, the first page of the image mapped
+/// again to its own PA, up to [`TAIL`] before the end of the image.
 pub fn find_data(guest: &dyn Guest) -> Result<DataRange, CheckError> {
     let k = guest.kernel()?;
     let vcpu = vcpu_at_el1(guest)?;
     let layout = guest.symbols().layout;
-    let end = layout.image_size.next_multiple_of(PAGE_SIZE);
+    let end = layout
+        .image_size
+        .next_multiple_of(PAGE_SIZE)
+        .checked_sub(TAIL)
+        .ok_or(CheckError::Unexpected("kernel image smaller than its tail"))?;
     let mut off = layout.init_begin.next_multiple_of(PAGE_SIZE);
     let mut saw_gap = false;
     while off < end {
