@@ -751,25 +751,46 @@ pub fn on_write_fault(
             frame.elr += 4;
             WriteFault::Done
         }
-        (_, false) => match (response, paused) {
-            (Some(Response::Pause), _) => {
-                respond(partition, Response::Pause);
-                // Resumed by the operator: the refused write is dropped, never made (retried,
-                // it would only raise the same alert and pause again).
+        (_, false) => match refuse(partition, response, paused) {
+            Refusal::Resumed => {
+                // The refused write is dropped, never made (retried, it would only raise the
+                // same alert and pause again).
                 frame.elr += 4;
                 WriteFault::Done
             }
-            // Already paused by an earlier alert: this vCPU stays here too.
-            (None, true) => {
-                hold(usize::from(partition.index));
-                WriteFault::Done
-            }
-            (Some(Response::Stop), _) => {
-                respond(partition, Response::Stop);
-                WriteFault::Stopped
-            }
-            (None, false) => WriteFault::Stopped,
+            Refusal::Held => WriteFault::Done,
+            Refusal::Stopped => WriteFault::Stopped,
         },
+    }
+}
+
+/// What a refused access led to (see [`refuse`]).
+enum Refusal {
+    /// Its alert paused the partition, and the operator resumed it.
+    Resumed,
+    /// The partition was paused already; this vCPU was held until the resume.
+    Held,
+    /// The partition is stopped.
+    Stopped,
+}
+
+/// Carries out the policy's answer to a refused access (`paused`: the partition was paused
+/// by an earlier alert).
+fn refuse(partition: &'static Partition, response: Option<Response>, paused: bool) -> Refusal {
+    match (response, paused) {
+        (Some(Response::Pause), _) => {
+            respond(partition, Response::Pause);
+            Refusal::Resumed
+        }
+        (None, true) => {
+            hold(usize::from(partition.index));
+            Refusal::Held
+        }
+        (Some(Response::Stop), _) => {
+            respond(partition, Response::Stop);
+            Refusal::Stopped
+        }
+        (None, false) => Refusal::Stopped,
     }
 }
 
@@ -868,20 +889,9 @@ pub fn on_exec_fault(
         return ExecFault::Done;
     }
     drop(lock);
-    match (response, paused) {
-        (Some(Response::Pause), _) => {
-            respond(partition, Response::Pause);
-            ExecFault::Done
-        }
-        (None, true) => {
-            hold(usize::from(partition.index));
-            ExecFault::Done
-        }
-        (Some(Response::Stop), _) => {
-            respond(partition, Response::Stop);
-            ExecFault::Stopped
-        }
-        (None, false) => ExecFault::Stopped,
+    match refuse(partition, response, paused) {
+        Refusal::Resumed | Refusal::Held => ExecFault::Done,
+        Refusal::Stopped => ExecFault::Stopped,
     }
 }
 
