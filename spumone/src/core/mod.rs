@@ -1,6 +1,7 @@
 //! The hypervisor's decisions, as plain Rust without register or MMIO access. Everything
 //! here builds and is unit-tested on the host.
 
+pub mod alone;
 pub mod console;
 pub mod el2map;
 pub mod esr;

@@ -27,6 +27,8 @@ const UNSET: u8 = u8::MAX;
 /// Each partition's policy for this run (the config's, or the host tools' override).
 static POLICIES: spin::Mutex<[Policy; MAX_PARTITIONS]> =
     spin::Mutex::new([Policy::Pinned; MAX_PARTITIONS]);
+/// Some partition's policy measures Linux's busy time from trapped WFIs (`load`).
+static LINUX_IDLE_COUNTED: AtomicBool = AtomicBool::new(false);
 /// Cores that may receive a migrating vCPU (bit per core): they run the switch loop.
 static MOVING_CORES: AtomicU32 = AtomicU32::new(0);
 static LOCATIONS: spin::Mutex<[[Migration; MAX_VCPUS]; MAX_PARTITIONS]> =
@@ -86,10 +88,18 @@ pub fn init() {
             );
         }
     }
+    let counted = policies.iter().any(|p| matches!(p, Policy::Load(_)));
+    LINUX_IDLE_COUNTED.store(counted, Ordering::Relaxed);
     let mask = vcpu::migration_cores(&CONFIG, |p| {
         !matches!(policies[usize::from(p)], Policy::Pinned)
     });
     MOVING_CORES.store(mask, Ordering::Release);
+}
+
+/// Whether a policy needs Linux's vCPUs to trap WFI even where one runs alone (see
+/// `hvcore::alone`).
+pub fn linux_idle_counted() -> bool {
+    LINUX_IDLE_COUNTED.load(Ordering::Relaxed)
 }
 
 /// Whether `core` may receive a migrating vCPU (only under a policy other than `pinned`).

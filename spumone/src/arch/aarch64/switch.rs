@@ -27,6 +27,7 @@ use board::rt::{LinuxBoot, Partition};
 use super::config::CONFIG;
 use super::exception::{self, TrapFrame};
 use super::{cpu, gic, migrate, percore, timer, vgic};
+use crate::hvcore::alone::{self, Here, Tick};
 use crate::hvcore::migrate::{
     reroutes, El1Regs, FpRegs, MigrationState, VcpuContext, VgicState, VtimerState,
 };
@@ -65,6 +66,12 @@ struct CoreSched {
     rtos: Option<VcpuId>,
     rtos_idle_since: Option<Ticks>,
     next_policy: Ticks,
+    /// The vCPU running here alone with WFI/WFE untrapped (`hvcore::alone`).
+    untrapped: Option<VcpuId>,
+    /// The RTOS is trapped again to see whether it stays idle (`alone::worth_observing`).
+    observing: bool,
+    /// When an untrapped RTOS core next runs the policy.
+    next_look: Ticks,
 }
 
 impl CoreSched {
@@ -85,6 +92,9 @@ static SWITCHES: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORE
 static LAST_RAN: [[AtomicU8; MAX_PARTITIONS]; MAX_CORES] =
     [const { [const { AtomicU8::new(NONE_RAN) }; MAX_PARTITIONS] }; MAX_CORES];
 const NONE_RAN: u8 = u8::MAX;
+/// Per core: an RTOS runs alone there untrapped, and the EL2 timer is its core's next look at
+/// the policy (read by the interrupt path).
+static RTOS_LOOKS: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
 /// Per core: an interrupt asked for a new scheduling decision before returning to the guest.
 static RESCHED: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
 
@@ -144,6 +154,9 @@ pub fn run_shared(core: usize) -> ! {
         rtos: None,
         rtos_idle_since: None,
         next_policy: 0,
+        untrapped: None,
+        observing: false,
+        next_look: 0,
     };
     let mut free = sched.slots.iter_mut();
     for partition in CONFIG.partitions {
@@ -214,6 +227,9 @@ pub fn wfi(frame: &mut TrapFrame, is_wfe: bool) {
     // A WFE waits for an event (a spinlock's `sev`) that never reaches EL2: go on, but where
     // vCPUs migrate an equal one may hold the lock, so it gets the core first.
     if is_wfe {
+        // What an untrapped WFE does under QEMU's round robin (`-icount`): end this vCPU's
+        // time slice, so the core it waits for runs now rather than after a slice of spinning.
+        cpu::relax();
         let core = cpu::core_index();
         if !u8::try_from(core).is_ok_and(migrate::moving_core) {
             return;
@@ -259,6 +275,8 @@ pub fn leave_loaded() {
             }
         }
         percore::this_core().set_running(None);
+        set_untrapped(s, core, None);
+        RTOS_LOOKS[core].store(false, Ordering::Relaxed);
         // A core vCPUs may migrate to stays in the loop for them.
         if s.queue.is_empty() && !u8::try_from(core).is_ok_and(migrate::moving_core) {
             SHARED[core].store(false, Ordering::Release);
@@ -325,7 +343,14 @@ fn reschedule(frame: &mut TrapFrame) {
             // Busy time for the `load` policy.
             migrate::linux_runs(core, now, linux_runs);
         }
-        let look = moving && s.rtos.is_some() && rtos_changed(s, now);
+        let mut look = moving && s.rtos.is_some() && rtos_changed(s, now);
+        let runs_deadline = match run {
+            Run::Switch { to, .. } => s.slot(to).and_then(|x| x.vtimer.deadline()),
+            _ => loaded_deadline,
+        };
+        if let Some(at) = settle_alone(s, core, now, runs, runs_deadline, &mut look) {
+            wake_at = Some(wake_at.map_or(at, |t| t.min(at)));
+        }
         if moving && matches!(run, Run::Idle) {
             // An idle RTOS core wakes to let displaced vCPUs return.
             if let (Some(since), Some(after)) = (s.rtos_idle_since, migrate::return_after()) {
@@ -389,12 +414,81 @@ fn rtos_changed(s: &mut CoreSched, now: Ticks) -> bool {
         RtosState::IdleSince(*s.rtos_idle_since.get_or_insert(now))
     };
     migrate::publish_rtos(cpu::core_index(), Some(state));
+    if runnable && was_idle {
+        // It woke from a trapped wait: what an observation waited for.
+        s.observing = false;
+    }
     let woke = runnable && was_idle && s.queue.len() > 1;
     let periodic = !runnable && now >= s.next_policy;
     if woke || periodic {
         s.next_policy = now.saturating_add(POLICY_PERIOD);
     }
     woke || periodic
+}
+
+/// Runs the vCPU chosen to run (`runs`, its timer due at `deadline`) untrapped if it is alone
+/// here, or traps again; on an untrapped RTOS core, runs the policy (`look`) when a look is
+/// due. Returns when the EL2 timer must fire for the next look.
+fn settle_alone(
+    s: &mut CoreSched,
+    core: usize,
+    now: Ticks,
+    runs: Option<VcpuId>,
+    deadline: Option<Ticks>,
+    look: &mut bool,
+) -> Option<Ticks> {
+    let class = runs
+        .and_then(|id| s.slot(id))
+        .map(|x| class_of(x.partition));
+    let here = Here {
+        vcpus: s.queue.len(),
+        runs: class,
+        linux_idle_counted: migrate::linux_idle_counted(),
+        observing: s.observing,
+    };
+    let moving = u8::try_from(core).is_ok_and(migrate::moving_core);
+    let mut untrap = alone::untrapped(&here);
+    let looks = untrap && moving && class == Some(Class::Rtos);
+    if looks && now >= s.next_look {
+        s.next_look = now.saturating_add(alone::LOOK_PERIOD);
+        *look = true;
+        if alone::worth_observing(now, deadline, migrate::return_after()) {
+            s.observing = true;
+            untrap = false;
+        }
+    }
+    set_untrapped(s, core, if untrap { runs } else { None });
+    if let Some(flag) = RTOS_LOOKS.get(core) {
+        flag.store(untrap && looks, Ordering::Relaxed);
+    }
+    (untrap && looks).then_some(s.next_look)
+}
+
+/// Makes `owner` the vCPU running here untrapped (`None`: trap WFI/WFE again).
+fn set_untrapped(s: &mut CoreSched, core: usize, owner: Option<VcpuId>) {
+    if s.untrapped == owner {
+        return;
+    }
+    if s.untrapped.is_some() != owner.is_some() {
+        HCR_EL2.set(vcpu::hcr_el2(vcpu::TrapPolicy {
+            shared_core: owner.is_none(),
+        }));
+    }
+    if let Some(id) = owner {
+        let name = CONFIG
+            .partitions
+            .get(usize::from(id.partition))
+            .map_or("?", |p| p.name);
+        info!(
+            "core {}: partition {} vcpu {} runs alone, WFI/WFE untrapped",
+            core, name, id.vcpu
+        );
+    }
+    s.untrapped = owner;
+    vgic::set_alone(
+        core,
+        owner.map(|id| (usize::from(id.partition), usize::from(id.vcpu))),
+    );
 }
 
 /// Takes vCPUs of partitions stopped elsewhere off this core.
@@ -630,6 +724,13 @@ pub fn interrupt(intid: u32) {
         // Masked until the decision reprograms it (its level would fire again at once).
         timer::stop_tick();
         gic::end_of_interrupt(intid);
+        // An untrapped RTOS core's look waits until the RTOS's own deadline is behind it.
+        if RTOS_LOOKS[core].load(Ordering::Relaxed) {
+            if let Tick::DeferTo(at) = alone::on_tick(timer::counter(), read_cntv().deadline()) {
+                timer::set_deadline(at);
+                return;
+            }
+        }
         RESCHED[core].store(true, Ordering::Relaxed);
         return;
     }

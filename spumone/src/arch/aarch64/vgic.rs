@@ -29,6 +29,10 @@ static LIST_REGS: AtomicUsize = AtomicUsize::new(0);
 /// Per core: the list register value forwarding the virtual timer PPI to the vCPU placed
 /// alone on that core, or 0 (see `Vgic::fast_lr`). Kept in step with the vGIC under its lock.
 static FAST_VTIMER_LR: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
+/// Per core of the shared loop: the vCPU running there alone and untrapped, which owns the
+/// core's `FAST_VTIMER_LR` (partition << 8 | vCPU, plus 1; 0 for none). Set by that core
+/// only, under the owner's vGIC lock.
+static ALONE_OWNER: [AtomicU32; MAX_CORES] = [const { AtomicU32::new(0) }; MAX_CORES];
 /// Per core: some interrupt waits in `QUEUES` (only this core touches its flag).
 static QUEUED: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
 /// Per partition and vCPU: SGIs/PPIs other cores posted for it (see `smp::Posted`).
@@ -167,10 +171,53 @@ fn refresh_fast(partition: usize, v: &Vgic) {
     };
     let stopped = super::guest::is_stopped(partition);
     for (n, placed) in p.vcpus.iter().enumerate() {
-        let shared = super::switch::is_shared_core(placed.core);
-        if let Some(slot) = FAST_VTIMER_LR.get(usize::from(placed.core)) {
-            let lr = v.fast_lr(n, VTIMER_INTID, shared, stopped);
-            slot.store(lr, Ordering::Relaxed);
+        let lr = v.fast_lr(n, VTIMER_INTID, false, stopped);
+        if !super::switch::is_shared_core(placed.core) {
+            if let Some(slot) = FAST_VTIMER_LR.get(usize::from(placed.core)) {
+                slot.store(lr, Ordering::Relaxed);
+            }
+            continue;
+        }
+        // On shared-loop cores only the vCPU running alone there has a fast path.
+        let me = alone_code(partition, n);
+        for (owner, slot) in ALONE_OWNER.iter().zip(&FAST_VTIMER_LR) {
+            if owner.load(Ordering::Relaxed) == me {
+                slot.store(lr, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn alone_code(partition: usize, vcpu: usize) -> u32 {
+    ((partition as u32) << 8 | vcpu as u32) + 1
+}
+
+/// A shared-loop core (this one) runs `owner` (partition, vCPU) alone with WFI untrapped, so
+/// its timer PPI may take the lock-free path; `None` closes that path again. Called with no
+/// list register of another vCPU live on the core.
+pub fn set_alone(core: usize, owner: Option<(usize, usize)>) {
+    let (Some(slot), Some(fast)) = (ALONE_OWNER.get(core), FAST_VTIMER_LR.get(core)) else {
+        return;
+    };
+    // Only this core changes its owner, so the one read here is still current under the lock.
+    let before = slot.load(Ordering::Relaxed);
+    if before != 0 {
+        let partition = ((before - 1) >> 8) as usize;
+        if let Some(v) = VGICS.get(partition) {
+            let _v = v.lock();
+            slot.store(0, Ordering::Relaxed);
+            fast.store(0, Ordering::Relaxed);
+        }
+    }
+    if let Some((partition, vcpu)) = owner {
+        if let Some(v) = VGICS.get(partition) {
+            let v = v.lock();
+            slot.store(alone_code(partition, vcpu), Ordering::Relaxed);
+            let stopped = super::guest::is_stopped(partition);
+            fast.store(
+                v.fast_lr(vcpu, VTIMER_INTID, false, stopped),
+                Ordering::Relaxed,
+            );
         }
     }
 }
