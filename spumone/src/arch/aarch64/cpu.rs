@@ -38,6 +38,23 @@ pub fn relax() {
     unsafe { core::arch::asm!("yield", options(nomem, nostack, preserves_flags)) };
 }
 
+/// How every EL2 lock waits: [`relax`] (`yield`) rather than the default `isb`. Under QEMU's
+/// round robin a core spinning on a lock whose holder's vCPU thread is descheduled would
+/// otherwise spin out its whole time slice, and a core that then waits behind it (the
+/// RTOS's, for its timer) waits that long too. On hardware both are hints.
+pub struct YieldWhileLocked;
+
+impl spin::RelaxStrategy for YieldWhileLocked {
+    fn relax() {
+        relax();
+    }
+}
+
+/// spumone's spin lock (see [`YieldWhileLocked`]).
+pub type Lock<T> = spin::mutex::Mutex<T, YieldWhileLocked>;
+/// What [`Lock::lock`] returns.
+pub type LockGuard<'a, T> = spin::mutex::MutexGuard<'a, T, YieldWhileLocked>;
+
 /// Stops this core for good: interrupts masked, `wfe` forever.
 pub fn park() -> ! {
     mask_all();

@@ -172,27 +172,29 @@ const BUDGETS: [u64; CHECKERS] = {
 };
 
 #[cfg(feature = "dsm-vectors")]
-static VECTORS: spin::Mutex<monitor_vectors::VectorsChecker> =
-    spin::Mutex::new(monitor_vectors::VectorsChecker::new());
+static VECTORS: super::cpu::Lock<monitor_vectors::VectorsChecker> =
+    super::cpu::Lock::new(monitor_vectors::VectorsChecker::new());
 #[cfg(feature = "dsm-syscall-table")]
-static SYSCALLS: spin::Mutex<monitor_syscall_table::SyscallTableChecker> =
-    spin::Mutex::new(monitor_syscall_table::SyscallTableChecker::new());
+static SYSCALLS: super::cpu::Lock<monitor_syscall_table::SyscallTableChecker> =
+    super::cpu::Lock::new(monitor_syscall_table::SyscallTableChecker::new());
 #[cfg(feature = "dsm-text-hash")]
-static TEXT_HASH: spin::Mutex<monitor_text_hash::TextHashChecker> =
-    spin::Mutex::new(monitor_text_hash::TextHashChecker::new());
+static TEXT_HASH: super::cpu::Lock<monitor_text_hash::TextHashChecker> =
+    super::cpu::Lock::new(monitor_text_hash::TextHashChecker::new());
 #[cfg(feature = "dsm-module-list")]
-static MODULE_LIST: spin::Mutex<monitor_module_list::ModuleListChecker> = spin::Mutex::new(
-    monitor_module_list::ModuleListChecker::new(dsm_btf::layouts::DEBIAN_6_1_0_56_ARM64),
-);
+static MODULE_LIST: super::cpu::Lock<monitor_module_list::ModuleListChecker> =
+    super::cpu::Lock::new(monitor_module_list::ModuleListChecker::new(
+        dsm_btf::layouts::DEBIAN_6_1_0_56_ARM64,
+    ));
 #[cfg(feature = "dsm-hidden-tasks")]
-static HIDDEN_TASKS: spin::Mutex<monitor_hidden_tasks::HiddenTasksChecker> = spin::Mutex::new(
-    monitor_hidden_tasks::HiddenTasksChecker::new(dsm_btf::layouts::DEBIAN_6_1_0_56_ARM64),
-);
+static HIDDEN_TASKS: super::cpu::Lock<monitor_hidden_tasks::HiddenTasksChecker> =
+    super::cpu::Lock::new(monitor_hidden_tasks::HiddenTasksChecker::new(
+        dsm_btf::layouts::DEBIAN_6_1_0_56_ARM64,
+    ));
 #[cfg(feature = "dsm-data-exec")]
-static DATA_EXEC: spin::Mutex<monitor_data_exec::DataExecChecker> =
-    spin::Mutex::new(monitor_data_exec::DataExecChecker::new());
+static DATA_EXEC: super::cpu::Lock<monitor_data_exec::DataExecChecker> =
+    super::cpu::Lock::new(monitor_data_exec::DataExecChecker::new());
 #[cfg(feature = "dsm-creds")]
-static CREDS: spin::Mutex<monitor_creds::CredsChecker> = spin::Mutex::new(
+static CREDS: super::cpu::Lock<monitor_creds::CredsChecker> = super::cpu::Lock::new(
     monitor_creds::CredsChecker::new(dsm_btf::layouts::DEBIAN_6_1_0_56_ARM64),
 );
 
@@ -212,7 +214,7 @@ struct Capture {
     /// Generation asked for / last captured.
     requested: AtomicU64,
     done: AtomicU64,
-    regs: spin::Mutex<VcpuRegs>,
+    regs: super::cpu::Lock<VcpuRegs>,
     /// This core holds its vCPU in EL2 (pause).
     held: AtomicBool,
 }
@@ -221,7 +223,7 @@ static CAPTURES: [Capture; MAX_CORES] = [const {
     Capture {
         requested: AtomicU64::new(0),
         done: AtomicU64::new(0),
-        regs: spin::Mutex::new(VcpuRegs {
+        regs: super::cpu::Lock::new(VcpuRegs {
             ttbr0: 0,
             ttbr1: 0,
             tcr: 0,
@@ -403,7 +405,7 @@ struct State {
     resets: u32,
 }
 
-static STATE: spin::Mutex<Option<State>> = spin::Mutex::new(None);
+static STATE: super::cpu::Lock<Option<State>> = super::cpu::Lock::new(None);
 
 /// Sets the runtime up for the first Linux partition with `dsm` settings.
 pub fn init() {
@@ -651,7 +653,7 @@ pub enum WriteFault {
 
 /// Locks the runtime from a trap on a Linux core. The DSM core may hold it while it pauses
 /// Linux, so kicks are taken meanwhile (a pause holds this core here until it ends).
-fn lock_state() -> spin::MutexGuard<'static, Option<State>> {
+fn lock_state() -> super::cpu::LockGuard<'static, Option<State>> {
     loop {
         if let Some(s) = STATE.try_lock() {
             return s;

@@ -35,26 +35,26 @@ const MAX_VCPUS: usize = crate::hvcore::MAX_CORES;
 #[repr(C, align(8192))]
 struct Stage2Tables([stage2::Table; 16]);
 
-static STAGE2_TABLES: [spin::Mutex<Stage2Tables>; MAX_PARTITIONS] =
-    [const { spin::Mutex::new(Stage2Tables([[0; 512]; 16])) }; MAX_PARTITIONS];
+static STAGE2_TABLES: [super::cpu::Lock<Stage2Tables>; MAX_PARTITIONS] =
+    [const { super::cpu::Lock::new(Stage2Tables([[0; 512]; 16])) }; MAX_PARTITIONS];
 static VTTBR: [AtomicU64; MAX_PARTITIONS] = [const { AtomicU64::new(0) }; MAX_PARTITIONS];
 /// Tables used and the root's index in each partition's pool, to reopen its tree.
 static STAGE2_USED: [AtomicUsize; MAX_PARTITIONS] = [const { AtomicUsize::new(0) }; MAX_PARTITIONS];
 static STAGE2_ROOT: [AtomicUsize; MAX_PARTITIONS] = [const { AtomicUsize::new(0) }; MAX_PARTITIONS];
 
-static LIFECYCLE: spin::Mutex<Lifecycle> = spin::Mutex::new(Lifecycle::new(0));
+static LIFECYCLE: super::cpu::Lock<Lifecycle> = super::cpu::Lock::new(Lifecycle::new(0));
 /// Mirrors "stopped" in `LIFECYCLE` so the IRQ path checks it without the lock.
 static STOPPED: [AtomicBool; MAX_PARTITIONS] = [const { AtomicBool::new(false) }; MAX_PARTITIONS];
-static POWER: spin::Mutex<[[VcpuPower; MAX_VCPUS]; MAX_PARTITIONS]> =
-    spin::Mutex::new([[VcpuPower::Off; MAX_VCPUS]; MAX_PARTITIONS]);
+static POWER: super::cpu::Lock<[[VcpuPower; MAX_VCPUS]; MAX_PARTITIONS]> =
+    super::cpu::Lock::new([[VcpuPower::Off; MAX_VCPUS]; MAX_PARTITIONS]);
 
 /// Emulates one MMIO access at `offset` in its region; returns the value a load reads, or
 /// `None` to refuse it (the guest then gets an external abort).
 pub type MmioHandler = fn(partition: usize, offset: u64, access: &MmioAccess) -> Option<u64>;
 
 /// Emulated device regions of each partition (filled by device models).
-pub static MMIO: [spin::Mutex<MmioTable<MmioHandler, 8>>; MAX_PARTITIONS] =
-    [const { spin::Mutex::new(MmioTable::new()) }; MAX_PARTITIONS];
+pub static MMIO: [super::cpu::Lock<MmioTable<MmioHandler, 8>>; MAX_PARTITIONS] =
+    [const { super::cpu::Lock::new(MmioTable::new()) }; MAX_PARTITIONS];
 
 /// Builds every partition's stage-2 map before any core enters a guest.
 pub fn prepare_partitions() {

@@ -31,8 +31,8 @@ struct Console {
     line: heapless::Vec<u8, LINE>,
 }
 
-static CONSOLES: [spin::Mutex<Console>; MAX_PARTITIONS] = [const {
-    spin::Mutex::new(Console {
+static CONSOLES: [super::cpu::Lock<Console>; MAX_PARTITIONS] = [const {
+    super::cpu::Lock::new(Console {
         uart: Vuart::new(),
         line: heapless::Vec::new(),
     })
@@ -79,7 +79,7 @@ pub fn dsm_pause_for_run() -> bool {
 }
 
 /// Operator commands found in the console input so far (an escape may end one read).
-static ESCAPES: spin::Mutex<Escapes> = spin::Mutex::new(Escapes::new());
+static ESCAPES: super::cpu::Lock<Escapes> = super::cpu::Lock::new(Escapes::new());
 
 /// Where a partition's pristine `Image` and initrd copies are, for restarts.
 #[derive(Clone, Copy)]
@@ -88,13 +88,13 @@ struct Pristine {
     initrd: MemRange,
 }
 
-static PRISTINE: [spin::Mutex<Option<Pristine>>; MAX_PARTITIONS] =
-    [const { spin::Mutex::new(None) }; MAX_PARTITIONS];
+static PRISTINE: [super::cpu::Lock<Option<Pristine>>; MAX_PARTITIONS] =
+    [const { super::cpu::Lock::new(None) }; MAX_PARTITIONS];
 /// Restarts of each partition so far.
 static RESETS: [AtomicU32; MAX_PARTITIONS] = [const { AtomicU32::new(0) }; MAX_PARTITIONS];
 /// The config's extra bootargs plus `spumone.resets=N`, for a restart's DTB.
-static RESTART_BOOTARGS: spin::Mutex<heapless::String<{ bootinfo::MAX_BOOTARGS + 32 }>> =
-    spin::Mutex::new(heapless::String::new());
+static RESTART_BOOTARGS: super::cpu::Lock<heapless::String<{ bootinfo::MAX_BOOTARGS + 32 }>> =
+    super::cpu::Lock::new(heapless::String::new());
 
 /// Prepares Linux partition `partition`: checks its `Image`, writes its DTB, keeps pristine
 /// copies for restarts, registers its console; or says why it cannot boot.

@@ -93,8 +93,8 @@ mod plain_console {
     use crate::hvcore::console::LineBuffer;
     use crate::hvcore::MAX_PARTITIONS;
 
-    static LINES: [spin::Mutex<LineBuffer>; MAX_PARTITIONS] =
-        [const { spin::Mutex::new(LineBuffer::new()) }; MAX_PARTITIONS];
+    static LINES: [crate::arch::cpu::Lock<LineBuffer>; MAX_PARTITIONS] =
+        [const { crate::arch::cpu::Lock::new(LineBuffer::new()) }; MAX_PARTITIONS];
 
     /// Prints whole lines as `[<name>] line`; a partial line waits for its end.
     pub fn write(index: usize, name: &str, bytes: &[u8]) {
@@ -127,13 +127,13 @@ mod framed {
         bytes: heapless::Vec<u8, MAX_PAYLOAD>,
     }
 
-    static RECORDS: [spin::Mutex<Record>; MAX_CORES] = [const {
-        spin::Mutex::new(Record {
+    static RECORDS: [crate::arch::cpu::Lock<Record>; MAX_CORES] = [const {
+        crate::arch::cpu::Lock::new(Record {
             bytes: heapless::Vec::new(),
         })
     }; MAX_CORES];
 
-    fn my_record() -> &'static spin::Mutex<Record> {
+    fn my_record() -> &'static crate::arch::cpu::Lock<Record> {
         &RECORDS[super::super::cpu::core_index() % MAX_CORES]
     }
 

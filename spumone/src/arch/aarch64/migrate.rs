@@ -25,20 +25,20 @@ const MAX_VCPUS: usize = MAX_CORES;
 const UNSET: u8 = u8::MAX;
 
 /// Each partition's policy for this run (the config's, or the host tools' override).
-static POLICIES: spin::Mutex<[Policy; MAX_PARTITIONS]> =
-    spin::Mutex::new([Policy::Pinned; MAX_PARTITIONS]);
+static POLICIES: super::cpu::Lock<[Policy; MAX_PARTITIONS]> =
+    super::cpu::Lock::new([Policy::Pinned; MAX_PARTITIONS]);
 /// Some partition's policy measures Linux's busy time from trapped WFIs (`load`).
 static LINUX_IDLE_COUNTED: AtomicBool = AtomicBool::new(false);
 /// Cores that may receive a migrating vCPU (bit per core): they run the switch loop.
 static MOVING_CORES: AtomicU32 = AtomicU32::new(0);
-static LOCATIONS: spin::Mutex<[[Migration; MAX_VCPUS]; MAX_PARTITIONS]> =
-    spin::Mutex::new([[Migration::new(0); MAX_VCPUS]; MAX_PARTITIONS]);
+static LOCATIONS: super::cpu::Lock<[[Migration; MAX_VCPUS]; MAX_PARTITIONS]> =
+    super::cpu::Lock::new([[Migration::new(0); MAX_VCPUS]; MAX_PARTITIONS]);
 /// Lock-free mirror of `Migration::deliver_to` for the interrupt paths.
 static DELIVER_TO: [[AtomicU8; MAX_VCPUS]; MAX_PARTITIONS] =
     [const { [const { AtomicU8::new(UNSET) }; MAX_VCPUS] }; MAX_PARTITIONS];
 /// States posted to each core, taken at its next decision.
-static INBOX: [spin::Mutex<heapless::Vec<MigrationState, RUNQ_CAPACITY>>; MAX_CORES] =
-    [const { spin::Mutex::new(heapless::Vec::new()) }; MAX_CORES];
+static INBOX: [super::cpu::Lock<heapless::Vec<MigrationState, RUNQ_CAPACITY>>; MAX_CORES] =
+    [const { super::cpu::Lock::new(heapless::Vec::new()) }; MAX_CORES];
 /// Per core: something for it to send or take (set before its kick).
 static WORK: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
 /// Per core hosting an RTOS vCPU: 0 none, 1 runnable, `t + 2` waiting since counter `t`.
@@ -50,7 +50,8 @@ static BUSY: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
 /// Per core: counter value + 1 since when it runs a Linux vCPU, 0 while it does not.
 static LINUX_SINCE: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
 /// The `load` policy's last window: when it started and `BUSY` then.
-static WINDOW: spin::Mutex<(Ticks, [u64; MAX_CORES])> = spin::Mutex::new((0, [0; MAX_CORES]));
+static WINDOW: super::cpu::Lock<(Ticks, [u64; MAX_CORES])> =
+    super::cpu::Lock::new((0, [0; MAX_CORES]));
 /// How long the `load` policy measures before it decides (100 ms at 62.5 MHz).
 const LOAD_WINDOW: Ticks = 6_250_000;
 

@@ -13,8 +13,8 @@ use crate::hvcore::platform::Platform;
 
 const POOL_TABLES: usize = 16;
 
-static TABLES: spin::Mutex<[Table; POOL_TABLES]> =
-    spin::Mutex::new([const { Table::EMPTY }; POOL_TABLES]);
+static TABLES: super::cpu::Lock<[Table; POOL_TABLES]> =
+    super::cpu::Lock::new([const { Table::EMPTY }; POOL_TABLES]);
 
 static ROOT: AtomicU64 = AtomicU64::new(0);
 

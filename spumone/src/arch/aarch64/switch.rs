@@ -80,8 +80,8 @@ impl CoreSched {
     }
 }
 
-static SCHED: [spin::Mutex<Option<CoreSched>>; MAX_CORES] =
-    [const { spin::Mutex::new(None) }; MAX_CORES];
+static SCHED: [super::cpu::Lock<Option<CoreSched>>; MAX_CORES] =
+    [const { super::cpu::Lock::new(None) }; MAX_CORES];
 /// Per core: it runs the shared loop (read on every slow-path interrupt, so lock-free).
 static SHARED: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
 /// Per core: context switches so far (logged when a vCPU leaves the core for good).

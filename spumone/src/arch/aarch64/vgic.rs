@@ -19,11 +19,11 @@ use crate::hvcore::vgic::{
 use crate::hvcore::vsgi;
 use crate::hvcore::{MAX_CORES, MAX_PARTITIONS};
 
-static VGICS: [spin::Mutex<Vgic>; MAX_PARTITIONS] =
-    [const { spin::Mutex::new(Vgic::new()) }; MAX_PARTITIONS];
+static VGICS: [super::cpu::Lock<Vgic>; MAX_PARTITIONS] =
+    [const { super::cpu::Lock::new(Vgic::new()) }; MAX_PARTITIONS];
 /// Interrupts of this core's vCPU waiting for a free list register.
-static QUEUES: [spin::Mutex<PendingQueue>; MAX_CORES] =
-    [const { spin::Mutex::new(PendingQueue::new()) }; MAX_CORES];
+static QUEUES: [super::cpu::Lock<PendingQueue>; MAX_CORES] =
+    [const { super::cpu::Lock::new(PendingQueue::new()) }; MAX_CORES];
 static SPI_LINES: AtomicU32 = AtomicU32::new(0);
 static LIST_REGS: AtomicUsize = AtomicUsize::new(0);
 /// Per core: the list register value forwarding the virtual timer PPI to the vCPU placed
