@@ -53,6 +53,16 @@ pub fn exception_level(pstate: u64) -> u8 {
     ((pstate >> 2) & 3) as u8
 }
 
+/// Whether `vcpu` is at EL1 now, so its TTBR1 is the kernel's own table (an EL0 vCPU may hold
+/// the KPTI trampoline's); `false` for a vCPU whose registers cannot be read now.
+pub fn at_el1(guest: &dyn Guest, vcpu: usize) -> Result<bool, GuestError> {
+    match guest.sysreg(vcpu, SysReg::Pstate) {
+        Ok(pstate) => Ok(exception_level(pstate) == 1),
+        Err(GuestError::RegisterUnavailable(_)) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Kind of access a watch traps (through stage-2 permissions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {

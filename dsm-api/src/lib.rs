@@ -32,8 +32,8 @@ pub mod test_support;
 
 pub use checker::{Budget, CheckError, Checker, Progress};
 pub use guest::{
-    exception_level, Access, Finding, Guest, GuestError, KernelInfo, PhysRange, StopTheWorld,
-    SysReg, WatchEvent, WatchId,
+    at_el1, exception_level, Access, Finding, Guest, GuestError, KernelInfo, PhysRange,
+    StopTheWorld, SysReg, WatchEvent, WatchId,
 };
 pub use symbols::KernelSymbols;
 pub use walk::{Stage1Regs, Translation, WalkError};

@@ -224,3 +224,18 @@ fn stop_the_world_resumes_on_drop() {
     drop(first);
     assert!(!g.paused);
 }
+
+#[test]
+fn at_el1_reads_each_vcpus_exception_level() {
+    let mut g = MemGuest::linux();
+    g.set_sysreg(0, SysReg::Pstate, 0b0000); // EL0t
+    g.set_sysreg(1, SysReg::Pstate, 0b0101); // EL1h
+    g.set_sysreg(2, SysReg::Pstate, 0b0100); // EL1t
+    assert!(!dsm_api::at_el1(&g, 0).unwrap());
+    assert!(dsm_api::at_el1(&g, 1).unwrap());
+    assert!(dsm_api::at_el1(&g, 2).unwrap());
+    assert_eq!(
+        dsm_api::at_el1(&g, g.vcpus()),
+        Err(dsm_api::GuestError::NoSuchVcpu(g.vcpus()))
+    );
+}

@@ -28,8 +28,8 @@
 
 use dsm_api::walk::PAGE_SIZE;
 use dsm_api::{
-    exception_level, Access, Budget, CheckError, Checker, Finding, Guest, GuestError, PhysRange,
-    Progress, SysReg, WatchEvent,
+    at_el1, Access, Budget, CheckError, Checker, Finding, Guest, GuestError, PhysRange, Progress,
+    SysReg, WatchEvent,
 };
 
 pub const NAME: &str = "data-exec";
@@ -89,10 +89,8 @@ impl DataExecChecker {
 /// A vCPU at EL1, whose TTBR1 is the kernel's own table.
 fn vcpu_at_el1(guest: &dyn Guest) -> Result<usize, CheckError> {
     for vcpu in 0..guest.vcpus() {
-        match guest.sysreg(vcpu, SysReg::Pstate) {
-            Ok(p) if exception_level(p) == 1 => return Ok(vcpu),
-            Ok(_) | Err(GuestError::RegisterUnavailable(_)) => {}
-            Err(e) => return Err(e.into()),
+        if at_el1(guest, vcpu)? {
+            return Ok(vcpu);
         }
     }
     Err(GuestError::RegisterUnavailable(SysReg::Pstate).into())

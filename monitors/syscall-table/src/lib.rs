@@ -10,8 +10,8 @@
 
 use dsm_api::walk::PAGE_SIZE;
 use dsm_api::{
-    exception_level, Access, Budget, CheckError, Checker, Finding, Guest, GuestError, PhysRange,
-    Progress, WatchEvent,
+    at_el1, Access, Budget, CheckError, Checker, Finding, Guest, GuestError, PhysRange, Progress,
+    WatchEvent,
 };
 
 pub const NAME: &str = "syscall-table";
@@ -84,12 +84,7 @@ impl SyscallTableChecker {
     /// the table's VA must map its PA read-only.
     fn check_mapping(&self, guest: &mut dyn Guest, b: Baseline) -> Result<(), GuestError> {
         for vcpu in 0..guest.vcpus() {
-            let at_el1 = match guest.sysreg(vcpu, dsm_api::SysReg::Pstate) {
-                Ok(p) => exception_level(p) == 1,
-                Err(GuestError::RegisterUnavailable(_)) => false,
-                Err(e) => return Err(e),
-            };
-            if !at_el1 {
+            if !at_el1(guest, vcpu)? {
                 continue;
             }
             let first = b.va & !(PAGE_SIZE - 1);
