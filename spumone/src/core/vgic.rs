@@ -898,13 +898,23 @@ pub const fn free_lr(elrsr: u64, count: usize) -> Option<usize> {
     }
 }
 
-/// Whether any of `lrs` holds a pending interrupt (a trapped WFI must not sleep then).
-pub fn any_pending(lrs: &[u64]) -> bool {
-    lrs.iter().any(|&lr| {
-        matches!(
-            ListReg::decode(lr).state,
-            LrState::Pending | LrState::PendingActive
-        )
+/// `ICH_VMCR_EL2` fields: group 0 and group 1 enables, and the priority mask.
+const VMCR_VENG0: u64 = 1 << 0;
+const VMCR_VENG1: u64 = 1 << 1;
+const VMCR_VPMR_SHIFT: u32 = 24;
+
+/// Whether one of `lrs` would be signalled to the vCPU whose `ICH_VMCR_EL2` is `vmcr`: pending,
+/// its group enabled, its priority above the mask. Only such an interrupt wakes a WFI on
+/// hardware, so only it keeps a trapped WFI from sleeping: one the vCPU masks would make its
+/// idle loop spin through trapped WFIs instead. (The running priority is not compared: a WFI
+/// inside a handler wakes for a masked one, as before.)
+pub fn any_signalled(lrs: &[u64], vmcr: u64) -> bool {
+    let mask = (vmcr >> VMCR_VPMR_SHIFT) & 0xFF;
+    lrs.iter().any(|&raw| {
+        let lr = ListReg::decode(raw);
+        let pending = matches!(lr.state, LrState::Pending | LrState::PendingActive);
+        let group = if lr.group1 { VMCR_VENG1 } else { VMCR_VENG0 };
+        pending && vmcr & group != 0 && u64::from(lr.priority) < mask
     })
 }
 
@@ -1332,17 +1342,52 @@ mod tests {
             "bits beyond the implemented LRs"
         );
         assert_eq!(free_lr(1 << 15, 16), Some(15));
-        let pending = ListReg::hardware(
-            27,
-            Delivery {
-                priority: 0,
-                group1: true,
-            },
+    }
+
+    #[test]
+    fn only_an_interrupt_the_vcpu_would_take_is_signalled() {
+        let lr = |priority, group1, state| {
+            ListReg {
+                vintid: 27,
+                pintid: Some(27),
+                priority,
+                group1,
+                state,
+            }
+            .encode()
+        };
+        // Group 1 on, priority mask 0xf0 (Linux's).
+        let vmcr = 0xF0 << VMCR_VPMR_SHIFT | VMCR_VENG1;
+        assert!(any_signalled(&[0, lr(0xA0, true, LrState::Pending)], vmcr));
+        assert!(any_signalled(
+            &[lr(0xA0, true, LrState::PendingActive)],
+            vmcr
+        ));
+        assert!(!any_signalled(&[lr(0xA0, true, LrState::Active)], vmcr));
+        assert!(!any_signalled(&[0, 0], vmcr), "empty list registers");
+        assert!(
+            !any_signalled(&[lr(0xF0, true, LrState::Pending)], vmcr),
+            "at the mask"
         );
-        let mut active = pending;
-        active.state = LrState::Active;
-        assert!(any_pending(&[0, pending.encode()]));
-        assert!(!any_pending(&[0, active.encode()]));
+        assert!(
+            !any_signalled(&[lr(0xA0, false, LrState::Pending)], vmcr),
+            "group 0 is off"
+        );
+        assert!(any_signalled(
+            &[lr(0xA0, false, LrState::Pending)],
+            vmcr | VMCR_VENG0
+        ));
+        assert!(
+            !any_signalled(&[lr(0x00, true, LrState::Pending)], VMCR_VENG1),
+            "mask 0 (reset) signals nothing"
+        );
+        assert!(any_signalled(
+            &[
+                lr(0xA0, false, LrState::Pending),
+                lr(0x10, true, LrState::Pending)
+            ],
+            vmcr
+        ));
     }
 
     #[test]

@@ -543,7 +543,8 @@ pub fn trapped_wait_sleeps(is_wfe: bool) -> bool {
     vgic::trapped_wait_sleeps(is_wfe, is_wfe || virtual_pending())
 }
 
-/// Whether this core's vCPU has a virtual interrupt to take.
+/// Whether this core's vCPU has a virtual interrupt to take: one in its list registers that
+/// its CPU interface would signal (`vgic::any_signalled`), or any waiting for a free one.
 pub fn virtual_pending() -> bool {
     if QUEUED[cpu::core_index()].load(Ordering::Relaxed) {
         return true;
@@ -553,7 +554,7 @@ pub fn virtual_pending() -> bool {
     for (n, lr) in lrs.iter_mut().enumerate().take(count) {
         *lr = read_lr(n);
     }
-    vgic::any_pending(&lrs[..count])
+    vgic::any_signalled(&lrs[..count], read_vmcr())
 }
 
 // ---------------------------------------------------------------------------------------------
