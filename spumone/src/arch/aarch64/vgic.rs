@@ -27,7 +27,8 @@ static QUEUES: [super::cpu::Lock<PendingQueue>; MAX_CORES] =
 static SPI_LINES: AtomicU32 = AtomicU32::new(0);
 static LIST_REGS: AtomicUsize = AtomicUsize::new(0);
 /// Per core: the list register value forwarding the virtual timer PPI to the vCPU placed
-/// alone on that core, or 0 (see `Vgic::fast_lr`). Kept in step with the vGIC under its lock.
+/// alone on that core (or, on a shared-loop core, running alone there: `ALONE_OWNER`), or 0
+/// (see `Vgic::fast_lr`). Kept in step with the vGIC under its lock.
 static FAST_VTIMER_LR: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
 /// Per core of the shared loop: the vCPU running there alone and untrapped, which owns the
 /// core's `FAST_VTIMER_LR` (partition << 8 | vCPU, plus 1; 0 for none). Set by that core
