@@ -400,10 +400,10 @@ impl Vgic {
 
     /// The list register value that forwards `intid` to `vcpu` straight from the IRQ path
     /// without the lock, or 0 when it must take the locked path (disabled, not a private
-    /// hardware interrupt, a core shared by several vCPUs where the per-core cache would be
-    /// ambiguous, or a stopped partition whose cores must notice the stop there).
-    pub fn fast_lr(&self, vcpu: usize, intid: u32, shared_core: bool, stopped: bool) -> u64 {
-        if shared_core || stopped || intid >= SPI_BASE {
+    /// hardware interrupt, or a stopped partition whose cores must notice the stop there).
+    /// The caller keeps it per core only for the one vCPU running alone there.
+    pub fn fast_lr(&self, vcpu: usize, intid: u32, stopped: bool) -> u64 {
+        if stopped || intid >= SPI_BASE {
             return 0;
         }
         self.deliverable(vcpu, intid)
@@ -1078,9 +1078,9 @@ mod tests {
     }
 
     #[test]
-    fn fast_lr_follows_enable_priority_and_sharing() {
+    fn fast_lr_follows_enable_priority_and_stop() {
         let mut v = vgic(2, &[40]);
-        assert_eq!(v.fast_lr(1, 27, false, false), 0, "disabled");
+        assert_eq!(v.fast_lr(1, 27, false), 0, "disabled");
         v.gicr_write(frame(1) + SGI + 0x400 + 24, 4, 0x80_00_00_00)
             .unwrap();
         v.gicr_write(frame(1) + SGI + 0x80, 4, u32::MAX.into())
@@ -1089,20 +1089,15 @@ mod tests {
         let d = v.deliverable(1, 27).unwrap();
         let lr = ListReg::hardware(27, d).encode();
         assert_ne!(lr, 0);
-        assert_eq!(v.fast_lr(1, 27, false, false), lr);
-        assert_eq!(v.fast_lr(1, 27, true, false), 0, "shared core");
-        assert_eq!(v.fast_lr(1, 27, false, true), 0, "stopped partition");
-        assert_eq!(v.fast_lr(0, 27, false, false), 0, "other vCPU");
+        assert_eq!(v.fast_lr(1, 27, false), lr);
+        assert_eq!(v.fast_lr(1, 27, true), 0, "stopped partition");
+        assert_eq!(v.fast_lr(0, 27, false), 0, "other vCPU");
         v.gicr_write(frame(1) + SGI + 0x41B, 1, 0x40).unwrap();
-        assert_ne!(v.fast_lr(1, 27, false, false), lr, "priority change seen");
+        assert_ne!(v.fast_lr(1, 27, false), lr, "priority change seen");
         v.gicr_write(frame(1) + SGI + 0x180, 4, 1 << 27).unwrap();
-        assert_eq!(v.fast_lr(1, 27, false, false), 0, "disabled again");
+        assert_eq!(v.fast_lr(1, 27, false), 0, "disabled again");
         v.gicd_write(GICD_ISENABLER + 4, 4, 1 << 8).unwrap();
-        assert_eq!(
-            v.fast_lr(0, 40, false, false),
-            0,
-            "SPIs take the locked path"
-        );
+        assert_eq!(v.fast_lr(0, 40, false), 0, "SPIs take the locked path");
     }
 
     #[test]

@@ -172,7 +172,7 @@ fn refresh_fast(partition: usize, v: &Vgic) {
     };
     let stopped = super::guest::is_stopped(partition);
     for (n, placed) in p.vcpus.iter().enumerate() {
-        let lr = v.fast_lr(n, VTIMER_INTID, false, stopped);
+        let lr = v.fast_lr(n, VTIMER_INTID, stopped);
         if !super::switch::is_shared_core(placed.core) {
             if let Some(slot) = FAST_VTIMER_LR.get(usize::from(placed.core)) {
                 slot.store(lr, Ordering::Relaxed);
@@ -215,10 +215,7 @@ pub fn set_alone(core: usize, owner: Option<(usize, usize)>) {
             let v = v.lock();
             slot.store(alone_code(partition, vcpu), Ordering::Relaxed);
             let stopped = super::guest::is_stopped(partition);
-            fast.store(
-                v.fast_lr(vcpu, VTIMER_INTID, false, stopped),
-                Ordering::Relaxed,
-            );
+            fast.store(v.fast_lr(vcpu, VTIMER_INTID, stopped), Ordering::Relaxed);
         }
     }
 }
