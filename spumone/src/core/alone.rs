@@ -37,8 +37,8 @@ pub const GUARD_AFTER: Ticks = 3_125;
 /// What a shared-loop core knows after a scheduling decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Here {
-    /// vCPUs placed on the core (running, ready or waiting).
-    pub vcpus: usize,
+    /// Exactly one vCPU is placed on the core (`RunQueue::alone`).
+    pub alone: bool,
     /// The class of the vCPU that runs next (`None`: the core idles).
     pub runs: Option<Class>,
     /// A policy measures Linux's busy time from its trapped WFIs (`load`).
@@ -49,7 +49,7 @@ pub struct Here {
 
 /// Whether the core may run its one vCPU with WFI and WFE untrapped.
 pub fn untrapped(here: &Here) -> bool {
-    if here.vcpus != 1 {
+    if !here.alone {
         return false;
     }
     match here.runs {
@@ -101,7 +101,7 @@ mod tests {
 
     fn here(vcpus: usize, runs: Option<Class>) -> Here {
         Here {
-            vcpus,
+            alone: vcpus == 1,
             runs,
             linux_idle_counted: false,
             observing: false,

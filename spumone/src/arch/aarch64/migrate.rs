@@ -29,6 +29,9 @@ static POLICIES: super::cpu::Lock<[Policy; MAX_PARTITIONS]> =
     super::cpu::Lock::new([Policy::Pinned; MAX_PARTITIONS]);
 /// Some partition's policy measures Linux's busy time from trapped WFIs (`load`).
 static LINUX_IDLE_COUNTED: AtomicBool = AtomicBool::new(false);
+/// The `spumone` policy's `return_after`, 0 if no partition has it (read on every idle
+/// decision, so not behind the `POLICIES` lock).
+static RETURN_AFTER: AtomicU64 = AtomicU64::new(0);
 /// Cores that may receive a migrating vCPU (bit per core): they run the switch loop.
 static MOVING_CORES: AtomicU32 = AtomicU32::new(0);
 static LOCATIONS: super::cpu::Lock<[[Migration; MAX_VCPUS]; MAX_PARTITIONS]> =
@@ -91,6 +94,11 @@ pub fn init() {
     }
     let counted = policies.iter().any(|p| matches!(p, Policy::Load(_)));
     LINUX_IDLE_COUNTED.store(counted, Ordering::Relaxed);
+    let after = policies.iter().find_map(|p| match p {
+        Policy::Spumone(s) => Some(s.return_after.max(1)),
+        _ => None,
+    });
+    RETURN_AFTER.store(after.unwrap_or(0), Ordering::Relaxed);
     let mask = vcpu::migration_cores(&CONFIG, |p| {
         !matches!(policies[usize::from(p)], Policy::Pinned)
     });
@@ -251,10 +259,10 @@ pub fn publish_rtos(core: usize, state: Option<RtosState>) {
 /// How long an idle RTOS must wait before displaced vCPUs come back, if any partition's
 /// policy brings them back at all.
 pub fn return_after() -> Option<Ticks> {
-    POLICIES.lock().iter().find_map(|p| match p {
-        Policy::Spumone(s) => Some(s.return_after),
-        _ => None,
-    })
+    match RETURN_AFTER.load(Ordering::Relaxed) {
+        0 => None,
+        after => Some(after),
+    }
 }
 
 /// Core `core` runs a Linux vCPU from `now` on (`runs`), or not: closes the interval before.

@@ -336,19 +336,20 @@ fn reschedule(frame: &mut TrapFrame) {
             Run::Switch { to, .. } => Some(to),
             Run::Idle => None,
         };
-        let linux_runs = runs
+        let runs_class = runs
             .and_then(|id| s.slot(id))
-            .is_some_and(|x| class_of(x.partition) == Class::Linux);
+            .map(|x| class_of(x.partition));
         if moving {
             // Busy time for the `load` policy.
-            migrate::linux_runs(core, now, linux_runs);
+            migrate::linux_runs(core, now, runs_class == Some(Class::Linux));
         }
         let mut look = moving && s.rtos.is_some() && rtos_changed(s, now);
         let runs_deadline = match run {
             Run::Switch { to, .. } => s.slot(to).and_then(|x| x.vtimer.deadline()),
             _ => loaded_deadline,
         };
-        if let Some(at) = settle_alone(s, core, now, runs, runs_deadline, &mut look) {
+        let chosen = runs.zip(runs_class);
+        if let Some(at) = settle_alone(s, core, moving, now, chosen, runs_deadline, &mut look) {
             wake_at = Some(wake_at.map_or(at, |t| t.min(at)));
         }
         if moving && matches!(run, Run::Idle) {
@@ -426,27 +427,25 @@ fn rtos_changed(s: &mut CoreSched, now: Ticks) -> bool {
     woke || periodic
 }
 
-/// Runs the vCPU chosen to run (`runs`, its timer due at `deadline`) untrapped if it is alone
-/// here, or traps again; on an untrapped RTOS core, runs the policy (`look`) when a look is
-/// due. Returns when the EL2 timer must fire for the next look.
+/// Runs the vCPU chosen to run (`chosen`: it and its class; its timer due at `deadline`)
+/// untrapped if it is alone here, or traps again; on an untrapped RTOS core, runs the policy
+/// (`look`) when a look is due. Returns when the EL2 timer must fire for the next look.
 fn settle_alone(
     s: &mut CoreSched,
     core: usize,
+    moving: bool,
     now: Ticks,
-    runs: Option<VcpuId>,
+    chosen: Option<(VcpuId, Class)>,
     deadline: Option<Ticks>,
     look: &mut bool,
 ) -> Option<Ticks> {
-    let class = runs
-        .and_then(|id| s.slot(id))
-        .map(|x| class_of(x.partition));
+    let (runs, class) = (chosen.map(|c| c.0), chosen.map(|c| c.1));
     let here = Here {
-        vcpus: s.queue.len(),
+        alone: s.queue.alone(),
         runs: class,
         linux_idle_counted: migrate::linux_idle_counted(),
         observing: s.observing,
     };
-    let moving = u8::try_from(core).is_ok_and(migrate::moving_core);
     let mut untrap = alone::untrapped(&here);
     let looks = untrap && moving && class == Some(Class::Rtos);
     if looks && now >= s.next_look {
