@@ -903,18 +903,39 @@ const VMCR_VENG0: u64 = 1 << 0;
 const VMCR_VENG1: u64 = 1 << 1;
 const VMCR_VPMR_SHIFT: u32 = 24;
 
-/// Whether one of `lrs` would be signalled to the vCPU whose `ICH_VMCR_EL2` is `vmcr`: pending,
-/// its group enabled, its priority above the mask. Only such an interrupt wakes a WFI on
-/// hardware, so only it keeps a trapped WFI from sleeping: one the vCPU masks would make its
-/// idle loop spin through trapped WFIs instead. (The running priority is not compared: a WFI
-/// inside a handler wakes for a masked one, as before.)
-pub fn any_signalled(lrs: &[u64], vmcr: u64) -> bool {
+/// The running priority of a vCPU interface with `prebits` priority bits (one more than
+/// `ICH_VTR_EL2.PREbits`), from its active-priority registers: `active[n]` is `ICH_AP0R<n>_EL2 | ICH_AP1R<n>_EL2`
+/// (bit `i` of the concatenation is priority `i << (8 - prebits)`). `None` when nothing is
+/// active: the interface is idle.
+pub fn running_priority(active: &[u32], prebits: u32) -> Option<u8> {
+    let shift = 8u32.saturating_sub(prebits.clamp(1, 8));
+    active.iter().enumerate().find_map(|(n, &bits)| {
+        (bits != 0).then(|| {
+            let index = n as u32 * 32 + bits.trailing_zeros();
+            (index << shift).min(0xFF) as u8
+        })
+    })
+}
+
+/// Whether one of `lrs` would be signalled to the vCPU whose `ICH_VMCR_EL2` is `vmcr` and
+/// whose running priority is `running` ([`running_priority`]): pending, its group enabled,
+/// its priority above the mask, and its group priority above the running one. Only such an
+/// interrupt wakes a WFI on hardware, so only it keeps a trapped WFI from sleeping: one the
+/// vCPU masks would make its idle loop spin through trapped WFIs instead. (A vCPU parked
+/// inside a handler, as Linux's stop loop is inside `IPI_CPU_STOP`, then sleeps.)
+///
+/// The group priority is taken at the finest grouping `prebits` allows: a coarser binary
+/// point only preempts less, so this may say "signalled" where hardware would not (a spin
+/// through trapped WFIs, as before), never the other way (a lost wake-up).
+pub fn any_signalled(lrs: &[u64], vmcr: u64, running: Option<u8>, prebits: u32) -> bool {
     let mask = (vmcr >> VMCR_VPMR_SHIFT) & 0xFF;
+    let group_bits = !(0xFFu8 >> prebits.clamp(1, 8));
     lrs.iter().any(|&raw| {
         let lr = ListReg::decode(raw);
         let pending = matches!(lr.state, LrState::Pending | LrState::PendingActive);
         let group = if lr.group1 { VMCR_VENG1 } else { VMCR_VENG0 };
-        pending && vmcr & group != 0 && u64::from(lr.priority) < mask
+        let preempts = running.is_none_or(|r| lr.priority & group_bits < r);
+        pending && vmcr & group != 0 && u64::from(lr.priority) < mask && preempts
     })
 }
 
@@ -1353,27 +1374,44 @@ mod tests {
         };
         // Group 1 on, priority mask 0xf0 (Linux's).
         let vmcr = 0xF0 << VMCR_VPMR_SHIFT | VMCR_VENG1;
-        assert!(any_signalled(&[0, lr(0xA0, true, LrState::Pending)], vmcr));
+        assert!(any_signalled(
+            &[0, lr(0xA0, true, LrState::Pending)],
+            vmcr,
+            None,
+            5
+        ));
         assert!(any_signalled(
             &[lr(0xA0, true, LrState::PendingActive)],
-            vmcr
+            vmcr,
+            None,
+            5
         ));
-        assert!(!any_signalled(&[lr(0xA0, true, LrState::Active)], vmcr));
-        assert!(!any_signalled(&[0, 0], vmcr), "empty list registers");
+        assert!(!any_signalled(
+            &[lr(0xA0, true, LrState::Active)],
+            vmcr,
+            None,
+            5
+        ));
         assert!(
-            !any_signalled(&[lr(0xF0, true, LrState::Pending)], vmcr),
+            !any_signalled(&[0, 0], vmcr, None, 5),
+            "empty list registers"
+        );
+        assert!(
+            !any_signalled(&[lr(0xF0, true, LrState::Pending)], vmcr, None, 5),
             "at the mask"
         );
         assert!(
-            !any_signalled(&[lr(0xA0, false, LrState::Pending)], vmcr),
+            !any_signalled(&[lr(0xA0, false, LrState::Pending)], vmcr, None, 5),
             "group 0 is off"
         );
         assert!(any_signalled(
             &[lr(0xA0, false, LrState::Pending)],
-            vmcr | VMCR_VENG0
+            vmcr | VMCR_VENG0,
+            None,
+            5
         ));
         assert!(
-            !any_signalled(&[lr(0x00, true, LrState::Pending)], VMCR_VENG1),
+            !any_signalled(&[lr(0x00, true, LrState::Pending)], VMCR_VENG1, None, 5),
             "mask 0 (reset) signals nothing"
         );
         assert!(any_signalled(
@@ -1381,8 +1419,53 @@ mod tests {
                 lr(0xA0, false, LrState::Pending),
                 lr(0x10, true, LrState::Pending)
             ],
-            vmcr
+            vmcr,
+            None,
+            5
         ));
+    }
+
+    #[test]
+    fn running_priority_is_the_highest_active_one() {
+        assert_eq!(running_priority(&[0], 5), None, "idle");
+        // 5 bits: bit i is priority i << 3; SGI 2 active at 0xa0 is bit 20.
+        assert_eq!(running_priority(&[1 << 20], 5), Some(0xA0));
+        assert_eq!(running_priority(&[1 << 20 | 1 << 2], 5), Some(0x10));
+        // 7 bits: four registers, bit i is priority i << 1.
+        assert_eq!(running_priority(&[0, 0, 0, 1 << 16], 7), Some(0xE0));
+        assert_eq!(running_priority(&[0, 1, 0, 0], 7), Some(0x40));
+    }
+
+    #[test]
+    fn an_active_interrupt_holds_back_those_it_would_not_preempt() {
+        let pending = |priority| {
+            ListReg {
+                vintid: 27,
+                pintid: Some(27),
+                priority,
+                group1: true,
+                state: LrState::Pending,
+            }
+            .encode()
+        };
+        let vmcr = 0xF0 << VMCR_VPMR_SHIFT | VMCR_VENG1;
+        // Linux's stop loop: IPI_CPU_STOP active at 0xa0, its timer pending at 0xa0.
+        let stop = running_priority(&[1 << 20], 5);
+        assert!(
+            !any_signalled(&[pending(0xA0)], vmcr, stop, 5),
+            "same priority"
+        );
+        assert!(
+            !any_signalled(&[pending(0xC0)], vmcr, stop, 5),
+            "lower priority"
+        );
+        assert!(
+            any_signalled(&[pending(0x80)], vmcr, stop, 5),
+            "higher priority"
+        );
+        // 0xa4 is 0xa0's group at 5 bits: it does not preempt 0xa0 either.
+        assert!(!any_signalled(&[pending(0xA4)], vmcr, stop, 5));
+        assert!(any_signalled(&[pending(0xA4)], vmcr, None, 5), "idle");
     }
 
     #[test]

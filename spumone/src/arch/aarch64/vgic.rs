@@ -542,7 +542,8 @@ pub fn trapped_wait_sleeps(is_wfe: bool) -> bool {
 }
 
 /// Whether this core's vCPU has a virtual interrupt to take: one in its list registers that
-/// its CPU interface would signal (`vgic::any_signalled`), or any waiting for a free one.
+/// its CPU interface would signal (`vgic::any_signalled`, the running priority included), or
+/// any waiting for a free one.
 pub fn virtual_pending() -> bool {
     if QUEUED[cpu::core_index()].load(Ordering::Relaxed) {
         return true;
@@ -552,7 +553,14 @@ pub fn virtual_pending() -> bool {
     for (n, lr) in lrs.iter_mut().enumerate().take(count) {
         *lr = read_lr(n);
     }
-    vgic::any_signalled(&lrs[..count], read_vmcr())
+    let regs = active_priority_regs();
+    let mut active = [0u32; 4];
+    for (n, bits) in active.iter_mut().enumerate().take(regs) {
+        *bits = read_apr(false, n) | read_apr(true, n);
+    }
+    let prebits = priority_bits();
+    let running = vgic::running_priority(&active[..regs], prebits);
+    vgic::any_signalled(&lrs[..count], read_vmcr(), running, prebits)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -698,10 +706,14 @@ pub fn inject_saved(state: &mut VgicState, intid: u32, delivery: Delivery) -> bo
     kept
 }
 
+/// Preemption priority bits of the virtual interface (`ICH_VTR_EL2.PREbits` + 1).
+fn priority_bits() -> u32 {
+    (((read_vtr() >> 26) & 7) + 1) as u32
+}
+
 /// How many `ICH_AP<n>R<m>_EL2` registers exist per group (`ICH_VTR_EL2.PREbits`).
 fn active_priority_regs() -> usize {
-    let prebits = ((read_vtr() >> 26) & 7) + 1;
-    match prebits {
+    match priority_bits() {
         7 => 4,
         6 => 2,
         _ => 1,
