@@ -16,6 +16,10 @@ fn rtos_boots_bare_and_powers_off() {
     if done < banner {
         fail(run, "`rtos: done` came before the banner");
     }
+    // One core: PSCI has no other core to start, so nothing spins beside the baseline.
+    if let Some(line) = run.lines.iter().find(|l| l.contains("cores spin")) {
+        fail(run, &format!("rtos-native has one core, but: {line}"));
+    }
     if let Some(line) = run
         .lines
         .iter()

@@ -25,6 +25,14 @@ pub const BENCHES: &[&str] = &["rtos-latency", "kbuild", "dsm"];
 pub const NATIVE: &str = "rtos-native";
 /// The scenarios `rtos-latency` runs, baseline first.
 pub const LATENCY_SCENARIOS: [&str; 2] = [NATIVE, "rtos"];
+/// The RTOS alone on a 4-core machine, its other cores spinning, without the hypervisor:
+/// QEMU's own floor for an RTOS beside busy cores (row load [`NEIGHBOUR_LOAD`]).
+pub const NATIVE_BUSY: &str = "rtos-native-busy";
+/// The `load` of the [`NATIVE_BUSY`] row.
+pub const NEIGHBOUR_LOAD: &str = "neighbours-spin";
+/// Samples of the [`NATIVE_BUSY`] row (at most the bench's N): under `-icount` one firing in
+/// about 100 is served, so N samples take about N / 10 s of guest time.
+pub const NEIGHBOUR_SAMPLES: u32 = 100;
 /// The console the RTOS prints on, in both scenarios.
 pub const RTOS_CONSOLE: &str = "[rtos]";
 
@@ -326,7 +334,9 @@ pub fn compare(rows: &[Row]) -> Vec<Comparison> {
             continue;
         };
         let (s, b) = (&row.stats, &base.stats);
-        let verdict = row.icount.then(|| {
+        // The busy-neighbour row is a baseline too: QEMU's floor, no target of spumone's.
+        let judged = row.icount && row.scenario != NATIVE_BUSY;
+        let verdict = judged.then(|| {
             let mut unmet = Vec::new();
             if !within(s.p99_ns, b.p99_ns, P99_TARGET) {
                 unmet.push("p99".to_string());
@@ -439,6 +449,7 @@ pub fn render_markdown(rows: &[Row]) -> String {
             _ if baseline(rows, r.icount).is_none() => {
                 ("–".to_string(), format!("no {NATIVE} row"))
             }
+            None if r.scenario == NATIVE_BUSY => ("none (baseline)".to_string(), "–".to_string()),
             None => ("none (wall)".to_string(), "–".to_string()),
             Some(Ok(())) => (target.clone(), "met".to_string()),
             Some(Err(unmet)) => (target.clone(), format!("not met ({})", unmet.join(", "))),
@@ -492,32 +503,44 @@ pub fn rtos_latency(options: &LatencyBenchOptions) -> Result<()> {
         Some(only) => vec![only],
         None => LATENCY_GROUPS.to_vec(),
     };
+    // (image, its probe settings, the row's load)
     let mut built = Vec::new();
-    for name in LATENCY_SCENARIOS
-        .iter()
-        .filter(|_| groups.contains(&"rtos"))
-    {
-        let s = scenario::lookup(name)?;
-        built.push(firmware::build_into(s, &build, &bench_images_dir(name))?);
+    if groups.contains(&"rtos") {
+        for name in LATENCY_SCENARIOS {
+            let s = scenario::lookup(name)?;
+            let firmware = firmware::build_into(s, &build, &bench_images_dir(name))?;
+            built.push((firmware, options.latency, None));
+        }
+        let neighbours = LatencySettings {
+            samples: options.latency.samples.min(NEIGHBOUR_SAMPLES),
+            ..options.latency
+        };
+        let build = BuildOptions {
+            latency: neighbours,
+            ..build
+        };
+        let s = scenario::lookup(NATIVE_BUSY)?;
+        let firmware = firmware::build_into(s, &build, &bench_images_dir(NATIVE_BUSY))?;
+        built.push((firmware, neighbours, Some(NEIGHBOUR_LOAD)));
     }
     // After building: cargo must stay interruptible; Ctrl-C now reaches QEMU.
     signals::ignore_interrupts();
 
     let mut rows = Vec::new();
     for icount in [true, false] {
-        for firmware in &built {
+        for (firmware, latency, load) in &built {
             let name = firmware.scenario.name;
             println!(
                 "bench: {name} ({}), n={} P={} us ...",
                 clock(icount),
-                options.latency.samples,
-                options.latency.period_us
+                latency.samples,
+                latency.period_us
             );
             let run_options = RunOptions {
                 timeout: options.timeout,
                 icount,
                 echo: false,
-                latency: options.latency,
+                latency: *latency,
                 ..RunOptions::new(firmware.scenario)
             };
             let outcome = run::launch(firmware, &run_options)?;
@@ -527,7 +550,7 @@ pub fn rtos_latency(options: &LatencyBenchOptions) -> Result<()> {
                 bail!("bench rtos-latency: {what}: {why}");
             }
             let stats = find_latency(&outcome.lines, RTOS_CONSOLE)
-                .and_then(|s| s.check(u64::from(options.latency.samples)).map(|()| s))
+                .and_then(|s| s.check(u64::from(latency.samples)).map(|()| s))
                 .map_err(|e| anyhow::anyhow!("bench rtos-latency: {what}: {e} (see {all_log})"))?;
             let hist = histogram::round_histograms(&outcome.lines, 0..outcome.lines.len())
                 .map_err(|e| anyhow::anyhow!("bench rtos-latency: {what}: {e} (see {all_log})"))?;
@@ -535,8 +558,8 @@ pub fn rtos_latency(options: &LatencyBenchOptions) -> Result<()> {
                 scenario: name.to_string(),
                 icount,
                 policy: None,
-                load: None,
-                period_us: u64::from(options.latency.period_us),
+                load: load.map(str::to_string),
+                period_us: u64::from(latency.period_us),
                 stats,
                 wall_seconds: outcome.elapsed.as_secs_f64(),
                 hist: Histogram::sum(&hist),
@@ -603,8 +626,9 @@ fn beside_linux_rows(
     let idle = format!("sleep {seconds}");
     let mut cases: Vec<(&str, Option<&str>, &str, String)> = Vec::new();
     if groups.contains(&DEMO) {
-        // No busy row: under the busy load `demo`'s RTOS printed no round at all (see README).
+        // Busy too: static partitioning under the same load, beside the sharing policies.
         cases.push((DEMO, None, IDLE_LOAD, idle.clone()));
+        cases.push((DEMO, None, BUSY_LOAD, busy_command(seconds)));
     }
     if groups.contains(&SHARED) {
         for &(name, policy) in SHARED_POLICIES {
@@ -1005,6 +1029,23 @@ mod tests {
         assert!(!within(111, 100, P99_TARGET));
         assert!(within(150, 100, MAX_TARGET));
         assert!(!within(151, 100, MAX_TARGET));
+    }
+
+    #[test]
+    fn the_busy_neighbour_baseline_gets_ratios_but_no_verdict() {
+        let mut busy = row(NATIVE_BUSY, true, stats(97_000_000, 99_000_000, 4000));
+        busy.load = Some(NEIGHBOUR_LOAD.to_string());
+        let rows = [row("rtos-native", true, stats(1000, 1000, 0)), busy];
+        let c = compare(&rows);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].verdict, None, "QEMU's floor is not judged");
+        assert_eq!(c[0].p99_ratio, Some(97_000.0));
+        let md = render_markdown(&rows);
+        assert!(
+            md.contains("| rtos-native-busy | icount | – | neighbours-spin | 97000.00× |"),
+            "{md}"
+        );
+        assert!(md.contains("none (baseline)"), "{md}");
     }
 
     #[test]

@@ -44,6 +44,16 @@ pub const SCENARIOS: &[Scenario] = &[
         tested: true,
     },
     Scenario {
+        name: "rtos-native-busy",
+        description: "the RTOS image alone on a 2-core QEMU, its other core spinning, without the hypervisor (busy-neighbour baseline)",
+        // One neighbour: under -icount three spinning cores leave the RTOS almost no turns.
+        kind: Kind::Native {
+            image: "rtos",
+            cpus: 2,
+        },
+        tested: true,
+    },
+    Scenario {
         name: "linux",
         description: "spumone with Debian arm64 Linux on cores 1-3 (console emulated)",
         kind: Kind::Hypervisor {

@@ -34,6 +34,14 @@ mod firmware {
             info.boot_arg
         );
 
+        if info.platform.is_bare() {
+            let spinning = arch::neighbours::start();
+            match spinning {
+                0 => {}
+                1 => println!("rtos: 1 more core spins beside the RTOS (a neighbour load)"),
+                n => println!("rtos: {n} more cores spin beside the RTOS (a neighbour load)"),
+            }
+        }
         if !info.fault_probe_requested() {
             rtos::app::run(&info)
         }

@@ -6,6 +6,7 @@ pub mod console;
 pub mod exceptions;
 pub mod gic;
 pub mod mmu;
+pub mod neighbours;
 pub mod power;
 pub mod probe;
 pub mod rtos;
