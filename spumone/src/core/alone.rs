@@ -95,6 +95,24 @@ pub fn worth_observing(
     rtos_deadline.is_none_or(|due| due.saturating_sub(now) >= after)
 }
 
+/// The cores whose lock-free timer slot gets the value of vCPU `me` (a nonzero owner code),
+/// as a bit mask. Placed on `home`, a core that runs its vCPU directly (not the shared
+/// loop), it owns that core's slot. On shared-loop cores a slot belongs only to the vCPU
+/// running there alone: `owners[core]` is that vCPU's code, 0 for none. A vCPU sharing a
+/// core must never take the fast path: the slot would forward its timer while another vCPU's
+/// context is loaded.
+pub fn fast_path_cores(home: usize, home_shared_loop: bool, me: u32, owners: &[u32]) -> u64 {
+    if !home_shared_loop {
+        return 1u64.checked_shl(home as u32).unwrap_or(0);
+    }
+    owners
+        .iter()
+        .take(64)
+        .enumerate()
+        .filter(|&(_, &owner)| me != 0 && owner == me)
+        .fold(0, |mask, (core, _)| mask | 1 << core)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,5 +200,23 @@ mod tests {
             !worth_observing(700_000, Some(600_000), after),
             "due already"
         );
+    }
+
+    #[test]
+    fn only_the_vcpu_running_alone_has_a_fast_path_on_a_shared_loop_core() {
+        let (rtos, linux0) = (1, 0x101);
+        // Core 0 of the shared loop, both vCPUs queued: no owner, nobody's value goes there.
+        let owners = [0, 0, 0, 0];
+        assert_eq!(fast_path_cores(0, true, rtos, &owners), 0);
+        assert_eq!(fast_path_cores(0, true, linux0, &owners), 0);
+        // Linux's vCPU 0 left: the RTOS runs alone on core 0 and owns its slot.
+        let owners = [rtos, linux0, 0, 0];
+        assert_eq!(fast_path_cores(0, true, rtos, &owners), 0b1);
+        // A migrated vCPU owns the slot of the core it runs alone on, not its home's.
+        assert_eq!(fast_path_cores(0, true, linux0, &owners), 0b10);
+        // A core outside the loop is its vCPU's own.
+        assert_eq!(fast_path_cores(2, false, 0x102, &owners), 0b100);
+        // The "none" code owns nothing, even where no owner is set.
+        assert_eq!(fast_path_cores(0, true, 0, &[0, 0]), 0);
     }
 }

@@ -192,15 +192,10 @@ impl RunQueue {
         self.len() == 0
     }
 
-    /// Whether exactly one vCPU lives here: WFI may then sleep in hardware (no trap) and no
-    /// EL2 timer is needed, because nothing else could use the core.
+    /// Whether exactly one vCPU lives here: no EL2 timer is needed, because nothing else
+    /// could use the core. Whether its WFI/WFE may then go untrapped is `alone::untrapped`'s.
     pub fn alone(&self) -> bool {
         self.len() == 1
-    }
-
-    /// Whether the vCPUs here must trap WFI/WFE (`HCR_EL2.TWI/TWE`).
-    pub fn trap_wfi(&self) -> bool {
-        self.len() > 1
     }
 
     /// The vCPU whose context is loaded, if any.
@@ -679,16 +674,14 @@ mod tests {
     }
 
     #[test]
-    fn lone_vcpu_needs_no_trap_and_no_timer() {
+    fn lone_vcpu_needs_no_timer() {
         let mut q = queue(&[(L0, Class::Linux)]);
         assert!(q.alone());
-        assert!(!q.trap_wfi());
         let d = q.schedule(0, Some(50));
         assert_eq!(d.timer, None);
         assert_eq!(q.schedule(10 * SLICE, Some(50)).timer, None);
         q.add(RTOS, Class::Rtos, RunState::Waiting, None).unwrap();
         assert!(!q.alone());
-        assert!(q.trap_wfi());
     }
 
     #[test]

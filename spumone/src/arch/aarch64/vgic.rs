@@ -17,7 +17,7 @@ use crate::hvcore::vgic::{
     MAINTENANCE_INTID, VTIMER_INTID,
 };
 use crate::hvcore::vsgi;
-use crate::hvcore::{MAX_CORES, MAX_PARTITIONS};
+use crate::hvcore::{alone, MAX_CORES, MAX_PARTITIONS};
 
 static VGICS: [super::cpu::Lock<Vgic>; MAX_PARTITIONS] =
     [const { super::cpu::Lock::new(Vgic::new()) }; MAX_PARTITIONS];
@@ -171,18 +171,14 @@ fn refresh_fast(partition: usize, v: &Vgic) {
         return;
     };
     let stopped = super::guest::is_stopped(partition);
+    let owners: [u32; MAX_CORES] = core::array::from_fn(|c| ALONE_OWNER[c].load(Ordering::Relaxed));
     for (n, placed) in p.vcpus.iter().enumerate() {
         let lr = v.fast_lr(n, VTIMER_INTID, stopped);
-        if !super::switch::is_shared_core(placed.core) {
-            if let Some(slot) = FAST_VTIMER_LR.get(usize::from(placed.core)) {
-                slot.store(lr, Ordering::Relaxed);
-            }
-            continue;
-        }
-        // On shared-loop cores only the vCPU running alone there has a fast path.
-        let me = alone_code(partition, n);
-        for (owner, slot) in ALONE_OWNER.iter().zip(&FAST_VTIMER_LR) {
-            if owner.load(Ordering::Relaxed) == me {
+        let home = usize::from(placed.core);
+        let shared_loop = super::switch::is_shared_core(placed.core);
+        let cores = alone::fast_path_cores(home, shared_loop, alone_code(partition, n), &owners);
+        for (core, slot) in FAST_VTIMER_LR.iter().enumerate() {
+            if cores & (1 << core) != 0 {
                 slot.store(lr, Ordering::Relaxed);
             }
         }
