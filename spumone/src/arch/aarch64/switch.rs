@@ -439,7 +439,7 @@ fn settle_alone(
     deadline: Option<Ticks>,
     look: &mut bool,
 ) -> Option<Ticks> {
-    let (runs, class) = (chosen.map(|c| c.0), chosen.map(|c| c.1));
+    let (runs, class) = chosen.unzip();
     let here = Here {
         alone: s.queue.alone(),
         runs: class,

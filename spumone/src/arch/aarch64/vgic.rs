@@ -549,12 +549,12 @@ pub fn virtual_pending() -> bool {
     for (n, lr) in lrs.iter_mut().enumerate().take(count) {
         *lr = read_lr(n);
     }
-    let regs = active_priority_regs();
+    let prebits = priority_bits();
+    let regs = active_priority_regs(prebits);
     let mut active = [0u32; 4];
     for (n, bits) in active.iter_mut().enumerate().take(regs) {
         *bits = read_apr(false, n) | read_apr(true, n);
     }
-    let prebits = priority_bits();
     let running = vgic::running_priority(&active[..regs], prebits);
     vgic::any_signalled(&lrs[..count], read_vmcr(), running, prebits)
 }
@@ -622,7 +622,7 @@ pub fn save_cpu_interface() -> VgicState {
         ..VgicState::default()
     };
     QUEUED[core].store(false, Ordering::Relaxed);
-    for n in 0..active_priority_regs() {
+    for n in 0..active_priority_regs(priority_bits()) {
         state.ap0r[n] = read_apr(false, n);
         state.ap1r[n] = read_apr(true, n);
     }
@@ -678,7 +678,7 @@ pub fn restore_cpu_interface(state: &mut VgicState) {
     *QUEUES[core].lock() = queue;
     QUEUED[core].store(waiting, Ordering::Relaxed);
     write_vmcr(state.vmcr);
-    for n in 0..active_priority_regs() {
+    for n in 0..active_priority_regs(priority_bits()) {
         write_apr(false, n, state.ap0r[n]);
         write_apr(true, n, state.ap1r[n]);
     }
@@ -707,9 +707,9 @@ fn priority_bits() -> u32 {
     (((read_vtr() >> 26) & 7) + 1) as u32
 }
 
-/// How many `ICH_AP<n>R<m>_EL2` registers exist per group (`ICH_VTR_EL2.PREbits`).
-fn active_priority_regs() -> usize {
-    match priority_bits() {
+/// How many `ICH_AP<n>R<m>_EL2` registers exist per group with `prebits` priority bits.
+fn active_priority_regs(prebits: u32) -> usize {
+    match prebits {
         7 => 4,
         6 => 2,
         _ => 1,
