@@ -63,8 +63,11 @@ pub enum Command {
         dsm: Option<bool>,
         /// `dsm`: also the kernel build with the DSM on and off (`--kbuild`).
         kbuild: bool,
-        /// `rtos-latency`: only one group of rows (`--only rtos|demo|shared`).
+        /// `rtos-latency`: only one group of rows (`--only rtos|demo|shared`); `kbuild`:
+        /// only `demo` or only `shared` beside the native baseline.
         only: Option<String>,
+        /// `kbuild`: `shared` under this migration policy only; `None` runs all three.
+        policy: Option<String>,
     },
 }
 
@@ -96,11 +99,13 @@ commands:
                           core, event-path latency beside the RTOS's dispatch; --kbuild adds
                           bench kbuild --quick --clock icount with the DSM off and on;
                           writes target/bench/dsm.{{json,md}}
-  bench kbuild [--quick] [--clock icount|wall] [--dsm on|off] [--timeout SECS]
-                          a kernel build inside Linux, linux-native and demo (with the DSM on
-                          and off), with and without --icount; --clock and --dsm run only
-                          those; writes target/bench/kbuild.{{json,md}} (builds the root
-                          filesystem image under target/cache/kbuild/ the first time)
+  bench kbuild [--quick] [--clock icount|wall] [--only demo|shared] [--dsm on|off]
+      [--policy pinned|spumone|load] [--timeout SECS]
+                          a kernel build inside Linux: linux-native, demo (with the DSM on and
+                          off) and shared (under each migration policy), with and without
+                          --icount; --clock, --only, --dsm and --policy run only those; writes
+                          target/bench/kbuild.{{json,md}} (builds the root filesystem image
+                          under target/cache/kbuild/ the first time)
 
 options:
   --timeout SECS   stop the run if the machine has not powered off after SECS seconds
@@ -268,6 +273,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 Some(other) => bail!("--dsm is on or off, not `{other}`"),
             };
             let only = flags.value("--only")?;
+            let policy = flags.value("--policy")?;
             let kbuild = flags.switch("--kbuild");
             let Some(name) = flags.positional()? else {
                 bail!("bench needs a name: cargo xtask bench rtos-latency");
@@ -285,16 +291,39 @@ pub fn parse(args: &[String]) -> Result<Command> {
             if name != "dsm" && kbuild {
                 bail!("--kbuild is for bench dsm");
             }
-            if name != "kbuild" && (quick || clock.is_some() || dsm.is_some()) {
-                bail!("--quick, --clock and --dsm are for bench kbuild");
+            if name != "kbuild" && (quick || clock.is_some() || dsm.is_some() || policy.is_some()) {
+                bail!("--quick, --clock, --dsm and --policy are for bench kbuild");
             }
+            let groups: &[&str] = match name.as_str() {
+                "rtos-latency" => crate::bench::LATENCY_GROUPS,
+                "kbuild" => &crate::kbuild::GROUPS,
+                _ => &[],
+            };
             match &only {
-                Some(_) if name != "rtos-latency" => bail!("--only is for bench rtos-latency"),
-                Some(group) if !crate::bench::LATENCY_GROUPS.contains(&group.as_str()) => bail!(
-                    "--only takes one of {}, not `{group}`",
-                    crate::bench::LATENCY_GROUPS.join(", ")
+                Some(_) if groups.is_empty() => {
+                    bail!("--only is for bench rtos-latency and bench kbuild")
+                }
+                Some(group) if !groups.contains(&group.as_str()) => bail!(
+                    "bench {name} --only takes one of {}, not `{group}`",
+                    groups.join(", ")
                 ),
                 _ => {}
+            }
+            if let Some(p) = &policy {
+                if !crate::kbuild::POLICIES.contains(&p.as_str()) {
+                    bail!(
+                        "--policy takes one of {}, not `{p}`",
+                        crate::kbuild::POLICIES.join(", ")
+                    );
+                }
+            }
+            let shared = only.as_deref().is_none_or(|g| g == crate::kbuild::SHARED);
+            let demo = only.as_deref().is_none_or(|g| g == crate::kbuild::DEMO);
+            if policy.is_some() && !shared {
+                bail!("--policy is for the shared runs: it does not go with --only demo");
+            }
+            if dsm.is_some() && !demo {
+                bail!("--dsm is for the demo runs: it does not go with --only shared");
             }
             Command::Bench {
                 name,
@@ -306,6 +335,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 dsm,
                 kbuild,
                 only,
+                policy,
             }
         }
         "gdb" => {
@@ -594,6 +624,7 @@ mod tests {
                 dsm: None,
                 kbuild: false,
                 only: None,
+                policy: None,
             }
         );
         assert_eq!(
@@ -608,15 +639,25 @@ mod tests {
                 dsm: None,
                 kbuild: false,
                 only: None,
+                policy: None,
             }
         );
         assert!(matches!(
             parse_str("bench rtos-latency --only shared").unwrap(),
             Command::Bench { only: Some(group), .. } if group == "shared"
         ));
+        assert!(matches!(
+            parse_str("bench kbuild --only shared --policy spumone").unwrap(),
+            Command::Bench { only: Some(group), policy: Some(p), .. }
+                if group == "shared" && p == "spumone"
+        ));
         for bad in [
             "bench rtos-latency --only everything",
-            "bench kbuild --only shared",
+            "bench kbuild --only rtos",
+            "bench kbuild --policy fast",
+            "bench kbuild --only demo --policy load",
+            "bench kbuild --only shared --dsm on",
+            "bench rtos-latency --policy pinned",
         ] {
             assert!(parse_str(bad).is_err(), "`{bad}` should be rejected");
         }
@@ -632,6 +673,7 @@ mod tests {
                 dsm: None,
                 kbuild: false,
                 only: None,
+                policy: None,
             }
         );
         assert!(matches!(

@@ -361,6 +361,7 @@ pub fn bench(timeout: Option<Duration>, with_kbuild: bool) -> Result<()> {
             variant: kbuild::Variant::Quick,
             clocks: &[true],
             dsm: &[false, true],
+            policies: &[],
         };
         kbuild::bench(plan, Some(kbuild::Variant::Quick.default_timeout()))?;
         let path = bench::bench_dir().join("kbuild.json");

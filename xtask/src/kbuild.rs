@@ -38,11 +38,21 @@ const IMAGE_SIZE: &str = "6G";
 pub const JOBS: u32 = 3;
 /// Bumped when the way the root filesystem is made changes.
 const RECIPE_VERSION: u32 = 1;
-/// The scenarios the bench compares, baseline first.
+/// The native baseline every ratio is taken against.
 pub const NATIVE: &str = "linux-native";
-pub const SCENARIOS: [&str; 2] = [NATIVE, "demo"];
-/// The scenario name of the RTOS latency row measured during the `demo` build.
-pub const LATENCY_SCENARIO: &str = "demo-kbuild";
+/// Linux beside the RTOS on cores of its own, with the DSM on or off.
+pub const DEMO: &str = "demo";
+/// Linux's vCPU 0 sharing the RTOS's core, under each migration policy.
+pub const SHARED: &str = "shared";
+/// The migration policies the `shared` build runs under, as `--policy` names them.
+pub const POLICIES: [&str; 3] = ["pinned", "spumone", "load"];
+/// [`POLICIES`] narrowed to `name` (as `--policy name` asks), if it is one of them.
+pub fn just_policy(name: &str) -> Option<&'static [&'static str]> {
+    let at = POLICIES.iter().position(|&p| p == name)?;
+    Some(std::slice::from_ref(&POLICIES[at]))
+}
+/// Which scenarios `bench kbuild --only` may pick (the native baseline always runs).
+pub const GROUPS: [&str; 2] = [DEMO, SHARED];
 /// Markers `workload.sh` prints, each followed by the guest's uptime in seconds.
 pub const BEGIN_MARKER: &str = "kbuild: begin uptime=";
 pub const END_MARKER: &str = "kbuild: end uptime=";
@@ -356,6 +366,8 @@ pub struct KbuildRow {
     pub icount: bool,
     /// The D-System Monitor checked Linux during the build (false for native runs).
     pub dsm: bool,
+    /// The migration policy of Linux's vCPUs (`shared` only; `None` elsewhere).
+    pub policy: Option<String>,
     /// Guest uptime across the build.
     pub guest_seconds: f64,
     /// Host time between the begin and end marker lines.
@@ -363,7 +375,7 @@ pub struct KbuildRow {
 }
 
 /// A row's identity: a newer row with the same key replaces it.
-pub type KbuildKey = (String, String, bool, bool);
+pub type KbuildKey = (String, String, bool, bool, Option<String>);
 
 fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
@@ -376,6 +388,7 @@ impl KbuildRow {
             self.variant.clone(),
             self.icount,
             self.dsm,
+            self.policy.clone(),
         )
     }
 
@@ -385,6 +398,7 @@ impl KbuildRow {
             "variant": self.variant,
             "icount": self.icount,
             "dsm": self.dsm,
+            "policy": self.policy,
             "guest_seconds": round3(self.guest_seconds),
             "wall_seconds": round3(self.wall_seconds),
         })
@@ -394,7 +408,7 @@ impl KbuildRow {
         let object = value
             .as_object()
             .ok_or_else(|| format!("a row is not an object: {value}"))?;
-        let (scenario, variant, icount, dsm) = kbuild_key(object)?;
+        let (scenario, variant, icount, dsm, policy) = kbuild_key(object)?;
         let seconds = |name: &str| {
             object
                 .get(name)
@@ -408,6 +422,7 @@ impl KbuildRow {
             variant,
             icount,
             dsm,
+            policy,
         })
     }
 }
@@ -431,7 +446,16 @@ fn kbuild_key(object: &Map<String, Value>) -> Result<KbuildKey, String> {
             .as_bool()
             .ok_or_else(|| "a row's `dsm` is not a boolean".to_string())?,
     };
-    Ok((text("scenario")?, text("variant")?, icount, dsm))
+    // Rows written before the field existed did not migrate.
+    let policy = match object.get("policy") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(
+            v.as_str()
+                .map(String::from)
+                .ok_or_else(|| "a row's `policy` is not a string".to_string())?,
+        ),
+    };
+    Ok((text("scenario")?, text("variant")?, icount, dsm, policy))
 }
 
 /// `old` with each row of `new` replacing the one with its key, or appended.
@@ -440,13 +464,14 @@ pub fn merge(old: Vec<Value>, new: &[KbuildRow]) -> Vec<Value> {
     bench::merge_by(old, new, |o| kbuild_key(o).ok())
 }
 
-/// `demo` against `linux-native`, same variant and clock.
+/// A row against `linux-native`, same variant and clock.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Overhead {
     pub scenario: String,
     pub variant: String,
     pub icount: bool,
     pub dsm: bool,
+    pub policy: Option<String>,
     pub guest_ratio: f64,
     pub wall_ratio: f64,
 }
@@ -468,6 +493,7 @@ pub fn overheads(rows: &[KbuildRow]) -> Vec<Overhead> {
                 variant: r.variant.clone(),
                 icount: r.icount,
                 dsm: r.dsm,
+                policy: r.policy.clone(),
                 guest_ratio: ratio(r.guest_seconds, base.guest_seconds),
                 wall_ratio: ratio(r.wall_seconds, base.wall_seconds),
             })
@@ -481,6 +507,10 @@ fn on_off(dsm: bool) -> &'static str {
     } else {
         "off"
     }
+}
+
+fn or_dash(value: &Option<String>) -> &str {
+    value.as_deref().unwrap_or("–")
 }
 
 fn clock(icount: bool) -> &'static str {
@@ -506,15 +536,16 @@ pub fn render_markdown(rows: &[KbuildRow]) -> String {
     );
     let _ = writeln!(
         md,
-        "| scenario | DSM | variant | clock | guest s | wall s |"
+        "| scenario | DSM | policy | variant | clock | guest s | wall s |"
     );
-    let _ = writeln!(md, "|---|---|---|---|--:|--:|");
+    let _ = writeln!(md, "|---|---|---|---|---|--:|--:|");
     for r in rows {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {:.2} | {:.2} |",
+            "| {} | {} | {} | {} | {} | {:.2} | {:.2} |",
             r.scenario,
             on_off(r.dsm),
+            or_dash(&r.policy),
             r.variant,
             clock(r.icount),
             r.guest_seconds,
@@ -531,27 +562,31 @@ pub fn render_markdown(rows: &[KbuildRow]) -> String {
     );
     let _ = writeln!(
         md,
-        "Target under `icount`: guest time ≤ {OVERHEAD_TARGET:.2}× native. Wall-clock ratios \
-         follow the host's load and are for reference.\n"
+        "Target under `icount`: guest time ≤ {OVERHEAD_TARGET:.2}× native (`{DEMO}`). The \
+         `{SHARED}` rows (Linux's 4 vCPUs, one on the RTOS's core) are the slowdown from \
+         sharing, reported without a target. Wall-clock ratios follow the host's load and are \
+         for reference.\n"
     );
     let _ = writeln!(
         md,
-        "| scenario | DSM | variant | clock | guest ratio | overhead | wall ratio | target |"
+        "| scenario | DSM | policy | variant | clock | guest ratio | overhead | wall ratio | target |"
     );
-    let _ = writeln!(md, "|---|---|---|---|--:|--:|--:|---|");
+    let _ = writeln!(md, "|---|---|---|---|---|--:|--:|--:|---|");
     for o in &overheads {
         // spumone cannot make Linux faster: a ratio well below 1 means the runs differ.
         let target = match o.guest_ratio {
             _ if !o.icount => "none (wall)",
             r if r < 2.0 - OVERHEAD_TARGET => "suspect (faster than native)",
+            _ if o.policy.is_some() => "none (reported)",
             r if r <= OVERHEAD_TARGET => "met",
             _ => "not met",
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {:.4}× | {:+.2}% | {:.3}× | {target} |",
+            "| {} | {} | {} | {} | {} | {:.4}× | {:+.2}% | {:.3}× | {target} |",
             o.scenario,
             on_off(o.dsm),
+            or_dash(&o.policy),
             o.variant,
             clock(o.icount),
             o.guest_ratio,
@@ -930,27 +965,53 @@ struct Measured {
     rounds: Vec<LatencyStats>,
 }
 
-/// `dsm` must be false for the native baseline, which has no DSM.
+/// One run of the bench under a given clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Case {
+    pub scenario: &'static str,
+    /// The DSM on (`demo` only: the native baseline has none, `shared`'s config none).
+    pub dsm: bool,
+    /// `--policy` for the run (`shared` only).
+    pub policy: Option<&'static str>,
+}
+
+impl Case {
+    /// How the run's RTOS latency row names the build (`kbuild-quick`, `kbuild-full-no-dsm`).
+    pub fn load(&self, variant: Variant) -> String {
+        let no_dsm = self.scenario == DEMO && !self.dsm;
+        format!(
+            "kbuild-{}{}",
+            variant.name(),
+            if no_dsm { "-no-dsm" } else { "" }
+        )
+    }
+
+    fn describe(&self, variant: Variant, icount: bool) -> String {
+        let mut what = format!(
+            "bench kbuild: {} ({}, {}",
+            self.scenario,
+            variant.name(),
+            clock(icount)
+        );
+        if self.scenario == DEMO {
+            what.push_str(if self.dsm { ", DSM on" } else { ", DSM off" });
+        }
+        if let Some(policy) = self.policy {
+            let _ = write!(what, ", policy {policy}");
+        }
+        what.push(')');
+        what
+    }
+}
+
 fn measure(
     firmware: &Firmware,
+    case: Case,
     variant: Variant,
     icount: bool,
-    dsm: bool,
     timeout: Option<Duration>,
 ) -> Result<Measured> {
-    let name = firmware.scenario.name;
-    let what = format!(
-        "bench kbuild: {name} ({}, {}{})",
-        variant.name(),
-        clock(icount),
-        if name == NATIVE {
-            ""
-        } else if dsm {
-            ", DSM on"
-        } else {
-            ", DSM off"
-        }
-    );
+    let what = case.describe(variant, icount);
     println!("{what} ...");
     let options = RunOptions {
         timeout,
@@ -961,7 +1022,8 @@ fn measure(
             path: prepared_image(),
             writable: false,
         }),
-        no_dsm: name != NATIVE && !dsm,
+        no_dsm: case.scenario == DEMO && !case.dsm,
+        policy: case.policy.map(str::to_string),
         ..RunOptions::new(firmware.scenario)
     };
     let outcome = run::launch(firmware, &options)?;
@@ -980,10 +1042,11 @@ fn measure(
     let rounds =
         latency_rounds(&outcome.lines, &window).map_err(|e| anyhow::anyhow!("{what}: {e}"))?;
     let row = KbuildRow {
-        scenario: name.to_string(),
+        scenario: case.scenario.to_string(),
         variant: variant.name().to_string(),
         icount,
-        dsm,
+        dsm: case.dsm,
+        policy: case.policy.map(str::to_string),
         guest_seconds: window.guest_seconds,
         wall_seconds: wall_between(&outcome, &window),
     };
@@ -1011,23 +1074,50 @@ pub struct Plan {
     pub variant: Variant,
     /// The clocks: `true` is `-icount`.
     pub clocks: &'static [bool],
-    /// `demo` with the DSM on, off, or both (off measures spumone alone).
+    /// `demo` with the DSM on, off, or both (off measures spumone alone); empty: no `demo`.
     pub dsm: &'static [bool],
+    /// `shared` under these migration policies; empty: no `shared`.
+    pub policies: &'static [&'static str],
 }
 
-/// `cargo xtask bench kbuild [--quick] [--clock C] [--dsm D]`.
+impl Plan {
+    /// The runs under each clock, the native baseline first.
+    pub fn cases(&self) -> Vec<Case> {
+        let native = Case {
+            scenario: NATIVE,
+            dsm: false,
+            policy: None,
+        };
+        let demo = self.dsm.iter().map(|&dsm| Case {
+            scenario: DEMO,
+            dsm,
+            policy: None,
+        });
+        let shared = self.policies.iter().map(|&policy| Case {
+            scenario: SHARED,
+            dsm: false,
+            policy: Some(policy),
+        });
+        std::iter::once(native).chain(demo).chain(shared).collect()
+    }
+}
+
+/// `cargo xtask bench kbuild [--quick] [--clock C] [--dsm D] [--only G] [--policy P]`.
 pub fn bench(plan: Plan, timeout: Option<Duration>) -> Result<()> {
     setup::ensure_base(false)?;
     ensure(true)?;
     let build = BuildOptions::default();
-    let mut built = Vec::new();
-    for name in SCENARIOS {
-        let s = scenario::lookup(name)?;
-        built.push(firmware::build_into(
-            s,
-            &build,
-            &bench::bench_images_dir(name),
-        )?);
+    let cases = plan.cases();
+    let mut built: Vec<Firmware> = Vec::new();
+    for case in &cases {
+        if built.iter().all(|f| f.scenario.name != case.scenario) {
+            let s = scenario::lookup(case.scenario)?;
+            built.push(firmware::build_into(
+                s,
+                &build,
+                &bench::bench_images_dir(case.scenario),
+            )?);
+        }
     }
     // After building: cargo must stay interruptible; Ctrl-C now reaches QEMU.
     signals::ignore_interrupts();
@@ -1036,38 +1126,32 @@ pub fn bench(plan: Plan, timeout: Option<Duration>) -> Result<()> {
     let mut rows = Vec::new();
     let mut latency = Vec::new();
     for &icount in plan.clocks {
-        for firmware in &built {
-            let native = firmware.scenario.name == NATIVE;
-            let modes: &[bool] = if native { &[false] } else { plan.dsm };
-            for &dsm in modes {
-                let m = measure(firmware, variant, icount, dsm, timeout)?;
-                if !native {
-                    let load = format!(
-                        "kbuild-{}{}",
-                        variant.name(),
-                        if dsm { "" } else { "-no-dsm" }
-                    );
-                    match aggregate(&m.rounds) {
-                        Some(stats) => latency.push(bench::Row {
-                            scenario: LATENCY_SCENARIO.into(),
-                            icount,
-                            policy: None,
-                            load: Some(load),
-                            period_us: u64::from(LatencySettings::DEFAULT.period_us),
-                            stats,
-                            wall_seconds: m.row.wall_seconds,
-                            // Not kept for the build's rounds yet, so not plotted.
-                            hist: None,
-                        }),
-                        None => println!(
-                            "bench kbuild: no RTOS latency line during the {} build ({}); no {LATENCY_SCENARIO} row",
-                            firmware.scenario.name,
-                            clock(icount)
-                        ),
-                    }
+        for case in &cases {
+            let firmware = built
+                .iter()
+                .find(|f| f.scenario.name == case.scenario)
+                .expect("every case's firmware is built above");
+            let m = measure(firmware, *case, variant, icount, timeout)?;
+            if case.scenario != NATIVE {
+                match aggregate(&m.rounds) {
+                    Some(stats) => latency.push(bench::Row {
+                        scenario: case.scenario.into(),
+                        icount,
+                        policy: case.policy.map(str::to_string),
+                        load: Some(case.load(variant)),
+                        period_us: u64::from(LatencySettings::DEFAULT.period_us),
+                        stats,
+                        wall_seconds: m.row.wall_seconds,
+                        // Not kept for the build's rounds yet, so not plotted.
+                        hist: None,
+                    }),
+                    None => println!(
+                        "{}: no RTOS latency line during the build; no latency row",
+                        case.describe(variant, icount)
+                    ),
                 }
-                rows.push(m.row);
             }
+            rows.push(m.row);
         }
     }
 
@@ -1293,8 +1377,16 @@ mod tests {
             variant: variant.into(),
             icount,
             dsm: false,
+            policy: None,
             guest_seconds: guest,
             wall_seconds: wall,
+        }
+    }
+
+    fn shared(policy: &str, icount: bool, guest: f64) -> KbuildRow {
+        KbuildRow {
+            policy: Some(policy.into()),
+            ..row(SHARED, "quick", icount, guest, 1.0)
         }
     }
 
@@ -1308,6 +1400,7 @@ mod tests {
             "variant",
             "icount",
             "dsm",
+            "policy",
             "guest_seconds",
             "wall_seconds",
         ] {
@@ -1351,6 +1444,89 @@ mod tests {
     }
 
     #[test]
+    fn the_policy_is_part_of_the_key() {
+        let pinned = shared("pinned", true, 41.0);
+        assert_eq!(KbuildRow::from_json(&pinned.to_json()).unwrap(), pinned);
+        let merged = merge(
+            vec![row(SHARED, "quick", true, 40.0, 1.0).to_json()],
+            &[pinned.clone(), shared("load", true, 42.0)],
+        );
+        assert_eq!(merged.len(), 3, "each policy is its own row: {merged:?}");
+        let merged = merge(merged, &[shared("pinned", true, 43.0)]);
+        assert_eq!(merged.len(), 3, "the same policy replaces its row");
+        assert_eq!(merged[1]["guest_seconds"], json!(43.0));
+        // A row from before the field did not migrate; a policy must be a string.
+        let mut legacy = pinned.to_json();
+        legacy.as_object_mut().unwrap().remove("policy");
+        assert_eq!(KbuildRow::from_json(&legacy).unwrap().policy, None);
+        legacy["policy"] = json!(3);
+        assert!(KbuildRow::from_json(&legacy).is_err());
+    }
+
+    #[test]
+    fn the_plan_runs_native_first_then_demo_then_each_policy() {
+        let plan = Plan {
+            variant: Variant::Quick,
+            clocks: &[true],
+            dsm: &[false, true],
+            policies: &POLICIES,
+        };
+        let cases = plan.cases();
+        let names: Vec<String> = cases
+            .iter()
+            .map(|c| format!("{} {} {:?}", c.scenario, c.dsm, c.policy))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "linux-native false None",
+                "demo false None",
+                "demo true None",
+                "shared false Some(\"pinned\")",
+                "shared false Some(\"spumone\")",
+                "shared false Some(\"load\")",
+            ],
+        );
+        let loads: Vec<String> = cases.iter().map(|c| c.load(Variant::Quick)).collect();
+        assert_eq!(loads[1], "kbuild-quick-no-dsm");
+        assert_eq!(loads[2], "kbuild-quick");
+        assert_eq!(loads[3], "kbuild-quick", "shared has no DSM to name");
+        assert!(cases[5]
+            .describe(Variant::Full, false)
+            .contains("policy load"));
+        assert_eq!(just_policy("load"), Some(&["load"][..]));
+        assert_eq!(just_policy("fast"), None);
+        let native_only = Plan {
+            dsm: &[],
+            policies: &[],
+            ..plan
+        };
+        assert_eq!(native_only.cases().len(), 1);
+    }
+
+    #[test]
+    fn sharing_rows_are_reported_without_the_dsm_target() {
+        let rows = vec![
+            row(NATIVE, "quick", true, 100.0, 1.0),
+            shared("pinned", true, 101.5),
+            shared("spumone", true, 40.0),
+        ];
+        let md = render_markdown(&rows);
+        assert!(
+            md.contains("| shared | off | pinned | quick | icount | 1.0150× | +1.50% | 1.000× | none (reported) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| shared | off | spumone | quick | icount | 0.4000× | -60.00% | 1.000× | suspect (faster than native) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| shared | off | pinned | quick | icount | 101.50 | 1.00 |"),
+            "{md}"
+        );
+    }
+
+    #[test]
     fn overhead_is_demo_over_native_of_the_same_variant_and_clock() {
         let rows = vec![
             row(NATIVE, "quick", true, 200.0, 400.0),
@@ -1366,15 +1542,17 @@ mod tests {
         assert!((o[1].guest_ratio - 1.1).abs() < 1e-9 && !o[1].icount);
         let md = render_markdown(&rows);
         assert!(
-            md.contains("| demo | off | quick | icount | 1.0050× | +0.50% | 1.250× | met |"),
+            md.contains("| demo | off | – | quick | icount | 1.0050× | +0.50% | 1.250× | met |"),
             "{md}"
         );
         assert!(
-            md.contains("| demo | off | quick | wall | 1.1000× | +10.00% | 1.200× | none (wall) |"),
+            md.contains(
+                "| demo | off | – | quick | wall | 1.1000× | +10.00% | 1.200× | none (wall) |"
+            ),
             "{md}"
         );
         assert!(
-            md.contains("| demo | off | full | icount | 1.00 | 1.00 |"),
+            md.contains("| demo | off | – | full | icount | 1.00 | 1.00 |"),
             "{md}"
         );
         let fast = vec![

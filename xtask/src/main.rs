@@ -151,6 +151,8 @@ fn real_main(args: &[String]) -> Result<u8> {
             quick,
             clock,
             dsm,
+            only,
+            policy,
             ..
         } if name == "kbuild" => {
             let variant = if quick {
@@ -170,10 +172,17 @@ fn real_main(args: &[String]) -> Result<u8> {
                     Some(true) => &[true],
                     Some(false) => &[false],
                 },
-                dsm: match dsm {
-                    None => &[false, true],
-                    Some(true) => &[true],
-                    Some(false) => &[false],
+                dsm: match (only.as_deref(), dsm) {
+                    (Some(kbuild::SHARED), _) => &[],
+                    (_, None) => &[false, true],
+                    (_, Some(true)) => &[true],
+                    (_, Some(false)) => &[false],
+                },
+                policies: match (only.as_deref(), policy.as_deref()) {
+                    (Some(kbuild::DEMO), _) => &[],
+                    (_, None) => &kbuild::POLICIES,
+                    (_, Some(p)) => kbuild::just_policy(p)
+                        .ok_or_else(|| anyhow::anyhow!("--policy {p}: no such policy"))?,
                 },
             };
             kbuild::bench(plan, timeout)?;
