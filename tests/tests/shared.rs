@@ -24,6 +24,9 @@ const WORKERS: u64 = 4;
 const STEPS: u64 = 20_000;
 /// Timer-driven sleeps of the count.
 const SLEEPS: u64 = 20;
+/// The IPC stress: 2 groups of 4 senders and 4 receivers for 2 s; it prints `FAILED` and the
+/// counts unless every message was received once.
+const IPC: &str = "/lib/spumone/ipc_stress -g 2 -n 4 -s 2";
 
 /// What worker `k` prints: a running hash of 1..=STEPS seeded with `k`.
 fn checksum(k: u64) -> u64 {
@@ -32,8 +35,8 @@ fn checksum(k: u64) -> u64 {
 
 /// The shell command of the workload: `nproc`, four shells hashing at once (one per vCPU)
 /// with memcpy-heavy `md5sum`s in parallel that must agree with the one taken alone (FP/SIMD
-/// registers cross every switch and migration), then a count of timer-driven sleeps and the
-/// time they took.
+/// registers cross every switch and migration), a count of timer-driven sleeps and the
+/// time they took, then the IPC stress (tasks woken across CPUs all the time).
 fn workload() -> String {
     format!(
         "nproc; \
@@ -47,7 +50,8 @@ fn workload() -> String {
          t0=$(cut -d. -f1 /proc/uptime); n=0; \
          while [ $n -lt {SLEEPS} ]; do usleep 50000; n=$((n+1)); done; \
          t1=$(cut -d. -f1 /proc/uptime); echo count=$n; \
-         [ $((t1 - t0)) -ge $(({SLEEPS} / 20)) ] && echo time=ok"
+         [ $((t1 - t0)) -ge $(({SLEEPS} / 20)) ] && echo time=ok; \
+         {IPC} > /tmp/ipc && echo ipc=ok || cat /tmp/ipc"
     )
 }
 
@@ -84,7 +88,7 @@ fn run_workload(policy: Option<&str>) -> (RunOutcome, Vec<LatencyStats>) {
     want.extend(sums.iter().map(String::as_str));
     want.extend(same.iter().map(String::as_str));
     let count = format!("count={SLEEPS}");
-    want.extend([count.as_str(), "time=ok"]);
+    want.extend([count.as_str(), "time=ok", "ipc=ok"]);
     expect_command_result(&run, &cmd, &want, 0);
 
     // The RTOS kept its rounds while Linux worked, and after Linux powered off.

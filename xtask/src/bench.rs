@@ -600,6 +600,8 @@ pub const SHARED_POLICIES: &[(&str, &str)] =
 pub const IDLE_LOAD: &str = "linux-idle";
 /// The `load` of rows measured while Linux ran [`busy_command`].
 pub const BUSY_LOAD: &str = "linux-busy";
+/// The `load` of rows measured while Linux ran [`ipc_command`].
+pub const IPC_LOAD: &str = "linux-ipc";
 
 /// Which groups of rows `bench rtos-latency --only` may pick.
 pub const LATENCY_GROUPS: &[&str] = &["rtos", DEMO, SHARED];
@@ -614,8 +616,15 @@ pub fn busy_command(seconds: u64) -> String {
     )
 }
 
-/// The RTOS's rounds beside Linux: in `demo` (the RTOS's core to itself) idle, and in each
-/// shared-core scenario idle and busy. A row that fails (a run that timed out, say) is
+/// Linux's scheduler and IPC stress for `seconds`: `ipc_stress` (hackbench-style: 4 groups
+/// of 5 senders writing 100-byte messages into the pipes of 5 receivers), which fails the
+/// command unless every message sent was received once.
+pub fn ipc_command(seconds: u64) -> String {
+    format!("/{}/ipc_stress -s {seconds}", crate::modules::GUEST_DIR)
+}
+
+/// The RTOS's rounds beside Linux: in `demo` (the RTOS's core to itself) and in each
+/// shared-core scenario, with Linux idle, CPU-busy and under the IPC stress. A row that fails (a run that timed out, say) is
 /// named in the second list, and the others are still measured.
 fn beside_linux_rows(
     options: &LatencyBenchOptions,
@@ -629,11 +638,13 @@ fn beside_linux_rows(
         // Busy too: static partitioning under the same load, beside the sharing policies.
         cases.push((DEMO, None, IDLE_LOAD, idle.clone()));
         cases.push((DEMO, None, BUSY_LOAD, busy_command(seconds)));
+        cases.push((DEMO, None, IPC_LOAD, ipc_command(seconds)));
     }
     if groups.contains(&SHARED) {
         for &(name, policy) in SHARED_POLICIES {
             cases.push((name, Some(policy), IDLE_LOAD, idle.clone()));
             cases.push((name, Some(policy), BUSY_LOAD, busy_command(seconds)));
+            cases.push((name, Some(policy), IPC_LOAD, ipc_command(seconds)));
         }
     }
     let (mut rows, mut failed) = (Vec::new(), Vec::new());
@@ -684,6 +695,17 @@ fn linux_load_row(
         let all_log = paths::display(&outcome.log_dir.join("all.log"));
         anyhow::anyhow!("bench rtos-latency: {what}: {e} (see {all_log})")
     };
+    // A load that failed (ipc_stress lost a message, say) measured nothing trustworthy.
+    if outcome.command_status() != Some(0) {
+        let output = outcome.command_output().join(" / ");
+        return Err(fail(format!(
+            "Linux's load ended with status {:?}: {output}",
+            outcome.command_status()
+        )));
+    }
+    for line in outcome.command_output() {
+        println!("bench: {name}: linux: {line}");
+    }
     let window = linux_command_window(&outcome.lines).map_err(fail)?;
     let rounds = rtos_rounds(&outcome.lines[window.clone()]).map_err(fail)?;
     let hists = histogram::round_histograms(&outcome.lines, window).map_err(fail)?;
@@ -1096,6 +1118,50 @@ mod tests {
         assert!(md.contains("| 0.10 |"), "guest s = 100 × 1 ms: {md}");
         // No comparison section without spumone rows.
         assert!(!render_markdown(&rows[..1]).contains("native ("));
+    }
+
+    /// `ipc_stress` built for the host with its `cc`, run for a second: it must count every
+    /// message, and its self-test drop (`-D`) must fail it.
+    #[test]
+    fn the_ipc_stress_counts_every_message_and_catches_a_lost_one() {
+        let source = crate::modules::source_dir().join("tools/ipc_stress.c");
+        let dir = std::env::temp_dir().join(format!("xtask-ipc-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let exe = dir.join("ipc_stress");
+        let cc = std::process::Command::new("cc")
+            .args(["-O2", "-Wall", "-Wextra", "-Werror", "-o"])
+            .arg(&exe)
+            .arg(&source)
+            .status()
+            .expect("this test builds ipc_stress with the host's `cc` (Debian: gcc)");
+        assert!(cc.success(), "cc failed on {}", source.display());
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new(&exe)
+                .args(args)
+                .output()
+                .unwrap();
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+            )
+        };
+        let (code, text) = run(&["-g", "2", "-n", "3", "-s", "1"]);
+        assert_eq!(code, Some(0), "{text}");
+        assert!(
+            text.starts_with("ipc_stress: 2 groups of 3 senders and 3 receivers, 100-byte")
+                && text.contains("every one received once"),
+            "{text}"
+        );
+        let (code, text) = run(&["-g", "1", "-n", "2", "-s", "1", "-D"]);
+        assert_eq!(code, Some(1), "{text}");
+        assert!(
+            text.starts_with("ipc_stress: FAILED: 4 of 4 processes reported"),
+            "{text}"
+        );
+        assert_eq!(run(&["-b", "7"]).0, Some(2), "a message must hold its tag");
+        assert_eq!(run(&["extra"]).0, Some(2));
+        fs::remove_dir_all(&dir).unwrap();
+        assert!(ipc_command(3).starts_with("/lib/spumone/ipc_stress -s 3"));
     }
 
     #[test]
