@@ -593,9 +593,8 @@ pub fn rtos_latency(options: &LatencyBenchOptions) -> Result<()> {
 pub const DEMO: &str = "demo";
 /// Scenario where the RTOS shares core 0 with Linux's vCPU 0 (same probe as `demo`).
 pub const SHARED: &str = "shared";
-/// The migration policies each shared-core scenario runs under (passed as `--policy` is).
-pub const SHARED_POLICIES: &[(&str, &str)] =
-    &[(SHARED, "pinned"), (SHARED, "spumone"), (SHARED, "load")];
+/// The migration policies `shared` runs under, as `--policy` names them.
+pub const POLICIES: [&str; 3] = ["pinned", "spumone", "load"];
 /// The `load` of rows measured while Linux sat at its shell prompt.
 pub const IDLE_LOAD: &str = "linux-idle";
 /// The `load` of rows measured while Linux ran [`busy_command`].
@@ -641,10 +640,10 @@ fn beside_linux_rows(
         cases.push((DEMO, None, IPC_LOAD, ipc_command(seconds)));
     }
     if groups.contains(&SHARED) {
-        for &(name, policy) in SHARED_POLICIES {
-            cases.push((name, Some(policy), IDLE_LOAD, idle.clone()));
-            cases.push((name, Some(policy), BUSY_LOAD, busy_command(seconds)));
-            cases.push((name, Some(policy), IPC_LOAD, ipc_command(seconds)));
+        for policy in POLICIES {
+            cases.push((SHARED, Some(policy), IDLE_LOAD, idle.clone()));
+            cases.push((SHARED, Some(policy), BUSY_LOAD, busy_command(seconds)));
+            cases.push((SHARED, Some(policy), IPC_LOAD, ipc_command(seconds)));
         }
     }
     let (mut rows, mut failed) = (Vec::new(), Vec::new());

@@ -310,15 +310,15 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 _ => {}
             }
             if let Some(p) = &policy {
-                if !crate::kbuild::POLICIES.contains(&p.as_str()) {
+                if !crate::bench::POLICIES.contains(&p.as_str()) {
                     bail!(
                         "--policy takes one of {}, not `{p}`",
-                        crate::kbuild::POLICIES.join(", ")
+                        crate::bench::POLICIES.join(", ")
                     );
                 }
             }
-            let shared = only.as_deref().is_none_or(|g| g == crate::kbuild::SHARED);
-            let demo = only.as_deref().is_none_or(|g| g == crate::kbuild::DEMO);
+            let shared = only.as_deref().is_none_or(|g| g == crate::bench::SHARED);
+            let demo = only.as_deref().is_none_or(|g| g == crate::bench::DEMO);
             if policy.is_some() && !shared {
                 bail!("--policy is for the shared runs: it does not go with --only demo");
             }

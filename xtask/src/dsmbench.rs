@@ -373,7 +373,7 @@ pub fn bench(timeout: Option<Duration>, with_kbuild: bool) -> Result<()> {
             .context("reading the kernel-build rows")?;
         overheads = kbuild::overheads(&kb)
             .into_iter()
-            .filter(|o| o.scenario == kbuild::DEMO && o.variant == "quick" && o.icount)
+            .filter(|o| o.scenario == bench::DEMO && o.variant == "quick" && o.icount)
             .collect();
         for o in &overheads {
             rows.push(json!({

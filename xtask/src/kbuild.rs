@@ -16,7 +16,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::bench::{self, LatencyStats};
+use crate::bench::{self, LatencyStats, DEMO, POLICIES, SHARED};
 use crate::firmware::{self, BuildOptions, Firmware, LatencySettings};
 use crate::linux;
 use crate::paths::{self, cache_dir, workspace_root};
@@ -40,18 +40,8 @@ pub const JOBS: u32 = 3;
 const RECIPE_VERSION: u32 = 1;
 /// The native baseline every ratio is taken against.
 pub const NATIVE: &str = "linux-native";
-/// Linux beside the RTOS on cores of its own, with the DSM on or off.
-pub const DEMO: &str = "demo";
-/// Linux's vCPU 0 sharing the RTOS's core, under each migration policy.
-pub const SHARED: &str = "shared";
-/// The migration policies the `shared` build runs under, as `--policy` names them.
-pub const POLICIES: [&str; 3] = ["pinned", "spumone", "load"];
-/// [`POLICIES`] narrowed to `name` (as `--policy name` asks), if it is one of them.
-pub fn just_policy(name: &str) -> Option<&'static [&'static str]> {
-    let at = POLICIES.iter().position(|&p| p == name)?;
-    Some(std::slice::from_ref(&POLICIES[at]))
-}
-/// Which scenarios `bench kbuild --only` may pick (the native baseline always runs).
+/// Which scenarios `bench kbuild --only` may pick (the native baseline always runs): `demo`
+/// (Linux on cores of its own, the DSM on or off) and `shared` (under each policy).
 pub const GROUPS: [&str; 2] = [DEMO, SHARED];
 /// Markers `workload.sh` prints, each followed by the guest's uptime in seconds.
 pub const BEGIN_MARKER: &str = "kbuild: begin uptime=";
@@ -1081,6 +1071,44 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The plan the command line asks for: `clock` (`Some(true)`: `-icount` only), `only` a
+    /// group of [`GROUPS`], `dsm` for `demo` and `policy` (one of [`POLICIES`]) for `shared`;
+    /// `None` runs all.
+    pub fn chosen(
+        variant: Variant,
+        clock: Option<bool>,
+        only: Option<&str>,
+        dsm: Option<bool>,
+        policy: Option<&str>,
+    ) -> Result<Plan, String> {
+        let policies: &'static [&'static str] = match (only, policy) {
+            (Some(DEMO), _) => &[],
+            (_, None) => &POLICIES,
+            (_, Some(name)) => {
+                let at = POLICIES
+                    .iter()
+                    .position(|&p| p == name)
+                    .ok_or_else(|| format!("--policy {name}: no such policy"))?;
+                std::slice::from_ref(&POLICIES[at])
+            }
+        };
+        Ok(Plan {
+            variant,
+            clocks: match clock {
+                None => &[true, false],
+                Some(true) => &[true],
+                Some(false) => &[false],
+            },
+            dsm: match (only, dsm) {
+                (Some(SHARED), _) => &[],
+                (_, None) => &[false, true],
+                (_, Some(true)) => &[true],
+                (_, Some(false)) => &[false],
+            },
+            policies,
+        })
+    }
+
     /// The runs under each clock, the native baseline first.
     pub fn cases(&self) -> Vec<Case> {
         let native = Case {
@@ -1494,8 +1522,19 @@ mod tests {
         assert!(cases[5]
             .describe(Variant::Full, false)
             .contains("policy load"));
-        assert_eq!(just_policy("load"), Some(&["load"][..]));
-        assert_eq!(just_policy("fast"), None);
+        let one = |p| Plan::chosen(Variant::Quick, None, None, None, Some(p));
+        assert_eq!(one("load").map(|p| p.policies), Ok(&["load"][..]));
+        assert!(one("fast").is_err());
+        let shared = Plan::chosen(Variant::Full, Some(false), Some(SHARED), None, None).unwrap();
+        assert_eq!(
+            (shared.clocks, shared.dsm, shared.policies),
+            (&[false][..], &[][..], &POLICIES[..])
+        );
+        let demo = Plan::chosen(Variant::Quick, None, Some(DEMO), Some(true), None).unwrap();
+        assert_eq!(
+            (demo.clocks, demo.dsm, demo.policies.len()),
+            (&[true, false][..], &[true][..], 0)
+        );
         let native_only = Plan {
             dsm: &[],
             policies: &[],

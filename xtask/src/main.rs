@@ -165,26 +165,9 @@ fn real_main(args: &[String]) -> Result<u8> {
                 Some(0) => None,
                 Some(secs) => Some(Duration::from_secs(secs)),
             };
-            let plan = kbuild::Plan {
-                variant,
-                clocks: match clock {
-                    None => &[true, false],
-                    Some(true) => &[true],
-                    Some(false) => &[false],
-                },
-                dsm: match (only.as_deref(), dsm) {
-                    (Some(kbuild::SHARED), _) => &[],
-                    (_, None) => &[false, true],
-                    (_, Some(true)) => &[true],
-                    (_, Some(false)) => &[false],
-                },
-                policies: match (only.as_deref(), policy.as_deref()) {
-                    (Some(kbuild::DEMO), _) => &[],
-                    (_, None) => &kbuild::POLICIES,
-                    (_, Some(p)) => kbuild::just_policy(p)
-                        .ok_or_else(|| anyhow::anyhow!("--policy {p}: no such policy"))?,
-                },
-            };
+            let plan =
+                kbuild::Plan::chosen(variant, clock, only.as_deref(), dsm, policy.as_deref())
+                    .map_err(|e| anyhow::anyhow!(e))?;
             kbuild::bench(plan, timeout)?;
         }
         Command::Bench {
