@@ -504,7 +504,7 @@ mod tests {
     impl Machine {
         fn new() -> Self {
             let mut m = Machine {
-                queues: core::array::from_fn(|_| RunQueue::new(50)),
+                queues: core::array::from_fn(|_| RunQueue::new(50, 5)),
                 resident: Default::default(),
                 inbox: Default::default(),
                 migration: core::array::from_fn(|v| Migration::new(v as u8)),

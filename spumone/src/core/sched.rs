@@ -8,6 +8,14 @@
 //! robin, one time slice each. A vCPU is `Ready` or `Waiting` (it trapped WFI with nothing
 //! pending); an interrupt for it, or its virtual timer's deadline, makes it ready again.
 //!
+//! A vCPU woken that way, or sent an interrupt while it sat preempted, is *boosted*: it takes
+//! the core from an equal vCPU that has run at least the minimum run (`min_run`) since it was
+//! switched in, instead of waiting for the rest of that vCPU's slice. Linux's cross-CPU
+//! wake-ups and IPIs then wait for a minimum run, not a whole slice, when two of its vCPUs
+//! share a core. The minimum run is the rate limit (as Xen credit's BOOST has one): an equal
+//! vCPU is never preempted sooner, so boosted vCPUs cannot make a core thrash, and the
+//! preempted vCPU keeps its place at the front of its class.
+//!
 //! # Why this shape
 //!
 //! The decisions are plain data so they are tested on the host (DESIGN.md: mechanism thin,
@@ -37,6 +45,7 @@
 //! - A waiting vCPU whose deadline has passed is ready after the next `schedule`, and while it
 //!   waits `Decision::timer` is never later than its deadline: no timer wake-up is lost.
 //! - Among ready vCPUs of one class, each runs at least once every `n` slices (`n` of them).
+//! - A vCPU is preempted by an equal one only after it ran `min_run` since it was switched in.
 //! - [`RunQueue::alone`]: a core with exactly one vCPU needs neither WFI trapping nor the
 //!   EL2 timer (`Decision::timer` is then `None`).
 //!
@@ -115,7 +124,8 @@ pub enum Wake {
     NotHere,
     /// It was already ready (or running): nothing changes.
     AlreadyReady,
-    /// Now ready, but what runs keeps running until its slice ends.
+    /// Now ready (or boosted while it sat preempted) and of the running vCPU's class: the
+    /// decision due takes the core from that vCPU once it has had its minimum run.
     Woken,
     /// Now ready and it outranks what runs (or the core idles): reschedule at once.
     Preempt,
@@ -158,6 +168,8 @@ struct Entry {
     deadline: Option<Ticks>,
     /// Round-robin order: lower went to the back of the queue earlier.
     seq: u64,
+    /// Woken, or interrupted while preempted, and not run since: it may preempt an equal.
+    boost: bool,
 }
 
 /// The vCPUs on one physical core and which of them is loaded.
@@ -168,17 +180,25 @@ pub struct RunQueue {
     loaded: Option<usize>,
     slice: Ticks,
     slice_end: Ticks,
+    /// Least time a vCPU runs before a boosted equal may preempt it.
+    min_run: Ticks,
+    /// When the loaded vCPU was switched in.
+    run_start: Ticks,
     next_seq: u64,
 }
 
 impl RunQueue {
-    /// An empty queue whose round-robin slice is `slice` ticks (at least 1).
-    pub const fn new(slice: Ticks) -> Self {
+    /// An empty queue whose round-robin slice is `slice` ticks (at least 1), and whose
+    /// vCPUs run at least `min_run` ticks (at most a slice) before a boosted equal preempts.
+    pub const fn new(slice: Ticks, min_run: Ticks) -> Self {
+        let slice = if slice == 0 { 1 } else { slice };
         Self {
             entries: [None; RUNQ_CAPACITY],
             loaded: None,
-            slice: if slice == 0 { 1 } else { slice },
+            slice,
             slice_end: 0,
+            min_run: if min_run > slice { slice } else { min_run },
+            run_start: 0,
             next_seq: 0,
         }
     }
@@ -247,6 +267,7 @@ impl RunQueue {
             state,
             deadline,
             seq,
+            boost: false,
         });
         Ok(())
     }
@@ -290,21 +311,32 @@ impl RunQueue {
             return Wake::NotHere;
         };
         let running = self.running_class();
+        let is_loaded = self.loaded == Some(i);
         let seq = self.seq();
         let Some(e) = self.entries[i].as_mut() else {
             return Wake::NotHere;
         };
+        let class = e.class;
         if e.state == RunState::Ready {
-            return Wake::AlreadyReady;
+            // Preempted with an interrupt now pending (an IPI from an equal, say): boost it,
+            // so the sender's request waits for a minimum run, not a whole slice.
+            if is_loaded || e.boost {
+                return Wake::AlreadyReady;
+            }
+            e.boost = true;
+            return match running {
+                Some(r) if r == class => Wake::Woken,
+                _ => Wake::AlreadyReady,
+            };
         }
         e.state = RunState::Ready;
-        let class = e.class;
-        if self.loaded != Some(i) {
+        if !is_loaded {
             // Back of its class, like any vCPU that becomes ready.
             e.seq = seq;
+            e.boost = true;
         }
         match running {
-            Some(r) if self.loaded != Some(i) && !class.outranks(r) => Wake::Woken,
+            Some(r) if !is_loaded && !class.outranks(r) => Wake::Woken,
             _ => Wake::Preempt,
         }
     }
@@ -332,6 +364,7 @@ impl RunQueue {
                     e.state = RunState::Ready;
                     if !is_loaded {
                         e.seq = fresh;
+                        e.boost = true;
                         self.next_seq = fresh;
                     }
                 }
@@ -362,9 +395,26 @@ impl RunQueue {
                 .min_by_key(|(_, e)| e.seq)
                 .map(|(i, _)| i)
         };
+        // A boosted equal takes the core once the loaded vCPU had its minimum run; the loaded
+        // one keeps its place at the front of its class.
+        let boosted = |q: &Self, best: Class, me: usize| {
+            q.entries
+                .iter()
+                .enumerate()
+                .filter_map(|(i, e)| e.map(|e| (i, e)))
+                .filter(|(i, e)| {
+                    *i != me && e.boost && e.state == RunState::Ready && e.class == best
+                })
+                .min_by_key(|(_, e)| e.seq)
+                .map(|(i, _)| i)
+        };
+        let min_run_over = now >= self.run_start.saturating_add(self.min_run);
         let choice = match (best, keep) {
             (None, _) => None,
-            (Some(_), Some(me)) if now < self.slice_end => Some(me),
+            (Some(best), Some(me)) if now < self.slice_end => match boosted(self, best, me) {
+                Some(other) if min_run_over => Some(other),
+                _ => Some(me),
+            },
             (Some(best), Some(me)) => match first_other(self, best, Some(me)) {
                 Some(other) => {
                     // Slice over: the loaded vCPU goes to the back of its class.
@@ -391,7 +441,11 @@ impl RunQueue {
             Run::Continue
         } else {
             self.slice_end = now.saturating_add(self.slice);
+            self.run_start = now;
             self.loaded = Some(choice);
+            if let Some(e) = self.entries[choice].as_mut() {
+                e.boost = false;
+            }
             Run::Switch {
                 from: loaded_id,
                 to,
@@ -404,7 +458,8 @@ impl RunQueue {
     }
 
     /// When the EL2 timer must fire: the earliest deadline of a waiting vCPU, and the slice
-    /// end if a vCPU of the running one's class waits for its turn.
+    /// end if a vCPU of the running one's class waits for its turn (the end of the minimum
+    /// run if that vCPU is boosted).
     fn timer(&self, running: Option<usize>) -> Option<Ticks> {
         let deadlines = self
             .entries
@@ -414,15 +469,19 @@ impl RunQueue {
             .filter(|(i, e)| Some(*i) != running && e.state == RunState::Waiting)
             .filter_map(|(_, e)| e.deadline)
             .min();
+        let min_run_end = self.run_start.saturating_add(self.min_run);
         let slice = running.and_then(|r| {
             let class = self.entries[r]?.class;
             self.entries
                 .iter()
                 .enumerate()
-                .any(|(i, e)| {
-                    i != r && e.is_some_and(|e| e.state == RunState::Ready && e.class == class)
+                .filter_map(|(i, e)| e.filter(|_| i != r))
+                .filter(|e| e.state == RunState::Ready && e.class == class)
+                .map(|e| match e.boost {
+                    true => min_run_end.min(self.slice_end),
+                    false => self.slice_end,
                 })
-                .then_some(self.slice_end)
+                .min()
         });
         match (deadlines, slice) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -464,9 +523,10 @@ mod tests {
     const L1: VcpuId = VcpuId::new(1, 1);
     const L2: VcpuId = VcpuId::new(1, 2);
     const SLICE: Ticks = 100;
+    const MIN_RUN: Ticks = 10;
 
     fn queue(v: &[(VcpuId, Class)]) -> RunQueue {
-        let mut q = RunQueue::new(SLICE);
+        let mut q = RunQueue::new(SLICE, MIN_RUN);
         for &(id, class) in v {
             q.add(id, class, RunState::Ready, None).unwrap();
         }
@@ -547,24 +607,89 @@ mod tests {
     }
 
     #[test]
-    fn woken_equal_gets_a_slice_timer() {
+    fn woken_equal_preempts_after_the_minimum_run() {
         let mut q = queue(&[(L0, Class::Linux), (L1, Class::Linux)]);
         assert_eq!(switch_to(q.schedule(0, None)), Some(L0));
         q.wfi(false);
         assert_eq!(switch_to(q.schedule(1, None)), Some(L1));
         // L0 waits with no timer: L1 runs alone in its class, nothing to arm.
         assert_eq!(q.schedule(2, None).timer, None);
-        // An interrupt for L0 while L1 runs: no preemption, but a decision is due...
+        // An interrupt for L0 while L1 runs: a decision is due...
         let woken = q.wake(L0);
         assert_eq!(woken, Wake::Woken);
         assert!(woken.needs_decision());
         assert!(!Wake::AlreadyReady.needs_decision());
-        // ...which keeps L1 for the rest of its slice and arms the slice end.
+        // ...which keeps L1 until it has run the minimum, and arms that, not the slice end.
         let d = q.schedule(3, None);
         assert_eq!(d.run, Run::Continue);
-        assert_eq!(d.timer, Some(1 + SLICE));
-        // Once L1's slice is over, L0 runs even though L1 never trapped.
-        assert_eq!(switch_to(q.schedule(1 + SLICE, None)), Some(L0));
+        assert_eq!(d.timer, Some(1 + MIN_RUN));
+        assert_eq!(
+            q.schedule(MIN_RUN, None).run,
+            Run::Continue,
+            "one tick early"
+        );
+        // Then L0 runs, though L1 never trapped and its slice is far from over.
+        let d = q.schedule(1 + MIN_RUN, None);
+        assert_eq!(switch_to(d), Some(L0));
+        assert_eq!(d.timer, Some(1 + MIN_RUN + SLICE), "a whole slice for L0");
+        // L1 kept its place: it runs as soon as L0 waits again.
+        q.wfi(false);
+        assert_eq!(switch_to(q.schedule(20, None)), Some(L1));
+    }
+
+    #[test]
+    fn woken_equal_waits_for_a_minimum_run_that_is_over_already_not_at_all() {
+        let mut q = queue(&[(L0, Class::Linux), (L1, Class::Linux)]);
+        q.schedule(0, None);
+        q.wfi(false);
+        q.schedule(1, None);
+        assert_eq!(q.loaded(), Some(L1));
+        assert_eq!(q.wake(L0), Wake::Woken);
+        assert_eq!(switch_to(q.schedule(50, None)), Some(L0));
+    }
+
+    #[test]
+    fn an_interrupt_for_a_preempted_equal_boosts_it_once() {
+        let mut q = queue(&[(L0, Class::Linux), (L1, Class::Linux)]);
+        assert_eq!(switch_to(q.schedule(0, None)), Some(L0));
+        // L1 is ready and waits for its turn: the slice end is armed, no boost yet.
+        assert_eq!(q.schedule(1, None).timer, Some(SLICE));
+        // An IPI for L1: it runs after L0's minimum run, not at L0's slice end.
+        assert_eq!(q.wake(L1), Wake::Woken);
+        assert_eq!(q.wake(L1), Wake::AlreadyReady, "boosted already");
+        assert_eq!(q.schedule(2, None).timer, Some(MIN_RUN));
+        assert_eq!(switch_to(q.schedule(MIN_RUN, None)), Some(L1));
+        // Running clears the boost: L0, sent an interrupt now, may preempt L1 in its turn,
+        // but not before L1 had its own minimum run.
+        assert_eq!(q.wake(L0), Wake::Woken);
+        assert_eq!(q.schedule(MIN_RUN + 1, None).run, Run::Continue);
+        assert_eq!(switch_to(q.schedule(2 * MIN_RUN, None)), Some(L0));
+        // An interrupt for the loaded vCPU changes nothing.
+        assert_eq!(q.wake(L0), Wake::AlreadyReady);
+        // Nor does one for a vCPU of a lower class than what runs.
+        let mut q = queue(&[(RTOS, Class::Rtos), (L0, Class::Linux)]);
+        q.schedule(0, None);
+        assert_eq!(q.wake(L0), Wake::AlreadyReady);
+        assert_eq!(q.schedule(MIN_RUN, None).run, Run::Continue);
+    }
+
+    #[test]
+    fn a_deadline_wake_boosts_too() {
+        let mut q = queue(&[(L0, Class::Linux), (L1, Class::Linux)]);
+        q.schedule(0, None);
+        q.wfi(false);
+        assert_eq!(switch_to(q.schedule(1, Some(30))), Some(L1));
+        assert_eq!(q.schedule(2, None).timer, Some(30));
+        assert_eq!(switch_to(q.schedule(30, None)), Some(L0));
+    }
+
+    #[test]
+    fn boost_never_passes_a_higher_class() {
+        let mut q = queue(&[(RTOS, Class::Rtos), (L0, Class::Linux), (L1, Class::Linux)]);
+        assert_eq!(switch_to(q.schedule(0, None)), Some(RTOS));
+        assert_eq!(q.wake(L1), Wake::AlreadyReady);
+        assert_eq!(q.schedule(5 * SLICE, None).run, Run::Continue);
+        assert_eq!(q.schedule(5 * SLICE, None).timer, None);
     }
 
     #[test]
@@ -665,7 +790,7 @@ mod tests {
         to.schedule(300, None);
         assert_eq!(to.state(L0), Some(RunState::Ready));
         // Its deadline passed while it was in flight: ready at once.
-        let mut late = RunQueue::new(SLICE);
+        let mut late = RunQueue::new(SLICE, MIN_RUN);
         late.add(L0, r.class, r.state, r.deadline).unwrap();
         assert_eq!(
             late.schedule(400, None).run,
@@ -722,7 +847,7 @@ mod tests {
 
     #[test]
     fn empty_core_idles() {
-        let mut q = RunQueue::new(SLICE);
+        let mut q = RunQueue::new(SLICE, MIN_RUN);
         let d = q.schedule(0, None);
         assert_eq!(d.run, Run::Idle);
         assert_eq!(d.timer, None);
@@ -740,7 +865,7 @@ mod tests {
         ];
         for seed in 1..40u64 {
             let mut rng = XorShift::new(seed);
-            let mut q = RunQueue::new(SLICE);
+            let mut q = RunQueue::new(SLICE, MIN_RUN);
             // What the loaded vCPU's timer holds (the hardware register, in the model).
             let mut hw_deadline: [Option<Ticks>; 5] = [None; 5];
             for &(id, class) in &ids {
@@ -767,9 +892,18 @@ mod tests {
                 }
                 // The EL2 timer must have fired if its time came.
                 if armed.is_some_and(|t| t <= now) || rng.below(3) == 0 {
+                    let ran_since = q.run_start;
                     let d = q.schedule(now, li.and_then(|i| hw_deadline[i]));
                     armed = d.timer;
                     check(&q, d, now);
+                    // Rate limit: an equal that could go on is preempted only after its
+                    // minimum run (the tests never yield a slice).
+                    if let Run::Switch { from: Some(f), to } = d.run {
+                        let class = |v: VcpuId| ids.iter().find(|(i, _)| *i == v).unwrap().1;
+                        if q.state(f) == Some(RunState::Ready) && class(f) == class(to) {
+                            assert!(now - ran_since >= MIN_RUN, "{f:?} preempted too soon");
+                        }
+                    }
                 }
             }
         }
