@@ -385,36 +385,31 @@ impl RunQueue {
                 self.entries[i].is_some_and(|e| e.state == RunState::Ready && e.class == best)
             })
         });
-        // The ready vCPU of class `best` first in round-robin order, other than `me`.
-        let first_other = |q: &Self, best: Class, me: Option<usize>| {
+        // The ready vCPU of class `best` first in round-robin order, other than `me` (only a
+        // boosted one if `boosted`).
+        let first_ready = |q: &Self, best: Class, me: Option<usize>, boosted: bool| {
             q.entries
                 .iter()
                 .enumerate()
                 .filter_map(|(i, e)| e.map(|e| (i, e)))
                 .filter(|(i, e)| Some(*i) != me && e.state == RunState::Ready && e.class == best)
+                .filter(|(_, e)| e.boost || !boosted)
                 .min_by_key(|(_, e)| e.seq)
                 .map(|(i, _)| i)
         };
-        // A boosted equal takes the core once the loaded vCPU had its minimum run; the loaded
-        // one keeps its place at the front of its class.
-        let boosted = |q: &Self, best: Class, me: usize| {
-            q.entries
-                .iter()
-                .enumerate()
-                .filter_map(|(i, e)| e.map(|e| (i, e)))
-                .filter(|(i, e)| {
-                    *i != me && e.boost && e.state == RunState::Ready && e.class == best
-                })
-                .min_by_key(|(_, e)| e.seq)
-                .map(|(i, _)| i)
-        };
+        let first_other =
+            |q: &Self, best: Class, me: Option<usize>| first_ready(q, best, me, false);
         let min_run_over = now >= self.run_start.saturating_add(self.min_run);
         let choice = match (best, keep) {
             (None, _) => None,
-            (Some(best), Some(me)) if now < self.slice_end => match boosted(self, best, me) {
-                Some(other) if min_run_over => Some(other),
-                _ => Some(me),
-            },
+            // A boosted equal takes the core once the loaded vCPU had its minimum run; the
+            // loaded one keeps its place at the front of its class.
+            (Some(best), Some(me)) if now < self.slice_end => {
+                match first_ready(self, best, Some(me), true) {
+                    Some(other) if min_run_over => Some(other),
+                    _ => Some(me),
+                }
+            }
             (Some(best), Some(me)) => match first_other(self, best, Some(me)) {
                 Some(other) => {
                     // Slice over: the loaded vCPU goes to the back of its class.
