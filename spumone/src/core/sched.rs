@@ -172,6 +172,18 @@ struct Entry {
     boost: bool,
 }
 
+impl Entry {
+    /// A waiting vCPU became ready: one not loaded joins the back of its class (`seq`) and is
+    /// boosted, so it may take the core from an equal after that one's minimum run.
+    fn ready_again(&mut self, loaded: bool, seq: u64) {
+        self.state = RunState::Ready;
+        if !loaded {
+            self.seq = seq;
+            self.boost = true;
+        }
+    }
+}
+
 /// The vCPUs on one physical core and which of them is loaded.
 #[derive(Clone, Debug)]
 pub struct RunQueue {
@@ -329,12 +341,7 @@ impl RunQueue {
                 _ => Wake::AlreadyReady,
             };
         }
-        e.state = RunState::Ready;
-        if !is_loaded {
-            // Back of its class, like any vCPU that becomes ready.
-            e.seq = seq;
-            e.boost = true;
-        }
+        e.ready_again(is_loaded, seq);
         match running {
             Some(r) if !is_loaded && !class.outranks(r) => Wake::Woken,
             _ => Wake::Preempt,
@@ -361,10 +368,8 @@ impl RunQueue {
             let fresh = self.next_seq + 1;
             if let Some(e) = self.entries[i].as_mut() {
                 if e.state == RunState::Waiting && e.deadline.is_some_and(|d| d <= now) {
-                    e.state = RunState::Ready;
+                    e.ready_again(is_loaded, fresh);
                     if !is_loaded {
-                        e.seq = fresh;
-                        e.boost = true;
                         self.next_seq = fresh;
                     }
                 }
@@ -397,8 +402,6 @@ impl RunQueue {
                 .min_by_key(|(_, e)| e.seq)
                 .map(|(i, _)| i)
         };
-        let first_other =
-            |q: &Self, best: Class, me: Option<usize>| first_ready(q, best, me, false);
         let min_run_over = now >= self.run_start.saturating_add(self.min_run);
         let choice = match (best, keep) {
             (None, _) => None,
@@ -410,7 +413,7 @@ impl RunQueue {
                     _ => Some(me),
                 }
             }
-            (Some(best), Some(me)) => match first_other(self, best, Some(me)) {
+            (Some(best), Some(me)) => match first_ready(self, best, Some(me), false) {
                 Some(other) => {
                     // Slice over: the loaded vCPU goes to the back of its class.
                     let seq = self.seq();
@@ -421,7 +424,7 @@ impl RunQueue {
                 }
                 None => Some(me),
             },
-            (Some(best), None) => first_other(self, best, None),
+            (Some(best), None) => first_ready(self, best, None, false),
         };
         let Some((choice, to)) = choice.and_then(|c| Some((c, self.entries[c]?.id))) else {
             return Decision {
@@ -633,7 +636,7 @@ mod tests {
     }
 
     #[test]
-    fn woken_equal_waits_for_a_minimum_run_that_is_over_already_not_at_all() {
+    fn woken_equal_preempts_at_once_when_the_minimum_run_is_over() {
         let mut q = queue(&[(L0, Class::Linux), (L1, Class::Linux)]);
         q.schedule(0, None);
         q.wfi(false);
