@@ -10,16 +10,17 @@
 //!   RTOS's dispatch latency p50 from the same run, which is one forwarded timer interrupt
 //!   through EL2 and back, the cheapest trapped round trip spumone has;
 //! - with `--kbuild`: the kernel build with the DSM on, beside the same build with it off
-//!   (`bench kbuild --quick --clock icount`, whose rows it reuses).
+//!   from the same `bench kbuild --quick --clock icount` run (the checking's own cost, the
+//!   DSM target's figure), and both beside native.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::bench::{self, bench_images_dir, rtos_rounds, write_report};
 use crate::firmware::{self, BuildOptions};
-use crate::kbuild::{self, KbuildRow};
+use crate::kbuild;
 use crate::run::{self, RunOptions};
 use crate::{attack, paths, scenario, setup, signals};
 
@@ -238,7 +239,11 @@ fn times(a: Option<u64>, b: Option<u64>) -> String {
 }
 
 /// The Markdown report of the runs (clock, measured) and the kernel-build overheads.
-pub fn render_markdown(runs: &[(bool, Measured)], kbuild: &[kbuild::Overhead]) -> String {
+pub fn render_markdown(
+    runs: &[(bool, Measured)],
+    kbuild: &[kbuild::Overhead],
+    costs: &[kbuild::DsmCost],
+) -> String {
     let mut md = String::from("# bench dsm\n\n");
     for (icount, m) in runs {
         let _ = writeln!(
@@ -315,6 +320,11 @@ pub fn render_markdown(runs: &[(bool, Measured)], kbuild: &[kbuild::Overhead]) -
                 o.wall_ratio
             );
         }
+        md.push_str(
+            "\nThe periodic checking's own cost: the build with the DSM on against the same \
+             build with it off, both from this run.\n\n",
+        );
+        md.push_str(&kbuild::render_dsm_costs(costs));
     }
     md
 }
@@ -356,6 +366,7 @@ pub fn bench(timeout: Option<Duration>, with_kbuild: bool) -> Result<()> {
         runs.push((icount, m));
     }
     let mut overheads = Vec::new();
+    let mut costs = Vec::new();
     if with_kbuild {
         let plan = kbuild::Plan {
             variant: kbuild::Variant::Quick,
@@ -363,14 +374,8 @@ pub fn bench(timeout: Option<Duration>, with_kbuild: bool) -> Result<()> {
             dsm: &[false, true],
             policies: &[],
         };
-        kbuild::bench(plan, Some(kbuild::Variant::Quick.default_timeout()))?;
-        let path = bench::bench_dir().join("kbuild.json");
-        let kb: Vec<KbuildRow> = bench::read_results(&path)?
-            .iter()
-            .map(KbuildRow::from_json)
-            .collect::<Result<_, _>>()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", paths::display(&path)))
-            .context("reading the kernel-build rows")?;
+        // This run's rows only: the cost needs both builds from one run.
+        let kb = kbuild::bench(plan, Some(kbuild::Variant::Quick.default_timeout()))?;
         overheads = kbuild::overheads(&kb)
             .into_iter()
             .filter(|o| o.scenario == bench::DEMO && o.variant == "quick" && o.icount)
@@ -385,8 +390,22 @@ pub fn bench(timeout: Option<Duration>, with_kbuild: bool) -> Result<()> {
                 "wall_ratio_to_native": o.wall_ratio,
             }));
         }
+        costs = kbuild::dsm_costs(&kb);
+        for c in &costs {
+            rows.push(json!({
+                "bench": "dsm",
+                "kbuild": "dsm-cost",
+                "variant": c.variant,
+                "clock": clock(c.icount),
+                "guest_seconds_dsm_off": c.off_seconds,
+                "guest_seconds_dsm_on": c.on_seconds,
+                "guest_ratio_on_to_off": c.guest_ratio,
+                "target": kbuild::DSM_COST_TARGET,
+                "verdict": kbuild::dsm_cost_verdict(c),
+            }));
+        }
     }
-    write_report("dsm", rows, &render_markdown(&runs, &overheads))
+    write_report("dsm", rows, &render_markdown(&runs, &overheads, &costs))
 }
 
 #[cfg(test)]
@@ -481,7 +500,7 @@ mod tests {
         );
         let json = m.to_json(true);
         assert_eq!(json["event_attack_vs_dispatch"], json!(1104.0 / 1344.0));
-        let md = render_markdown(&[(true, m)], &[]);
+        let md = render_markdown(&[(true, m)], &[], &[]);
         assert!(
             md.contains("| text-hash | 348143520 | 355 | 16580 | 10000 | 2.0998% |"),
             "{md}"
@@ -504,5 +523,34 @@ mod tests {
             "[rtos] latency n=1 min=1 mean=1 p50=1 p99=1 max=1 misses=0"
         ))
         .is_err());
+    }
+
+    #[test]
+    fn kernel_build_section_shows_the_checking_cost_beside_native() {
+        let overhead = kbuild::Overhead {
+            scenario: bench::DEMO.into(),
+            variant: "quick".into(),
+            icount: true,
+            dsm: true,
+            policy: None,
+            guest_ratio: 1.02,
+            wall_ratio: 0.9,
+        };
+        let cost = kbuild::DsmCost {
+            variant: "quick".into(),
+            icount: true,
+            on_seconds: 40.86,
+            off_seconds: 40.0,
+            guest_ratio: 40.86 / 40.0,
+        };
+        let md = render_markdown(&[], &[overhead], &[cost]);
+        assert!(
+            md.contains("| demo | on | icount | 1.0200× | 0.9000× |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| quick | icount | 40.00 | 40.86 | 1.0215× | +2.15% | not met |"),
+            "{md}"
+        );
     }
 }

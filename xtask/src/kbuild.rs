@@ -491,6 +491,81 @@ pub fn overheads(rows: &[KbuildRow]) -> Vec<Overhead> {
         .collect()
 }
 
+/// The cost of the DSM's periodic checking: `demo` with the DSM on against `demo` with it off
+/// (`--no-dsm`), same variant and clock. This is the DSM target's figure; the rows against
+/// native above add spumone's own cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DsmCost {
+    pub variant: String,
+    pub icount: bool,
+    pub on_seconds: f64,
+    pub off_seconds: f64,
+    pub guest_ratio: f64,
+}
+
+/// The DSM's checking target under `-icount`: at most 1% more guest time than with it off.
+pub const DSM_COST_TARGET: f64 = 1.01;
+
+/// Every `demo` row with the DSM on against the `demo` row with it off, same variant and clock.
+pub fn dsm_costs(rows: &[KbuildRow]) -> Vec<DsmCost> {
+    rows.iter()
+        .filter(|r| r.scenario == DEMO && r.dsm)
+        .filter_map(|on| {
+            let off = rows.iter().find(|b| {
+                b.scenario == DEMO && !b.dsm && b.variant == on.variant && b.icount == on.icount
+            })?;
+            Some(DsmCost {
+                variant: on.variant.clone(),
+                icount: on.icount,
+                on_seconds: on.guest_seconds,
+                off_seconds: off.guest_seconds,
+                guest_ratio: if off.guest_seconds > 0.0 {
+                    on.guest_seconds / off.guest_seconds
+                } else {
+                    f64::NAN
+                },
+            })
+        })
+        .collect()
+}
+
+/// Whether a DSM cost meets its target: only `-icount` figures are judged.
+pub fn dsm_cost_verdict(cost: &DsmCost) -> &'static str {
+    match cost.guest_ratio {
+        _ if !cost.icount => "none (wall)",
+        r if r < 2.0 - DSM_COST_TARGET => "suspect (faster with the DSM on)",
+        r if r <= DSM_COST_TARGET => "met",
+        _ => "not met",
+    }
+}
+
+/// The Markdown table of the DSM costs (empty when there is none).
+pub fn render_dsm_costs(costs: &[DsmCost]) -> String {
+    let mut md = String::new();
+    if costs.is_empty() {
+        return md;
+    }
+    let _ = writeln!(
+        md,
+        "| variant | clock | DSM off s | DSM on s | ratio | cost | target (≤ {DSM_COST_TARGET:.2}×) |"
+    );
+    let _ = writeln!(md, "|---|---|--:|--:|--:|--:|---|");
+    for c in costs {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.2} | {:.2} | {:.4}× | {:+.2}% | {} |",
+            c.variant,
+            clock(c.icount),
+            c.off_seconds,
+            c.on_seconds,
+            c.guest_ratio,
+            (c.guest_ratio - 1.0) * 100.0,
+            dsm_cost_verdict(c)
+        );
+    }
+    md
+}
+
 fn on_off(dsm: bool) -> &'static str {
     if dsm {
         "on"
@@ -583,6 +658,19 @@ pub fn render_markdown(rows: &[KbuildRow]) -> String {
             (o.guest_ratio - 1.0) * 100.0,
             o.wall_ratio,
         );
+    }
+    let costs = dsm_costs(rows);
+    if !costs.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## The DSM's periodic checking (`{DEMO}`, DSM on against `--no-dsm`)\n"
+        );
+        let _ = writeln!(
+            md,
+            "What the checkers cost the build, spumone's own cost taken out. Each row here is \
+             the newest of its key; `bench dsm --kbuild` measures both in one run.\n"
+        );
+        md.push_str(&render_dsm_costs(&costs));
     }
     md
 }
@@ -1131,7 +1219,8 @@ impl Plan {
 }
 
 /// `cargo xtask bench kbuild [--quick] [--clock C] [--dsm D] [--only G] [--policy P]`.
-pub fn bench(plan: Plan, timeout: Option<Duration>) -> Result<()> {
+/// Runs the plan, merges its rows into `kbuild.json` and returns this run's rows.
+pub fn bench(plan: Plan, timeout: Option<Duration>) -> Result<Vec<KbuildRow>> {
     setup::ensure_base(false)?;
     ensure(true)?;
     let build = BuildOptions::default();
@@ -1194,7 +1283,7 @@ pub fn bench(plan: Plan, timeout: Option<Duration>) -> Result<()> {
     if !latency.is_empty() {
         bench::write_latency_rows(&latency)?;
     }
-    Ok(())
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -1604,5 +1693,43 @@ mod tests {
             row("demo", "quick", true, 102.0, 1.0),
         ];
         assert!(render_markdown(&slow).contains("| not met |"));
+    }
+
+    #[test]
+    fn dsm_cost_is_demo_on_over_demo_off_of_the_same_variant_and_clock() {
+        let on = |variant: &str, icount: bool, guest: f64| KbuildRow {
+            dsm: true,
+            ..row(DEMO, variant, icount, guest, 1.0)
+        };
+        let rows = vec![
+            row(NATIVE, "quick", true, 40.0, 1.0),
+            row(DEMO, "quick", true, 40.5, 1.0),
+            on("quick", true, 40.86),
+            row(DEMO, "quick", false, 10.0, 1.0),
+            on("quick", false, 12.0),
+            // No `--no-dsm` row for this variant: no cost, rather than one against native.
+            on("full", true, 99.0),
+        ];
+        let costs = dsm_costs(&rows);
+        assert_eq!(costs.len(), 2, "{costs:?}");
+        assert!((costs[0].guest_ratio - 40.86 / 40.5).abs() < 1e-12 && costs[0].icount);
+        assert!((costs[1].guest_ratio - 1.2).abs() < 1e-12 && !costs[1].icount);
+        assert_eq!(dsm_cost_verdict(&costs[0]), "met");
+        assert_eq!(dsm_cost_verdict(&costs[1]), "none (wall)");
+        let md = render_markdown(&rows);
+        assert!(
+            md.contains("| quick | icount | 40.50 | 40.86 | 1.0089× | +0.89% | met |"),
+            "{md}"
+        );
+        assert!(md.contains("| quick | wall | 10.00 | 12.00 | 1.2000× | +20.00% | none (wall) |"));
+        let over = vec![row(DEMO, "quick", true, 40.0, 1.0), on("quick", true, 40.5)];
+        assert_eq!(dsm_cost_verdict(&dsm_costs(&over)[0]), "not met");
+        let faster = vec![row(DEMO, "quick", true, 40.0, 1.0), on("quick", true, 30.0)];
+        assert_eq!(
+            dsm_cost_verdict(&dsm_costs(&faster)[0]),
+            "suspect (faster with the DSM on)"
+        );
+        // Without a DSM-on row there is no section at all.
+        assert!(!render_markdown(&rows[..2]).contains("periodic checking"));
     }
 }
