@@ -485,6 +485,22 @@ pub struct LatencyBenchOptions {
     pub timeout: Option<Duration>,
     /// Only these groups of [`LATENCY_GROUPS`] (`rtos`: rtos-native and rtos); `None`: all.
     pub only: Option<&'static str>,
+    /// Only this clock (`Some(true)`: `-icount`); `None`: both.
+    pub clock: Option<bool>,
+    /// `shared` under this policy of [`POLICIES`] only; `None`: all three.
+    pub policy: Option<&'static str>,
+    /// The rows beside Linux under this load of [`LINUX_LOADS`] only; `None`: all three.
+    pub load: Option<&'static str>,
+}
+
+impl LatencyBenchOptions {
+    /// The clocks chosen, `-icount` first.
+    pub fn clocks(&self) -> Vec<bool> {
+        [true, false]
+            .into_iter()
+            .filter(|c| self.clock.is_none_or(|chosen| chosen == *c))
+            .collect()
+    }
 }
 
 /// Wall time a bench run gets besides its probe: a `shared` boot under `-icount` with two
@@ -532,7 +548,7 @@ pub fn rtos_latency(options: &LatencyBenchOptions) -> Result<()> {
     signals::ignore_interrupts();
 
     let mut rows = Vec::new();
-    for icount in [true, false] {
+    for icount in options.clocks() {
         for (firmware, latency, load) in &built {
             let name = firmware.scenario.name;
             println!(
@@ -607,6 +623,9 @@ pub const BUSY_LOAD: &str = "linux-busy";
 /// The `load` of rows measured while Linux ran [`ipc_command`].
 pub const IPC_LOAD: &str = "linux-ipc";
 
+/// The loads of the rows beside Linux, as `bench rtos-latency --load` names them.
+pub const LINUX_LOADS: [&str; 3] = [IDLE_LOAD, BUSY_LOAD, IPC_LOAD];
+
 /// Which groups of rows `bench rtos-latency --only` may pick.
 pub const LATENCY_GROUPS: &[&str] = &["rtos", DEMO, SHARED];
 
@@ -627,17 +646,15 @@ pub fn ipc_command(seconds: u64) -> String {
     format!("/{}/ipc_stress -s {seconds}", crate::modules::GUEST_DIR)
 }
 
-/// The RTOS's rounds beside Linux: in `demo` (the RTOS's core to itself) and in each
-/// shared-core scenario, with Linux idle, CPU-busy and under the IPC stress. A row that fails (a run that timed out, say) is
-/// named in the second list, and the others are still measured.
-fn beside_linux_rows(
+/// The runs beside Linux the options pick: (scenario, policy, load, Linux's command).
+pub fn beside_linux_cases(
     options: &LatencyBenchOptions,
     groups: &[&str],
-) -> Result<(Vec<Row>, Vec<String>)> {
+) -> Vec<(&'static str, Option<&'static str>, &'static str, String)> {
     // As long as the other rows' probe, plus a round's worth to spare.
     let seconds = options.latency.probe_seconds().ceil() as u64 + 1;
     let idle = format!("sleep {seconds}");
-    let mut cases: Vec<(&str, Option<&str>, &str, String)> = Vec::new();
+    let mut cases = Vec::new();
     if groups.contains(&DEMO) {
         // Busy too: static partitioning under the same load, beside the sharing policies.
         cases.push((DEMO, None, IDLE_LOAD, idle.clone()));
@@ -651,11 +668,26 @@ fn beside_linux_rows(
             cases.push((SHARED, Some(policy), IPC_LOAD, ipc_command(seconds)));
         }
     }
+    cases.retain(|(_, policy, load, _)| {
+        options.load.is_none_or(|l| l == *load)
+            && options.policy.is_none_or(|p| policy.is_none_or(|q| q == p))
+    });
+    cases
+}
+
+/// The RTOS's rounds beside Linux: in `demo` (the RTOS's core to itself) and in each
+/// shared-core scenario, with Linux idle, CPU-busy and under the IPC stress. A row that fails (a run that timed out, say) is
+/// named in the second list, and the others are still measured.
+fn beside_linux_rows(
+    options: &LatencyBenchOptions,
+    groups: &[&str],
+) -> Result<(Vec<Row>, Vec<String>)> {
+    let cases = beside_linux_cases(options, groups);
     let (mut rows, mut failed) = (Vec::new(), Vec::new());
     for (name, policy, load, cmd) in cases {
         let s = scenario::lookup(name)?;
         let firmware = firmware::build_into(s, &BuildOptions::default(), &bench_images_dir(name))?;
-        for icount in [true, false] {
+        for icount in options.clocks() {
             match linux_load_row(options, &firmware, policy, load, &cmd, icount) {
                 Ok(row) => rows.push(row),
                 Err(e) => {
@@ -1189,5 +1221,53 @@ mod tests {
     fn default_timeout_grows_with_the_probe() {
         let s = LatencySettings::new(10_000, 1_000).unwrap();
         assert_eq!(default_timeout(&s), Duration::from_secs(330));
+    }
+
+    #[test]
+    fn clock_policy_and_load_pick_the_rows_beside_linux() {
+        let all = LatencyBenchOptions {
+            latency: LatencySettings::DEFAULT,
+            timeout: None,
+            only: None,
+            clock: None,
+            policy: None,
+            load: None,
+        };
+        assert_eq!(all.clocks(), [true, false]);
+        assert_eq!(beside_linux_cases(&all, LATENCY_GROUPS).len(), 3 + 3 * 3);
+        let one = LatencyBenchOptions {
+            clock: Some(true),
+            policy: Some("spumone"),
+            load: Some(BUSY_LOAD),
+            ..all
+        };
+        assert_eq!(one.clocks(), [true]);
+        let picked: Vec<_> = beside_linux_cases(&one, LATENCY_GROUPS)
+            .into_iter()
+            .map(|(name, policy, load, _)| (name, policy, load))
+            .collect();
+        // `demo` has no policy, so a policy leaves its row in; `--only shared` drops it.
+        assert_eq!(
+            picked,
+            [
+                (DEMO, None, BUSY_LOAD),
+                (SHARED, Some("spumone"), BUSY_LOAD)
+            ]
+        );
+        let shared = beside_linux_cases(&one, &[SHARED]);
+        assert_eq!(shared.len(), 1);
+        // The load lasts the probe: 10^5 periods of 1 ms and a second to spare.
+        let long = LatencyBenchOptions {
+            latency: LatencySettings::new(100_000, 1000).unwrap(),
+            ..one
+        };
+        assert!(beside_linux_cases(&long, &[SHARED])[0]
+            .3
+            .contains("sleep 101;"));
+        let wall = LatencyBenchOptions {
+            clock: Some(false),
+            ..all
+        };
+        assert_eq!(wall.clocks(), [false]);
     }
 }

@@ -66,8 +66,12 @@ pub enum Command {
         /// `rtos-latency`: only one group of rows (`--only rtos|demo|shared`); `kbuild`:
         /// only `demo` or only `shared` beside the native baseline.
         only: Option<String>,
-        /// `kbuild`: `shared` under this migration policy only; `None` runs all three.
+        /// `kbuild`, `rtos-latency`: `shared` under this migration policy only; `None` runs
+        /// all three.
         policy: Option<String>,
+        /// `rtos-latency`: the rows beside Linux under this load only (`linux-idle`,
+        /// `linux-busy`, `linux-ipc`); `None` runs all three.
+        load: Option<String>,
     },
 }
 
@@ -91,8 +95,10 @@ commands:
                           workload) and check the DSM caught it (or stayed quiet)
   attack --list           list the attacks and the checker expected to catch each
   bench rtos-latency [--samples N] [--period-us P] [--timeout SECS] [--only rtos|demo|shared]
+      [--clock icount|wall] [--policy pinned|spumone|load] [--load linux-idle|linux-busy|linux-ipc]
                           RTOS dispatch latency, native and under spumone, with and without
-                          --icount; writes target/bench/rtos-latency.{{json,md}}
+                          --icount; --only, --clock, --policy and --load run only those;
+                          writes target/bench/rtos-latency.{{json,md}}
   bench dsm [--kbuild] [--timeout SECS]
                           the DSM's costs from one demo run per clock (benign workload, then
                           the text_patch attack): full pass per checker and its share of the
@@ -274,6 +280,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
             };
             let only = flags.value("--only")?;
             let policy = flags.value("--policy")?;
+            let load = flags.value("--load")?;
             let kbuild = flags.switch("--kbuild");
             let Some(name) = flags.positional()? else {
                 bail!("bench needs a name: cargo xtask bench rtos-latency");
@@ -291,8 +298,25 @@ pub fn parse(args: &[String]) -> Result<Command> {
             if name != "dsm" && kbuild {
                 bail!("--kbuild is for bench dsm");
             }
-            if name != "kbuild" && (quick || clock.is_some() || dsm.is_some() || policy.is_some()) {
-                bail!("--quick, --clock, --dsm and --policy are for bench kbuild");
+            if name != "kbuild" && (quick || dsm.is_some()) {
+                bail!("--quick and --dsm are for bench kbuild");
+            }
+            if name == "dsm" && (clock.is_some() || policy.is_some()) {
+                bail!("--clock and --policy are for bench kbuild and bench rtos-latency");
+            }
+            if let Some(l) = &load {
+                if name != "rtos-latency" {
+                    bail!("--load is for bench rtos-latency");
+                }
+                if !crate::bench::LINUX_LOADS.contains(&l.as_str()) {
+                    bail!(
+                        "--load takes one of {}, not `{l}`",
+                        crate::bench::LINUX_LOADS.join(", ")
+                    );
+                }
+                if only.as_deref() == Some("rtos") {
+                    bail!("--load is for the rows beside Linux: it does not go with --only rtos");
+                }
             }
             let groups: &[&str] = match name.as_str() {
                 "rtos-latency" => crate::bench::LATENCY_GROUPS,
@@ -320,7 +344,10 @@ pub fn parse(args: &[String]) -> Result<Command> {
             let shared = only.as_deref().is_none_or(|g| g == crate::bench::SHARED);
             let demo = only.as_deref().is_none_or(|g| g == crate::bench::DEMO);
             if policy.is_some() && !shared {
-                bail!("--policy is for the shared runs: it does not go with --only demo");
+                bail!(
+                    "--policy is for the shared runs: it does not go with --only {}",
+                    only.as_deref().unwrap_or_default()
+                );
             }
             if dsm.is_some() && !demo {
                 bail!("--dsm is for the demo runs: it does not go with --only shared");
@@ -336,6 +363,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 kbuild,
                 only,
                 policy,
+                load,
             }
         }
         "gdb" => {
@@ -625,6 +653,7 @@ mod tests {
                 kbuild: false,
                 only: None,
                 policy: None,
+                load: None,
             }
         );
         assert_eq!(
@@ -640,11 +669,20 @@ mod tests {
                 kbuild: false,
                 only: None,
                 policy: None,
+                load: None,
             }
         );
         assert!(matches!(
             parse_str("bench rtos-latency --only shared").unwrap(),
             Command::Bench { only: Some(group), .. } if group == "shared"
+        ));
+        assert!(matches!(
+            parse_str(
+                "bench rtos-latency --only shared --policy spumone --load linux-busy --clock icount"
+            )
+            .unwrap(),
+            Command::Bench { only: Some(group), policy: Some(p), load: Some(l), clock: Some(true), .. }
+                if group == "shared" && p == "spumone" && l == "linux-busy"
         ));
         assert!(matches!(
             parse_str("bench kbuild --only shared --policy spumone").unwrap(),
@@ -657,7 +695,12 @@ mod tests {
             "bench kbuild --policy fast",
             "bench kbuild --only demo --policy load",
             "bench kbuild --only shared --dsm on",
-            "bench rtos-latency --policy pinned",
+            "bench rtos-latency --only demo --policy pinned",
+            "bench rtos-latency --only rtos --policy pinned",
+            "bench rtos-latency --only rtos --load linux-busy",
+            "bench rtos-latency --load busy",
+            "bench kbuild --load linux-busy",
+            "bench dsm --clock icount",
         ] {
             assert!(parse_str(bad).is_err(), "`{bad}` should be rejected");
         }
@@ -674,6 +717,7 @@ mod tests {
                 kbuild: false,
                 only: None,
                 policy: None,
+                load: None,
             }
         );
         assert!(matches!(

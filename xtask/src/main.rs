@@ -189,6 +189,9 @@ fn real_main(args: &[String]) -> Result<u8> {
             period_us,
             timeout,
             only,
+            clock,
+            policy,
+            load,
             ..
         } => {
             debug_assert_eq!(name, "rtos-latency");
@@ -204,10 +207,15 @@ fn real_main(args: &[String]) -> Result<u8> {
             };
             // The CLI checked the name; the static one is kept.
             let only = only.and_then(|o| bench::LATENCY_GROUPS.iter().find(|g| **g == o).copied());
+            let policy = policy.and_then(|p| bench::POLICIES.iter().find(|q| **q == p).copied());
+            let load = load.and_then(|l| bench::LINUX_LOADS.iter().find(|m| **m == l).copied());
             bench::rtos_latency(&bench::LatencyBenchOptions {
                 latency,
                 timeout,
                 only,
+                clock,
+                policy,
+                load,
             })?;
         }
         Command::Attack {
