@@ -684,6 +684,7 @@ pub fn stop_partition(partition: &'static Partition, code: i64, why: &str) {
         "partition {} stopped ({}), exit code {}",
         partition.name, why, code
     );
+    super::dsm::partition_stopped(index);
     log::event(format_args!(
         "partition-stopped name={} code={}",
         partition.name, code
