@@ -205,10 +205,13 @@ fn real_main(args: &[String]) -> Result<u8> {
                 Some(0) => None,
                 Some(secs) => Some(Duration::from_secs(secs)),
             };
-            // The CLI checked the name; the static one is kept.
-            let only = only.and_then(|o| bench::LATENCY_GROUPS.iter().find(|g| **g == o).copied());
-            let policy = policy.and_then(|p| bench::POLICIES.iter().find(|q| **q == p).copied());
-            let load = load.and_then(|l| bench::LINUX_LOADS.iter().find(|m| **m == l).copied());
+            // The CLI checked the names; the static ones are kept.
+            let known = |value: Option<String>, names: &[&'static str]| {
+                value.and_then(|v| names.iter().find(|n| **n == v).copied())
+            };
+            let only = known(only, bench::LATENCY_GROUPS);
+            let policy = known(policy, &bench::POLICIES);
+            let load = known(load, &bench::LINUX_LOADS);
             bench::rtos_latency(&bench::LatencyBenchOptions {
                 latency,
                 timeout,
