@@ -6,6 +6,7 @@
 //! - [`run`]: boot a scenario on QEMU and collect its prefixed console lines;
 //! - [`bench`]: `cargo xtask bench`, results under `target/bench/`; [`kbuild`]: the kernel-build
 //!   workload, its root filesystem image and `bench kbuild`;
+//! - [`monitor`]: each CPU's state when a run stalls, from QEMU's monitor;
 //! - [`demux`], [`defmt_log`], [`event`]: turn spumone's framed UART stream into those lines.
 
 pub mod attack;
@@ -24,6 +25,7 @@ pub mod histogram;
 pub mod kbuild;
 pub mod linux;
 pub mod modules;
+pub mod monitor;
 pub mod paths;
 pub mod qemu;
 pub mod run;

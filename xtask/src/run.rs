@@ -15,6 +15,7 @@ use crate::demux::{Demux, Line, Mode, Source};
 use crate::event::Event;
 use crate::firmware::{self, BuildOptions, Firmware, LatencySettings};
 use crate::linux;
+use crate::monitor::{self, Qmp};
 use crate::paths::{self, logs_dir};
 use crate::qemu::{self, Disk, QemuOptions};
 use crate::scenario::{Kind, Scenario};
@@ -410,8 +411,11 @@ pub(crate) fn supervise(
     let log_dir = logs_dir(firmware.scenario.name);
     let mut logs = Logs::create(&log_dir, &firmware.consoles)?;
 
-    let args = qemu::args(firmware, qemu_options);
+    let mut args = qemu::args(firmware, qemu_options);
     let command_line = qemu::command_line(&args);
+    // Not in the command line shown: the socket is this run's own.
+    let qmp = Qmp::new();
+    args.extend(qmp.args().map(Into::into));
     // spumone passes input to a Linux partition's emulated console.
     let forward = options.forward_stdin && (mode == Mode::Native || firmware.boot_info.is_some());
     // From a terminal, the console is shown as it comes (prompts have no newline yet).
@@ -475,12 +479,14 @@ pub(crate) fn supervise(
             Ok(msg) => msg,
             Err(RecvTimeoutError::Timeout) if linger_deadline && ended.is_none() => {
                 ended = Some(Ending::LinuxStopped { rtos_alive: false });
+                fresh.extend(stalled_cpus(&qmp, &log_dir, firmware));
                 let _ = child.kill();
                 continue;
             }
             Err(RecvTimeoutError::Timeout) if ended.is_some() => break,
             Err(RecvTimeoutError::Timeout) if deadline.is_some() && !timed_out => {
                 timed_out = true;
+                fresh.extend(stalled_cpus(&qmp, &log_dir, firmware));
                 // Killing closes QEMU's pipes, which ends the loop.
                 let _ = child.kill();
                 continue;
@@ -566,6 +572,19 @@ pub(crate) fn supervise(
         None => Ending::Exited(status.code()),
     };
     Ok(outcome)
+}
+
+/// Each CPU's level and PC from QEMU's monitor, as `[qemu]` lines (all registers go to
+/// `cpus.txt` beside the logs): what a run that stalled was doing.
+fn stalled_cpus(qmp: &Qmp, log_dir: &Path, firmware: &Firmware) -> Vec<Line> {
+    monitor::capture(qmp, log_dir, firmware.hv_elf.as_deref())
+        .into_iter()
+        .map(|text| Line {
+            source: Source::Passthrough,
+            text: format!("[qemu] at the end: {text}"),
+            event: None,
+        })
+        .collect()
 }
 
 /// Types the operator's resume command on the console `after` from now, as an operator at
