@@ -983,7 +983,7 @@ impl fmt::Display for Problem {
             ),
             Problem::UnknownMigrationPolicy { partition, policy } => write!(
                 f,
-                "partition {partition:?} policy {policy:?} is not one of \"pinned\", \"spumone\", \"load\""
+                "partition {partition:?} policy {policy:?} is not one of \"pinned\", \"spumone\", \"load\", \"rotate\""
             ),
             Problem::SharedNotLinux { partition, core } => write!(
                 f,

@@ -156,15 +156,18 @@ pub enum MigrationPolicy {
     Spumone,
     /// The number of cores Linux uses follows its load.
     Load,
+    /// A migration stress test: the vCPUs move in turn, one every 2 ms.
+    Rotate,
 }
 
 impl MigrationPolicy {
-    /// The config spelling: `pinned`, `spumone` or `load`.
+    /// The config spelling: `pinned`, `spumone`, `load` or `rotate`.
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "pinned" => Some(Self::Pinned),
             "spumone" => Some(Self::Spumone),
             "load" => Some(Self::Load),
+            "rotate" => Some(Self::Rotate),
             _ => None,
         }
     }
@@ -174,6 +177,7 @@ impl MigrationPolicy {
             Self::Pinned => "pinned",
             Self::Spumone => "spumone",
             Self::Load => "load",
+            Self::Rotate => "rotate",
         }
     }
 }

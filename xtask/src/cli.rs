@@ -85,7 +85,7 @@ commands:
   build [--scenario NAME] [--plain-log]
                           build the firmware of one scenario (default: every scenario)
   run [SCENARIO] [--timeout SECS] [--icount] [--plain-log] [--cmd 'COMMAND'] [--disk IMG]
-      [--no-dsm] [--policy pinned|spumone|load] [--dsm-pause] [--resume-after SECS]
+      [--no-dsm] [--policy pinned|spumone|load|rotate] [--dsm-pause] [--resume-after SECS]
                           build and boot a scenario (default: {DEFAULT_SCENARIO})
   run --list              list the scenarios
   gdb SCENARIO            boot a scenario stopped at its first instruction, under gdb-multiarch
@@ -124,8 +124,9 @@ options:
                    go to a temporary overlay and are dropped
   --no-dsm         Linux under spumone: leave the D-System Monitor off for this run (the
                    baseline for its cost)
-  --policy NAME    Linux under spumone: move its vCPUs by policy NAME (pinned, spumone or
-                   load) for this run instead of the config's
+  --policy NAME    Linux under spumone: move its vCPUs by policy NAME (pinned, spumone,
+                   load, or rotate: a migration stress test) for this run instead of the
+                   config's
   --dsm-pause      Linux under spumone: on a finding the DSM pauses Linux (policy pause),
                    whatever the config says; typing Ctrl-] r on the console resumes it
   --resume-after SECS
@@ -210,7 +211,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 let policy = flags.value("--policy")?;
                 if let Some(name) = &policy {
                     if spumone_abi::bootinfo::policy_flags(name).is_none() {
-                        bail!("--policy wants pinned, spumone or load, not `{name}`");
+                        bail!("--policy wants pinned, spumone, load or rotate, not `{name}`");
                     }
                 }
                 let dsm_pause = flags.switch("--dsm-pause");
@@ -518,7 +519,11 @@ mod tests {
         let bad = parse_str("run shared --policy fast")
             .unwrap_err()
             .to_string();
-        assert!(bad.contains("pinned, spumone or load"), "{bad}");
+        assert!(bad.contains("pinned, spumone, load or rotate"), "{bad}");
+        assert!(matches!(
+            parse_str("run shared --policy rotate").unwrap(),
+            Command::Run { policy: Some(p), .. } if p == "rotate"
+        ));
         assert!(usage().contains("--cmd") && usage().contains("--policy"));
         assert!(matches!(
             parse_str("run demo --dsm-pause --resume-after 3").unwrap(),

@@ -1270,6 +1270,7 @@ fn migration_policy_is_parsed_and_checked() {
         ("spumone", MigrationPolicy::Spumone),
         ("load", MigrationPolicy::Load),
         ("pinned", MigrationPolicy::Pinned),
+        ("rotate", MigrationPolicy::Rotate),
     ] {
         let cfg = shared_with(&[("policy = \"pinned\"", &format!("policy = \"{name}\""))]);
         let raw: RawConfig = parse(Path::new("t.toml"), &cfg).unwrap();

@@ -17,18 +17,18 @@ const HEADER: usize = 32;
 pub const MAX_BOOTARGS: usize = SIZE - HEADER;
 /// `flags` bit: leave the D-System Monitor off for this run (a baseline for its cost).
 pub const FLAG_NO_DSM: u32 = 1 << 0;
-/// `flags` bits 1-2: the migration policy of every Linux partition for this run, in place of
+/// `flags` bits 1-3: the migration policy of every Linux partition for this run, in place of
 /// its config's (`POLICY_*`; 0 keeps the config's).
 pub const POLICY_SHIFT: u32 = 1;
-pub const POLICY_MASK: u32 = 0b11 << POLICY_SHIFT;
+pub const POLICY_MASK: u32 = 0b111 << POLICY_SHIFT;
 /// Policy names in `flags` order, after 0 (the config's own).
-pub const POLICIES: [&str; 3] = ["pinned", "spumone", "load"];
+pub const POLICIES: [&str; 4] = ["pinned", "spumone", "load", "rotate"];
 /// The `flags` bits this version knows; a blob with others is refused (a newer host tool).
 pub const KNOWN_FLAGS: u32 = FLAG_NO_DSM | POLICY_MASK | FLAG_DSM_PAUSE;
 
 /// `flags` bit: the DSM answers a finding with policy `pause` for this run, whatever the
 /// config says (to exercise the pause and the operator's resume).
-pub const FLAG_DSM_PAUSE: u32 = 1 << 3;
+pub const FLAG_DSM_PAUSE: u32 = 1 << 4;
 
 /// The `flags` bits that choose policy `name` for the run; `None` for an unknown name.
 pub fn policy_flags(name: &str) -> Option<u32> {
@@ -162,6 +162,9 @@ mod tests {
             assert_ne!(back.flags & FLAG_NO_DSM, 0);
         }
         assert_eq!(policy_flags("fast"), None);
+        // Every name fits the field, which no other flag overlaps.
+        assert!(POLICIES.len() <= (POLICY_MASK >> POLICY_SHIFT) as usize);
+        assert_eq!(POLICY_MASK & (FLAG_NO_DSM | FLAG_DSM_PAUSE), 0);
     }
 
     #[test]

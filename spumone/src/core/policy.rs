@@ -4,8 +4,8 @@
 //!
 //! A policy is a pure function, [`decide`], from an observed state ([`Observed`]: where each
 //! Linux vCPU is, which RTOS cores are active, how busy each core was) to a list of
-//! migration requests ([`Move`]). Three policies exist, chosen per partition in the board
-//! config as `policy = "pinned" | "spumone" | "load"` ([`Policy::from_name`]):
+//! migration requests ([`Move`]). Four policies exist, chosen per partition in the board
+//! config as `policy = "pinned" | "spumone" | "load" | "rotate"` ([`Policy::from_name`]):
 //!
 //! - `pinned`: vCPUs never move (static partitioning, the baseline).
 //! - `spumone`: a Linux vCPU on a core whose RTOS is active moves to the least loaded allowed
@@ -19,6 +19,10 @@
 //!   consolidates: after consolidating, the per-core load is below `consolidate_below`,
 //!   so below `spread_above`; after spreading, the load per remaining core would stay above
 //!   `spread_above`. That gap is the hysteresis.
+//! - `rotate`: a stress test of migration itself, not a placement. Every
+//!   [`RotateParams::every`] ticks the next vCPU in turn moves to the next core it may use
+//!   (the RTOS's included, where the RTOS still comes first), so a run migrates Linux's vCPUs
+//!   thousands of times while the tests check that Linux computes right.
 //!
 //! # Why pure
 //!
@@ -79,12 +83,20 @@ impl LoadParams {
     }
 }
 
+/// Parameters of the `rotate` policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RotateParams {
+    /// Ticks per step; each step moves at most one vCPU.
+    pub every: Ticks,
+}
+
 /// A partition's migration policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Policy {
     Pinned,
     Spumone(SpumoneParams),
     Load(LoadParams),
+    Rotate(RotateParams),
 }
 
 impl Policy {
@@ -95,6 +107,9 @@ impl Policy {
         spread_above: 800,
         consolidate_below: 500,
     };
+    /// Default `rotate` step: 2 ms at 62.5 MHz (the policy runs at the RTOS's 1 ms periods,
+    /// so a step is seen at once).
+    pub const DEFAULT_ROTATE_EVERY: Ticks = 125_000;
 
     /// The policy a config names, with default parameters.
     pub fn from_name(name: &str) -> Option<Self> {
@@ -104,6 +119,18 @@ impl Policy {
                 return_after: Self::DEFAULT_RETURN_AFTER,
             })),
             "load" => Some(Self::Load(Self::DEFAULT_LOAD)),
+            "rotate" => Some(Self::Rotate(RotateParams {
+                every: Self::DEFAULT_ROTATE_EVERY,
+            })),
+            _ => None,
+        }
+    }
+
+    /// How often the policy needs to look at least, if more often than an untrapped RTOS
+    /// core's usual period (`rotate` moves a vCPU every step).
+    pub const fn look_every(&self) -> Option<Ticks> {
+        match self {
+            Self::Rotate(p) => Some(p.every),
             _ => None,
         }
     }
@@ -113,6 +140,7 @@ impl Policy {
             Self::Pinned => "pinned",
             Self::Spumone(_) => "spumone",
             Self::Load(_) => "load",
+            Self::Rotate(_) => "rotate",
         }
     }
 }
@@ -183,6 +211,7 @@ pub fn decide(policy: &Policy, obs: &Observed) -> Moves {
         Policy::Pinned => Moves::new(),
         Policy::Spumone(p) => spumone(p, obs),
         Policy::Load(p) => load(p, obs),
+        Policy::Rotate(p) => rotate(p, obs),
     }
 }
 
@@ -341,6 +370,26 @@ fn load(p: &LoadParams, obs: &Observed) -> Moves {
     moves
 }
 
+/// Step `k = now / every` is vCPU `k mod n`'s turn, and its target is the core `k / n + 1`
+/// places after its home among the allowed ones. The target is a function of the step, not of
+/// where the vCPU is, so however often the policy looks within a step it asks for one move.
+fn rotate(p: &RotateParams, obs: &Observed) -> Moves {
+    let mut moves = Moves::new();
+    let n = obs.vcpus.len() as u64;
+    let cores: heapless::Vec<u8, MAX_CORES> = obs.allowed_cores().collect();
+    if n == 0 || cores.len() < 2 || p.every == 0 {
+        return moves;
+    }
+    let step = obs.now / p.every;
+    let v = obs.vcpus[(step % n) as usize];
+    let home = cores.iter().position(|&c| c == v.home).unwrap_or(0) as u64;
+    let to = cores[((home + step / n + 1) % cores.len() as u64) as usize];
+    if v.movable && v.core != to {
+        push(&mut moves, v.id, to);
+    }
+    moves
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::sched::XorShift;
@@ -389,10 +438,15 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for name in ["pinned", "spumone", "load"] {
+        for name in ["pinned", "spumone", "load", "rotate"] {
             assert_eq!(Policy::from_name(name).unwrap().name(), name);
         }
         assert_eq!(Policy::from_name("fast"), None);
+        assert_eq!(
+            Policy::from_name("rotate").unwrap().look_every(),
+            Some(Policy::DEFAULT_ROTATE_EVERY)
+        );
+        assert_eq!(Policy::from_name("spumone").unwrap().look_every(), None);
         assert!(LoadParams::new(800, 500).is_some());
         assert!(LoadParams::new(500, 500).is_none(), "no hysteresis");
         assert!(LoadParams::new(1001, 500).is_none());
@@ -642,5 +696,70 @@ mod tests {
             assert!(!(up && down), "flapping {h:?} at demand {demand}");
             assert_eq!(h[6], h[7], "not settled: {h:?}");
         }
+    }
+
+    const ROTATE: Policy = Policy::Rotate(RotateParams { every: 100 });
+
+    /// Runs `rotate` looking `looks` times per step for `steps` steps, moving what it asks.
+    fn rotate_run(vcpus: &mut [LinuxVcpu], allowed: u32, steps: u64, looks: u64) -> u64 {
+        let mut moved = 0;
+        for t in 0..steps * looks {
+            let now = t * 100 / looks;
+            let o = Observed {
+                now,
+                allowed,
+                vcpus,
+                rtos: &[],
+                busy: &[],
+            };
+            let moves = decide(&ROTATE, &o);
+            assert!(moves.len() <= 1, "one vCPU per step: {moves:?}");
+            for m in &moves {
+                assert_ne!(
+                    allowed & bit(m.to),
+                    0,
+                    "moved to a core it may not use: {m:?}"
+                );
+            }
+            moved += moves.len() as u64;
+            apply(vcpus, &moves);
+        }
+        moved
+    }
+
+    #[test]
+    fn rotate_moves_one_vcpu_per_step_however_often_it_looks() {
+        let mut vcpus = linux(&[0, 1, 2, 3]);
+        let moved = rotate_run(&mut vcpus, ALL, 40, 7);
+        assert_eq!(moved, 40, "every step moves its vCPU once");
+        // After 40 steps each vCPU took 10 turns: 10 places on from home, mod 4 cores.
+        for v in &vcpus {
+            assert_eq!(v.core, (v.home + 10) % 4, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn rotate_uses_only_allowed_cores_and_waits_for_a_vcpu_in_flight() {
+        let mut vcpus = linux(&[1, 2, 3]);
+        for (v, home) in vcpus.iter_mut().zip([1, 2, 3]) {
+            v.home = home;
+        }
+        let moved = rotate_run(&mut vcpus, 0b1110, 30, 3);
+        assert_eq!(moved, 30);
+        assert!(vcpus.iter().all(|v| (1..=3).contains(&v.core)));
+
+        let mut stuck = linux(&[0, 1]);
+        stuck[0].movable = false;
+        let o = obs(0, &stuck, &[], &[]);
+        assert!(decide(&ROTATE, &o).is_empty(), "vCPU 0 is mid-migration");
+        let one_core = Observed { allowed: 0b1, ..o };
+        assert!(decide(
+            &ROTATE,
+            &Observed {
+                now: 100,
+                ..one_core
+            }
+        )
+        .is_empty());
     }
 }

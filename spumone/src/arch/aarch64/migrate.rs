@@ -32,6 +32,9 @@ static LINUX_IDLE_COUNTED: AtomicBool = AtomicBool::new(false);
 /// The `spumone` policy's `return_after`, 0 if no partition has it (read on every idle
 /// decision, so not behind the `POLICIES` lock).
 static RETURN_AFTER: AtomicU64 = AtomicU64::new(0);
+/// How often an untrapped RTOS core runs the policy (`alone::LOOK_PERIOD` unless a policy
+/// needs to look more often).
+static LOOK_PERIOD: AtomicU64 = AtomicU64::new(crate::hvcore::alone::LOOK_PERIOD);
 /// Cores that may receive a migrating vCPU (bit per core): they run the switch loop.
 static MOVING_CORES: AtomicU32 = AtomicU32::new(0);
 static LOCATIONS: super::cpu::Lock<[[Migration; MAX_VCPUS]; MAX_PARTITIONS]> =
@@ -67,6 +70,7 @@ fn run_policy(index: u8) -> Policy {
         MigrationPolicy::Pinned => "pinned",
         MigrationPolicy::Spumone => "spumone",
         MigrationPolicy::Load => "load",
+        MigrationPolicy::Rotate => "rotate",
     });
     Policy::from_name(name).unwrap_or(Policy::Pinned)
 }
@@ -99,6 +103,11 @@ pub fn init() {
         _ => None,
     });
     RETURN_AFTER.store(after.unwrap_or(0), Ordering::Relaxed);
+    let look = policies
+        .iter()
+        .filter_map(Policy::look_every)
+        .fold(crate::hvcore::alone::LOOK_PERIOD, Ticks::min);
+    LOOK_PERIOD.store(look.max(1), Ordering::Relaxed);
     let mask = vcpu::migration_cores(&CONFIG, |p| {
         !matches!(policies[usize::from(p)], Policy::Pinned)
     });
@@ -109,6 +118,11 @@ pub fn init() {
 /// `hvcore::alone`).
 pub fn linux_idle_counted() -> bool {
     LINUX_IDLE_COUNTED.load(Ordering::Relaxed)
+}
+
+/// How often an untrapped RTOS core runs the policy.
+pub fn look_period() -> Ticks {
+    LOOK_PERIOD.load(Ordering::Relaxed)
 }
 
 /// Whether `core` may receive a migrating vCPU (only under a policy other than `pinned`).
@@ -325,6 +339,8 @@ pub fn evaluate(now: Ticks) {
             Policy::Pinned => continue,
             // The spumone policy uses them only to break ties between equal cores.
             Policy::Spumone(_) => [0; MAX_CORES],
+            // Its step comes from the time alone.
+            Policy::Rotate(_) => [0; MAX_CORES],
             // `load` decides once a window, on what each core ran in it.
             Policy::Load(_) => match busy_window(now) {
                 Some(busy) => busy,

@@ -457,7 +457,7 @@ fn settle_alone(
     let mut untrap = alone::untrapped(&here);
     let looks = untrap && moving && class == Some(Class::Rtos);
     if looks && now >= s.next_look {
-        s.next_look = now.saturating_add(alone::LOOK_PERIOD);
+        s.next_look = now.saturating_add(migrate::look_period());
         *look = true;
         if alone::worth_observing(now, deadline, migrate::return_after()) {
             s.observing = true;
