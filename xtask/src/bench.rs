@@ -508,9 +508,16 @@ impl LatencyBenchOptions {
 /// usual run timeout.
 const BENCH_RUN_SECS: u64 = 2 * DEFAULT_TIMEOUT_SECS + 60;
 
-/// The default per-run timeout: [`BENCH_RUN_SECS`] plus three times the probe's guest time.
+/// Wall seconds a bench run may take per second of the probe's guest time: Linux busy in
+/// `shared` under `-icount` and policy `spumone` took 31 (3126 s for 101 s), and a 10^4-sample
+/// row timed out beside two other QEMU runs at 3.
+const WALL_PER_PROBE_SECOND: u64 = 45;
+
+/// The default per-run timeout: [`BENCH_RUN_SECS`] plus [`WALL_PER_PROBE_SECOND`] per second
+/// of the probe's guest time.
 pub fn default_timeout(latency: &LatencySettings) -> Duration {
-    Duration::from_secs(BENCH_RUN_SECS + 3 * latency.probe_seconds().ceil() as u64)
+    let probe = latency.probe_seconds().ceil() as u64;
+    Duration::from_secs(BENCH_RUN_SECS + WALL_PER_PROBE_SECOND * probe)
 }
 
 /// `cargo xtask bench rtos-latency`.
@@ -1220,7 +1227,9 @@ mod tests {
     #[test]
     fn default_timeout_grows_with_the_probe() {
         let s = LatencySettings::new(10_000, 1_000).unwrap();
-        assert_eq!(default_timeout(&s), Duration::from_secs(330));
+        assert_eq!(default_timeout(&s), Duration::from_secs(300 + 45 * 10));
+        let long = LatencySettings::new(100_000, 1_000).unwrap();
+        assert_eq!(default_timeout(&long), Duration::from_secs(300 + 45 * 100));
     }
 
     #[test]
