@@ -63,6 +63,10 @@ impl<'a> BootInfo<'a> {
         if flags & !KNOWN_FLAGS != 0 {
             return None;
         }
+        // A policy number past the names this version knows (a newer host tool).
+        if ((flags & POLICY_MASK) >> POLICY_SHIFT) as usize > POLICIES.len() {
+            return None;
+        }
         let bootargs = core::str::from_utf8(blob.get(HEADER..HEADER + len)?).ok()?;
         Some(Self {
             initrd_size: u64_at(8)?,
@@ -165,6 +169,15 @@ mod tests {
         // Every name fits the field, which no other flag overlaps.
         assert!(POLICIES.len() <= (POLICY_MASK >> POLICY_SHIFT) as usize);
         assert_eq!(POLICY_MASK & (FLAG_NO_DSM | FLAG_DSM_PAUSE), 0);
+        let beyond = (POLICIES.len() as u32 + 1) << POLICY_SHIFT;
+        info.flags = beyond;
+        let mut buf = [0u8; 64];
+        let n = info.write(&mut buf).unwrap();
+        assert_eq!(
+            BootInfo::parse(&buf[..n]),
+            None,
+            "an unknown policy number is refused"
+        );
     }
 
     #[test]
