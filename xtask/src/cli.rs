@@ -211,7 +211,9 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 let policy = flags.value("--policy")?;
                 if let Some(name) = &policy {
                     if spumone_abi::bootinfo::policy_flags(name).is_none() {
-                        bail!("--policy wants pinned, spumone, load or rotate, not `{name}`");
+                        let names = spumone_abi::bootinfo::POLICIES;
+                        let (last, rest) = names.split_last().expect("policies");
+                        bail!("--policy wants {} or {last}, not `{name}`", rest.join(", "));
                     }
                 }
                 let dsm_pause = flags.switch("--dsm-pause");

@@ -12,7 +12,7 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
-use board::rt::{LinuxBoot, MigrationPolicy};
+use board::rt::LinuxBoot;
 
 use super::config::{CONFIG, LINUX};
 use crate::hvcore::migrate::{Location, Migration, MigrationState, Requested};
@@ -66,12 +66,7 @@ fn run_policy(index: u8) -> Policy {
     let Some(boot) = LinuxBoot::find(LINUX, index) else {
         return Policy::Pinned;
     };
-    let name = super::linux::policy_for_run().unwrap_or(match boot.policy {
-        MigrationPolicy::Pinned => "pinned",
-        MigrationPolicy::Spumone => "spumone",
-        MigrationPolicy::Load => "load",
-        MigrationPolicy::Rotate => "rotate",
-    });
+    let name = super::linux::policy_for_run().unwrap_or(boot.policy.name());
     Policy::from_name(name).unwrap_or(Policy::Pinned)
 }
 
