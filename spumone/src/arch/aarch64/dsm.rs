@@ -666,9 +666,15 @@ fn hold(partition: usize) {
     if c.held.swap(true, Ordering::AcqRel) {
         return; // already holding further up this stack
     }
+    let dsm_core = cpu::core_index() == DSM_CORE.load(Ordering::Acquire);
     while HOLD.load(Ordering::Acquire) && !guest::is_stopped(partition) {
         cpu::wait_for_interrupt();
         super::handle_pending_interrupts();
+        // A resume that found the runtime locked when it came is retried only at a kick, and
+        // nothing kicks the DSM's own core while it holds: serve it here.
+        if dsm_core {
+            serve_resume();
+        }
         // QEMU counts a virtual interrupt pending in the list registers as work, so that
         // WFI returns at once while the held vCPU has one; under round-robin `-icount` this
         // core then spun until QEMU's 100 ms kick before the DSM's core ran again (holds of
