@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::rt::{
-    Dsm, DsmPolicy, Kind, MemRange, MigrationPolicy, Vcpu, DSM_PERIOD_MS_MAX, DSM_PERIOD_MS_MIN,
-    DSM_SHARE_PERMILLE_DEFAULT, DSM_SHARE_PERMILLE_MAX, LINUX_BOOTARGS_MAX, LINUX_CONSOLE_DEFAULT,
-    LINUX_CONSOLE_SIZE, LINUX_DTB_MAX,
+    Dsm, DsmPolicy, Kind, MemRange, MigrationPolicy, Space, Vcpu, Window, DSM_PERIOD_MS_MAX,
+    DSM_PERIOD_MS_MIN, DSM_SHARE_PERMILLE_DEFAULT, DSM_SHARE_PERMILLE_MAX, LINUX_BOOTARGS_MAX,
+    LINUX_CONSOLE_DEFAULT, LINUX_CONSOLE_SIZE, LINUX_DTB_MAX,
 };
 
 /// Granule every partition RAM range must be aligned to (the stage-2 page size).
@@ -60,6 +60,32 @@ struct RawDevice {
     irqs: Vec<u32>,
     #[serde(default)]
     hypervisor: bool,
+    /// Address windows beside the registers (a PCIe host bridge's I/O and memory windows).
+    #[serde(default)]
+    windows: Vec<RawWindow>,
+    /// The device masters memory (DMA): it may only go to a partition behind an IOMMU.
+    #[serde(default)]
+    dma: bool,
+    /// The IOMMU its DMA goes through, and the stream IDs it carries.
+    iommu: Option<RawIommu>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWindow {
+    space: String,
+    base: u64,
+    size: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIommu {
+    /// The board device name of the SMMU.
+    smmu: String,
+    /// First stream ID and how many (a PCIe root complex: its requester IDs).
+    first_stream: u32,
+    streams: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,11 +167,35 @@ pub struct BoardDevice {
     pub irqs: Vec<u32>,
     /// Owned by spumone, never given to a partition.
     pub hypervisor_owned: bool,
+    /// Address windows mapped with its registers.
+    pub windows: Vec<Window>,
+    /// It masters memory.
+    pub dma: bool,
+    /// Where its DMA is translated; `None` for a device that does no DMA or bypasses any IOMMU.
+    pub iommu: Option<IommuLink>,
 }
+
+/// A DMA-capable device's place behind an SMMU of the board.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IommuLink {
+    /// The SMMU's board device name.
+    pub smmu: String,
+    pub first_stream: u32,
+    pub streams: u32,
+}
+
+/// The board device `kind` of an SMMUv3, the one IOMMU spumone drives. Its `irqs` are, in
+/// order: event queue, PRI queue, command-queue sync, global error (QEMU `virt`'s order).
+pub const SMMU_V3_KIND: &str = "arm,smmu-v3";
 
 impl BoardDevice {
     pub fn range(&self) -> MemRange {
         MemRange::new(self.base, self.size)
+    }
+
+    /// Its registers and its windows: everything a partition that owns it reaches.
+    pub fn ranges(&self) -> impl Iterator<Item = MemRange> + '_ {
+        std::iter::once(self.range()).chain(self.windows.iter().map(Window::range))
     }
 }
 
@@ -289,13 +339,24 @@ impl ValidatedConfig {
             writeln!(out, "            devices: &[")?;
             for d in &p.devices {
                 let irqs: Vec<String> = d.irqs.iter().map(u32::to_string).collect();
+                let windows: Vec<String> = d
+                    .windows
+                    .iter()
+                    .map(|w| {
+                        format!(
+                            "board::rt::Window {{ space: board::rt::Space::{:?}, base: {:#x}, size: {:#x} }}",
+                            w.space, w.base, w.size
+                        )
+                    })
+                    .collect();
                 writeln!(
                     out,
-                    "                board::rt::Device {{ name: {:?}, base: {:#x}, size: {:#x}, irqs: &[{}] }},",
+                    "                board::rt::Device {{ name: {:?}, base: {:#x}, size: {:#x}, irqs: &[{}], windows: &[{}] }},",
                     d.name,
                     d.base,
                     d.size,
-                    irqs.join(", ")
+                    irqs.join(", "),
+                    windows.join(", ")
                 )?;
             }
             writeln!(out, "            ],")?;
@@ -315,6 +376,7 @@ impl ValidatedConfig {
             writeln!(out, "        }},")?;
         }
         writeln!(out, "    ],")?;
+        self.write_smmus(out)?;
         writeln!(out, "}};")?;
         writeln!(
             out,
@@ -354,6 +416,53 @@ impl ValidatedConfig {
             writeln!(out, "    }},")?;
         }
         writeln!(out, "];")
+    }
+}
+
+impl ValidatedConfig {
+    /// Every SMMU spumone owns on the board (each is enabled, so a stream granted to no
+    /// partition aborts), with the streams of the devices each partition was given.
+    pub fn smmus(&self) -> Vec<(&BoardDevice, Vec<(&BoardDevice, u8)>)> {
+        self.board
+            .devices
+            .iter()
+            .filter(|d| d.kind == SMMU_V3_KIND && d.hypervisor_owned)
+            .map(|smmu| {
+                let grants = self
+                    .partitions
+                    .iter()
+                    .flat_map(|p| p.devices.iter().map(move |d| (d, p.index)))
+                    .filter(|(d, _)| d.iommu.as_ref().is_some_and(|i| i.smmu == smmu.name))
+                    .collect();
+                (smmu, grants)
+            })
+            .collect()
+    }
+
+    fn write_smmus(&self, out: &mut String) -> fmt::Result {
+        writeln!(out, "    smmus: &[")?;
+        for (smmu, grants) in self.smmus() {
+            let intid = |n: usize| smmu.irqs.get(n).copied().unwrap_or(0);
+            writeln!(out, "        board::rt::Smmu {{")?;
+            writeln!(out, "            name: {:?},", smmu.name)?;
+            writeln!(out, "            base: {:#x},", smmu.base)?;
+            writeln!(out, "            size: {:#x},", smmu.size)?;
+            writeln!(out, "            event_intid: {},", intid(0))?;
+            writeln!(out, "            gerror_intid: {},", intid(3))?;
+            writeln!(out, "            grants: &[")?;
+            for (device, partition) in grants {
+                // Only devices with a link are granted (see `smmus`).
+                let Some(link) = &device.iommu else { continue };
+                writeln!(
+                    out,
+                    "                board::rt::StreamGrant {{ device: {:?}, partition: {}, first: {:#x}, count: {:#x} }},",
+                    device.name, partition, link.first_stream, link.streams
+                )?;
+            }
+            writeln!(out, "            ],")?;
+            writeln!(out, "        }},")?;
+        }
+        writeln!(out, "    ],")
     }
 }
 
@@ -670,6 +779,20 @@ pub enum Problem {
         other_device: String,
         page: u64,
     },
+    /// A device that masters memory given to a partition with no IOMMU in its way: its DMA
+    /// would reach every partition and spumone itself.
+    DmaWithoutIommu {
+        partition: String,
+        device: String,
+    },
+    /// A 4 KiB page of a partition's device (registers or windows) also holds `other_device`,
+    /// which no partition or only the hypervisor owns; `page` is the first such page.
+    DevicePageHoldsUnowned {
+        partition: String,
+        device: String,
+        other_device: String,
+        page: u64,
+    },
     // Problems in the board file.
     BoardNameMismatch {
         expected: String,
@@ -689,6 +812,28 @@ pub enum Problem {
     },
     DuplicateDevice {
         name: String,
+    },
+    /// A device window's `space` is not `io` or `mem32`.
+    UnknownWindowSpace {
+        device: String,
+        space: String,
+    },
+    /// A device window overlaps board RAM.
+    WindowOverlapsRam {
+        device: String,
+        window: MemRange,
+    },
+    /// A device's `iommu` cannot isolate it; `why` says what is wrong with `smmu`.
+    BadIommu {
+        device: String,
+        smmu: String,
+        why: &'static str,
+    },
+    /// Two devices behind one SMMU claim a stream ID in common.
+    StreamsOverlap {
+        device: String,
+        other: String,
+        smmu: String,
     },
 }
 
@@ -1078,6 +1223,36 @@ impl fmt::Display for Problem {
             Problem::DuplicateDevice { name } => {
                 write!(f, "device name {name:?} is used more than once")
             }
+            Problem::DmaWithoutIommu { partition, device } => write!(
+                f,
+                "partition {partition:?} device {device:?} does DMA but no IOMMU translates it: its DMA would reach every partition and the hypervisor; put it behind an SMMU (iommu = {{ smmu = .. }}) or leave it out"
+            ),
+            Problem::DevicePageHoldsUnowned {
+                partition,
+                device,
+                other_device,
+                page,
+            } => write!(
+                f,
+                "partition {partition:?} device {device:?} shares the 4 KiB page {} with device {other_device:?}, which the partition does not own; stage 2 maps whole pages, so the partition would reach it too",
+                Hex(*page)
+            ),
+            Problem::UnknownWindowSpace { device, space } => write!(
+                f,
+                "device {device:?} window space {space:?} is not one of \"io\", \"mem32\""
+            ),
+            Problem::WindowOverlapsRam { device, window } => write!(
+                f,
+                "device {device:?} window {} overlaps the board's RAM",
+                Span(*window)
+            ),
+            Problem::BadIommu { device, smmu, why } => {
+                write!(f, "device {device:?} iommu {smmu:?} {why}")
+            }
+            Problem::StreamsOverlap { device, other, smmu } => write!(
+                f,
+                "devices {device:?} and {other:?} claim the same stream IDs of SMMU {smmu:?}"
+            ),
         }
     }
 }
@@ -1226,7 +1401,9 @@ fn check_board(raw: RawBoard, expected: &str) -> Result<Board, Vec<Problem>> {
                 range,
             });
         }
+        check_windows(d, &ram, &mut problems);
     }
+    check_iommus(&raw.devices, &mut problems);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -1246,9 +1423,93 @@ fn check_board(raw: RawBoard, expected: &str) -> Result<Board, Vec<Problem>> {
                 size: d.size,
                 irqs: d.irqs,
                 hypervisor_owned: d.hypervisor,
+                // Checked above: every space parses.
+                windows: d
+                    .windows
+                    .iter()
+                    .filter_map(|w| {
+                        Space::parse(&w.space).map(|space| Window {
+                            space,
+                            base: w.base,
+                            size: w.size,
+                        })
+                    })
+                    .collect(),
+                dma: d.dma || d.iommu.is_some(),
+                iommu: d.iommu.map(|i| IommuLink {
+                    smmu: i.smmu,
+                    first_stream: i.first_stream,
+                    streams: i.streams,
+                }),
             })
             .collect(),
     })
+}
+
+/// A device's windows: a known space, page-aligned, clear of RAM.
+fn check_windows(d: &RawDevice, ram: &[MemRange], problems: &mut Vec<Problem>) {
+    for w in &d.windows {
+        if Space::parse(&w.space).is_none() {
+            problems.push(Problem::UnknownWindowSpace {
+                device: d.name.clone(),
+                space: w.space.clone(),
+            });
+        }
+        let window = MemRange::new(w.base, w.size);
+        if window.is_empty() || overflows(&window) || !aligned(&window) {
+            problems.push(Problem::BoardBadRange {
+                what: format!("device {:?} window", d.name),
+                range: window,
+            });
+        } else if ram.iter().any(|r| r.overlaps(&window)) {
+            problems.push(Problem::WindowOverlapsRam {
+                device: d.name.clone(),
+                window,
+            });
+        }
+    }
+}
+
+/// Every `iommu` names an SMMUv3 of the board that spumone owns, with streams of its own.
+fn check_iommus(devices: &[RawDevice], problems: &mut Vec<Problem>) {
+    let linked: Vec<(&RawDevice, &RawIommu)> = devices
+        .iter()
+        .filter_map(|d| d.iommu.as_ref().map(|i| (d, i)))
+        .collect();
+    for (i, &(d, link)) in linked.iter().enumerate() {
+        let bad = |why| Problem::BadIommu {
+            device: d.name.clone(),
+            smmu: link.smmu.clone(),
+            why,
+        };
+        match devices.iter().find(|s| s.name == link.smmu) {
+            None => problems.push(bad("is not a device of the board")),
+            Some(s) if s.kind != SMMU_V3_KIND => {
+                problems.push(bad("is not an SMMUv3 (kind \"arm,smmu-v3\")"))
+            }
+            Some(s) if !s.hypervisor => problems.push(bad(
+                "is not owned by the hypervisor (hypervisor = true): a guest could reprogram it",
+            )),
+            Some(_) => {}
+        }
+        let end = u64::from(link.first_stream) + u64::from(link.streams);
+        if link.streams == 0 {
+            problems.push(bad("gives it no stream (streams = 0)"));
+        }
+        for &(o, other) in &linked[..i] {
+            let other_end = u64::from(other.first_stream) + u64::from(other.streams);
+            if other.smmu == link.smmu
+                && u64::from(link.first_stream) < other_end
+                && u64::from(other.first_stream) < end
+            {
+                problems.push(Problem::StreamsOverlap {
+                    device: d.name.clone(),
+                    other: o.name.clone(),
+                    smmu: link.smmu.clone(),
+                });
+            }
+        }
+    }
 }
 
 /// How many partitions have a console channel.
@@ -1791,7 +2052,13 @@ fn check_devices(parts: &[RawPartition], board: &Board, problems: &mut Vec<Probl
                 Some(d) if d.hypervisor_owned => {
                     problems.push(Problem::HypervisorDevice { partition, device })
                 }
-                Some(_) => {
+                Some(d) => {
+                    if d.dma && d.iommu.is_none() {
+                        problems.push(Problem::DmaWithoutIommu {
+                            partition: partition.clone(),
+                            device: device.clone(),
+                        });
+                    }
                     if let Some(prev) = owner.get(name.as_str()) {
                         problems.push(Problem::DeviceTaken {
                             partition,
@@ -1807,37 +2074,76 @@ fn check_devices(parts: &[RawPartition], board: &Board, problems: &mut Vec<Probl
     }
 }
 
-/// Stage 2 gives a partition whole pages, so devices sharing a page must share an owner too.
+/// The first and last 4 KiB page of each range a device brings (registers and windows).
+fn device_page_spans(d: &BoardDevice) -> Vec<(u64, u64)> {
+    d.ranges()
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            let first = r.base & !(PAGE_SIZE - 1);
+            let last = r.base.saturating_add(r.size - 1) & !(PAGE_SIZE - 1);
+            (first, last)
+        })
+        .collect()
+}
+
+/// The first page two devices both touch, if any.
+fn shared_page(a: &BoardDevice, b: &BoardDevice) -> Option<u64> {
+    let b_spans = device_page_spans(b);
+    device_page_spans(a)
+        .into_iter()
+        .flat_map(|(first, last)| {
+            b_spans
+                .iter()
+                .filter(move |&&(o_first, o_last)| first <= o_last && o_first <= last)
+                .map(move |&(o_first, _)| first.max(o_first))
+        })
+        .min()
+}
+
+/// Stage 2 gives a partition whole pages, so every device on a page a partition reaches must
+/// be that partition's: not another partition's, not the hypervisor's, not left unassigned.
 fn check_device_pages(parts: &[RawPartition], board: &Board, problems: &mut Vec<Problem>) {
-    // First and last page of each assignable device, with its partition; unknown and
-    // hypervisor-owned names are reported by `check_devices`.
-    let pages = |d: &BoardDevice| {
-        let first = d.base & !(PAGE_SIZE - 1);
-        let last = (d.base + (d.size - 1)) & !(PAGE_SIZE - 1);
-        (first, last)
+    let owner_of = |name: &str| {
+        parts
+            .iter()
+            .find(|p| p.devices.iter().any(|d| d == name))
+            .map(|p| p.name.as_str())
     };
+    // Unknown and hypervisor-owned names are reported by `check_devices`.
+    let assignable = |name: &String| board.device(name).filter(|d| !d.hypervisor_owned);
     let mut seen: Vec<(&str, &BoardDevice)> = Vec::new();
     for p in parts {
-        for d in p.devices.iter().filter_map(|name| board.device(name)) {
-            if d.hypervisor_owned {
-                continue;
-            }
-            let (first, last) = pages(d);
+        for d in p.devices.iter().filter_map(assignable) {
             for &(other, o) in &seen {
-                let (o_first, o_last) = pages(o);
                 // A device listed twice is `DeviceTaken`, not this.
-                if other == p.name || o.name == d.name || first > o_last || o_first > last {
+                if other == p.name || o.name == d.name {
                     continue;
                 }
-                problems.push(Problem::DevicePageShared {
-                    partition: p.name.clone(),
-                    device: d.name.clone(),
-                    other: other.to_string(),
-                    other_device: o.name.clone(),
-                    page: first.max(o_first),
-                });
+                if let Some(page) = shared_page(d, o) {
+                    problems.push(Problem::DevicePageShared {
+                        partition: p.name.clone(),
+                        device: d.name.clone(),
+                        other: other.to_string(),
+                        other_device: o.name.clone(),
+                        page,
+                    });
+                }
             }
             seen.push((&p.name, d));
+            for o in &board.devices {
+                let theirs = owner_of(&o.name).filter(|_| !o.hypervisor_owned);
+                if o.name == d.name || theirs.is_some() {
+                    continue;
+                }
+                if let Some(page) = shared_page(d, o) {
+                    problems.push(Problem::DevicePageHoldsUnowned {
+                        partition: p.name.clone(),
+                        device: d.name.clone(),
+                        other_device: o.name.clone(),
+                        page,
+                    });
+                }
+            }
         }
     }
 }

@@ -43,6 +43,44 @@ pub struct Device {
     pub size: u64,
     /// GIC INTIDs (SPIs are 32 and up) routed to the partition.
     pub irqs: &'static [u32],
+    /// Further address ranges that come with it (a PCIe host bridge's I/O and memory
+    /// windows), mapped like its registers.
+    pub windows: &'static [Window],
+}
+
+/// An address window of a device beside its registers: what a PCIe host bridge forwards to
+/// its bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub space: Space,
+    pub base: u64,
+    pub size: u64,
+}
+
+impl Window {
+    pub const fn range(&self) -> MemRange {
+        MemRange::new(self.base, self.size)
+    }
+}
+
+/// The bus address space a [`Window`] forwards to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Space {
+    /// PCI I/O space (bus addresses from 0).
+    Io,
+    /// 32-bit PCI memory space (bus address = CPU address).
+    Mem32,
+}
+
+impl Space {
+    /// The config spelling: `io` or `mem32`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "io" => Some(Self::Io),
+            "mem32" => Some(Self::Mem32),
+            _ => None,
+        }
+    }
 }
 
 impl Device {
@@ -90,6 +128,40 @@ impl Partition {
     /// The number (within this partition) of the vCPU placed on `core`.
     pub fn vcpu_on_core(&self, core: u8) -> Option<usize> {
         self.vcpus.iter().position(|v| v.core == core)
+    }
+}
+
+/// An SMMUv3 that spumone owns: the streams it lets through, each into one partition's RAM.
+/// Every stream not granted here aborts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Smmu {
+    pub name: &'static str,
+    /// Its register frame (never mapped to a guest).
+    pub base: u64,
+    pub size: u64,
+    /// GIC INTID of its event queue interrupt (0: none).
+    pub event_intid: u32,
+    /// GIC INTID of its global error interrupt (0: none).
+    pub gerror_intid: u32,
+    pub grants: &'static [StreamGrant],
+}
+
+/// Streams `first..first + count` of an SMMU belong to a device of partition `partition`:
+/// their DMA is translated through tables that map that partition's RAM and nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamGrant {
+    /// The board device whose DMA these streams carry.
+    pub device: &'static str,
+    /// [`Partition::index`] of its owner.
+    pub partition: u8,
+    pub first: u32,
+    pub count: u32,
+}
+
+impl StreamGrant {
+    /// Whether stream `sid` is one of these.
+    pub const fn contains(&self, sid: u32) -> bool {
+        sid >= self.first && sid - self.first < self.count
     }
 }
 
@@ -264,6 +336,8 @@ pub struct Config {
     pub hypervisor_ram: MemRange,
     pub board_ram: &'static [MemRange],
     pub partitions: &'static [Partition],
+    /// The IOMMUs spumone programs before any guest runs.
+    pub smmus: &'static [Smmu],
 }
 
 impl Config {
@@ -338,6 +412,7 @@ mod tests {
                 base: 0x0a00_0000,
                 size: 0x200,
                 irqs: &[48],
+                windows: &[],
             }],
             entry: 0x4820_0000,
             boot_arg: 0,
@@ -352,6 +427,7 @@ mod tests {
         hypervisor_ram: MemRange::new(0x4000_0000, 0x0400_0000),
         board_ram: &[MemRange::new(0x4000_0000, 0x8000_0000)],
         partitions: &PARTS,
+        smmus: &[],
     };
 
     #[test]
@@ -373,5 +449,21 @@ mod tests {
             Some("virtio0")
         );
         assert!(PARTS[1].device_at(0x0a00_0200).is_none());
+    }
+
+    #[test]
+    fn stream_grants_hold_their_range_only() {
+        let grant = StreamGrant {
+            device: "pcie",
+            partition: 1,
+            first: 0x10,
+            count: 0x8,
+        };
+        assert!(!grant.contains(0xf));
+        assert!(grant.contains(0x10));
+        assert!(grant.contains(0x17));
+        assert!(!grant.contains(0x18));
+        let empty = StreamGrant { count: 0, ..grant };
+        assert!(!empty.contains(0x10));
     }
 }

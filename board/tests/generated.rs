@@ -37,7 +37,7 @@ vcpus = [{ core = 0 }]
 name = "linux"
 image = "linux"
 ram = [{ base = 0x4800_0000, size = 0x2000_0000 }, { base = 0x8000_0000, size = 0x4000_0000 }]
-devices = ["virtio0", "virtio5", "gpio"]
+devices = ["pcie", "gpio"]
 entry = 0x4820_0000
 boot_arg = 0x4000_0000
 vcpus = [{ core = 3 }, { core = 1 }, { core = 2 }]
@@ -136,6 +136,22 @@ fn check_tables(rt: &rt::Config, cfg: &ValidatedConfig) {
             assert_eq!(d.base, want.base);
             assert_eq!(d.size, want.size);
             assert_eq!(d.irqs, want.irqs.as_slice());
+            assert_eq!(d.windows, want.windows.as_slice());
+        }
+    }
+    let smmus = cfg.smmus();
+    assert_eq!(rt.smmus.len(), smmus.len());
+    for (s, (want, grants)) in rt.smmus.iter().zip(&smmus) {
+        assert_eq!(
+            (s.name, s.base, s.size),
+            (want.name.as_str(), want.base, want.size)
+        );
+        assert_eq!(s.grants.len(), grants.len());
+        for (g, (device, partition)) in s.grants.iter().zip(grants) {
+            let link = device.iommu.as_ref().unwrap();
+            assert_eq!(g.device, device.name);
+            assert_eq!(g.partition, *partition);
+            assert_eq!((g.first, g.count), (link.first_stream, link.streams));
         }
     }
 }
@@ -168,9 +184,29 @@ fn two_partitions_tables_match_validated_config() {
     assert_eq!(linux.vcpu_on_core(1), Some(1));
     assert!(linux.owns_ram(0xbfff_ffff));
     assert_eq!(
-        linux.device_at(0x0a00_0a10).map(|d| d.irqs),
-        Some(&[53][..])
+        linux.device_at(0x3f00_8000).map(|d| d.irqs),
+        Some(&[35, 36, 37, 38][..])
     );
+    let pcie = linux.device_at(0x3f00_0000).unwrap();
+    assert_eq!(pcie.windows.len(), 2);
+    assert_eq!(pcie.windows[0].space, rt::Space::Io);
+    // The board's one SMMU, with the root complex's 256 streams granted to Linux.
+    let smmu = &two_partitions::CONFIG.smmus[0];
+    assert_eq!(
+        (smmu.base, smmu.event_intid, smmu.gerror_intid),
+        (0x0905_0000, 106, 109)
+    );
+    assert_eq!(smmu.grants.len(), 1);
+    let grant = smmu.grants[0];
+    assert_eq!((grant.device, grant.partition), ("pcie", linux.index));
+    assert!(grant.contains(0xff) && !grant.contains(0x100));
+}
+
+#[test]
+fn rtos_config_keeps_the_smmu_with_no_stream_granted() {
+    // Enabled all the same: every stream aborts.
+    assert_eq!(rtos::CONFIG.smmus.len(), 1);
+    assert!(rtos::CONFIG.smmus[0].grants.is_empty());
 }
 
 #[test]

@@ -73,6 +73,52 @@ fn rtos_generated_rust_has_key_fields() {
 
 const BOARD: &str = include_str!("../../boards/qemu-virt.toml");
 
+/// Sub-page devices that do no DMA, for the page rules (QEMU's `virt` has only virtio-mmio
+/// transports that small, and those do DMA): three on page 0x0c00_0000, one alone on the
+/// next, and one beside a hypervisor-owned device.
+const TEST_DEVICES: &str = r#"
+[[device]]
+name = "mbox0"
+kind = "test,mailbox"
+base = 0x0C00_0000
+size = 0x200
+irqs = [90]
+
+[[device]]
+name = "mbox1"
+kind = "test,mailbox"
+base = 0x0C00_0200
+size = 0x200
+irqs = [91]
+
+[[device]]
+name = "mbox2"
+kind = "test,mailbox"
+base = 0x0C00_0400
+size = 0x200
+irqs = [92]
+
+[[device]]
+name = "mbox3"
+kind = "test,mailbox"
+base = 0x0C00_1000
+size = 0x200
+irqs = [93]
+
+[[device]]
+name = "hvbox"
+kind = "test,mailbox"
+base = 0x0C00_2000
+size = 0x200
+hypervisor = true
+
+[[device]]
+name = "mbox4"
+kind = "test,mailbox"
+base = 0x0C00_2200
+size = 0x200
+"#;
+
 const BASE: &str = r#"
 board = "qemu-virt"
 
@@ -88,13 +134,14 @@ vcpus = [{ core = 0 }]
 name = "linux"
 image = "linux"
 ram = [{ base = 0x4800_0000, size = 0x4000_0000 }]
-devices = ["virtio0", "virtio1"]
+devices = ["mbox0", "mbox1", "mbox2"]
 entry = 0x4820_0000
 vcpus = [{ core = 1 }, { core = 2 }]
 "#;
 
 fn board() -> Board {
-    parse_board(Path::new("qemu-virt.toml"), BOARD, "qemu-virt").unwrap()
+    let text = format!("{BOARD}{TEST_DEVICES}");
+    parse_board(Path::new("qemu-virt.toml"), &text, "qemu-virt").unwrap()
 }
 
 fn problems(config: &str) -> Vec<Problem> {
@@ -139,8 +186,8 @@ fn base_is_valid() {
         spumone_abi::chan::guest(1).unwrap()
     );
     let names: Vec<&str> = parts[1].devices.iter().map(|d| d.name.as_str()).collect();
-    assert_eq!(names, ["virtio0", "virtio1"]);
-    assert_eq!(parts[1].devices[1].irqs, [49]);
+    assert_eq!(names, ["mbox0", "mbox1", "mbox2"]);
+    assert_eq!(parts[1].devices[1].irqs, [91]);
 }
 
 #[test]
@@ -283,7 +330,7 @@ fn rejects_core_beyond_board() {
 
 #[test]
 fn rejects_unknown_device() {
-    let cfg = base_with(&[(r#""virtio1""#, r#""virtio32""#)]);
+    let cfg = base_with(&[(r#""mbox1""#, r#""virtio32""#)]);
     assert_problem(&cfg, |p| {
         matches!(p, Problem::UnknownDevice { partition, device, .. }
             if partition == "linux" && device == "virtio32")
@@ -303,7 +350,7 @@ fn rejects_hypervisor_devices() {
 
 #[test]
 fn rejects_device_given_to_two_partitions() {
-    let cfg = base_with(&[(r#""virtio1""#, r#""rtc""#)]);
+    let cfg = base_with(&[(r#""mbox1""#, r#""rtc""#)]);
     assert_problem(&cfg, |p| {
         matches!(p, Problem::DeviceTaken { partition, device, owner }
             if partition == "linux" && device == "rtc" && owner == "rtos")
@@ -312,32 +359,35 @@ fn rejects_device_given_to_two_partitions() {
 
 #[test]
 fn rejects_device_listed_twice() {
-    let cfg = base_with(&[(r#""virtio1""#, r#""virtio0""#)]);
+    let cfg = base_with(&[(r#""mbox1""#, r#""mbox0""#)]);
     assert_problem(&cfg, |p| {
         matches!(p, Problem::DeviceTaken { partition, device, owner }
-            if partition == "linux" && device == "virtio0" && owner == "linux")
+            if partition == "linux" && device == "mbox0" && owner == "linux")
     });
 }
 
 #[test]
 fn rejects_devices_of_two_partitions_in_one_page() {
-    // virtio2 (0x0a00_0400) is in the page of linux's virtio0 and virtio1.
-    let cfg = base_with(&[(r#"["rtc"]"#, r#"["virtio2"]"#)]);
+    // mbox2 (0x0c00_0400) is in the page of linux's mbox0 and mbox1.
+    let cfg = base_with(&[
+        (r#"["rtc"]"#, r#"["mbox2"]"#),
+        (r#""mbox0", "mbox1", "mbox2""#, r#""mbox0", "mbox1""#),
+    ]);
     let shared = |device: &str| Problem::DevicePageShared {
         partition: "linux".into(),
         device: device.into(),
         other: "rtos".into(),
-        other_device: "virtio2".into(),
-        page: 0x0a00_0000,
+        other_device: "mbox2".into(),
+        page: 0x0c00_0000,
     };
-    assert_eq!(problems(&cfg), vec![shared("virtio0"), shared("virtio1")]);
-    let shown = shared("virtio0").to_string();
+    assert_eq!(problems(&cfg), vec![shared("mbox0"), shared("mbox1")]);
+    let shown = shared("mbox0").to_string();
     for needle in [
         "\"linux\"",
-        "\"virtio0\"",
+        "\"mbox0\"",
         "\"rtos\"",
-        "\"virtio2\"",
-        "0xa000000",
+        "\"mbox2\"",
+        "0xc000000",
     ] {
         assert!(shown.contains(needle), "{needle} missing in {shown}");
     }
@@ -345,15 +395,74 @@ fn rejects_devices_of_two_partitions_in_one_page() {
 
 #[test]
 fn allows_devices_in_one_page_for_one_partition() {
-    // All eight transports of page 0x0a00_0000 to linux; virtio8 starts the next page.
-    let cfg = base_with(&[
-        (r#"["rtc"]"#, r#"["virtio8"]"#),
-        (
-            r#"["virtio0", "virtio1"]"#,
-            r#"["virtio0", "virtio1", "virtio2", "virtio3", "virtio4", "virtio5", "virtio6", "virtio7"]"#,
-        ),
-    ]);
+    // BASE gives linux all three devices of page 0x0c00_0000; mbox3 starts the next page.
+    let cfg = base_with(&[(r#"["rtc"]"#, r#"["mbox3"]"#)]);
     assert_eq!(problems(&cfg), vec![]);
+}
+
+#[test]
+fn rejects_a_device_page_holding_a_device_no_partition_owns() {
+    let cfg = base_with(&[(r#""mbox0", "mbox1", "mbox2""#, r#""mbox0""#)]);
+    let unowned = |other: &str| Problem::DevicePageHoldsUnowned {
+        partition: "linux".into(),
+        device: "mbox0".into(),
+        other_device: other.into(),
+        page: 0x0c00_0000,
+    };
+    assert_eq!(problems(&cfg), vec![unowned("mbox1"), unowned("mbox2")]);
+    let shown = unowned("mbox2").to_string();
+    for needle in ["\"linux\"", "\"mbox0\"", "\"mbox2\"", "0xc000000"] {
+        assert!(shown.contains(needle), "{needle} missing in {shown}");
+    }
+}
+
+#[test]
+fn rejects_a_device_page_holding_a_hypervisor_device() {
+    let cfg = base_with(&[(r#"["rtc"]"#, r#"["mbox4"]"#)]);
+    assert_eq!(
+        problems(&cfg),
+        vec![Problem::DevicePageHoldsUnowned {
+            partition: "rtos".into(),
+            device: "mbox4".into(),
+            other_device: "hvbox".into(),
+            page: 0x0c00_2000,
+        }]
+    );
+}
+
+#[test]
+fn rejects_dma_without_an_iommu() {
+    // The virtio-mmio transports bypass every SMMU; all eight of one page, so only DMA is wrong.
+    let all: Vec<String> = (0..8).map(|n| format!("\"virtio{n}\"")).collect();
+    let cfg = base_with(&[(r#""mbox0", "mbox1", "mbox2""#, &all.join(", "))]);
+    let found = problems(&cfg);
+    let dma: Vec<&Problem> = found
+        .iter()
+        .filter(|p| matches!(p, Problem::DmaWithoutIommu { .. }))
+        .collect();
+    assert_eq!(dma.len(), 8, "{found:#?}");
+    assert_eq!(dma.len(), found.len(), "{found:#?}");
+    let shown = dma[0].to_string();
+    assert!(
+        shown.contains("\"virtio0\"") && shown.contains("DMA"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn allows_the_pci_root_complex_behind_the_smmu() {
+    let cfg = base_with(&[(r#""mbox0", "mbox1", "mbox2""#, r#""pcie""#)]);
+    assert_eq!(problems(&cfg), vec![]);
+}
+
+#[test]
+fn rejects_the_smmu_and_windows_of_other_partitions() {
+    // The SMMU is the hypervisor's; the root complex is one partition's.
+    let cfg = base_with(&[(r#"["rtc"]"#, r#"["smmu"]"#)]);
+    assert_problem(
+        &cfg,
+        |p| matches!(p, Problem::HypervisorDevice { device, .. } if device == "smmu"),
+    );
 }
 
 #[test]
@@ -473,7 +582,7 @@ name = "linux"
 kind = "linux"
 image = "linux"
 ram = [{ base = 0x4800_0000, size = 0x4000_0000 }, { base = 0x9000_0000, size = 0x1000_0000 }]
-devices = ["virtio0"]
+devices = ["mbox3"]
 kernel_offset = 0x20_0000
 kernel_size = 0x0400_0000
 dtb = 0x4FE0_0000
@@ -722,8 +831,8 @@ fn rejects_bad_console() {
         |p| matches!(p, Problem::ConsoleOverlap { partition, what, .. } if partition == "linux" && what == "RAM"),
     );
     assert_problem(
-        &with_console("0x0a00_0000"),
-        |p| matches!(p, Problem::ConsoleOverlap { partition, what, .. } if partition == "linux" && what.contains("virtio0")),
+        &with_console("0x0c00_1000"),
+        |p| matches!(p, Problem::ConsoleOverlap { partition, what, .. } if partition == "linux" && what.contains("mbox3")),
     );
 }
 
@@ -992,7 +1101,7 @@ fn shipped_linux_configs() {
             vec![Vcpu { core: 1 }, Vcpu { core: 2 }, Vcpu { core: 3 }]
         );
         let devices: Vec<&str> = p.devices.iter().map(|d| d.name.as_str()).collect();
-        assert_eq!(devices, ["virtio0", "virtio1", "virtio2", "virtio3"]);
+        assert_eq!(devices, ["pcie"]);
         assert!(p.ram.iter().map(|r| r.size).sum::<u64>() >= 1 << 30);
         let l = p.linux.as_ref().unwrap();
         assert_eq!(p.entry, l.kernel.base);
@@ -1061,7 +1170,122 @@ fn board_marks_hypervisor_devices() {
         assert_eq!(d.base, 0x0a00_0000 + n * 0x200);
         assert_eq!(d.irqs, [48 + n as u32]);
         assert!(!d.hypervisor_owned);
+        assert!(
+            d.dma && d.iommu.is_none(),
+            "virtio{n} does DMA outside the SMMU"
+        );
     }
+}
+
+#[test]
+fn board_puts_the_pci_root_complex_behind_its_smmu() {
+    let b = board();
+    let smmu = b.device("smmu").unwrap();
+    assert_eq!((smmu.kind.as_str(), smmu.base), (SMMU_V3_KIND, 0x0905_0000));
+    assert!(smmu.hypervisor_owned);
+    let pcie = b.device("pcie").unwrap();
+    assert!(pcie.dma);
+    assert_eq!(
+        pcie.iommu,
+        Some(IommuLink {
+            smmu: "smmu".into(),
+            first_stream: 0,
+            streams: 0x100
+        })
+    );
+    assert_eq!(pcie.irqs, [35, 36, 37, 38]);
+    let spaces: Vec<Space> = pcie.windows.iter().map(|w| w.space).collect();
+    assert_eq!(spaces, [Space::Io, Space::Mem32]);
+    // The ECAM and the windows are what its owner reaches.
+    assert_eq!(pcie.ranges().count(), 3);
+}
+
+/// The board with `from` replaced by `to` once, and the problems it has.
+fn board_problems(edits: &[(&str, &str)]) -> Vec<Problem> {
+    let text = edited(&format!("{BOARD}{TEST_DEVICES}"), edits);
+    match parse_board(Path::new("b.toml"), &text, "qemu-virt") {
+        Ok(_) => Vec::new(),
+        Err(e) => e.problems().to_vec(),
+    }
+}
+
+const PCIE_IOMMU: &str = r#"iommu = { smmu = "smmu", first_stream = 0x0, streams = 0x100 }"#;
+
+#[test]
+fn board_rejects_an_iommu_that_cannot_isolate() {
+    let why = |edit: &str| {
+        let found = board_problems(&[(PCIE_IOMMU, edit)]);
+        match found.as_slice() {
+            [Problem::BadIommu { device, why, .. }] if device == "pcie" => *why,
+            other => panic!("{other:#?}"),
+        }
+    };
+    assert!(
+        why(r#"iommu = { smmu = "nope", first_stream = 0, streams = 1 }"#).contains("not a device")
+    );
+    assert!(why(r#"iommu = { smmu = "gpio", first_stream = 0, streams = 1 }"#).contains("SMMUv3"));
+    assert!(
+        why(r#"iommu = { smmu = "smmu", first_stream = 0, streams = 0 }"#).contains("no stream")
+    );
+    let found = board_problems(&[
+        (
+            PCIE_IOMMU,
+            r#"iommu = { smmu = "smmu", first_stream = 0, streams = 1 }"#,
+        ),
+        (
+            "size = 0x2_0000\nirqs = [106, 107, 108, 109]\nhypervisor = true",
+            "size = 0x2_0000\nirqs = [106]",
+        ),
+    ]);
+    assert!(
+        matches!(found.as_slice(), [Problem::BadIommu { why, .. }] if why.contains("hypervisor")),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn board_rejects_streams_claimed_twice() {
+    let found = board_problems(&[(
+        "name = \"mbox3\"\nkind = \"test,mailbox\"",
+        "name = \"mbox3\"\niommu = { smmu = \"smmu\", first_stream = 0xff, streams = 2 }\nkind = \"test,mailbox\"",
+    )]);
+    assert_eq!(
+        found,
+        vec![Problem::StreamsOverlap {
+            device: "mbox3".into(),
+            other: "pcie".into(),
+            smmu: "smmu".into()
+        }]
+    );
+}
+
+#[test]
+fn board_rejects_bad_windows() {
+    let io = r#"{ space = "io", base = 0x3EFF_0000, size = 0x1_0000 }"#;
+    let found = board_problems(&[(
+        io,
+        r#"{ space = "cfg", base = 0x3EFF_0000, size = 0x1_0000 }"#,
+    )]);
+    assert!(
+        matches!(found.as_slice(), [Problem::UnknownWindowSpace { device, space }] if device == "pcie" && space == "cfg"),
+        "{found:#?}"
+    );
+    let found = board_problems(&[(
+        io,
+        r#"{ space = "io", base = 0x4800_0000, size = 0x1_0000 }"#,
+    )]);
+    assert!(
+        matches!(found.as_slice(), [Problem::WindowOverlapsRam { .. }]),
+        "{found:#?}"
+    );
+    let found = board_problems(&[(
+        io,
+        r#"{ space = "io", base = 0x3EFF_0800, size = 0x1_0000 }"#,
+    )]);
+    assert!(
+        matches!(found.as_slice(), [Problem::BoardBadRange { what, .. }] if what.contains("window")),
+        "{found:#?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1123,7 +1347,7 @@ fn display_names_file_partition_and_values() {
 fn every_problem_is_one_line() {
     let cfg = base_with(&[
         ("{ core = 2 }", "{ core = 0 }"),
-        (r#""virtio1""#, r#""nope""#),
+        (r#""mbox1""#, r#""nope""#),
         ("size = 0x4000_0000", "size = 0x8000_0100"),
     ]);
     let found = problems(&cfg);

@@ -25,15 +25,24 @@ pub static CONFIG: board::rt::Config = board::rt::Config {
             image: "linux",
             ram: &[board::rt::MemRange { base: 0x48000000, size: 0x70000000 }],
             devices: &[
-                board::rt::Device { name: "virtio0", base: 0xa000000, size: 0x200, irqs: &[48] },
-                board::rt::Device { name: "virtio1", base: 0xa000200, size: 0x200, irqs: &[49] },
-                board::rt::Device { name: "virtio2", base: 0xa000400, size: 0x200, irqs: &[50] },
-                board::rt::Device { name: "virtio3", base: 0xa000600, size: 0x200, irqs: &[51] },
+                board::rt::Device { name: "pcie", base: 0x3f000000, size: 0x1000000, irqs: &[35, 36, 37, 38], windows: &[board::rt::Window { space: board::rt::Space::Io, base: 0x3eff0000, size: 0x10000 }, board::rt::Window { space: board::rt::Space::Mem32, base: 0x10000000, size: 0x2eff0000 }] },
             ],
             entry: 0x48200000,
             boot_arg: 0x0,
             vcpus: &[board::rt::Vcpu { core: 1 }, board::rt::Vcpu { core: 2 }, board::rt::Vcpu { core: 3 }],
             console_channel: 0x11,
+        },
+    ],
+    smmus: &[
+        board::rt::Smmu {
+            name: "smmu",
+            base: 0x9050000,
+            size: 0x20000,
+            event_intid: 106,
+            gerror_intid: 109,
+            grants: &[
+                board::rt::StreamGrant { device: "pcie", partition: 1, first: 0x0, count: 0x100 },
+            ],
         },
     ],
 };
@@ -50,6 +59,6 @@ pub static LINUX: &[board::rt::LinuxBoot] = &[
         console: 0x9000000,
         dsm: Some(board::rt::Dsm { period_ms: 20000, policy: board::rt::DsmPolicy::Stop, share_permille: 50 }),
         policy: board::rt::MigrationPolicy::Pinned,
-        device_kinds: &["virtio,mmio", "virtio,mmio", "virtio,mmio", "virtio,mmio"],
+        device_kinds: &["pci-host-ecam-generic"],
     },
 ];

@@ -20,6 +20,17 @@ pub static CONFIG: board::rt::Config = board::rt::Config {
             console_channel: 0x10,
         },
     ],
+    smmus: &[
+        board::rt::Smmu {
+            name: "smmu",
+            base: 0x9050000,
+            size: 0x20000,
+            event_intid: 106,
+            gerror_intid: 109,
+            grants: &[
+            ],
+        },
+    ],
 };
 /// How the Linux partitions boot (`board::rt::LinuxBoot::find` by partition index).
 #[allow(dead_code)]

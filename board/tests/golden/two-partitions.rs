@@ -13,7 +13,7 @@ pub static CONFIG: board::rt::Config = board::rt::Config {
             image: "rtos",
             ram: &[board::rt::MemRange { base: 0x44000000, size: 0x4000000 }],
             devices: &[
-                board::rt::Device { name: "rtc", base: 0x9010000, size: 0x1000, irqs: &[34] },
+                board::rt::Device { name: "rtc", base: 0x9010000, size: 0x1000, irqs: &[34], windows: &[] },
             ],
             entry: 0x44000000,
             boot_arg: 0x0,
@@ -26,14 +26,25 @@ pub static CONFIG: board::rt::Config = board::rt::Config {
             image: "linux",
             ram: &[board::rt::MemRange { base: 0x48000000, size: 0x20000000 }, board::rt::MemRange { base: 0x80000000, size: 0x40000000 }],
             devices: &[
-                board::rt::Device { name: "virtio0", base: 0xa000000, size: 0x200, irqs: &[48] },
-                board::rt::Device { name: "virtio5", base: 0xa000a00, size: 0x200, irqs: &[53] },
-                board::rt::Device { name: "gpio", base: 0x9030000, size: 0x1000, irqs: &[39] },
+                board::rt::Device { name: "pcie", base: 0x3f000000, size: 0x1000000, irqs: &[35, 36, 37, 38], windows: &[board::rt::Window { space: board::rt::Space::Io, base: 0x3eff0000, size: 0x10000 }, board::rt::Window { space: board::rt::Space::Mem32, base: 0x10000000, size: 0x2eff0000 }] },
+                board::rt::Device { name: "gpio", base: 0x9030000, size: 0x1000, irqs: &[39], windows: &[] },
             ],
             entry: 0x48200000,
             boot_arg: 0x40000000,
             vcpus: &[board::rt::Vcpu { core: 3 }, board::rt::Vcpu { core: 1 }, board::rt::Vcpu { core: 2 }],
             console_channel: 0x11,
+        },
+    ],
+    smmus: &[
+        board::rt::Smmu {
+            name: "smmu",
+            base: 0x9050000,
+            size: 0x20000,
+            event_intid: 106,
+            gerror_intid: 109,
+            grants: &[
+                board::rt::StreamGrant { device: "pcie", partition: 1, first: 0x0, count: 0x100 },
+            ],
         },
     ],
 };

@@ -191,6 +191,7 @@ mod tests {
             hypervisor_ram: MemRange::new(0x4000_0000, 0x0400_0000),
             board_ram: &RAM,
             partitions,
+            smmus: &[],
         }
     }
 

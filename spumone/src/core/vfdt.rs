@@ -6,7 +6,7 @@
 
 use core::fmt::{self, Write as _};
 
-use board::rt::{LinuxBoot, MemRange, Partition};
+use board::rt::{LinuxBoot, MemRange, Partition, Space};
 
 /// Size of one GICv3 redistributor (RD_base + SGI_base frames).
 pub const GICR_FRAME_SIZE: u64 = 0x2_0000;
@@ -127,6 +127,8 @@ pub fn build(dt: &LinuxDt<'_>, buf: &mut [u8]) -> Result<usize, Error> {
     w.prop_str("compatible", "arm,gic-v3")?;
     w.prop_u32("#interrupt-cells", 3)?;
     w.prop_empty("interrupt-controller")?;
+    // No unit address in an `interrupt-map` entry that names it (the PCI host's).
+    w.prop_u32("#address-cells", 0)?;
     w.prop_u32("#redistributor-regions", 1)?;
     let gicr_size = p.vcpus.len() as u64 * GICR_FRAME_SIZE;
     w.prop_with("reg", |w| {
@@ -168,9 +170,70 @@ pub fn build(dt: &LinuxDt<'_>, buf: &mut [u8]) -> Result<usize, Error> {
         w.prop_empty("dma-coherent")?;
         w.end_node()?;
     }
+    for (d, kind) in p.devices.iter().zip(b.device_kinds) {
+        if *kind == PCI_HOST_KIND {
+            pci_host(&mut w, d)?;
+        }
+    }
 
     w.end_node()?;
     w.finish()
+}
+
+/// The board `kind` of a generic ECAM PCIe host bridge.
+pub const PCI_HOST_KIND: &str = "pci-host-ecam-generic";
+
+/// One bus takes 1 MiB of ECAM (32 devices × 8 functions × 4 KiB).
+const ECAM_BUS_SIZE: u64 = 0x10_0000;
+// PCI address cells (`phys.hi`): the space code in bits 24-25.
+const PCI_SPACE_IO: u32 = 0x0100_0000;
+const PCI_SPACE_MEM32: u32 = 0x0200_0000;
+/// `interrupt-map-mask`: the device number (bits 11-15 of `phys.hi`, of which the swizzle
+/// needs the low two) and the pin.
+const PCI_IRQ_MASK: [u32; 4] = [0x1800, 0, 0, 7];
+
+/// A generic ECAM host bridge: its ECAM, windows and legacy INTx lines. No `msi-map`: without
+/// an ITS the functions use INTx. No `iommu-map`: the SMMU is spumone's, and Linux's DMA
+/// addresses are physical addresses.
+fn pci_host(w: &mut Writer<'_>, d: &board::rt::Device) -> Result<(), Error> {
+    let spis = match d.irqs {
+        [a, b, c, e] if [a, b, c, e].iter().all(|&i| *i >= 32) => [a - 32, b - 32, c - 32, e - 32],
+        _ => return Err(Error::DeviceWithoutSpi { base: d.base }),
+    };
+    w.begin_node(format_args!("pcie@{:x}", d.base))?;
+    w.prop_str("compatible", PCI_HOST_KIND)?;
+    w.prop_str("device_type", "pci")?;
+    w.prop_with("reg", |w| w.pair(d.base, d.size))?;
+    w.prop_u32("#address-cells", 3)?;
+    w.prop_u32("#size-cells", 2)?;
+    w.prop_u32("#interrupt-cells", 1)?;
+    let last_bus = (d.size / ECAM_BUS_SIZE).clamp(1, 256) as u32 - 1;
+    w.prop_cells("bus-range", &[0, last_bus])?;
+    w.prop_u32("linux,pci-domain", 0)?;
+    w.prop_empty("dma-coherent")?;
+    w.prop_with("ranges", |w| {
+        d.windows.iter().try_for_each(|win| {
+            let (space, bus_addr) = match win.space {
+                Space::Io => (PCI_SPACE_IO, 0),
+                Space::Mem32 => (PCI_SPACE_MEM32, win.base),
+            };
+            w.cells(&[space])?;
+            w.pair(bus_addr, win.base)?;
+            w.cells(&[(win.size >> 32) as u32, win.size as u32])
+        })
+    })?;
+    w.prop_cells("interrupt-map-mask", &PCI_IRQ_MASK)?;
+    // Device `slot`'s pin INTx (1-4) is wired to line (slot + pin - 1) mod 4 of the bridge.
+    w.prop_with("interrupt-map", |w| {
+        (0..4u32).try_for_each(|slot| {
+            (0..4u32).try_for_each(|pin| {
+                let spi = spis[((slot + pin) % 4) as usize];
+                w.cells(&[slot << 11, 0, 0, pin + 1, GIC_PHANDLE])?;
+                w.cells(&[GIC_SPI, spi, IRQ_LEVEL_HIGH])
+            })
+        })
+    })?;
+    w.end_node()
 }
 
 /// Room for `/pl011@<hex>`.
@@ -373,18 +436,21 @@ mod tests {
             base: 0x0a00_0000,
             size: 0x200,
             irqs: &[48],
+            windows: &[],
         },
         Device {
             name: "gpio",
             base: 0x0903_0000,
             size: 0x1000,
             irqs: &[39],
+            windows: &[],
         },
         Device {
             name: "virtio3",
             base: 0x0a00_0600,
             size: 0x200,
             irqs: &[51],
+            windows: &[],
         },
     ];
     static PARTITION: Partition = Partition {
@@ -566,6 +632,73 @@ mod tests {
             .filter(|n| n.name.starts_with("virtio_mmio@"))
             .count();
         assert_eq!(all_virtio, virtio);
+
+        // Every PCI host bridge with its ECAM, windows and swizzled INTx lines.
+        let mut hosts = 0;
+        for (d, kind) in p.devices.iter().zip(b.device_kinds) {
+            if *kind != PCI_HOST_KIND {
+                continue;
+            }
+            hosts += 1;
+            let node = format!("/pcie@{:x}", d.base);
+            assert_eq!(strs(prop(&fdt, &node, "compatible")), [PCI_HOST_KIND]);
+            assert_eq!(strs(prop(&fdt, &node, "device_type")), ["pci"]);
+            let reg = be32s(prop(&fdt, &node, "reg"));
+            assert_eq!(reg, [0, d.base as u32, 0, d.size as u32]);
+            assert_eq!(be32s(prop(&fdt, &node, "#address-cells")), [3]);
+            assert_eq!(be32s(prop(&fdt, &node, "#size-cells")), [2]);
+            assert_eq!(be32s(prop(&fdt, &node, "#interrupt-cells")), [1]);
+            let buses = (d.size >> 20) as u32;
+            assert_eq!(be32s(prop(&fdt, &node, "bus-range")), [0, buses - 1]);
+            assert!(prop(&fdt, &node, "dma-coherent").is_empty());
+            assert!(fdt.find_node(&node).unwrap().property("msi-map").is_none());
+            assert!(fdt
+                .find_node(&node)
+                .unwrap()
+                .property("iommu-map")
+                .is_none());
+            let ranges = be32s(prop(&fdt, &node, "ranges"));
+            assert_eq!(ranges.len(), 7 * d.windows.len());
+            for (entry, win) in ranges.chunks(7).zip(d.windows) {
+                let (code, bus) = match win.space {
+                    Space::Io => (0x0100_0000, 0),
+                    Space::Mem32 => (0x0200_0000, win.base),
+                };
+                let cpu = win.base;
+                assert_eq!(
+                    entry,
+                    [
+                        code,
+                        (bus >> 32) as u32,
+                        bus as u32,
+                        (cpu >> 32) as u32,
+                        cpu as u32,
+                        0,
+                        win.size as u32
+                    ]
+                );
+            }
+            assert_eq!(
+                be32s(prop(&fdt, &node, "interrupt-map-mask")),
+                [0x1800, 0, 0, 7]
+            );
+            let map = be32s(prop(&fdt, &node, "interrupt-map"));
+            assert_eq!(map.len(), 16 * 8);
+            for (i, entry) in map.chunks(8).enumerate() {
+                let (slot, pin) = (i as u32 / 4, i as u32 % 4 + 1);
+                let intid = d.irqs[((slot + pin - 1) % 4) as usize];
+                assert_eq!(
+                    entry,
+                    [slot << 11, 0, 0, pin, phandle[0], 0, intid - 32, 4],
+                    "slot {slot} pin {pin}"
+                );
+            }
+        }
+        let all_hosts = fdt
+            .all_nodes()
+            .filter(|n| n.name.starts_with("pcie@"))
+            .count();
+        assert_eq!(all_hosts, hosts);
     }
 
     #[test]
@@ -594,11 +727,37 @@ mod tests {
         check(&dt, &buf[..len]);
         let fdt = Fdt::new(&buf[..len]).unwrap();
         assert_eq!(fdt.cpus().count(), 3);
-        let virtio = fdt
-            .all_nodes()
-            .filter(|n| n.name.starts_with("virtio_mmio@"))
-            .count();
-        assert_eq!(virtio, 4);
+        // Linux's devices are on PCI, behind the SMMU: no virtio-mmio transport is left.
+        let names: std::vec::Vec<&str> = fdt.all_nodes().map(|n| n.name).collect();
+        assert!(
+            !names.iter().any(|n| n.starts_with("virtio_mmio@")),
+            "{names:?}"
+        );
+        assert!(names.contains(&"pcie@3f000000"), "{names:?}");
+    }
+
+    #[test]
+    fn pci_host_without_four_spis_is_an_error() {
+        static BAD: [Device; 1] = [Device {
+            name: "pcie",
+            base: 0x3f00_0000,
+            size: 0x100_0000,
+            irqs: &[35, 36],
+            windows: &[],
+        }];
+        let partition = Partition {
+            devices: &BAD,
+            ..PARTITION
+        };
+        let boot = LinuxBoot {
+            device_kinds: &[PCI_HOST_KIND],
+            ..BOOT
+        };
+        let mut buf = [0u8; 4096];
+        assert_eq!(
+            build(&params(&partition, &boot), &mut buf),
+            Err(Error::DeviceWithoutSpi { base: 0x3f00_0000 })
+        );
     }
 
     #[test]
@@ -651,6 +810,7 @@ mod tests {
             base: 0x0a00_0000,
             size: 0x200,
             irqs: &[],
+            windows: &[],
         }];
         let partition = Partition {
             devices: &BAD,

@@ -61,6 +61,7 @@ mod tests {
             hypervisor_ram: MemRange::new(0, 0),
             board_ram: &[],
             partitions: parts,
+            smmus: &[],
         }
     }
 

@@ -96,9 +96,13 @@ fn build_stage2(index: usize, partition: &Partition) -> Result<usize, &'static s
             .map_err(|_| "cannot map RAM")?;
     }
     let mut mapped: heapless::Vec<(u64, u64), 16> = heapless::Vec::new();
-    for device in partition.devices {
-        let (base, size) = stage2::device_pages(device.base, device.size);
-        // Transports sharing a page are mapped once.
+    let ranges = partition.devices.iter().flat_map(|device| {
+        core::iter::once((device.base, device.size))
+            .chain(device.windows.iter().map(|w| (w.base, w.size)))
+    });
+    for (base, size) in ranges {
+        let (base, size) = stage2::device_pages(base, size);
+        // Devices sharing a page are mapped once.
         if mapped.contains(&(base, size)) {
             continue;
         }
