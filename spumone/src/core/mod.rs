@@ -15,6 +15,7 @@ pub mod operator;
 pub mod platform;
 pub mod policy;
 pub mod sched;
+pub mod smmu;
 pub mod smp;
 pub mod stage2;
 pub mod vcpu;
