@@ -36,7 +36,10 @@ pub fn args(firmware: &Firmware, options: &QemuOptions) -> Vec<OsString> {
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     let cpus = match firmware.scenario.kind {
         Kind::Hypervisor { .. } => {
-            push(&["-M", "virt,virtualization=on,gic-version=3"]);
+            push(&[
+                "-M",
+                "virt,virtualization=on,gic-version=3,iommu=smmuv3,highmem=off",
+            ]);
             4
         }
         Kind::Native { cpus, .. } => {
@@ -151,7 +154,7 @@ mod tests {
         let line = command_line(&args(&hv_firmware(), &QemuOptions::default()));
         assert_eq!(
             line,
-            "qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu cortex-a72 -smp 4 \
+            "qemu-system-aarch64 -M virt,virtualization=on,gic-version=3,iommu=smmuv3,highmem=off -cpu cortex-a72 -smp 4 \
              -m 2G -nographic -no-reboot -kernel /img/spumone.elf -device loader,file=/img/rtos.elf"
         );
     }

@@ -60,6 +60,15 @@ pub static MMIO: [super::cpu::Lock<MmioTable<MmioHandler, 8>>; MAX_PARTITIONS] =
 pub fn prepare_partitions() {
     *LIFECYCLE.lock() = Lifecycle::new(CONFIG.partitions.len());
     for (index, partition) in CONFIG.partitions.iter().enumerate().take(MAX_PARTITIONS) {
+        if super::smmu::refuses(index) {
+            error!(
+                "partition {}: not started: its DMA streams are not confined",
+                partition.name
+            );
+            LIFECYCLE.lock().stop(index, STOPPED_BY_HYPERVISOR);
+            STOPPED[index].store(true, Ordering::Release);
+            continue;
+        }
         match build_stage2(index, partition) {
             Ok(tables) => info!(
                 "partition {}: stage 2 with {} tables, VMID {}",

@@ -17,6 +17,7 @@ pub mod mmu;
 pub mod percore;
 pub mod psci;
 pub mod sha256;
+pub mod smmu;
 pub mod switch;
 pub mod timer;
 pub mod uart;
@@ -114,6 +115,8 @@ extern "C" fn boot_main(x0: u64) -> ! {
     init_this_core(0, me);
     mark_online(0);
     start_secondaries(&cores);
+    // DMA bypasses an SMMU until it is enabled: before any partition is prepared.
+    smmu::init(&platform, &cores);
     guest::prepare_partitions();
     dsm::init();
     RELEASED.store(true, Ordering::Release);
@@ -332,6 +335,10 @@ fn handle_acknowledged(running: Option<(usize, usize)>, intid: u32) {
             vgic::deliver_posted();
             dsm::on_kick(running);
         }
+        return;
+    }
+    if smmu::handle_interrupt(intid) {
+        gic::end_of_interrupt(intid);
         return;
     }
     if intid == linux::CONSOLE_INTID && !linux::LINUX.is_empty() {
