@@ -216,33 +216,6 @@ pub struct Delivery {
     pub group1: bool,
 }
 
-/// Logs the first few events, then one in `EVERY`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RateLimit {
-    count: u32,
-}
-
-impl RateLimit {
-    const FIRST: u32 = 8;
-    const EVERY: u32 = 1024;
-
-    pub const fn new() -> Self {
-        Self { count: 0 }
-    }
-
-    /// Counts one event; `true` if it should be logged.
-    pub fn hit(&mut self) -> bool {
-        self.count = self.count.saturating_add(1);
-        self.count <= Self::FIRST || self.count.is_multiple_of(Self::EVERY)
-    }
-}
-
-impl Default for RateLimit {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// The virtual GIC of one partition.
 #[derive(Clone, Debug)]
 pub struct Vgic {
@@ -252,7 +225,7 @@ pub struct Vgic {
     ctlr: u32,
     private: [PrivateIrqs; MAX_VCPUS],
     spis: heapless::Vec<Spi, MAX_SPIS>,
-    unknown: RateLimit,
+    /// The last access to an unknown register, for the log (rate-limited there).
     last_unknown: Option<u64>,
 }
 
@@ -298,7 +271,6 @@ impl Vgic {
             ctlr: 0,
             private: [PrivateIrqs::new(); MAX_VCPUS],
             spis: heapless::Vec::new(),
-            unknown: RateLimit::new(),
             last_unknown: None,
         }
     }
@@ -356,15 +328,13 @@ impl Vgic {
         self.spis.iter_mut().find(|s| s.intid == intid)
     }
 
-    /// The offset of the last access to an unknown register, if it should be logged.
+    /// The offset of the last access to an unknown register, to be logged.
     pub fn take_unknown(&mut self) -> Option<u64> {
         self.last_unknown.take()
     }
 
     fn unknown_access(&mut self, offset: u64) {
-        if self.unknown.hit() {
-            self.last_unknown = Some(offset);
-        }
+        self.last_unknown = Some(offset);
     }
 
     /// How a physical interrupt `intid` that fired on `vcpu`'s core reaches that vCPU, or
@@ -1369,20 +1339,16 @@ mod tests {
     }
 
     #[test]
-    fn unknown_offsets_are_raz_wi_and_rate_limited() {
+    fn unknown_offsets_are_raz_wi_and_reported() {
         let mut v = vgic(1, &[]);
         assert_eq!(v.gicr_read(SGI + 0x4000, 4).unwrap(), 0);
         assert_eq!(v.take_unknown(), Some(SGI + 0x4000));
         assert_eq!(v.take_unknown(), None);
         assert!(v.gicd_write(0x0020, 4, 5).unwrap().is_empty());
         assert_eq!(v.take_unknown(), Some(0x20));
-        let logged = (0..5000)
-            .filter(|_| {
-                v.gicd_read(0x5000, 4).unwrap();
-                v.take_unknown().is_some()
-            })
-            .count();
-        assert!(logged < 16, "{logged} logs");
+        v.gicd_read(0x5000, 4).unwrap();
+        v.gicr_write(0, SGI + 0x4000, 4, 1).unwrap();
+        assert_eq!(v.take_unknown(), Some(SGI + 0x4000), "the last one");
         // Known RAZ/WI registers are not reported.
         assert_eq!(v.gicd_read(0x0810, 4).unwrap(), 0);
         assert_eq!(v.gicd_read(0xFFD0, 4).unwrap(), 0);
@@ -1688,12 +1654,5 @@ mod tests {
         assert!(!trapped_wait_sleeps(false, true));
         assert!(!trapped_wait_sleeps(true, false));
         assert!(!trapped_wait_sleeps(true, true));
-    }
-
-    #[test]
-    fn rate_limit_logs_first_then_sparse() {
-        let mut r = RateLimit::new();
-        let logged = (0..3000).filter(|_| r.hit()).count();
-        assert_eq!(logged, 8 + 2);
     }
 }

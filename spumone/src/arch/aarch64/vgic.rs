@@ -9,6 +9,7 @@ use board::rt::Partition;
 use super::config::CONFIG;
 use super::guest::MMIO;
 use super::{cpu, gic, percore};
+use crate::hvcore::loglimit::Class;
 use crate::hvcore::migrate::{departing_lrs, VgicState, MAX_LRS};
 use crate::hvcore::mmio::MmioAccess;
 use crate::hvcore::smp::{self, Placement, Posted};
@@ -133,7 +134,9 @@ fn emulate(
                 priority,
             } = effect
             {
-                info!(
+                guest_info!(
+                    partition,
+                    Class::Vgic,
                     "vGIC: core {} PPI {} forwarded from hardware (priority {:#x})",
                     cpu::core_index(),
                     intid,
@@ -150,15 +153,21 @@ fn emulate(
     drop(v);
     let name = CONFIG.partitions.get(partition).map_or("?", |p| p.name);
     if let Some(at) = unknown {
-        warn!(
+        guest_warn!(
+            partition,
+            Class::Vgic,
             "partition {}: {} offset {:#x} is not emulated: reads as zero, writes ignored",
-            name, frame, at
+            name,
+            frame,
+            at
         );
     }
     match result {
         Ok(value) => Some(value),
         Err(why) => {
-            warn!(
+            guest_warn!(
+                partition,
+                Class::Vgic,
                 "partition {}: {} access of {} bytes at offset {:#x}: {}",
                 name,
                 frame,
