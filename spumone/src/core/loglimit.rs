@@ -333,6 +333,10 @@ mod tests {
         );
         assert!(l.owes());
         assert!(l.flush(2 * HZ + 10).is_empty() && l.owes());
+        // A flush at the end of time takes every count, quiet or not.
+        let mut copy = l.clone();
+        assert_eq!(copy.flush(u64::MAX).len(), 1);
+        assert!(!copy.owes());
         let out = l.flush(3 * HZ + 10);
         assert_eq!(
             out.as_slice(),

@@ -47,13 +47,22 @@ pub fn allow(source: usize, class: Class) -> bool {
 /// Prints the counts of sources that went quiet on this core; one relaxed load when none is
 /// owed.
 pub fn flush_suppressed() {
+    flush_at(timer::counter());
+}
+
+/// Prints every count this core owes, quiet or not (its vCPU leaves it).
+pub fn flush_all_suppressed() {
+    flush_at(u64::MAX);
+}
+
+fn flush_at(now: u64) {
     let core = cpu::core_index() % MAX_CORES;
     if !OWED[core].load(Ordering::Relaxed) {
         return;
     }
     let owed = {
         let mut limiter = LIMITERS[core].lock();
-        let owed = limiter.flush(timer::counter());
+        let owed = limiter.flush(now);
         OWED[core].store(limiter.owes(), Ordering::Relaxed);
         owed
     };
