@@ -9,6 +9,7 @@ pub mod hypercall;
 pub mod inject;
 pub mod lifecycle;
 pub mod linux;
+pub mod loglimit;
 pub mod migrate;
 pub mod mmio;
 pub mod operator;

@@ -19,6 +19,7 @@ use crate::hvcore::esr::{Esr, ExceptionClass, FaultStatus, Wfx};
 use crate::hvcore::hypercall::{self, HypercallAction};
 use crate::hvcore::inject::{self, GuestState, Injection};
 use crate::hvcore::lifecycle::{Lifecycle, StopOutcome};
+use crate::hvcore::loglimit::Class;
 use crate::hvcore::mmio::{self, MmioAccess, MmioTable};
 use crate::hvcore::smp::{next_power, PowerEvent};
 use crate::hvcore::stage2::{self, S2Attrs, Stage2, TablePool};
@@ -232,9 +233,14 @@ fn enter_vcpu(core: u8, partition: &'static Partition, vcpu: usize, entry: u64, 
         // Nothing for the tick to do here: it would only wake the guest's `wfi`.
         super::timer::stop_tick();
     }
-    info!(
+    guest_info!(
+        index,
+        Class::Psci,
         "partition {} vcpu {}: entering at {:#x} on core {}",
-        partition.name, vcpu, entry, core
+        partition.name,
+        vcpu,
+        entry,
+        core
     );
     let mut frame = TrapFrame::new(entry, vcpu::ENTRY_SPSR);
     frame.x[..3].copy_from_slice(&x);
@@ -287,6 +293,8 @@ fn running() -> (&'static Partition, usize) {
 pub fn handle_sync(frame: &mut TrapFrame) {
     let esr = Esr(ESR_EL2.get());
     let (partition, vcpu) = running();
+    // Counts of rate-limited lines whose source went quiet.
+    super::log::flush_suppressed();
     match esr.ec() {
         ExceptionClass::Hvc64 => handle_hvc(frame, partition),
         ExceptionClass::Smc64 => handle_smc(frame, esr, partition, vcpu),
@@ -334,14 +342,18 @@ pub fn handle_sync(frame: &mut TrapFrame) {
                     super::dsm::ExecFault::NotWatched => {}
                 }
             }
-            warn!(
+            guest_warn!(
+                usize::from(partition.index),
+                Class::Stage2Abort,
                 "partition {} vcpu {}: instruction fetch from unassigned address {:#x}: external abort injected",
                 partition.name, vcpu, far
             );
             inject_abort(frame, partition, true, false, far);
         }
         other => {
-            warn!(
+            guest_warn!(
+                usize::from(partition.index),
+                Class::BadTrap,
                 "partition {} vcpu {}: unexpected {} (ESR {:#x}) at pc {:#x}: undefined instruction injected",
                 partition.name,
                 vcpu,
@@ -412,7 +424,13 @@ fn handle_smc(frame: &mut TrapFrame, esr: Esr, partition: &'static Partition, vc
         }
         PsciOutcome::Suspend => cpu::wait_for_interrupt(),
         PsciOutcome::CpuOff => {
-            info!("partition {} vcpu {}: CPU_OFF", partition.name, vcpu);
+            guest_info!(
+                index,
+                Class::Psci,
+                "partition {} vcpu {}: CPU_OFF",
+                partition.name,
+                vcpu
+            );
             super::idle()
         }
         PsciOutcome::SystemOff => stop_current(partition, 0, "PSCI SYSTEM_OFF"),
@@ -461,7 +479,13 @@ fn handle_data_abort(frame: &mut TrapFrame, esr: Esr, partition: &'static Partit
                 return;
             }
         }
-        warn!(
+        guest_warn!(
+            index,
+            if emulated {
+                Class::BadMmio
+            } else {
+                Class::Stage2Abort
+            },
             "partition {} vcpu {}: {} MMIO {} of {} bytes at {:#x} (pc {:#x}): external abort injected",
             partition.name,
             vcpu,
@@ -473,7 +497,9 @@ fn handle_data_abort(frame: &mut TrapFrame, esr: Esr, partition: &'static Partit
         );
     } else {
         let ipa = mmio::fault_ipa(hpfar, far);
-        warn!(
+        guest_warn!(
+            index,
+            Class::Stage2Abort,
             "partition {} vcpu {}: unassigned memory {} at {:#x} without syndrome (pc {:#x}): external abort injected",
             partition.name,
             vcpu,
@@ -545,6 +571,7 @@ pub fn handle_irq() -> bool {
     if super::handle_guest_interrupt() {
         return false;
     }
+    super::log::flush_suppressed();
     // Another core stopped this core's partition: leave the guest.
     if let Some((index, _)) = percore::this_core().running() {
         if STOPPED

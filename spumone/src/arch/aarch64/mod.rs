@@ -261,6 +261,8 @@ fn run_core(core: usize) -> ! {
 /// Waits for interrupts forever, with interrupts masked at EL2: `wfi` wakes the core and the
 /// pending interrupts are handled by polling the CPU interface.
 pub fn idle() -> ! {
+    // What the departing guest had suppressed here is told before it goes.
+    log::flush_all_suppressed();
     // A shared core goes on with its other vCPUs (returns only when none is left).
     if switch::here() {
         switch::leave_loaded();
