@@ -540,6 +540,9 @@ pub enum Command {
     CfgiAll,
     /// Drop every non-secure, non-hypervisor TLB entry.
     TlbiNsnhAll,
+    /// Drop the stage-1 TLB entries (leaf and walk) tagged with `asid`, for a context
+    /// without stage 2 (VMID 0).
+    TlbiNhAsid { asid: u16 },
     /// Completes when every earlier command has; completion is seen in CMDQ_CONS.
     Sync,
 }
@@ -548,6 +551,7 @@ pub mod opcode {
     pub const CFGI_STE: u8 = 0x03;
     pub const CFGI_ALL: u8 = 0x04;
     pub const TLBI_NH_ALL: u8 = 0x10;
+    pub const TLBI_NH_ASID: u8 = 0x11;
     pub const TLBI_NSNH_ALL: u8 = 0x30;
     pub const CMD_SYNC: u8 = 0x46;
 }
@@ -562,6 +566,8 @@ impl Command {
             // CFGI_STE_RANGE's encoding with Range = 31: every stream.
             Command::CfgiAll => [opcode::CFGI_ALL as u64, 31],
             Command::TlbiNsnhAll => [opcode::TLBI_NSNH_ALL as u64, 0],
+            // ASID in bits [63:48], VMID [47:32] left 0.
+            Command::TlbiNhAsid { asid } => [opcode::TLBI_NH_ASID as u64 | (asid as u64) << 48, 0],
             // CS = 0b00: no interrupt or event; the consumer index tells completion.
             Command::Sync => [opcode::CMD_SYNC as u64, 0],
         }

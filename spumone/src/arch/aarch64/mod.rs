@@ -130,6 +130,7 @@ fn map_error_name(err: crate::hvcore::el2map::MapError) -> &'static str {
         MapError::BadRange => "unaligned range",
         MapError::OutOfTables => "out of page tables",
         MapError::Conflict => "overlapping ranges",
+        MapError::Unmapped => "range not mapped",
     }
 }
 

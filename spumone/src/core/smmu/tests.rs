@@ -484,6 +484,11 @@ fn commands_encode_as_the_spec_says() {
     assert_eq!(word_bits(&all, 2, 0, 5), 31, "Range = 31: every stream");
     let tlbi = Command::TlbiNsnhAll.encode();
     assert_eq!(tlbi, [0x30, 0]);
+    let by_asid = Command::TlbiNhAsid { asid: 0x1234 }.encode();
+    assert_eq!(word_bits(&by_asid, 0, 0, 8), 0x11);
+    assert_eq!(word_bits(&by_asid, 1, 16, 16), 0x1234, "ASID");
+    assert_eq!(word_bits(&by_asid, 1, 0, 16), 0, "VMID");
+    assert_eq!(by_asid[1], 0);
     let sync = Command::Sync.encode();
     assert_eq!(word_bits(&sync, 0, 0, 8), 0x46);
     assert_eq!(
