@@ -128,8 +128,9 @@ fn build_stage2(index: usize, partition: &Partition) -> Result<usize, &'static s
 
 /// Gives `[base, base + size)` of partition `index`'s RAM its stage-2 write and execute
 /// permissions (the DSM's write and execute watches), splitting blocks break-before-make, then invalidates
-/// the partition's TLB entries on every core. The caller keeps the partition's other vCPUs
-/// out of the guest meanwhile.
+/// the partition's TLB entries on every core, and gives its devices' DMA the same write
+/// permission (SMMU). The caller keeps the partition's other vCPUs out of the guest
+/// meanwhile.
 pub fn stage2_protect(index: usize, base: u64, size: u64, write: bool, exec: bool) -> bool {
     let Some(tables) = STAGE2_TABLES.get(index) else {
         return false;
@@ -159,7 +160,10 @@ pub fn stage2_protect(index: usize, base: u64, size: u64, write: bool, exec: boo
             index, base, size
         );
     }
-    result.is_ok()
+    // DMA of the partition's devices gets the same write permission: no write the stage-2
+    // watch would judge can come in through the SMMU instead.
+    let dma = super::smmu::protect(index, base, size, write);
+    result.is_ok() && dma
 }
 
 /// Boots vCPU 0 of the partition placed on `core`, if any. Returns if there is none, the

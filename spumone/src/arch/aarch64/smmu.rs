@@ -17,12 +17,13 @@ use tock_registers::registers::{ReadOnly, ReadWrite};
 use super::config::CONFIG;
 use super::cpu::Lock;
 use super::{gic, linux, timer};
-use crate::hvcore::el2map::{El2Map, MemKind, Table};
+use crate::hvcore::el2map::{identity_tables_bound, El2Map, MemKind, Table};
 use crate::hvcore::platform::Platform;
 use crate::hvcore::smmu::{
     self, active_gerrors, command_error_name, gerror_name, queue_base, reg, strtab_base,
     strtab_base_cfg, Cd, Event, Features, Queue, Ste, Throttle, INIT_COMMANDS, MAX_STREAMS,
 };
+use crate::hvcore::watch::MAX_WATCHES;
 use crate::hvcore::MAX_PARTITIONS;
 
 register_structs! {
@@ -75,8 +76,16 @@ const _: () = {
 const MAX_SMMUS: usize = 2;
 /// Partitions whose RAM the SMMUs map (each gets its own identity tables).
 const MAX_DMA_PARTITIONS: usize = 2;
-/// Tables per identity map: a root and level-2/3 tables for unaligned RAM edges.
-const TABLES_PER_MAP: usize = 8;
+/// Tables per identity map: a root, level-2/3 tables for unaligned RAM edges, and the
+/// tables that splitting blocks for the DSM's write watches takes (each watched range has
+/// two ends; kernel text and rodata, ~22 MiB, is one range). `build_maps` checks the bound
+/// for the configured RAM.
+const TABLES_PER_MAP: usize = 24;
+const _: () = {
+    // Linux's RAM in the shipped configs (1.75 GiB over two GiB regions) with every watch
+    // a write watch: 1 + 2 + 2 + 2 * 8 = 21.
+    assert!(identity_tables_bound(&[(0x4800_0000, 0x7000_0000)], MAX_WATCHES) <= TABLES_PER_MAP);
+};
 const CMDQ: Queue = Queue { log2: 4 };
 const EVENTQ: Queue = Queue { log2: 6 };
 /// How long an acknowledgement or a command may take.
@@ -119,9 +128,20 @@ static MEMORY: [Lock<SmmuMemory>; MAX_SMMUS] = [const {
     })
 }; MAX_SMMUS];
 
-/// Identity maps of the partitions with streams, by slot.
-static TABLES: Lock<[[Table; TABLES_PER_MAP]; MAX_DMA_PARTITIONS]> =
-    Lock::new([const { [const { Table::EMPTY }; TABLES_PER_MAP] }; MAX_DMA_PARTITIONS]);
+/// The identity maps of the partitions with streams, one slot each.
+struct Maps {
+    pools: [[Table; TABLES_PER_MAP]; MAX_DMA_PARTITIONS],
+    /// Tables each slot's map has taken.
+    used: [usize; MAX_DMA_PARTITIONS],
+    /// The slot of each partition's map.
+    slot: [Option<usize>; MAX_PARTITIONS],
+}
+
+static TABLES: Lock<Maps> = Lock::new(Maps {
+    pools: [const { [const { Table::EMPTY }; TABLES_PER_MAP] }; MAX_DMA_PARTITIONS],
+    used: [0; MAX_DMA_PARTITIONS],
+    slot: [None; MAX_PARTITIONS],
+});
 
 /// An enabled SMMU's event queue consumer and log throttle.
 struct Running {
@@ -302,15 +322,26 @@ fn sync_memory(coherent: bool, addr: u64, len: usize) {
 /// coherency (a few tables, once).
 fn build_maps() -> Result<[Option<u64>; MAX_PARTITIONS], &'static str> {
     let mut roots = [None; MAX_PARTITIONS];
-    let mut tables = TABLES.lock();
+    let mut maps = TABLES.lock();
+    let maps = &mut *maps;
     let with_streams = smmu::partitions_with_streams(&CONFIG);
-    let mut slots = tables.iter_mut();
+    let mut slots = 0..MAX_DMA_PARTITIONS;
     for partition in CONFIG.partitions {
         let index = usize::from(partition.index);
         if index >= MAX_PARTITIONS || with_streams & (1 << index) == 0 {
             continue;
         }
-        let pool = slots.next().ok_or("too many partitions with DMA streams")?;
+        let mut ram = [(0, 0); 8];
+        for (slot, range) in ram.iter_mut().zip(partition.ram) {
+            *slot = (range.base, range.size);
+        }
+        if partition.ram.len() > ram.len()
+            || identity_tables_bound(&ram[..partition.ram.len()], MAX_WATCHES) > TABLES_PER_MAP
+        {
+            return Err("a partition's RAM needs more tables than spumone's pool holds");
+        }
+        let slot = slots.next().ok_or("too many partitions with DMA streams")?;
+        let pool = &mut maps.pools[slot];
         let mut map = El2Map::new(pool);
         for range in partition.ram {
             map.map(range.base, range.size, MemKind::Normal)
@@ -318,6 +349,8 @@ fn build_maps() -> Result<[Option<u64>; MAX_PARTITIONS], &'static str> {
         }
         roots[index] = Some(map.root_addr());
         let used = map.tables_used();
+        maps.used[slot] = used;
+        maps.slot[index] = Some(slot);
         sync_memory(
             false,
             pool.as_ptr() as u64,
@@ -325,6 +358,79 @@ fn build_maps() -> Result<[Option<u64>; MAX_PARTITIONS], &'static str> {
         );
     }
     Ok(roots)
+}
+
+/// Gives DMA of partition `partition`'s devices the write permission `writable` over
+/// `[base, base + size)` of its RAM, as stage 2 gives its vCPUs (the DSM's write watches):
+/// edits its identity map and invalidates the TLB of every enabled SMMU that has streams
+/// of it. `true` if done, or if the partition has no map (no streams).
+pub fn protect(partition: usize, base: u64, size: u64, writable: bool) -> bool {
+    let mut maps = TABLES.lock();
+    let maps = &mut *maps;
+    let Some(slot) = maps.slot.get(partition).copied().flatten() else {
+        return true;
+    };
+    let pool = &mut maps.pools[slot];
+    let mut map = El2Map::reopen(pool, maps.used[slot]);
+    // A new table is cleaned to memory before the descriptor that links it is written.
+    let changed = map.set_writable(base, size, writable, &mut |table| {
+        sync_memory(
+            false,
+            table as *const Table as u64,
+            core::mem::size_of::<Table>(),
+        )
+    });
+    maps.used[slot] = map.tables_used();
+    let changed = match changed {
+        Ok(changed) => changed,
+        Err(e) => {
+            warn!(
+                "SMMU: cannot change DMA writes to {:#x}..{:#x} for partition {}: {}",
+                base,
+                base + size,
+                partition,
+                super::map_error_name(e)
+            );
+            return false;
+        }
+    };
+    if changed == 0 {
+        return true;
+    }
+    sync_memory(
+        false,
+        pool.as_ptr() as u64,
+        maps.used[slot] * core::mem::size_of::<Table>(),
+    );
+    let mut ok = true;
+    let asid = smmu::asid(partition as u8);
+    for (index, board) in CONFIG.smmus.iter().enumerate().take(MAX_SMMUS) {
+        if !ENABLED[index].load(Ordering::Acquire)
+            || smmu::partitions_of(board) & 1u32.checked_shl(partition as u32).unwrap_or(0) == 0
+        {
+            continue;
+        }
+        let running = RUNNING[index].lock();
+        let Some(running) = running.as_ref() else {
+            continue;
+        };
+        let mut memory = MEMORY[index].lock();
+        let commands = [smmu::Command::TlbiNhAsid { asid }, smmu::Command::Sync];
+        if let Err(what) = issue(regs(running.base), &mut memory, running.coherent, &commands) {
+            error!("SMMU {}: TLB invalidation failed: {}", board.name, what);
+            ok = false;
+        }
+    }
+    if ok && !writable {
+        let name = CONFIG.partitions.get(partition).map_or("?", |p| p.name);
+        info!(
+            "SMMU: DMA writes to {:#x}..{:#x} fault (partition {})",
+            base,
+            base + size,
+            name
+        );
+    }
+    ok
 }
 
 /// Issues `commands` and waits until the SMMU has consumed them.
