@@ -167,3 +167,53 @@ fn disk_and_network_work_through_the_smmu() {
     );
     expect_no_line(&run, "[hv]", "dma fault");
 }
+
+/// A DMA write into kernel rodata, which the DSM write-protects: Linux's own disk is told to
+/// read a block into a rodata page (a raw bio, no CPU store). The SMMU mirrors the DSM's
+/// write watch, so the device's write faults, spumone logs it, and the page is unchanged.
+#[test]
+fn dma_into_watched_kernel_rodata_faults_in_the_smmu() {
+    let dir = std::env::temp_dir().join(format!("spumone-rodata-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let disk = dir.join("disk.img");
+    std::fs::write(&disk, vec![0x5a_u8; 1 << 20]).unwrap();
+    // The DSM takes its baselines (and sets its watches) a few seconds after Linux is up.
+    let cmd = "sleep 15; e=$(grep ' _etext$' /proc/kallsyms | cut -d' ' -f1); \
+               insmod /lib/spumone/dma_rodata.ko addr=0x$e offset=0x100000; \
+               dmesg | grep -o 'dma_rodata: read of .*'; \
+               dd if=/dev/vda bs=4k count=1 2>/dev/null | od -An -tx1 | head -n 1";
+    let limit = Duration::from_secs(240);
+    let run = boot_with("demo", |o| {
+        o.cmd = Some(cmd.to_string());
+        o.timeout = Some(limit);
+        o.disk = Some(xtask::qemu::Disk {
+            path: disk.clone(),
+            writable: false,
+        });
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+    expect_clean_poweroff(&run, limit);
+    let watch = expect_line(&run, "[hv]", &["SMMU: DMA writes to 0x48210000..", "fault"]);
+    let fault = expect_line(
+        &run,
+        "[hv]",
+        &["dma fault: stream 0x10, address 0x49000000, write (permission fault)"],
+    );
+    if fault < watch {
+        fail(
+            &run,
+            "the DMA faulted before the SMMU mirrored the DSM's watch",
+        );
+    }
+    expect_line(
+        &run,
+        "[linux]",
+        &["into PA 0x0000000049000000", "page unchanged"],
+    );
+    // The disk itself still works.
+    expect_line(
+        &run,
+        "[linux]",
+        &[" 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a"],
+    );
+}
