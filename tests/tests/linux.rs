@@ -89,6 +89,21 @@ fn reading_foreign_memory_fails_without_harm() {
     expect_line(&run, "[linux]", &["memprobe: 0x48000000 = 0x"]);
 }
 
+/// Boots `scenario` running `cmd` with `dir/disk.img` as its (snapshot) disk, then removes
+/// `dir`.
+fn boot_with_disk(scenario: &str, cmd: &str, dir: &std::path::Path, limit: Duration) -> RunOutcome {
+    let run = boot_with(scenario, |o| {
+        o.cmd = Some(cmd.to_string());
+        o.timeout = Some(limit);
+        o.disk = Some(xtask::qemu::Disk {
+            path: dir.join("disk.img"),
+            writable: false,
+        });
+    });
+    let _ = std::fs::remove_dir_all(dir);
+    run
+}
+
 /// Serves one fixed HTTP response to every connection on a free loopback port (the guest
 /// reaches it as 10.0.2.2 through QEMU's user network); returns the port.
 fn serve_http(body: String) -> u16 {
@@ -138,15 +153,7 @@ fn disk_and_network_work_through_the_smmu() {
          udhcpc -i eth0 -n -q -t 5 >/dev/null 2>&1 && wget -q -O- http://10.0.2.2:{port}/",
         token.len()
     );
-    let run = boot_with("linux", |o| {
-        o.cmd = Some(cmd.clone());
-        o.timeout = Some(BOOT_LIMIT);
-        o.disk = Some(xtask::qemu::Disk {
-            path: disk.clone(),
-            writable: false,
-        });
-    });
-    let _ = std::fs::remove_dir_all(&dir);
+    let run = boot_with_disk("linux", &cmd, &dir, BOOT_LIMIT);
     expect_clean_poweroff(&run, BOOT_LIMIT);
     expect_command_result(
         &run,
@@ -183,15 +190,7 @@ fn dma_into_watched_kernel_rodata_faults_in_the_smmu() {
                dmesg | grep -o 'dma_rodata: read of .*'; \
                dd if=/dev/vda bs=4k count=1 2>/dev/null | od -An -tx1 | head -n 1";
     let limit = Duration::from_secs(240);
-    let run = boot_with("demo", |o| {
-        o.cmd = Some(cmd.to_string());
-        o.timeout = Some(limit);
-        o.disk = Some(xtask::qemu::Disk {
-            path: disk.clone(),
-            writable: false,
-        });
-    });
-    let _ = std::fs::remove_dir_all(&dir);
+    let run = boot_with_disk("demo", cmd, &dir, limit);
     expect_clean_poweroff(&run, limit);
     let watch = expect_line(&run, "[hv]", &["SMMU: DMA writes to 0x48210000..", "fault"]);
     let fault = expect_line(
