@@ -159,5 +159,11 @@ fn disk_and_network_work_through_the_smmu() {
         ],
         0,
     );
+    expect_line(&run, "[hv]", &["SMMU smmu at 0x9050000 enabled"]);
+    expect_line(
+        &run,
+        "[hv]",
+        &["streams 0x0..0xff (pcie) translate into partition linux's RAM"],
+    );
     expect_no_line(&run, "[hv]", "dma fault");
 }

@@ -30,6 +30,10 @@ pub struct Disk {
 /// stream IDs (requester IDs, `slot << 3`) are known: the disk is 00:02.0 (stream 0x10), the
 /// network card 00:03.0 (stream 0x18).
 pub const PCI_BUS: &str = "pcie.0";
+/// Without `iommu_platform=on` QEMU's virtio devices do DMA straight to physical memory,
+/// past the SMMU; it needs the modern interface only (a legacy driver could not accept
+/// VIRTIO_F_ACCESS_PLATFORM, and QEMU refuses a driver that does not).
+pub const VIRTIO_PCI_OPTIONS: &str = "iommu_platform=on,disable-legacy=on";
 pub const DISK_SLOT: u8 = 2;
 pub const NET_SLOT: u8 = 3;
 
@@ -73,7 +77,12 @@ pub fn args(firmware: &Firmware, options: &QemuOptions) -> Vec<OsString> {
         args.push("-drive".into());
         args.push(drive);
         args.push("-device".into());
-        args.push(format!("virtio-blk-pci,drive=d0,bus={PCI_BUS},addr={DISK_SLOT:#x}").into());
+        args.push(
+            format!(
+                "virtio-blk-pci,drive=d0,bus={PCI_BUS},addr={DISK_SLOT:#x},{VIRTIO_PCI_OPTIONS}"
+            )
+            .into(),
+        );
     }
     if firmware.consoles.iter().any(|c| c == crate::linux::CONSOLE) {
         // User networking: the host is 10.0.2.2 to the guest, which gets 10.0.2.15 by DHCP.
@@ -81,7 +90,9 @@ pub fn args(firmware: &Firmware, options: &QemuOptions) -> Vec<OsString> {
             "-netdev".to_string(),
             "user,id=net0".to_string(),
             "-device".to_string(),
-            format!("virtio-net-pci,netdev=net0,bus={PCI_BUS},addr={NET_SLOT:#x}"),
+            format!(
+                "virtio-net-pci,netdev=net0,bus={PCI_BUS},addr={NET_SLOT:#x},{VIRTIO_PCI_OPTIONS}"
+            ),
         ] {
             args.push(arg.into());
         }
@@ -223,7 +234,8 @@ mod tests {
         assert!(
             line.contains(
                 " -drive file=/img/root.ext4,if=none,id=d0,format=raw,snapshot=on \
-                 -device virtio-blk-pci,drive=d0,bus=pcie.0,addr=0x2 -nic none -kernel "
+                 -device virtio-blk-pci,drive=d0,bus=pcie.0,addr=0x2,iommu_platform=on,disable-legacy=on \
+                 -nic none -kernel "
             ),
             "{line}"
         );
@@ -276,7 +288,8 @@ mod tests {
             command_line(&a),
             "qemu-system-aarch64 -M virt,gic-version=3,highmem=off -cpu cortex-a72 -smp 3 -m 2G \
              -nographic -no-reboot -netdev user,id=net0 \
-             -device virtio-net-pci,netdev=net0,bus=pcie.0,addr=0x3 -kernel /img/Image \
+             -device virtio-net-pci,netdev=net0,bus=pcie.0,addr=0x3,iommu_platform=on,disable-legacy=on \
+             -kernel /img/Image \
              -initrd /img/initramfs.cpio.gz -append console=ttyAMA0 panic=-1"
         );
         assert_eq!(
