@@ -15,6 +15,17 @@ pub struct QemuOptions {
     pub gdb: bool,
     /// A raw disk image attached as virtio-blk (`/dev/vda` in Linux).
     pub disk: Option<Disk>,
+    /// More disks, each a `virtio-blk-pci` function in a fixed slot of the root bus (the
+    /// probes' scratch disks); writes go to an overlay.
+    pub pci_disks: Vec<PciDisk>,
+}
+
+/// A disk on the PCIe root bus at a fixed slot, so the guest finds it by its PCI address
+/// (`0000:00:SS.0`) and the SMMU sees it as stream `slot << 3`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PciDisk {
+    pub path: PathBuf,
+    pub slot: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,17 +41,27 @@ pub struct Disk {
 /// does not own; bus 0 is the transport at 0x0a000000 (`virtio0` in the board file).
 pub const DISK_BUS: &str = "virtio-mmio-bus.0";
 
+/// The PCIe root bus of the `virt` board.
+pub const PCI_BUS: &str = "pcie.0";
+
+/// The machine: QEMU `virt` with a GICv3; under spumone with EL2 and the SMMUv3 in front of
+/// the PCIe root complex. `highmem=off` keeps the ECAM and PCI windows below 4 GiB, where
+/// the board file has them.
+pub const HYPERVISOR_MACHINE: &str =
+    "virt,virtualization=on,gic-version=3,iommu=smmuv3,highmem=off";
+pub const NATIVE_MACHINE: &str = "virt,gic-version=3,highmem=off";
+
 /// The arguments after the program name.
 pub fn args(firmware: &Firmware, options: &QemuOptions) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
     let cpus = match firmware.scenario.kind {
         Kind::Hypervisor { .. } => {
-            push(&["-M", "virt,virtualization=on,gic-version=3"]);
+            push(&["-M", HYPERVISOR_MACHINE]);
             4
         }
         Kind::Native { cpus, .. } => {
-            push(&["-M", "virt,gic-version=3"]);
+            push(&["-M", NATIVE_MACHINE]);
             cpus
         }
     };
@@ -64,6 +85,22 @@ pub fn args(firmware: &Firmware, options: &QemuOptions) -> Vec<OsString> {
         args.push(drive);
         args.push("-device".into());
         args.push(format!("virtio-blk-device,drive=d0,bus={DISK_BUS}").into());
+    }
+    for disk in &options.pci_disks {
+        let id = format!("pd{}", disk.slot);
+        let mut drive = OsString::from("file=");
+        drive.push(&disk.path);
+        drive.push(format!(",if=none,id={id},format=raw,snapshot=on"));
+        args.push("-drive".into());
+        args.push(drive);
+        args.push("-device".into());
+        args.push(
+            format!(
+                "virtio-blk-pci,drive={id},bus={PCI_BUS},addr={:#x}",
+                disk.slot
+            )
+            .into(),
+        );
     }
     args.push("-kernel".into());
     args.push(firmware.kernel.clone().into_os_string());
@@ -151,7 +188,7 @@ mod tests {
         let line = command_line(&args(&hv_firmware(), &QemuOptions::default()));
         assert_eq!(
             line,
-            "qemu-system-aarch64 -M virt,virtualization=on,gic-version=3 -cpu cortex-a72 -smp 4 \
+            "qemu-system-aarch64 -M virt,virtualization=on,gic-version=3,iommu=smmuv3,highmem=off -cpu cortex-a72 -smp 4 \
              -m 2G -nographic -no-reboot -kernel /img/spumone.elf -device loader,file=/img/rtos.elf"
         );
     }
@@ -174,7 +211,7 @@ mod tests {
         let options = QemuOptions {
             icount: true,
             gdb: true,
-            disk: None,
+            ..QemuOptions::default()
         };
         let line = command_line(&args(&hv_firmware(), &options));
         assert!(
@@ -210,6 +247,25 @@ mod tests {
     }
 
     #[test]
+    fn pci_disks_sit_in_their_slots_as_snapshots() {
+        let options = QemuOptions {
+            pci_disks: vec![PciDisk {
+                path: PathBuf::from("/img/scratch.img"),
+                slot: 5,
+            }],
+            ..QemuOptions::default()
+        };
+        let line = command_line(&args(&hv_firmware(), &options));
+        assert!(
+            line.contains(
+                " -drive file=/img/scratch.img,if=none,id=pd5,format=raw,snapshot=on \
+                 -device virtio-blk-pci,drive=pd5,bus=pcie.0,addr=0x5 -kernel "
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn native_command_line_has_no_virtualization() {
         let firmware = Firmware {
             scenario: find("rtos-native").unwrap(),
@@ -226,7 +282,7 @@ mod tests {
         let line = command_line(&args(&firmware, &QemuOptions::default()));
         assert_eq!(
             line,
-            "qemu-system-aarch64 -M virt,gic-version=3 -cpu cortex-a72 -smp 1 -m 2G -nographic \
+            "qemu-system-aarch64 -M virt,gic-version=3,highmem=off -cpu cortex-a72 -smp 1 -m 2G -nographic \
              -no-reboot -kernel /img/rtos.elf"
         );
     }
@@ -248,7 +304,7 @@ mod tests {
         let a = args(&firmware, &QemuOptions::default());
         assert_eq!(
             command_line(&a),
-            "qemu-system-aarch64 -M virt,gic-version=3 -cpu cortex-a72 -smp 3 -m 2G -nographic \
+            "qemu-system-aarch64 -M virt,gic-version=3,highmem=off -cpu cortex-a72 -smp 3 -m 2G -nographic \
              -no-reboot -kernel /img/Image -initrd /img/initramfs.cpio.gz \
              -append console=ttyAMA0 panic=-1"
         );
