@@ -17,8 +17,9 @@ use crate::setup::{self, State, Step};
 pub const PINNED_KERNEL_ABI: &str = "6.1.0-56";
 pub const BUSYBOX_PACKAGE: &str = "busybox-static";
 /// Modules the initramfs loads (with whatever their `depends=` pulls in).
-pub const MODULES: [&str; 7] = [
+pub const MODULES: [&str; 8] = [
     "virtio_mmio",
+    "virtio_pci",
     "virtio_blk",
     "crc16",
     "crc32c_generic",
