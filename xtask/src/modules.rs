@@ -27,7 +27,7 @@ const RECIPE_VERSION: u32 = 2;
 
 /// The suites under `guests/linux/`, each built the same way and shipped side by side in
 /// [`GUEST_DIR`] (so no two suites may ship a file of the same name).
-pub const SUITES: [&str; 1] = ["attacks"];
+pub const SUITES: [&str; 2] = ["attacks", "probes"];
 
 /// `guests/linux/<suite>/`: module sources (one module per top-level `.c`), scripts, and
 /// `tools/` (static user-space helpers, one per `.c`).
