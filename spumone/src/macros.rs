@@ -28,3 +28,22 @@ macro_rules! warn {
 macro_rules! error {
     ($($arg:tt)*) => { $crate::arch::log::plain_line("ERROR ", ::core::format_args!($($arg)*)) };
 }
+
+/// A `warn!` line a guest can cause (`$source` its partition index, `$class` a
+/// `hvcore::loglimit::Class`): printed only if this core's rate limiter lets it through.
+macro_rules! guest_warn {
+    ($source:expr, $class:expr, $($arg:tt)*) => {
+        if $crate::arch::log::allow($source, $class) {
+            warn!($($arg)*)
+        }
+    };
+}
+
+/// An `info!` line a guest can cause, rate-limited like [`guest_warn!`].
+macro_rules! guest_info {
+    ($source:expr, $class:expr, $($arg:tt)*) => {
+        if $crate::arch::log::allow($source, $class) {
+            info!($($arg)*)
+        }
+    };
+}

@@ -55,12 +55,13 @@ fn command_output_and_status_come_back() {
 }
 
 #[test]
-fn storage_and_ext4_modules_are_loaded() {
+fn storage_network_and_ext4_modules_are_loaded() {
     let run = run_cmd("cut -d' ' -f1 /proc/modules");
     let loaded = run.command_output();
     for module in [
-        "virtio_mmio",
+        "virtio_pci",
         "virtio_blk",
+        "virtio_net",
         "ext4",
         "jbd2",
         "mbcache",

@@ -16,11 +16,13 @@ use crate::setup::{self, State, Step};
 /// The pinned kernel ABI: package `linux-image-<ABI>-arm64`.
 pub const PINNED_KERNEL_ABI: &str = "6.1.0-56";
 pub const BUSYBOX_PACKAGE: &str = "busybox-static";
-/// Modules the initramfs loads (with whatever their `depends=` pulls in).
+/// Modules the initramfs loads (with whatever their `depends=` pulls in): the virtio-pci
+/// transport (Linux's devices are on PCI, behind the SMMU under spumone), the disk, the
+/// network card and ext4.
 pub const MODULES: [&str; 8] = [
-    "virtio_mmio",
     "virtio_pci",
     "virtio_blk",
+    "virtio_net",
     "crc16",
     "crc32c_generic",
     "mbcache",
@@ -38,7 +40,9 @@ pub const READY_LINE: &str = "spumone: linux ready";
 /// The kernel command line of a native boot (`panic=-1` with `-no-reboot` ends a panic).
 pub const NATIVE_APPEND: &str = "console=ttyAMA0 panic=-1";
 /// Bumped when the initramfs layout changes, so cached images are rebuilt.
-const RECIPE_VERSION: u32 = 1;
+const RECIPE_VERSION: u32 = 2;
+/// The DHCP client's hook, at the path Debian's busybox `udhcpc` runs by default.
+const UDHCPC_SCRIPT: &str = "etc/udhcpc/default.script";
 
 /// `guests/linux/`: the init script and README.
 pub fn recipe_dir() -> PathBuf {
@@ -434,10 +438,12 @@ fn inputs_stamp() -> Result<String> {
     let init_path = recipe_dir().join("init");
     let init =
         fs::read(&init_path).with_context(|| format!("reading {}", paths::display(&init_path)))?;
+    let script = fs::read(recipe_dir().join("udhcpc.script")).context("udhcpc.script")?;
     Ok(format!(
-        "recipe {RECIPE_VERSION}\nmodules {}\ninit {:016x}\n{record}{}",
+        "recipe {RECIPE_VERSION}\nmodules {}\ninit {:016x}\nudhcpc {:016x}\n{record}{}",
         MODULES.join(","),
         fnv1a(&init),
+        fnv1a(&script),
         crate::modules::built_stamp()
     ))
 }
@@ -532,6 +538,7 @@ impl Step for GuestImages {
             "tmp",
             "root",
             "etc",
+            "etc/udhcpc",
             "lib",
             "lib/modules",
             crate::modules::GUEST_DIR,
@@ -542,6 +549,10 @@ impl Step for GuestImages {
         cpio.file("bin/busybox", 0o755, &busybox);
         cpio.symlink("bin/sh", "busybox");
         cpio.file("init", 0o755, &init);
+        let script_path = recipe_dir().join("udhcpc.script");
+        let script = fs::read(&script_path)
+            .with_context(|| format!("reading {}", paths::display(&script_path)))?;
+        cpio.file(UDHCPC_SCRIPT, 0o755, &script);
         for name in &order {
             cpio.file(&format!("lib/modules/{name}.ko"), 0o644, &contents[name]);
         }

@@ -36,13 +36,17 @@ pub struct Disk {
     pub writable: bool,
 }
 
-/// The virtio-mmio bus the disk sits on. QEMU's virt board hands `-device virtio-*-device`
-/// the free transport with the highest address first (0x0a003e00), which a Linux partition
-/// does not own; bus 0 is the transport at 0x0a000000 (`virtio0` in the board file).
-pub const DISK_BUS: &str = "virtio-mmio-bus.0";
-
-/// The PCIe root bus of the `virt` board.
+/// Linux's devices are virtio-pci functions on the root bus of the PCIe root complex, which
+/// the SMMU translates under spumone (the board's `pcie`). Their slots are fixed so their
+/// stream IDs (requester IDs, `slot << 3`) are known: the disk is 00:02.0 (stream 0x10), the
+/// network card 00:03.0 (stream 0x18).
 pub const PCI_BUS: &str = "pcie.0";
+/// Without `iommu_platform=on` QEMU's virtio devices do DMA straight to physical memory,
+/// past the SMMU; it needs the modern interface only (a legacy driver could not accept
+/// VIRTIO_F_ACCESS_PLATFORM, and QEMU refuses a driver that does not).
+pub const VIRTIO_PCI_OPTIONS: &str = "iommu_platform=on,disable-legacy=on";
+pub const DISK_SLOT: u8 = 2;
+pub const NET_SLOT: u8 = 3;
 
 /// The machine: QEMU `virt` with a GICv3; under spumone with EL2 and the SMMUv3 in front of
 /// the PCIe root complex. `highmem=off` keeps the ECAM and PCI windows below 4 GiB, where
@@ -84,7 +88,29 @@ pub fn args(firmware: &Firmware, options: &QemuOptions) -> Vec<OsString> {
         args.push("-drive".into());
         args.push(drive);
         args.push("-device".into());
-        args.push(format!("virtio-blk-device,drive=d0,bus={DISK_BUS}").into());
+        args.push(
+            format!(
+                "virtio-blk-pci,drive=d0,bus={PCI_BUS},addr={DISK_SLOT:#x},{VIRTIO_PCI_OPTIONS}"
+            )
+            .into(),
+        );
+    }
+    if firmware.consoles.iter().any(|c| c == crate::linux::CONSOLE) {
+        // User networking: the host is 10.0.2.2 to the guest, which gets 10.0.2.15 by DHCP.
+        for arg in [
+            "-netdev".to_string(),
+            "user,id=net0".to_string(),
+            "-device".to_string(),
+            format!(
+                "virtio-net-pci,netdev=net0,bus={PCI_BUS},addr={NET_SLOT:#x},{VIRTIO_PCI_OPTIONS}"
+            ),
+        ] {
+            args.push(arg.into());
+        }
+    } else {
+        // Otherwise QEMU adds a network card of its own.
+        args.push("-nic".into());
+        args.push("none".into());
     }
     for disk in &options.pci_disks {
         let id = format!("pd{}", disk.slot);
@@ -94,9 +120,10 @@ pub fn args(firmware: &Firmware, options: &QemuOptions) -> Vec<OsString> {
         args.push("-drive".into());
         args.push(drive);
         args.push("-device".into());
+        // Behind the SMMU like Linux's own disk: a scratch disk is a device Linux has.
         args.push(
             format!(
-                "virtio-blk-pci,drive={id},bus={PCI_BUS},addr={:#x}",
+                "virtio-blk-pci,drive={id},bus={PCI_BUS},addr={:#x},{VIRTIO_PCI_OPTIONS}",
                 disk.slot
             )
             .into(),
@@ -188,8 +215,9 @@ mod tests {
         let line = command_line(&args(&hv_firmware(), &QemuOptions::default()));
         assert_eq!(
             line,
-            "qemu-system-aarch64 -M virt,virtualization=on,gic-version=3,iommu=smmuv3,highmem=off -cpu cortex-a72 -smp 4 \
-             -m 2G -nographic -no-reboot -kernel /img/spumone.elf -device loader,file=/img/rtos.elf"
+            "qemu-system-aarch64 -M virt,virtualization=on,gic-version=3,iommu=smmuv3,highmem=off \
+             -cpu cortex-a72 -smp 4 -m 2G -nographic -no-reboot -nic none -kernel /img/spumone.elf \
+             -device loader,file=/img/rtos.elf"
         );
     }
 
@@ -222,7 +250,7 @@ mod tests {
     }
 
     #[test]
-    fn disk_is_a_snapshot_on_the_first_transport_unless_writable() {
+    fn disk_is_a_snapshot_on_pci_slot_2_unless_writable() {
         let mut options = QemuOptions {
             disk: Some(Disk {
                 path: PathBuf::from("/img/root.ext4"),
@@ -234,7 +262,8 @@ mod tests {
         assert!(
             line.contains(
                 " -drive file=/img/root.ext4,if=none,id=d0,format=raw,snapshot=on \
-                 -device virtio-blk-device,drive=d0,bus=virtio-mmio-bus.0 -kernel "
+                 -device virtio-blk-pci,drive=d0,bus=pcie.0,addr=0x2,iommu_platform=on,disable-legacy=on \
+                 -nic none -kernel "
             ),
             "{line}"
         );
@@ -259,7 +288,8 @@ mod tests {
         assert!(
             line.contains(
                 " -drive file=/img/scratch.img,if=none,id=pd5,format=raw,snapshot=on \
-                 -device virtio-blk-pci,drive=pd5,bus=pcie.0,addr=0x5 -kernel "
+                 -device virtio-blk-pci,drive=pd5,bus=pcie.0,addr=0x5,iommu_platform=on,\
+                 disable-legacy=on -kernel "
             ),
             "{line}"
         );
@@ -282,8 +312,8 @@ mod tests {
         let line = command_line(&args(&firmware, &QemuOptions::default()));
         assert_eq!(
             line,
-            "qemu-system-aarch64 -M virt,gic-version=3,highmem=off -cpu cortex-a72 -smp 1 -m 2G -nographic \
-             -no-reboot -kernel /img/rtos.elf"
+            "qemu-system-aarch64 -M virt,gic-version=3,highmem=off -cpu cortex-a72 -smp 1 -m 2G \
+             -nographic -no-reboot -nic none -kernel /img/rtos.elf"
         );
     }
 
@@ -304,9 +334,11 @@ mod tests {
         let a = args(&firmware, &QemuOptions::default());
         assert_eq!(
             command_line(&a),
-            "qemu-system-aarch64 -M virt,gic-version=3,highmem=off -cpu cortex-a72 -smp 3 -m 2G -nographic \
-             -no-reboot -kernel /img/Image -initrd /img/initramfs.cpio.gz \
-             -append console=ttyAMA0 panic=-1"
+            "qemu-system-aarch64 -M virt,gic-version=3,highmem=off -cpu cortex-a72 -smp 3 -m 2G \
+             -nographic -no-reboot -netdev user,id=net0 \
+             -device virtio-net-pci,netdev=net0,bus=pcie.0,addr=0x3,iommu_platform=on,disable-legacy=on \
+             -kernel /img/Image \
+             -initrd /img/initramfs.cpio.gz -append console=ttyAMA0 panic=-1"
         );
         assert_eq!(
             a.last().unwrap(),

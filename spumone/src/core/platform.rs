@@ -9,6 +9,9 @@ use super::MAX_CORES;
 /// Most RAM banks kept from the DTB.
 pub const MAX_RAM_BANKS: usize = 4;
 
+/// Most SMMUs kept from the DTB.
+pub const MAX_SMMUS: usize = 4;
+
 /// The hardware spumone needs, as found in the DTB.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Platform {
@@ -20,6 +23,8 @@ pub struct Platform {
     pub uart: MemRange,
     /// The first and last virtio-mmio transports' span, if any.
     pub virtio: Option<MemRange>,
+    /// Register frames of the `arm,smmu-v3` nodes.
+    pub smmus: Vec<MemRange, MAX_SMMUS>,
     /// INTID of the EL2 physical timer.
     pub hyp_timer_intid: u32,
     /// CPUs the DTB listed beyond [`MAX_CORES`].
@@ -36,9 +41,17 @@ impl Default for Platform {
             gicr: none,
             uart: none,
             virtio: None,
+            smmus: Vec::new(),
             hyp_timer_intid: 26,
             cpus_ignored: 0,
         }
+    }
+}
+
+impl Platform {
+    /// Whether the machine has an SMMU whose registers hold all of `frame` (a board SMMU).
+    pub fn has_smmu(&self, frame: MemRange) -> bool {
+        self.smmus.iter().any(|s| s.contains_range(&frame))
     }
 }
 
@@ -205,6 +218,17 @@ mod tests {
         let problems = check_layout(&config(parts), &platform(&[RAM, extra], 4));
         assert!(problems.contains(&LayoutProblem::DtbRamUnknown(extra)));
         assert!(problems.contains(&LayoutProblem::TooFewCpus { config: 6, dtb: 4 }));
+    }
+
+    #[test]
+    fn smmus_are_found_by_their_frame() {
+        let mut p = platform(&[RAM], 4);
+        let frame = MemRange::new(0x0905_0000, 0x2_0000);
+        assert!(!p.has_smmu(frame));
+        p.smmus.push(MemRange::new(0x0905_0000, 0x2_0000)).unwrap();
+        assert!(p.has_smmu(frame));
+        assert!(!p.has_smmu(MemRange::new(0x0906_0000, 0x2_0000)));
+        assert!(!p.has_smmu(MemRange::new(0x0a05_0000, 0x2_0000)));
     }
 
     #[test]

@@ -25,6 +25,7 @@ use super::{cpu, guest, log, percore, timer};
 use crate::dsm::guest::{Backend, LinuxGuest, Perms, VcpuRegs};
 use crate::dsm::runtime::{Event, Phase, Response, Runtime};
 use crate::hvcore::esr::DataAbort;
+use crate::hvcore::loglimit::Class;
 use crate::hvcore::mmio::fault_ipa;
 use crate::hvcore::watch::{self, DecodeError, Store};
 use crate::hvcore::MAX_CORES;
@@ -837,9 +838,14 @@ pub fn on_write_fault(
             WriteFault::Done
         }
         (Err(_), true) => {
-            warn!(
+            guest_warn!(
+                usize::from(partition.index),
+                Class::Stage2Abort,
                 "partition {} vcpu {}: undecodable write to watched page {:#x} (pc {:#x}) skipped",
-                partition.name, vcpu, ipa, frame.elr
+                partition.name,
+                vcpu,
+                ipa,
+                frame.elr
             );
             frame.elr += 4;
             WriteFault::Done
@@ -968,7 +974,9 @@ pub fn on_exec_fault(
         let lifted = state.guest.lift_exec_page(ipa);
         drop(lock);
         let n = LET_THROUGH.fetch_add(1, Ordering::Relaxed) + 1;
-        warn!(
+        guest_warn!(
+            usize::from(partition.index),
+            Class::Stage2Abort,
             "dsm: fetch #{} from execute-watched page {:#x} (pc {:#x}) let through{}",
             n,
             ipa & !0xFFF,

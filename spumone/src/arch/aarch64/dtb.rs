@@ -92,6 +92,15 @@ pub fn parse(fdt: &Fdt) -> Result<Platform, &'static str> {
     }
     platform.virtio = virtio;
 
+    for node in fdt.all_nodes() {
+        let is_smmu = node
+            .compatible()
+            .is_some_and(|c| c.all().any(|c| c == "arm,smmu-v3"));
+        if let (true, Some(r)) = (is_smmu, first_reg(node)) {
+            let _ = platform.smmus.push(r);
+        }
+    }
+
     let timer = fdt
         .find_compatible(&["arm,armv8-timer"])
         .ok_or("no arm,armv8-timer")?;

@@ -29,7 +29,9 @@ register_structs! {
         (0x0380 => icactiver: [ReadWrite<u32>; 32]),
         (0x0400 => _r1),
         (0x0400 => ipriorityr: [ReadWrite<u32>; 256]),
-        (0x0800 => _r2),
+        (0x0800 => _r2a),
+        (0x0c00 => icfgr: [ReadWrite<u32>; 64]),
+        (0x0d00 => _r2),
         (0x6100 => irouter: [ReadWrite<u64>; 988]),
         (0x7fe0 => _r3),
         (0xffe8 => pidr2: ReadOnly<u32>),
@@ -254,6 +256,17 @@ pub fn configure_spi(intid: u32, enable: bool, priority: u8, route_mpidr: u64) {
     }
     if enable {
         d.isenabler[word].set(bit);
+    }
+}
+
+/// Makes SPI `intid` edge-triggered (GICD_ICFGR): for a device that signals with a pulse,
+/// such as an SMMU's queue and error interrupts. Call while the SPI is disabled.
+pub fn set_edge_triggered(intid: u32) {
+    if !(32..SPECIAL_INTID_START).contains(&intid) {
+        return;
+    }
+    if let Some(word) = gicd().icfgr.get((intid / 16) as usize) {
+        word.set(word.get() | 0b10 << ((intid % 16) * 2));
     }
 }
 

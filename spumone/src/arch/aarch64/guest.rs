@@ -19,6 +19,7 @@ use crate::hvcore::esr::{Esr, ExceptionClass, FaultStatus, Wfx};
 use crate::hvcore::hypercall::{self, HypercallAction};
 use crate::hvcore::inject::{self, GuestState, Injection};
 use crate::hvcore::lifecycle::{Lifecycle, StopOutcome};
+use crate::hvcore::loglimit::Class;
 use crate::hvcore::mmio::{self, MmioAccess, MmioTable};
 use crate::hvcore::smp::{next_power, PowerEvent};
 use crate::hvcore::stage2::{self, S2Attrs, Stage2, TablePool};
@@ -60,6 +61,15 @@ pub static MMIO: [super::cpu::Lock<MmioTable<MmioHandler, 8>>; MAX_PARTITIONS] =
 pub fn prepare_partitions() {
     *LIFECYCLE.lock() = Lifecycle::new(CONFIG.partitions.len());
     for (index, partition) in CONFIG.partitions.iter().enumerate().take(MAX_PARTITIONS) {
+        if super::smmu::refuses(index) {
+            error!(
+                "partition {}: not started: its DMA streams are not confined",
+                partition.name
+            );
+            LIFECYCLE.lock().stop(index, STOPPED_BY_HYPERVISOR);
+            STOPPED[index].store(true, Ordering::Release);
+            continue;
+        }
         match build_stage2(index, partition) {
             Ok(tables) => info!(
                 "partition {}: stage 2 with {} tables, VMID {}",
@@ -118,8 +128,9 @@ fn build_stage2(index: usize, partition: &Partition) -> Result<usize, &'static s
 
 /// Gives `[base, base + size)` of partition `index`'s RAM its stage-2 write and execute
 /// permissions (the DSM's write and execute watches), splitting blocks break-before-make, then invalidates
-/// the partition's TLB entries on every core. The caller keeps the partition's other vCPUs
-/// out of the guest meanwhile.
+/// the partition's TLB entries on every core, and gives its devices' DMA the same write
+/// permission (SMMU). The caller keeps the partition's other vCPUs out of the guest
+/// meanwhile.
 pub fn stage2_protect(index: usize, base: u64, size: u64, write: bool, exec: bool) -> bool {
     let Some(tables) = STAGE2_TABLES.get(index) else {
         return false;
@@ -149,7 +160,10 @@ pub fn stage2_protect(index: usize, base: u64, size: u64, write: bool, exec: boo
             index, base, size
         );
     }
-    result.is_ok()
+    // DMA of the partition's devices gets the same write permission: no write the stage-2
+    // watch would judge can come in through the SMMU instead.
+    let dma = super::smmu::protect(index, base, size, write);
+    result.is_ok() && dma
 }
 
 /// Boots vCPU 0 of the partition placed on `core`, if any. Returns if there is none, the
@@ -223,9 +237,14 @@ fn enter_vcpu(core: u8, partition: &'static Partition, vcpu: usize, entry: u64, 
         // Nothing for the tick to do here: it would only wake the guest's `wfi`.
         super::timer::stop_tick();
     }
-    info!(
+    guest_info!(
+        index,
+        Class::Psci,
         "partition {} vcpu {}: entering at {:#x} on core {}",
-        partition.name, vcpu, entry, core
+        partition.name,
+        vcpu,
+        entry,
+        core
     );
     let mut frame = TrapFrame::new(entry, vcpu::ENTRY_SPSR);
     frame.x[..3].copy_from_slice(&x);
@@ -278,6 +297,8 @@ fn running() -> (&'static Partition, usize) {
 pub fn handle_sync(frame: &mut TrapFrame) {
     let esr = Esr(ESR_EL2.get());
     let (partition, vcpu) = running();
+    // Counts of rate-limited lines whose source went quiet.
+    super::log::flush_suppressed();
     match esr.ec() {
         ExceptionClass::Hvc64 => handle_hvc(frame, partition),
         ExceptionClass::Smc64 => handle_smc(frame, esr, partition, vcpu),
@@ -325,14 +346,18 @@ pub fn handle_sync(frame: &mut TrapFrame) {
                     super::dsm::ExecFault::NotWatched => {}
                 }
             }
-            warn!(
+            guest_warn!(
+                usize::from(partition.index),
+                Class::Stage2Abort,
                 "partition {} vcpu {}: instruction fetch from unassigned address {:#x}: external abort injected",
                 partition.name, vcpu, far
             );
             inject_abort(frame, partition, true, false, far);
         }
         other => {
-            warn!(
+            guest_warn!(
+                usize::from(partition.index),
+                Class::BadTrap,
                 "partition {} vcpu {}: unexpected {} (ESR {:#x}) at pc {:#x}: undefined instruction injected",
                 partition.name,
                 vcpu,
@@ -403,7 +428,13 @@ fn handle_smc(frame: &mut TrapFrame, esr: Esr, partition: &'static Partition, vc
         }
         PsciOutcome::Suspend => cpu::wait_for_interrupt(),
         PsciOutcome::CpuOff => {
-            info!("partition {} vcpu {}: CPU_OFF", partition.name, vcpu);
+            guest_info!(
+                index,
+                Class::Psci,
+                "partition {} vcpu {}: CPU_OFF",
+                partition.name,
+                vcpu
+            );
             super::idle()
         }
         PsciOutcome::SystemOff => stop_current(partition, 0, "PSCI SYSTEM_OFF"),
@@ -452,7 +483,13 @@ fn handle_data_abort(frame: &mut TrapFrame, esr: Esr, partition: &'static Partit
                 return;
             }
         }
-        warn!(
+        guest_warn!(
+            index,
+            if emulated {
+                Class::BadMmio
+            } else {
+                Class::Stage2Abort
+            },
             "partition {} vcpu {}: {} MMIO {} of {} bytes at {:#x} (pc {:#x}): external abort injected",
             partition.name,
             vcpu,
@@ -464,7 +501,9 @@ fn handle_data_abort(frame: &mut TrapFrame, esr: Esr, partition: &'static Partit
         );
     } else {
         let ipa = mmio::fault_ipa(hpfar, far);
-        warn!(
+        guest_warn!(
+            index,
+            Class::Stage2Abort,
             "partition {} vcpu {}: unassigned memory {} at {:#x} without syndrome (pc {:#x}): external abort injected",
             partition.name,
             vcpu,
@@ -536,6 +575,7 @@ pub fn handle_irq() -> bool {
     if super::handle_guest_interrupt() {
         return false;
     }
+    super::log::flush_suppressed();
     // Another core stopped this core's partition: leave the guest.
     if let Some((index, _)) = percore::this_core().running() {
         if STOPPED

@@ -5,11 +5,81 @@
 //! - `plain-log`: `[hv] ...` text lines, guest consoles as `[<name>] ...` lines.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use spumone_abi::chan;
 use spumone_abi::frame::{self, MAX_ENCODED, MAX_PAYLOAD};
 
-use super::uart;
+use super::config::CONFIG;
+use super::{cpu, timer, uart};
+use crate::hvcore::loglimit::{Class, Limits, LogLimiter, Verdict};
+use crate::hvcore::MAX_CORES;
+
+/// Per core: the limiter of guest-caused lines; only its own core takes the lock, so it never
+/// waits (and no line a guest causes on one core delays another).
+static LIMITERS: [cpu::Lock<LogLimiter>; MAX_CORES] =
+    [const { cpu::Lock::new(LogLimiter::new(Limits::for_counter(0))) }; MAX_CORES];
+/// Per core: its limiter owes a summary (checked lock-free on every slow-path trap).
+static OWED: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
+
+/// Whether a line of `class` that partition `source` caused may be printed now (the
+/// `guest_warn!`/`guest_info!` macros ask); prints first how many such lines were dropped.
+pub fn allow(source: usize, class: Class) -> bool {
+    let core = cpu::core_index() % MAX_CORES;
+    let verdict = {
+        let mut limiter = LIMITERS[core].lock();
+        limiter.set_limits(Limits::for_counter(timer::frequency_hz()));
+        let verdict = limiter.hit(source, class, timer::counter());
+        OWED[core].store(limiter.owes(), Ordering::Relaxed);
+        verdict
+    };
+    match verdict {
+        Verdict::Print { suppressed } => {
+            if suppressed != 0 {
+                summary(source, class, suppressed);
+            }
+            true
+        }
+        Verdict::Drop => false,
+    }
+}
+
+/// Prints the counts of sources that went quiet on this core; one relaxed load when none is
+/// owed.
+pub fn flush_suppressed() {
+    flush_at(timer::counter());
+}
+
+/// Prints every count this core owes, quiet or not (its vCPU leaves it).
+pub fn flush_all_suppressed() {
+    flush_at(u64::MAX);
+}
+
+fn flush_at(now: u64) {
+    let core = cpu::core_index() % MAX_CORES;
+    if !OWED[core].load(Ordering::Relaxed) {
+        return;
+    }
+    let owed = {
+        let mut limiter = LIMITERS[core].lock();
+        let owed = limiter.flush(now);
+        OWED[core].store(limiter.owes(), Ordering::Relaxed);
+        owed
+    };
+    for s in owed {
+        summary(s.source, s.class, s.suppressed);
+    }
+}
+
+fn summary(source: usize, class: Class, suppressed: u32) {
+    let name = CONFIG.partitions.get(source).map_or("?", |p| p.name);
+    warn!(
+        "{} similar lines suppressed ({}, {})",
+        suppressed,
+        class.name(),
+        name
+    );
+}
 
 /// Sends `payload` on `channel`, split into as many frames as it needs.
 pub fn send_frames(channel: u8, payload: &[u8]) {

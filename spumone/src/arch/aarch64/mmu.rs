@@ -1,5 +1,6 @@
 //! spumone's EL2 stage-1 MMU: an identity map of RAM (normal, write-back) and the devices it
-//! uses (Device-nGnRE), built once by the boot core and shared by all cores.
+//! uses (Device-nGnRE, the SMMUs among them), built once by the boot core and shared by all
+//! cores.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -37,6 +38,11 @@ pub fn build(platform: &Platform) -> Result<usize, MapError> {
     ];
     for device in devices.iter_mut().filter_map(Option::take) {
         let (base, size) = page(device);
+        map.map(base, size, MemKind::Device)?;
+    }
+    // spumone programs every SMMU the machine has (no guest ever maps one).
+    for &smmu in &platform.smmus {
+        let (base, size) = page(smmu);
         map.map(base, size, MemKind::Device)?;
     }
     ROOT.store(map.root_addr(), Ordering::Release);

@@ -18,6 +18,7 @@ pub mod mmu;
 pub mod percore;
 pub mod psci;
 pub mod sha256;
+pub mod smmu;
 pub mod switch;
 pub mod timer;
 pub mod uart;
@@ -115,6 +116,8 @@ extern "C" fn boot_main(x0: u64) -> ! {
     init_this_core(0, me);
     mark_online(0);
     start_secondaries(&cores);
+    // DMA bypasses an SMMU until it is enabled: before any partition is prepared.
+    smmu::init(&platform, &cores);
     guest::prepare_partitions();
     dsm::init();
     integrity::baseline();
@@ -129,6 +132,7 @@ fn map_error_name(err: crate::hvcore::el2map::MapError) -> &'static str {
         MapError::BadRange => "unaligned range",
         MapError::OutOfTables => "out of page tables",
         MapError::Conflict => "overlapping ranges",
+        MapError::Unmapped => "range not mapped",
     }
 }
 
@@ -260,6 +264,8 @@ fn run_core(core: usize) -> ! {
 /// Waits for interrupts forever, with interrupts masked at EL2: `wfi` wakes the core and the
 /// pending interrupts are handled by polling the CPU interface.
 pub fn idle() -> ! {
+    // What the departing guest had suppressed here is told before it goes.
+    log::flush_all_suppressed();
     // A shared core goes on with its other vCPUs (returns only when none is left).
     if switch::here() {
         switch::leave_loaded();
@@ -334,6 +340,10 @@ fn handle_acknowledged(running: Option<(usize, usize)>, intid: u32) {
             vgic::deliver_posted();
             dsm::on_kick(running);
         }
+        return;
+    }
+    if smmu::handle_interrupt(intid) {
+        gic::end_of_interrupt(intid);
         return;
     }
     if intid == linux::CONSOLE_INTID && !linux::LINUX.is_empty() {

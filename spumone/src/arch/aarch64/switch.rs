@@ -36,7 +36,7 @@ use crate::hvcore::sched::{
     Class, Decision, Run, RunQueue, RunState, Ticks, VcpuId, RUNQ_CAPACITY,
 };
 use crate::hvcore::smp::KICK_SGI;
-use crate::hvcore::vgic::{Delivery, LrState, VTIMER_INTID};
+use crate::hvcore::vgic::{Delivery, LrState};
 use crate::hvcore::{stage2, vcpu, vpsci, MAX_CORES, MAX_PARTITIONS};
 
 /// Most vCPUs on one shared core: the config places an RTOS vCPU and one Linux vCPU on it,
@@ -693,9 +693,7 @@ fn load(slot: &mut Slot, frame: &mut TrapFrame) {
     load_fp(&slot.ctx.fp);
     vgic::restore_cpu_interface(&mut slot.vgic);
     // The other vCPU's vGIC may have switched the shared timer PPI off or re-prioritized it.
-    if let Some(d) = vgic::deliverable(index, slot.vcpu, VTIMER_INTID) {
-        gic::configure_private(cpu::mpidr(), VTIMER_INTID, true, d.priority);
-    }
+    vgic::load_private(index, slot.vcpu);
     write_cntv(&slot.vtimer);
     percore::this_core().set_running(Some((index, slot.vcpu)));
 }

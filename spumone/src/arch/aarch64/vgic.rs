@@ -9,6 +9,7 @@ use board::rt::Partition;
 use super::config::CONFIG;
 use super::guest::MMIO;
 use super::{cpu, gic, percore};
+use crate::hvcore::loglimit::Class;
 use crate::hvcore::migrate::{departing_lrs, VgicState, MAX_LRS};
 use crate::hvcore::mmio::MmioAccess;
 use crate::hvcore::smp::{self, Placement, Posted};
@@ -88,49 +89,63 @@ pub fn prepare_partition(index: usize, partition: &Partition) -> Result<(), &'st
 }
 
 fn gicd_access(partition: usize, offset: u64, access: &MmioAccess) -> Option<u64> {
-    emulate(
-        partition,
-        offset,
-        access,
-        "GICD",
-        Vgic::gicd_read,
-        Vgic::gicd_write,
-    )
+    emulate(partition, offset, access, "GICD", |v| {
+        if access.write {
+            v.gicd_write(offset, access.size, access.value)
+                .map(|fx| (0, fx))
+        } else {
+            v.gicd_read(offset, access.size)
+                .map(|x| (x, Effects::new()))
+        }
+    })
 }
 
 fn gicr_access(partition: usize, offset: u64, access: &MmioAccess) -> Option<u64> {
-    emulate(
-        partition,
-        offset,
-        access,
-        "GICR",
-        Vgic::gicr_read,
-        Vgic::gicr_write,
-    )
+    // The writer is the vCPU that trapped here: this core runs it.
+    let writer = percore::this_core()
+        .running()
+        .filter(|&(p, _)| p == partition)
+        .map_or(usize::MAX, |(_, vcpu)| vcpu);
+    emulate(partition, offset, access, "GICR", |v| {
+        if access.write {
+            v.gicr_write(writer, offset, access.size, access.value)
+                .map(|fx| (0, fx))
+        } else {
+            v.gicr_read(offset, access.size)
+                .map(|x| (x, Effects::new()))
+        }
+    })
 }
-
-type ReadFn = fn(&mut Vgic, u64, u8) -> Result<u64, BadAccess>;
-type WriteFn = fn(&mut Vgic, u64, u8, u64) -> Result<Effects, BadAccess>;
 
 fn emulate(
     partition: usize,
     offset: u64,
     access: &MmioAccess,
     frame: &str,
-    read: ReadFn,
-    write: WriteFn,
+    op: impl FnOnce(&mut Vgic) -> Result<(u64, Effects), BadAccess>,
 ) -> Option<u64> {
     let mut v = VGICS.get(partition)?.lock();
-    let result = if access.write {
-        write(&mut v, offset, access.size, access.value).map(|effects| {
-            for effect in effects {
-                apply(partition, effect);
+    let result = op(&mut v).map(|(value, effects)| {
+        for effect in effects {
+            apply(partition, effect);
+            if let Effect::Private {
+                intid,
+                enable: true,
+                priority,
+            } = effect
+            {
+                guest_info!(
+                    partition,
+                    Class::Vgic,
+                    "vGIC: core {} PPI {} forwarded from hardware (priority {:#x})",
+                    cpu::core_index(),
+                    intid,
+                    priority
+                );
             }
-            0
-        })
-    } else {
-        read(&mut v, offset, access.size)
-    };
+        }
+        value
+    });
     if access.write {
         refresh_fast(partition, &v);
     }
@@ -138,15 +153,21 @@ fn emulate(
     drop(v);
     let name = CONFIG.partitions.get(partition).map_or("?", |p| p.name);
     if let Some(at) = unknown {
-        warn!(
+        guest_warn!(
+            partition,
+            Class::Vgic,
             "partition {}: {} offset {:#x} is not emulated: reads as zero, writes ignored",
-            name, frame, at
+            name,
+            frame,
+            at
         );
     }
     match result {
         Ok(value) => Some(value),
         Err(why) => {
-            warn!(
+            guest_warn!(
+                partition,
+                Class::Vgic,
                 "partition {}: {} access of {} bytes at offset {:#x}: {}",
                 name,
                 frame,
@@ -284,20 +305,19 @@ fn core_mpidr(partition: usize, vcpu: usize) -> Option<u64> {
 
 fn apply(partition: usize, effect: Effect) {
     match effect {
+        // Only ever this core's redistributor, for the vCPU loaded here.
         Effect::Private {
-            vcpu,
             intid,
             enable,
             priority,
         } => {
-            if let Some(mpidr) = core_mpidr(partition, vcpu) {
-                gic::configure_private(mpidr, intid, enable, priority);
-                if enable {
-                    info!(
-                        "vGIC: vcpu {} PPI {} forwarded from hardware (priority {:#x})",
-                        vcpu, intid, priority
-                    );
-                }
+            gic::configure_private(cpu::mpidr(), intid, enable, priority);
+        }
+        // The vGIC lock is held here: the vCPU's core syncs when it takes the kick, and only
+        // if that vCPU is the one loaded there (`deliver_posted`).
+        Effect::PrivateSync { vcpu } => {
+            if let Some(core) = vcpu_core(partition, vcpu) {
+                super::kick(core);
             }
         }
         Effect::Spi {
@@ -375,6 +395,10 @@ pub fn deliver_posted() {
             .then(|| v.assert_virtual_spi(spi))
             .flatten()
             .filter(|(target, _)| *target == vcpu);
+        // What other vCPUs changed of this one's hardware PPIs: it is loaded here.
+        for effect in v.take_private_sync(vcpu) {
+            apply(partition, effect);
+        }
         (v.take_software(vcpu, bits), spi)
     };
     for lr in ready.into_iter().chain(spi.map(|(_, lr)| lr)) {
@@ -562,6 +586,18 @@ pub fn virtual_pending() -> bool {
 // ---------------------------------------------------------------------------------------------
 // Saving and loading the virtual CPU interface, for a core shared by several vCPUs
 // (`super::switch`).
+
+/// `vcpu` of `partition` is being loaded on this core: its hardware PPIs' configuration
+/// replaces whatever the vCPU that ran here before left in this core's redistributor.
+pub fn load_private(partition: usize, vcpu: usize) {
+    let Some(v) = VGICS.get(partition) else {
+        return;
+    };
+    let effects = v.lock().load_private(vcpu);
+    for effect in effects {
+        apply(partition, effect);
+    }
+}
 
 /// What the vGIC of `partition` would forward of `intid` to `vcpu` now.
 pub fn deliverable(partition: usize, vcpu: usize, intid: u32) -> Option<Delivery> {
