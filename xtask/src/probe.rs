@@ -15,8 +15,11 @@ use crate::qemu::PciDisk;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probe {
     pub name: &'static str,
-    /// The scenarios it runs in (each one boot of `probe all` at most).
+    /// The scenarios it runs in.
     pub scenarios: &'static [&'static str],
+    /// It gets boots of its own: what it does may leave Linux unable to run the others
+    /// (spumone's faults included), and they must still be judged.
+    pub alone: bool,
     pub what: &'static str,
 }
 
@@ -24,6 +27,7 @@ pub const PROBES: &[Probe] = &[
     Probe {
         name: "cpumap",
         scenarios: &["demo"],
+        alone: false,
         what: "CPU loads/stores via /dev/mem, a policy-free mmap, ioremap and memremap at the \
                RTOS's RAM, spumone's RAM and boot info, the reset copy, unassigned devices \
                (virtio-mmio, SMMU, ITS, RTC, fw-cfg, GPIO) and redistributor frames past \
@@ -33,6 +37,7 @@ pub const PROBES: &[Probe] = &[
     Probe {
         name: "gic",
         scenarios: &["demo", "shared"],
+        alone: true,
         what: "from every Linux vCPU: wild 8/16/32/64-bit writes over the distributor and \
                every redistributor frame, PPI enable toggles in every vCPU's frame, SGI \
                storms through ICC_SGI1R/ASGI1R/SGI0R at every target and IRM",
@@ -40,12 +45,14 @@ pub const PROBES: &[Probe] = &[
     Probe {
         name: "fuzz",
         scenarios: &["demo"],
+        alone: false,
         what: "2x10^5 HVC and SMC calls with random function IDs and arguments (seed \
                printed), counting the results",
     },
     Probe {
         name: "dma-bio",
         scenarios: &["demo"],
+        alone: false,
         what: "Linux's virtio-blk driver given a forged bio page: device reads and writes \
                of the RTOS's, spumone's and the reset copy's pages; needs spumone's DMA \
                fault lines and an unchanged integrity digest",
@@ -53,6 +60,7 @@ pub const PROBES: &[Probe] = &[
     Probe {
         name: "dma-vq",
         scenarios: &["demo"],
+        alone: false,
         what: "a scratch virtio-blk-pci disk unbound from Linux and driven by hand (BAR, \
                common config, one virtqueue) with descriptors at the same targets, and a \
                pattern written into the reset copy; same DMA judgement",
@@ -60,6 +68,7 @@ pub const PROBES: &[Probe] = &[
     Probe {
         name: "psci",
         scenarios: &["demo"],
+        alone: false,
         what: "CPU_ON for physical and out-of-range MPIDRs with wild entry points (also to \
                a vCPU Linux took offline), AFFINITY_INFO/MIGRATE/SUSPEND oddities, a \
                CPU_OFF storm, then SYSTEM_RESET and SYSTEM_OFF: Linux only restarts and \
@@ -68,7 +77,7 @@ pub const PROBES: &[Probe] = &[
 ];
 
 /// `probe.sh` runs the probes of a boot in this order (psci ends Linux, so it is last).
-pub const ORDER: [&str; 6] = ["cpumap", "fuzz", "gic", "dma-bio", "dma-vq", "psci"];
+pub const ORDER: [&str; 6] = ["cpumap", "fuzz", "dma-bio", "dma-vq", "gic", "psci"];
 
 /// Default `--timeout` of one probe boot.
 pub const TIMEOUT_SECS: u64 = 600;
@@ -122,24 +131,34 @@ pub struct Boot {
     pub probes: Vec<&'static str>,
 }
 
-/// The boots that run `names` (all of them for `all`): one per scenario, as few as possible.
+/// The boots that run `names` (all of them for `all`), as few as possible: one per scenario
+/// for the probes that share, and one per scenario for each probe that runs alone.
 pub fn plan(names: &[&str]) -> Result<Vec<Boot>> {
-    let mut boots: Vec<Boot> = Vec::new();
+    let mut boots: Vec<(Boot, bool)> = Vec::new();
     for name in names {
         let Some(probe) = find(name) else {
             bail!("unknown probe `{name}` (see `cargo xtask probe --list`)");
         };
         for scenario in probe.scenarios {
-            match boots.iter_mut().find(|b| b.scenario == *scenario) {
-                Some(boot) if !boot.probes.contains(&probe.name) => boot.probes.push(probe.name),
+            let shared = boots
+                .iter_mut()
+                .find(|(b, alone)| b.scenario == *scenario && !alone && !probe.alone);
+            match shared {
+                Some((boot, _)) if !boot.probes.contains(&probe.name) => {
+                    boot.probes.push(probe.name)
+                }
                 Some(_) => {}
-                None => boots.push(Boot {
-                    scenario,
-                    probes: vec![probe.name],
-                }),
+                None => boots.push((
+                    Boot {
+                        scenario,
+                        probes: vec![probe.name],
+                    },
+                    probe.alone,
+                )),
             }
         }
     }
+    let mut boots: Vec<Boot> = boots.into_iter().map(|(b, _)| b).collect();
     for boot in &mut boots {
         boot.probes
             .sort_by_key(|p| ORDER.iter().position(|o| o == p).unwrap_or(ORDER.len()));
@@ -477,10 +496,8 @@ mod tests {
         assert_eq!(
             boots,
             [
-                boot(
-                    "demo",
-                    &["cpumap", "fuzz", "gic", "dma-bio", "dma-vq", "psci"]
-                ),
+                boot("demo", &["cpumap", "fuzz", "dma-bio", "dma-vq", "psci"]),
+                boot("demo", &["gic"]),
                 boot("shared", &["gic"]),
             ]
         );
