@@ -49,6 +49,15 @@ pub enum Command {
         /// Seconds.
         timeout: u64,
     },
+    /// `probe <name>` / `probe all` / `probe --list`.
+    Probe {
+        /// `None` lists the probes.
+        name: Option<String>,
+        /// Seconds per boot.
+        timeout: u64,
+        /// The fuzzer's and storms' seed (`None`: from the clock).
+        seed: Option<u64>,
+    },
     Bench {
         name: String,
         samples: Option<u32>,
@@ -96,6 +105,11 @@ commands:
                           boot demo, run one attack of the suite in Linux (or the benign
                           workload) and check the DSM caught it (or stayed quiet)
   attack --list           list the attacks and the checker expected to catch each
+  probe NAME|all [--seed N] [--timeout SECS]
+                          boot demo (and shared for gic) with two scratch PCI disks, run
+                          isolation probes in Linux (guests/linux/probes) and check each was
+                          contained, spumone stayed up and the RTOS kept its rounds
+  probe --list            list the probes and what each checks
   bench rtos-latency [--samples N] [--period-us P] [--timeout SECS] [--only rtos|demo|shared]
       [--clock icount|wall] [--policy pinned|spumone|load] [--load linux-idle|linux-busy|linux-ipc]
                           RTOS dispatch latency, native and under spumone, with and without
@@ -157,6 +171,32 @@ Each run keeps its streams in target/logs/<scenario>/ (serial.bin, all.log, hv.l
     )
 }
 
+/// `NAME|--list [--timeout SECS]` of `attack` and `probe`: the name (`None` lists) and the
+/// timeout of one boot.
+fn suite_member(
+    flags: &mut Flags,
+    default_timeout: u64,
+    missing: &str,
+) -> Result<(Option<String>, u64)> {
+    let list = flags.switch("--list");
+    let timeout = match flags.value("--timeout")? {
+        None => default_timeout,
+        Some(text) => match text.parse::<u64>() {
+            Ok(secs) if secs > 0 => secs,
+            _ => bail!("--timeout needs a positive number of seconds, not {text:?}"),
+        },
+    };
+    let name = if list {
+        None
+    } else {
+        match flags.positional()? {
+            Some(name) => Some(name),
+            None => bail!("{missing}"),
+        }
+    };
+    Ok((name, timeout))
+}
+
 /// Parses the arguments after `cargo xtask`.
 pub fn parse(args: &[String]) -> Result<Command> {
     let Some((command, rest)) = args.split_first() else {
@@ -171,27 +211,35 @@ pub fn parse(args: &[String]) -> Result<Command> {
         "setup" => Command::Setup,
         "test" => Command::Test,
         "attack" => {
-            let list = flags.switch("--list");
             let icount = flags.switch("--icount");
-            let timeout = match flags.value("--timeout")? {
-                None => ATTACK_TIMEOUT_SECS,
-                Some(text) => match text.parse::<u64>() {
-                    Ok(secs) if secs > 0 => secs,
-                    _ => bail!("--timeout needs a positive number of seconds, not {text:?}"),
-                },
-            };
-            let name = if list {
-                None
-            } else {
-                match flags.positional()? {
-                    Some(name) => Some(name),
-                    None => bail!("attack needs a name, `benign` or --list"),
-                }
-            };
+            let (name, timeout) = suite_member(
+                &mut flags,
+                ATTACK_TIMEOUT_SECS,
+                "attack needs a name, `benign` or --list",
+            )?;
             Command::Attack {
                 name,
                 icount,
                 timeout,
+            }
+        }
+        "probe" => {
+            let seed = match flags.value("--seed")? {
+                None => None,
+                Some(text) => match text.parse::<u64>() {
+                    Ok(n) if n > 0 => Some(n),
+                    _ => bail!("--seed needs a positive whole number, not {text:?}"),
+                },
+            };
+            let (name, timeout) = suite_member(
+                &mut flags,
+                crate::probe::TIMEOUT_SECS,
+                "probe needs a name, `all` or --list",
+            )?;
+            Command::Probe {
+                name,
+                timeout,
+                seed,
             }
         }
         "build" => Command::Build {
@@ -613,6 +661,24 @@ mod tests {
             }
         );
         assert!(parse_str("attack").is_err());
+        assert_eq!(
+            parse_str("probe all --seed 9").unwrap(),
+            Command::Probe {
+                name: Some("all".into()),
+                timeout: crate::probe::TIMEOUT_SECS,
+                seed: Some(9)
+            }
+        );
+        assert_eq!(
+            parse_str("probe --list").unwrap(),
+            Command::Probe {
+                name: None,
+                timeout: crate::probe::TIMEOUT_SECS,
+                seed: None
+            }
+        );
+        assert!(parse_str("probe").is_err());
+        assert!(parse_str("probe gic --seed 0").is_err());
         assert!(parse_str("attack benign --timeout 0").is_err());
         assert_eq!(
             parse_str("build").unwrap(),

@@ -169,6 +169,9 @@ pub struct BootInfoFile {
     pub bootargs: String,
     /// `spumone_abi::bootinfo::FLAG_*` bits.
     pub flags: u32,
+    /// The RTOS image's code and read-only data, which spumone digests at boot and when
+    /// Linux stops.
+    pub measured: Option<(u64, u64)>,
 }
 
 impl BootInfoFile {
@@ -179,6 +182,7 @@ impl BootInfoFile {
             kaslr_seed: self.kaslr_seed,
             bootargs: &self.bootargs,
             flags: self.flags,
+            measured: self.measured,
         };
         let mut blob = vec![0u8; bootinfo::SIZE];
         let Some(len) = info.write(&mut blob) else {
@@ -236,6 +240,7 @@ fn linux_loads(
     partitions: &[config::Partition],
     dir: &Path,
     stash_files: bool,
+    measured: Option<(u64, u64)>,
 ) -> Result<(RawLoads, Option<BootInfoFile>)> {
     let linux: Vec<config::LinuxLayout> = partitions.iter().filter_map(|p| p.linux).collect();
     let layout = match linux.as_slice() {
@@ -273,6 +278,7 @@ fn linux_loads(
         kaslr_seed: kaslr_seed()?,
         bootargs: String::new(),
         flags: 0,
+        measured,
     };
     info.write()?;
     let loads = vec![
@@ -281,6 +287,58 @@ fn linux_loads(
         (info.path.clone(), bootinfo::ADDR),
     ];
     Ok((loads, Some(info)))
+}
+
+/// What spumone digests of the other guests: the first one's code and read-only data.
+fn measured_range(guest_elves: &[PathBuf]) -> Result<Option<(u64, u64)>> {
+    match guest_elves.first() {
+        Some(elf) => {
+            let bytes =
+                fs::read(elf).with_context(|| format!("reading {}", paths::display(elf)))?;
+            read_only_range(&bytes)
+                .with_context(|| format!("reading the segments of {}", paths::display(elf)))
+        }
+        None => Ok(None),
+    }
+}
+
+/// The span of an ELF image's loaded segments that are not writable, as `(base, len)`: its
+/// code and read-only data.
+pub fn read_only_range(elf: &[u8]) -> Result<Option<(u64, u64)>> {
+    Ok(read_only_image(elf)?.map(|(base, bytes)| (base, bytes.len() as u64)))
+}
+
+/// That span's bytes as loaded (gaps between segments are zero, as in RAM at boot): what
+/// spumone's integrity digest hashes.
+pub fn read_only_image(elf: &[u8]) -> Result<Option<(u64, Vec<u8>)>> {
+    use object::{Object, ObjectSegment, SegmentFlags};
+    const PF_W: u32 = 2;
+    let file = object::File::parse(elf)?;
+    let mut parts = Vec::new();
+    for segment in file.segments() {
+        let writable = match segment.flags() {
+            SegmentFlags::Elf { p_flags } => p_flags & PF_W != 0,
+            _ => true,
+        };
+        let data = segment.data()?;
+        if !writable && !data.is_empty() {
+            parts.push((segment.address(), data));
+        }
+    }
+    let Some(base) = parts.iter().map(|(a, _)| *a).min() else {
+        return Ok(None);
+    };
+    let end = parts
+        .iter()
+        .map(|(a, d)| a + d.len() as u64)
+        .max()
+        .unwrap_or(base);
+    let mut bytes = vec![0u8; (end - base) as usize];
+    for (addr, data) in parts {
+        let at = (addr - base) as usize;
+        bytes[at..at + data.len()].copy_from_slice(data);
+    }
+    Ok(Some((base, bytes)))
 }
 
 /// Removes the boot-info blobs earlier `--cmd` runs wrote beside a build.
@@ -462,13 +520,14 @@ pub fn build_into(
             )?;
             let kernel = stash(&built, dir, "spumone.elf")?;
             let mut loads = Vec::new();
-            let (raw_loads, boot_info) = linux_loads(&partitions, dir, true)?;
             for p in partitions.iter().filter(|p| p.linux.is_none()) {
                 let path = build_guest(&p.image, scenario.name, dir, options)?;
                 if !loads.contains(&path) {
                     loads.push(path);
                 }
             }
+            let measured = measured_range(&loads)?;
+            let (raw_loads, boot_info) = linux_loads(&partitions, dir, true, measured)?;
             Ok(Firmware {
                 scenario,
                 hv_elf: Some(kernel.clone()),
@@ -553,13 +612,14 @@ pub fn prebuilt(scenario: &'static Scenario) -> Result<Firmware> {
             let partitions = config::load(&workspace_root().join(config))?;
             let kernel = need("spumone.elf")?;
             let mut loads = Vec::new();
-            let (raw_loads, boot_info) = linux_loads(&partitions, &dir, false)?;
             for p in partitions.iter().filter(|p| p.linux.is_none()) {
                 let path = need(&format!("{}.elf", p.image))?;
                 if !loads.contains(&path) {
                     loads.push(path);
                 }
             }
+            let measured = measured_range(&loads)?;
+            let (raw_loads, boot_info) = linux_loads(&partitions, &dir, false, measured)?;
             Ok(Firmware {
                 scenario,
                 hv_elf: Some(kernel.clone()),
@@ -586,6 +646,17 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |key| pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn the_measured_range_is_an_elf_s_read_only_segments() {
+        // This very test program is an ELF with read-only segments.
+        let me = fs::read(std::env::current_exe().unwrap()).unwrap();
+        let (base, len) = read_only_range(&me).unwrap().expect("read-only segments");
+        let (at, bytes) = read_only_image(&me).unwrap().unwrap();
+        assert_eq!((at, bytes.len() as u64), (base, len));
+        assert!(len > 0);
+        assert!(read_only_range(b"not an elf").is_err());
     }
 
     #[test]

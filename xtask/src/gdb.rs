@@ -43,7 +43,7 @@ pub fn gdb(scenario: &'static Scenario, plain_log: bool) -> Result<()> {
             &QemuOptions {
                 icount: false,
                 gdb: true,
-                disk: None,
+                ..QemuOptions::default()
             },
             Some(pid_tx),
         )

@@ -28,6 +28,7 @@ pub mod linux;
 pub mod modules;
 pub mod monitor;
 pub mod paths;
+pub mod probe;
 pub mod qemu;
 pub mod run;
 pub mod scenario;

@@ -6,7 +6,7 @@ use xtask::cli::{self, Command};
 use xtask::firmware::{self, BuildOptions, LatencySettings};
 use xtask::run::{self, RunOptions};
 use xtask::scenario::{self, SCENARIOS};
-use xtask::{attack, bench, ci, gdb, kbuild, setup, signals};
+use xtask::{attack, bench, ci, gdb, kbuild, probe, setup, signals};
 
 fn main() -> ExitCode {
     // Errors are values printed as one line; a panic is a bug, and still gets one line.
@@ -246,22 +246,7 @@ fn real_main(args: &[String]) -> Result<u8> {
             };
             // Fails at once for an unknown attack or one no checker catches yet.
             let cmd = attack::command(&name)?;
-            setup::ensure_base(false)?;
-            let scenario = scenario::lookup(attack::SCENARIO)?;
-            let build_options = BuildOptions {
-                plain_log: false,
-                latency: LatencySettings::from_env()?,
-            };
-            let built = firmware::build(scenario, &build_options)?;
-            run::with_command(&built, Some(&cmd), false)?;
-            let options = RunOptions {
-                timeout: Some(Duration::from_secs(timeout)),
-                icount,
-                cmd: Some(cmd),
-                ..RunOptions::new(scenario)
-            };
-            signals::ignore_interrupts();
-            let outcome = run::launch(&built, &options)?;
+            let outcome = boot_running(attack::SCENARIO, cmd, timeout, |o| o.icount = icount)?;
             let seen = attack::Observed {
                 lines: &outcome.lines,
                 events: &outcome.events,
@@ -283,6 +268,54 @@ fn real_main(args: &[String]) -> Result<u8> {
                 }
             }
         }
+        Command::Probe {
+            name,
+            timeout,
+            seed,
+        } => {
+            let Some(name) = name else {
+                print!("{}", probe::listing());
+                return Ok(0);
+            };
+            let boots = probe::plan(&probe::names(&name)?)?;
+            let seed = seed.unwrap_or_else(probe::fresh_seed);
+            let disks = probe::scratch_disks(&xtask::paths::target_dir().join("probes"))?;
+            println!("probe: seed {seed}; {} boot(s)", boots.len());
+            let mut failed = 0;
+            for boot in &boots {
+                let cmd = probe::command(boot, seed);
+                let outcome = boot_running(boot.scenario, cmd, timeout, |o| {
+                    o.pci_disks = disks.clone();
+                })?;
+                let seen = probe::Observed {
+                    lines: &outcome.lines,
+                    times: &outcome.line_times,
+                };
+                let log = xtask::paths::display(&outcome.log_dir.join("all.log"));
+                for v in probe::judge(boot, &seen) {
+                    match &v.result {
+                        Ok(what) => println!(
+                            "probe {} ({}): contained: {what}; {}",
+                            v.probe, v.scenario, v.rtos
+                        ),
+                        Err(why) => {
+                            failed += 1;
+                            eprintln!(
+                                "error: probe {} ({}): {why} (log in {log})",
+                                v.probe, v.scenario
+                            );
+                        }
+                    }
+                }
+                if let Some(why) = outcome.failure() {
+                    failed += 1;
+                    eprintln!("error: probe boot {}: {why}", boot.scenario);
+                }
+            }
+            if failed > 0 {
+                return Ok(1);
+            }
+        }
         Command::Test => {
             if !ci::test_all()? {
                 return Ok(1);
@@ -290,4 +323,30 @@ fn real_main(args: &[String]) -> Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// Builds `scenario` and boots it with `cmd` run in Linux for at most `timeout` seconds
+/// (`attack`, `probe`); `adjust` sets further run options.
+fn boot_running(
+    scenario: &str,
+    cmd: String,
+    timeout: u64,
+    adjust: impl FnOnce(&mut RunOptions),
+) -> Result<run::RunOutcome> {
+    setup::ensure_base(false)?;
+    let scenario = scenario::lookup(scenario)?;
+    let build_options = BuildOptions {
+        plain_log: false,
+        latency: LatencySettings::from_env()?,
+    };
+    let built = firmware::build(scenario, &build_options)?;
+    run::with_command(&built, Some(&cmd), false)?;
+    let mut options = RunOptions {
+        timeout: Some(Duration::from_secs(timeout)),
+        cmd: Some(cmd),
+        ..RunOptions::new(scenario)
+    };
+    adjust(&mut options);
+    signals::ignore_interrupts();
+    run::launch(&built, &options)
 }

@@ -1,5 +1,6 @@
-//! Test kernel modules and helper programs for the Linux guest (`guests/linux/attacks/`): the
-//! attack suite, the memory probe and the benign workload's helpers.
+//! Test kernel modules and helper programs for the Linux guest, in suites: the attack suite,
+//! the memory probe and the benign workload's helpers (`guests/linux/attacks/`), and the
+//! isolation probes (`guests/linux/probes/`).
 //!
 //! They are cross-built on the host against Debian's own headers for the very kernel the
 //! guest boots (same ABI and package version as the `linux-image` in the record), so the
@@ -22,12 +23,21 @@ pub const CROSS_PACKAGES: [&str; 3] = ["gcc-aarch64-linux-gnu", "libc6-dev-arm64
 /// Where the built files go in the initramfs.
 pub const GUEST_DIR: &str = "lib/spumone";
 /// Bumped when the build recipe changes, so cached builds are redone.
-const RECIPE_VERSION: u32 = 1;
+const RECIPE_VERSION: u32 = 2;
 
-/// `guests/linux/attacks/`: module sources (one module per top-level `.c`), scripts, and
+/// The suites under `guests/linux/`, each built the same way and shipped side by side in
+/// [`GUEST_DIR`] (so no two suites may ship a file of the same name).
+pub const SUITES: [&str; 2] = ["attacks", "probes"];
+
+/// `guests/linux/<suite>/`: module sources (one module per top-level `.c`), scripts, and
 /// `tools/` (static user-space helpers, one per `.c`).
+pub fn suite_dir(suite: &str) -> PathBuf {
+    linux::recipe_dir().join(suite)
+}
+
+/// The attack suite's sources (`guests/linux/attacks/`).
 pub fn source_dir() -> PathBuf {
-    linux::recipe_dir().join("attacks")
+    suite_dir("attacks")
 }
 
 /// Unpacked header trees, one per kernel release, inside the shared download cache.
@@ -35,9 +45,14 @@ fn headers_root() -> PathBuf {
     linux::debian_dir().join("headers")
 }
 
-/// The build tree: a copy of the sources (kbuild writes its objects beside them) and the tools.
+/// The build trees: per suite a copy of the sources (kbuild writes its objects beside them)
+/// and the tools.
 pub fn build_dir() -> PathBuf {
-    target_dir().join("attacks")
+    target_dir().join("modules")
+}
+
+fn suite_build_dir(suite: &str) -> PathBuf {
+    build_dir().join(suite)
 }
 
 fn build_stamp_path() -> PathBuf {
@@ -49,7 +64,7 @@ pub fn steps() -> Vec<Box<dyn Step>> {
     vec![
         Box::new(CrossCompiler),
         Box::new(KernelHeaders),
-        Box::new(AttackModules),
+        Box::new(TestModules),
     ]
 }
 
@@ -325,10 +340,48 @@ fn build_inputs() -> Result<String> {
     let (release, version) = recorded_kernel()?;
     let gcc =
         tool_output(&format!("{CROSS_COMPILE}gcc"), &["-dumpfullversion"]).unwrap_or_default();
-    Ok(format!(
-        "recipe {RECIPE_VERSION}\nkernel {release} {version}\ngcc {gcc}\n{}",
-        source_digest(&source_dir())?
-    ))
+    let mut text = format!("recipe {RECIPE_VERSION}\nkernel {release} {version}\ngcc {gcc}\n");
+    for suite in SUITES {
+        text.push_str(&format!(
+            "suite {suite}\n{}",
+            source_digest(&suite_dir(suite))?
+        ));
+    }
+    Ok(text)
+}
+
+/// The files a suite ships, by name in [`GUEST_DIR`]: its modules, tools and scripts.
+pub fn shipped_names(files: &[PathBuf]) -> Vec<String> {
+    let mut names: Vec<String> = module_names(files)
+        .into_iter()
+        .map(|m| format!("{m}.ko"))
+        .chain(tool_names(files))
+        .chain(script_names(files))
+        .collect();
+    names.sort();
+    names
+}
+
+/// The scripts a suite ships: its top-level `*.sh`.
+pub fn script_names(files: &[PathBuf]) -> Vec<String> {
+    files
+        .iter()
+        .filter(|p| p.components().count() == 1 && p.extension().is_some_and(|e| e == "sh"))
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
+/// The first name two suites would both ship into [`GUEST_DIR`], if any.
+pub fn clash(suites: &[(&str, Vec<PathBuf>)]) -> Option<String> {
+    let mut seen = std::collections::BTreeMap::new();
+    for (suite, files) in suites {
+        for name in shipped_names(files) {
+            if let Some(other) = seen.insert(name.clone(), *suite) {
+                return Some(format!("{name} (suites {other} and {suite})"));
+            }
+        }
+    }
+    None
 }
 
 /// The names of the modules a source tree builds: one per top-level `.c` file.
@@ -355,12 +408,12 @@ pub fn tool_names(files: &[PathBuf]) -> Vec<String> {
     names
 }
 
-/// The built modules and tools, cached by a stamp over their inputs.
-struct AttackModules;
+/// The built modules and tools of every suite, cached by a stamp over their inputs.
+struct TestModules;
 
-impl Step for AttackModules {
+impl Step for TestModules {
     fn name(&self) -> String {
-        "attack modules".into()
+        "test modules".into()
     }
 
     fn check(&self) -> Result<State> {
@@ -373,21 +426,37 @@ impl Step for AttackModules {
     }
 
     fn run(&self) -> Result<()> {
-        let (release, _) = recorded_kernel()?;
         let inputs = build_inputs()?;
-        let src = source_dir();
-        let files = list_files(&src)?;
-        let modules = module_names(&files);
-        let tools = tool_names(&files);
-        let out = build_dir();
-        let _ = fs::remove_dir_all(&out);
+        let mut all = Vec::new();
+        for suite in SUITES {
+            all.push((suite, list_files(&suite_dir(suite))?));
+        }
+        if let Some(name) = clash(&all) {
+            bail!("two suites ship {name} into /{GUEST_DIR}");
+        }
+        let _ = fs::remove_dir_all(build_dir());
+        for (suite, files) in &all {
+            build_suite(suite, files)?;
+        }
+        fs::write(build_stamp_path(), inputs).context("writing the module stamp")
+    }
+}
+
+/// Builds one suite's modules and tools into its own tree.
+fn build_suite(suite: &str, files: &[PathBuf]) -> Result<()> {
+    {
+        let (release, _) = recorded_kernel()?;
+        let src = suite_dir(suite);
+        let modules = module_names(files);
+        let tools = tool_names(files);
+        let out = suite_build_dir(suite);
         let tree = out.join("src");
-        for rel in &files {
+        for rel in files {
             let to = tree.join(rel);
             fs::create_dir_all(to.parent().unwrap_or(&tree))?;
             fs::copy(src.join(rel), &to)?;
         }
-        println!("setup: building modules {}", modules.join(" "));
+        println!("setup: building {suite} modules {}", modules.join(" "));
         linux::run_shown(
             Command::new("make")
                 .arg("-s")
@@ -421,34 +490,39 @@ impl Step for AttackModules {
                 Command::new(format!("{CROSS_COMPILE}gcc"))
                     .args(["-static", "-Os", "-s", "-Wall", "-Werror", "-o"])
                     .arg(bin.join(t))
-                    .arg(tree.join("tools").join(format!("{t}.c"))),
+                    .arg(tree.join("tools").join(format!("{t}.c")))
+                    // Tools with threads; harmless for the others.
+                    .arg("-pthread"),
             )?;
         }
-        fs::write(build_stamp_path(), inputs).context("writing the module stamp")
+        Ok(())
     }
 }
 
 /// What the initramfs gets: (path inside it, mode, contents) for every module, tool and
 /// script (`*.sh`), all under [`GUEST_DIR`].
 pub fn guest_files() -> Result<Vec<(String, u32, Vec<u8>)>> {
-    let src = source_dir();
-    let files = list_files(&src)?;
     let mut out = Vec::new();
     let read = |p: &Path| fs::read(p).with_context(|| format!("reading {}", paths::display(p)));
-    for m in module_names(&files) {
-        let ko = build_dir().join("src").join(format!("{m}.ko"));
-        out.push((format!("{GUEST_DIR}/{m}.ko"), 0o644, read(&ko)?));
-    }
-    for t in tool_names(&files) {
-        let path = build_dir().join("bin").join(&t);
-        out.push((format!("{GUEST_DIR}/{t}"), 0o755, read(&path)?));
-    }
-    for rel in files
-        .iter()
-        .filter(|p| p.components().count() == 1 && p.extension().is_some_and(|e| e == "sh"))
-    {
-        let name = rel.display();
-        out.push((format!("{GUEST_DIR}/{name}"), 0o755, read(&src.join(rel))?));
+    for suite in SUITES {
+        let src = suite_dir(suite);
+        let built = suite_build_dir(suite);
+        let files = list_files(&src)?;
+        for m in module_names(&files) {
+            let ko = built.join("src").join(format!("{m}.ko"));
+            out.push((format!("{GUEST_DIR}/{m}.ko"), 0o644, read(&ko)?));
+        }
+        for t in tool_names(&files) {
+            let path = built.join("bin").join(&t);
+            out.push((format!("{GUEST_DIR}/{t}"), 0o755, read(&path)?));
+        }
+        for name in script_names(&files) {
+            out.push((
+                format!("{GUEST_DIR}/{name}"),
+                0o755,
+                read(&src.join(&name))?,
+            ));
+        }
     }
     Ok(out)
 }
@@ -541,6 +615,30 @@ mod tests {
         .collect();
         assert_eq!(module_names(&files), ["hide_task", "memprobe"]);
         assert_eq!(tool_names(&files), ["bpf_filter"]);
+    }
+
+    #[test]
+    fn suites_may_not_ship_the_same_name() {
+        let files = |names: &[&str]| -> Vec<PathBuf> { names.iter().map(PathBuf::from).collect() };
+        let attacks = files(&["memprobe.c", "attack.sh", "tools/runas.c", "Kbuild"]);
+        let probes = files(&["physmap.c", "probe.sh", "tools/gicstorm.c", "README.md"]);
+        assert_eq!(
+            shipped_names(&probes),
+            ["gicstorm", "physmap.ko", "probe.sh"]
+        );
+        assert_eq!(
+            clash(&[("attacks", attacks.clone()), ("probes", probes)]),
+            None
+        );
+        let again = files(&["tools/memprobe.c", "x.sh", "tools/runas.c"]);
+        let found = clash(&[("attacks", attacks), ("probes", again)]).unwrap();
+        assert_eq!(found, "runas (suites attacks and probes)");
+        // Every real suite is there, and none clash.
+        let real: Vec<(&str, Vec<PathBuf>)> = SUITES
+            .iter()
+            .map(|s| (*s, list_files(&suite_dir(s)).unwrap()))
+            .collect();
+        assert_eq!(clash(&real), None);
     }
 
     #[test]

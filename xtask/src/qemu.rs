@@ -15,6 +15,17 @@ pub struct QemuOptions {
     pub gdb: bool,
     /// A raw disk image attached as virtio-blk (`/dev/vda` in Linux).
     pub disk: Option<Disk>,
+    /// More disks, each a `virtio-blk-pci` function in a fixed slot of the root bus (the
+    /// probes' scratch disks); writes go to an overlay.
+    pub pci_disks: Vec<PciDisk>,
+}
+
+/// A disk on the PCIe root bus at a fixed slot, so the guest finds it by its PCI address
+/// (`0000:00:SS.0`) and the SMMU sees it as stream `slot << 3`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PciDisk {
+    pub path: PathBuf,
+    pub slot: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,6 +111,23 @@ pub fn args(firmware: &Firmware, options: &QemuOptions) -> Vec<OsString> {
         // Otherwise QEMU adds a network card of its own.
         args.push("-nic".into());
         args.push("none".into());
+    }
+    for disk in &options.pci_disks {
+        let id = format!("pd{}", disk.slot);
+        let mut drive = OsString::from("file=");
+        drive.push(&disk.path);
+        drive.push(format!(",if=none,id={id},format=raw,snapshot=on"));
+        args.push("-drive".into());
+        args.push(drive);
+        args.push("-device".into());
+        // Behind the SMMU like Linux's own disk: a scratch disk is a device Linux has.
+        args.push(
+            format!(
+                "virtio-blk-pci,drive={id},bus={PCI_BUS},addr={:#x},{VIRTIO_PCI_OPTIONS}",
+                disk.slot
+            )
+            .into(),
+        );
     }
     args.push("-kernel".into());
     args.push(firmware.kernel.clone().into_os_string());
@@ -211,7 +239,7 @@ mod tests {
         let options = QemuOptions {
             icount: true,
             gdb: true,
-            disk: None,
+            ..QemuOptions::default()
         };
         let line = command_line(&args(&hv_firmware(), &options));
         assert!(
@@ -243,6 +271,26 @@ mod tests {
         let line = command_line(&args(&hv_firmware(), &options));
         assert!(
             line.contains(" -drive file=/img/root.ext4,if=none,id=d0,format=raw -device "),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn pci_disks_sit_in_their_slots_as_snapshots() {
+        let options = QemuOptions {
+            pci_disks: vec![PciDisk {
+                path: PathBuf::from("/img/scratch.img"),
+                slot: 5,
+            }],
+            ..QemuOptions::default()
+        };
+        let line = command_line(&args(&hv_firmware(), &options));
+        assert!(
+            line.contains(
+                " -drive file=/img/scratch.img,if=none,id=pd5,format=raw,snapshot=on \
+                 -device virtio-blk-pci,drive=pd5,bus=pcie.0,addr=0x5,iommu_platform=on,\
+                 disable-legacy=on -kernel "
+            ),
             "{line}"
         );
     }

@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub forward_stdin: bool,
     /// A disk image for the Linux guest (`--disk`).
     pub disk: Option<Disk>,
+    /// Scratch disks on the PCIe root bus (the isolation probes').
+    pub pci_disks: Vec<qemu::PciDisk>,
     /// Leave the D-System Monitor off (`--no-dsm`).
     pub no_dsm: bool,
     /// The Linux partitions' migration policy for this run, in place of the config's
@@ -74,6 +76,7 @@ impl RunOptions {
             resume_after_pause: None,
             forward_stdin: false,
             disk: None,
+            pci_disks: Vec::new(),
         }
     }
 }
@@ -295,6 +298,7 @@ pub fn launch(firmware: &Firmware, options: &RunOptions) -> Result<RunOutcome> {
         icount: options.icount,
         gdb: false,
         disk: options.disk.clone(),
+        pci_disks: options.pci_disks.clone(),
     };
     let flags = boot_flags(options, firmware)?;
     let firmware = with_boot_flags(firmware, options.cmd.as_deref(), flags)?;

@@ -9,7 +9,10 @@
  * insmod returns, the next address is still probed, and the shell goes on. A thread that
  * faulted keeps its module reference, so the module stays loaded after a fault.
  *
- *   insmod memprobe.ko phys=0x44000000,0x40200000
+ *   insmod memprobe.ko phys=0x44000000,0x40200000 [cached=0x44000000]
+ *
+ * Addresses in phys= that are not Linux's RAM are mapped with ioremap (device memory);
+ * those in cached= with memremap (cacheable, as for RAM), RAM or not.
  */
 #include <linux/completion.h>
 #include <linux/io.h>
@@ -23,14 +26,19 @@ static unsigned long phys[MAX_PROBES];
 static int nphys;
 module_param_array(phys, ulong, &nphys, 0444);
 MODULE_PARM_DESC(phys, "physical addresses to read (8-byte aligned, up to 8)");
+static unsigned long cached[MAX_PROBES];
+static int ncached;
+module_param_array(cached, ulong, &ncached, 0444);
+MODULE_PARM_DESC(cached, "physical addresses to read through memremap (cacheable), RAM or not");
 
 /* Static, not allocated: a late thread may still write its slot after init gave up. */
 static struct probe {
 	unsigned long addr;
+	bool cached;
 	u64 value;
 	int err;
 	struct completion done;
-} probes[MAX_PROBES];
+} probes[2 * MAX_PROBES];
 
 static int probe_thread(void *data)
 {
@@ -38,8 +46,8 @@ static int probe_thread(void *data)
 	void __iomem *io;
 	void *mem;
 
-	if (page_is_ram(PHYS_PFN(p->addr))) {
-		/* Linux's own RAM: the linear map alias. */
+	if (p->cached || page_is_ram(PHYS_PFN(p->addr))) {
+		/* Linux's own RAM: the linear map alias (or for cached=, what memremap gives). */
 		mem = memremap(p->addr, sizeof(u64), MEMREMAP_WB);
 		if (mem) {
 			p->value = READ_ONCE(*(u64 *)mem);
@@ -65,8 +73,9 @@ static void probe_one(struct probe *p)
 {
 	struct task_struct *t;
 
-	pr_info("memprobe: reading 0x%lx (%s to Linux)\n", p->addr,
-		page_is_ram(PHYS_PFN(p->addr)) ? "RAM" : "not RAM");
+	pr_info("memprobe: reading 0x%lx (%s to Linux%s)\n", p->addr,
+		page_is_ram(PHYS_PFN(p->addr)) ? "RAM" : "not RAM",
+		p->cached ? ", through memremap" : "");
 	init_completion(&p->done);
 	__module_get(THIS_MODULE);
 	t = kthread_run(probe_thread, p, "memprobe");
@@ -87,14 +96,17 @@ static int __init memprobe_init(void)
 {
 	int i;
 
-	for (i = 0; i < nphys; i++) {
-		if (phys[i] & 7) {
-			pr_info("memprobe: 0x%lx is not 8-byte aligned\n", phys[i]);
+	for (i = 0; i < nphys + ncached; i++) {
+		unsigned long addr = i < nphys ? phys[i] : cached[i - nphys];
+
+		if (addr & 7) {
+			pr_info("memprobe: 0x%lx is not 8-byte aligned\n", addr);
 			return -EINVAL;
 		}
 	}
-	for (i = 0; i < nphys; i++) {
-		probes[i].addr = phys[i];
+	for (i = 0; i < nphys + ncached; i++) {
+		probes[i].cached = i >= nphys;
+		probes[i].addr = probes[i].cached ? cached[i - nphys] : phys[i];
 		probe_one(&probes[i]);
 	}
 	return 0;

@@ -4,7 +4,10 @@
 //!
 //! Little-endian, loaded at [`ADDR`] (the last page of spumone's region):
 //! `magic: u64 | initrd_size: u64 | kaslr_seed: u64 | bootargs_len: u32 | flags: u32 |
-//! bootargs: [u8; bootargs_len]` (UTF-8, appended to the config's bootargs after a space).
+//! bootargs: [u8; bootargs_len]` (UTF-8, appended to the config's bootargs after a space),
+//! and optionally, in the last [`TRAILER`] bytes of the page, the range spumone digests at boot
+//! and again when Linux stops (the RTOS's code and read-only data, read from its ELF by the
+//! host tools): `"MEASURED" | base: u64 | len: u64`.
 
 /// Where the blob is loaded: the last 4 KiB page of spumone's 64 MiB region.
 pub const ADDR: u64 = 0x4000_0000 + 0x0400_0000 - SIZE as u64;
@@ -13,8 +16,11 @@ pub const SIZE: usize = 4096;
 /// "SPUMBOOT" read as a little-endian `u64`.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"SPUMBOOT");
 const HEADER: usize = 32;
+/// Bytes of the measured-range trailer at the end of the page.
+pub const TRAILER: usize = 24;
+const TRAILER_MAGIC: u64 = u64::from_le_bytes(*b"MEASURED");
 /// Most bytes of extra bootargs.
-pub const MAX_BOOTARGS: usize = SIZE - HEADER;
+pub const MAX_BOOTARGS: usize = SIZE - HEADER - TRAILER;
 /// `flags` bit: leave the D-System Monitor off for this run (a baseline for its cost).
 pub const FLAG_NO_DSM: u32 = 1 << 0;
 /// `flags` bits 1-3: the migration policy of every Linux partition for this run, in place of
@@ -43,6 +49,8 @@ pub struct BootInfo<'a> {
     pub bootargs: &'a str,
     /// `FLAG_*` bits.
     pub flags: u32,
+    /// `(base, len)` of a guest image to digest at boot and when Linux stops.
+    pub measured: Option<(u64, u64)>,
 }
 
 impl<'a> BootInfo<'a> {
@@ -68,11 +76,16 @@ impl<'a> BootInfo<'a> {
             return None;
         }
         let bootargs = core::str::from_utf8(blob.get(HEADER..HEADER + len)?).ok()?;
+        let t = SIZE - TRAILER;
+        let measured = (blob.len() == SIZE && u64_at(t)? == TRAILER_MAGIC)
+            .then(|| Some((u64_at(t + 8)?, u64_at(t + 16)?)))
+            .flatten();
         Some(Self {
             initrd_size: u64_at(8)?,
             kaslr_seed: u64_at(16)?,
             bootargs,
             flags,
+            measured,
         })
     }
 
@@ -82,11 +95,19 @@ impl<'a> BootInfo<'a> {
         POLICIES.get((n as usize).checked_sub(1)?).copied()
     }
 
-    /// Writes the blob into `out`; returns its length, or `None` if it does not fit.
+    /// Writes the blob into `out`; returns its length (the whole page with a measured
+    /// range), or `None` if it does not fit.
     pub fn write(&self, out: &mut [u8]) -> Option<usize> {
         let len = self.bootargs.len();
         if len > MAX_BOOTARGS || out.len() < HEADER + len {
             return None;
+        }
+        if let Some((base, size)) = self.measured {
+            let t = SIZE - TRAILER;
+            let trailer = out.get_mut(t..SIZE)?;
+            trailer[0..8].copy_from_slice(&TRAILER_MAGIC.to_le_bytes());
+            trailer[8..16].copy_from_slice(&base.to_le_bytes());
+            trailer[16..24].copy_from_slice(&size.to_le_bytes());
         }
         out[0..8].copy_from_slice(&MAGIC.to_le_bytes());
         out[8..16].copy_from_slice(&self.initrd_size.to_le_bytes());
@@ -94,6 +115,10 @@ impl<'a> BootInfo<'a> {
         out[24..28].copy_from_slice(&(len as u32).to_le_bytes());
         out[28..32].copy_from_slice(&self.flags.to_le_bytes());
         out[HEADER..HEADER + len].copy_from_slice(self.bootargs.as_bytes());
+        if self.measured.is_some() {
+            out[HEADER + len..SIZE - TRAILER].fill(0);
+            return Some(SIZE);
+        }
         Some(HEADER + len)
     }
 }
@@ -111,6 +136,7 @@ mod tests {
             kaslr_seed: 0xdead_beef_0bad_cafe,
             bootargs: "quiet spumone.cmd=bnByb2M=",
             flags: FLAG_NO_DSM,
+            measured: None,
         };
         let mut buf = [0u8; SIZE];
         let n = info.write(&mut buf).unwrap();
@@ -125,6 +151,7 @@ mod tests {
             kaslr_seed: 2,
             bootargs: "x",
             flags: 0,
+            measured: None,
         };
         let mut buf = [0u8; 64];
         let n = info.write(&mut buf).unwrap();
@@ -155,6 +182,7 @@ mod tests {
             kaslr_seed: 0,
             bootargs: "",
             flags: FLAG_NO_DSM,
+            measured: None,
         };
         assert_eq!(info.policy(), None);
         for name in POLICIES {
@@ -178,6 +206,34 @@ mod tests {
             None,
             "an unknown policy number is refused"
         );
+    }
+
+    #[test]
+    fn a_measured_range_rides_at_the_end_of_the_page() {
+        let info = BootInfo {
+            initrd_size: 5,
+            kaslr_seed: 6,
+            bootargs: "quiet",
+            flags: 0,
+            measured: Some((0x4400_0000, 0x1_2340)),
+        };
+        let mut buf = [0xffu8; SIZE];
+        assert_eq!(info.write(&mut buf), Some(SIZE));
+        assert_eq!(BootInfo::parse(&buf), Some(info));
+        // Cut short, the trailer is not there: no range, the rest still parses.
+        let cut = BootInfo::parse(&buf[..SIZE - 1]).unwrap();
+        assert_eq!(cut.measured, None);
+        assert_eq!(cut.bootargs, "quiet");
+        // The longest bootargs still leave it room.
+        let long = "b".repeat(MAX_BOOTARGS);
+        let full = BootInfo {
+            bootargs: &long,
+            ..info
+        };
+        assert_eq!(full.write(&mut buf), Some(SIZE));
+        assert_eq!(BootInfo::parse(&buf), Some(full));
+        // A page that is too small for the trailer is refused.
+        assert_eq!(info.write(&mut [0u8; 64]), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod el2map;
 pub mod esr;
 pub mod hypercall;
 pub mod inject;
+pub mod integrity;
 pub mod lifecycle;
 pub mod linux;
 pub mod loglimit;

@@ -729,6 +729,8 @@ pub fn stop_partition(partition: &'static Partition, code: i64, why: &str) {
         partition.name, why, code
     );
     super::dsm::partition_stopped(index);
+    // Whatever the stopped guest did, the other images must be as they were at boot.
+    super::integrity::report();
     log::event(format_args!(
         "partition-stopped name={} code={}",
         partition.name, code

@@ -63,6 +63,11 @@ fn boot_info() -> Option<BootInfo<'static>> {
     BootInfo::parse(blob)
 }
 
+/// The guest image range the host tools asked spumone to digest (the RTOS's), if any.
+pub fn measured_range() -> Option<(u64, u64)> {
+    boot_info().and_then(|info| info.measured)
+}
+
 /// Whether the host tools asked to leave the DSM off for this run (`--no-dsm`).
 pub fn dsm_off_for_run() -> bool {
     boot_info().is_some_and(|info| info.flags & bootinfo::FLAG_NO_DSM != 0)

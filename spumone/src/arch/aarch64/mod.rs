@@ -10,6 +10,7 @@ pub mod exception;
 mod fatal;
 pub mod gic;
 pub mod guest;
+pub mod integrity;
 pub mod linux;
 pub mod log;
 pub mod migrate;
@@ -119,6 +120,7 @@ extern "C" fn boot_main(x0: u64) -> ! {
     smmu::init(&platform, &cores);
     guest::prepare_partitions();
     dsm::init();
+    integrity::baseline();
     RELEASED.store(true, Ordering::Release);
     sev();
     run_core(0)
