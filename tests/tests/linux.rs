@@ -89,6 +89,21 @@ fn reading_foreign_memory_fails_without_harm() {
     expect_line(&run, "[linux]", &["memprobe: 0x48000000 = 0x"]);
 }
 
+/// Boots `scenario` running `cmd` with `dir/disk.img` as its (snapshot) disk, then removes
+/// `dir`.
+fn boot_with_disk(scenario: &str, cmd: &str, dir: &std::path::Path, limit: Duration) -> RunOutcome {
+    let run = boot_with(scenario, |o| {
+        o.cmd = Some(cmd.to_string());
+        o.timeout = Some(limit);
+        o.disk = Some(xtask::qemu::Disk {
+            path: dir.join("disk.img"),
+            writable: false,
+        });
+    });
+    let _ = std::fs::remove_dir_all(dir);
+    run
+}
+
 /// Serves one fixed HTTP response to every connection on a free loopback port (the guest
 /// reaches it as 10.0.2.2 through QEMU's user network); returns the port.
 fn serve_http(body: String) -> u16 {
@@ -138,15 +153,7 @@ fn disk_and_network_work_through_the_smmu() {
          udhcpc -i eth0 -n -q -t 5 >/dev/null 2>&1 && wget -q -O- http://10.0.2.2:{port}/",
         token.len()
     );
-    let run = boot_with("linux", |o| {
-        o.cmd = Some(cmd.clone());
-        o.timeout = Some(BOOT_LIMIT);
-        o.disk = Some(xtask::qemu::Disk {
-            path: disk.clone(),
-            writable: false,
-        });
-    });
-    let _ = std::fs::remove_dir_all(&dir);
+    let run = boot_with_disk("linux", &cmd, &dir, BOOT_LIMIT);
     expect_clean_poweroff(&run, BOOT_LIMIT);
     expect_command_result(
         &run,
@@ -166,4 +173,46 @@ fn disk_and_network_work_through_the_smmu() {
         &["streams 0x0..0xff (pcie) translate into partition linux's RAM"],
     );
     expect_no_line(&run, "[hv]", "dma fault");
+}
+
+/// A DMA write into kernel rodata, which the DSM write-protects: Linux's own disk is told to
+/// read a block into a rodata page (a raw bio, no CPU store). The SMMU mirrors the DSM's
+/// write watch, so the device's write faults, spumone logs it, and the page is unchanged.
+#[test]
+fn dma_into_watched_kernel_rodata_faults_in_the_smmu() {
+    let dir = std::env::temp_dir().join(format!("spumone-rodata-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let disk = dir.join("disk.img");
+    std::fs::write(&disk, vec![0x5a_u8; 1 << 20]).unwrap();
+    // The DSM takes its baselines (and sets its watches) a few seconds after Linux is up.
+    let cmd = "sleep 15; e=$(grep ' _etext$' /proc/kallsyms | cut -d' ' -f1); \
+               insmod /lib/spumone/dma_rodata.ko addr=0x$e offset=0x100000; \
+               dmesg | grep -o 'dma_rodata: read of .*'; \
+               dd if=/dev/vda bs=4k count=1 2>/dev/null | od -An -tx1 | head -n 1";
+    let limit = Duration::from_secs(240);
+    let run = boot_with_disk("demo", cmd, &dir, limit);
+    expect_clean_poweroff(&run, limit);
+    let watch = expect_line(&run, "[hv]", &["SMMU: DMA writes to 0x48210000..", "fault"]);
+    let fault = expect_line(
+        &run,
+        "[hv]",
+        &["dma fault: stream 0x10, address 0x49000000, write (permission fault)"],
+    );
+    if fault < watch {
+        fail(
+            &run,
+            "the DMA faulted before the SMMU mirrored the DSM's watch",
+        );
+    }
+    expect_line(
+        &run,
+        "[linux]",
+        &["into PA 0x0000000049000000", "page unchanged"],
+    );
+    // The disk itself still works.
+    expect_line(
+        &run,
+        "[linux]",
+        &[" 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a"],
+    );
 }

@@ -19,7 +19,7 @@ use crate::scenario::{self, DEFAULT_TIMEOUT_SECS};
 use crate::{setup, signals};
 
 /// The benchmarks `cargo xtask bench` knows.
-pub const BENCHES: &[&str] = &["rtos-latency", "kbuild", "dsm"];
+pub const BENCHES: &[&str] = &["rtos-latency", "kbuild", "dsm", "disk"];
 
 /// The baseline scenario of the latency ratios.
 pub const NATIVE: &str = "rtos-native";
@@ -280,6 +280,23 @@ fn key_of(object: &Map<String, Value>) -> Result<RowKey, String> {
     Ok((scenario, icount, policy, load))
 }
 
+/// A results row's string field `name`.
+pub fn string_field(object: &Map<String, Value>, name: &str) -> Result<String, String> {
+    object
+        .get(name)
+        .and_then(Value::as_str)
+        .map(String::from)
+        .ok_or_else(|| format!("a row has no `{name}` string"))
+}
+
+/// A results row's boolean field `name`.
+pub fn bool_field(object: &Map<String, Value>, name: &str) -> Result<bool, String> {
+    object
+        .get(name)
+        .and_then(Value::as_bool)
+        .ok_or_else(|| format!("a row has no `{name}` boolean"))
+}
+
 /// The rows of a results file (a JSON array of objects).
 pub fn parse_results(text: &str) -> Result<Vec<Value>, String> {
     let value: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
@@ -392,7 +409,8 @@ pub fn compare(rows: &[Row]) -> Vec<Comparison> {
     out
 }
 
-fn clock(icount: bool) -> &'static str {
+/// How a report names a clock: `icount` or `wall`.
+pub fn clock(icount: bool) -> &'static str {
     if icount {
         "icount"
     } else {
@@ -521,11 +539,16 @@ pub struct LatencyBenchOptions {
 impl LatencyBenchOptions {
     /// The clocks chosen, `-icount` first.
     pub fn clocks(&self) -> Vec<bool> {
-        [true, false]
-            .into_iter()
-            .filter(|c| self.clock.is_none_or(|chosen| chosen == *c))
-            .collect()
+        clocks(self.clock)
     }
+}
+
+/// The clocks `--clock` chooses, `-icount` (`true`) first; `None`: both.
+pub fn clocks(clock: Option<bool>) -> Vec<bool> {
+    [true, false]
+        .into_iter()
+        .filter(|c| clock.is_none_or(|chosen| chosen == *c))
+        .collect()
 }
 
 /// Wall time a bench run gets besides its probe: a `shared` boot under `-icount` with two
@@ -865,6 +888,73 @@ pub fn plot_title(row: &Row) -> String {
         title.push_str(&format!(" {part}"));
     }
     format!("{title} ({})", clock(row.icount))
+}
+
+/// The timed window of one run: the one pair of begin and end marker lines the Linux guest
+/// printed around its workload, each with the guest's uptime in seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    /// Indexes of the begin and end marker lines.
+    pub begin: usize,
+    pub end: usize,
+    /// Guest uptime at the end minus at the begin.
+    pub guest_seconds: f64,
+    /// The workload's exit status.
+    pub status: i32,
+}
+
+/// Finds the one `<begin><uptime>` and `<end><uptime> status=<n>` pair among the prefixed
+/// `lines` of the Linux console (`begin` is, say, `kbuild: begin uptime=`).
+pub fn find_window(lines: &[String], begin: &str, end: &str) -> Result<Window, String> {
+    let console = crate::linux::CONSOLE;
+    let begin_prefix = format!("[{console}] {begin}");
+    let end_prefix = format!("[{console}] {end}");
+    let find = |prefix: &str| -> Result<(usize, &str), String> {
+        let mut found = lines
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| l.strip_prefix(prefix).map(|rest| (i, rest.trim_end())));
+        match (found.next(), found.next()) {
+            (Some(one), None) => Ok(one),
+            (None, _) => Err(format!("no `{}` line", prefix.trim_end_matches('='))),
+            (Some(_), Some(_)) => Err(format!("more than one `{prefix}` line")),
+        }
+    };
+    let seconds = |text: &str| -> Result<f64, String> {
+        text.parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .ok_or_else(|| format!("`{text}` is not an uptime in seconds"))
+    };
+    let (begin, begin_rest) = find(&begin_prefix)?;
+    let (end, end_rest) = find(&end_prefix)?;
+    let t0 = seconds(begin_rest)?;
+    let (t1, status) = end_rest
+        .split_once(" status=")
+        .ok_or_else(|| format!("`{end_rest}`: expected `<uptime> status=<n>`"))?;
+    let t1 = seconds(t1)?;
+    let status = status
+        .parse()
+        .map_err(|_| format!("`{status}` is not an exit status"))?;
+    if end < begin || t1 < t0 {
+        return Err(format!(
+            "the end marker comes before the begin marker ({t0} s, {t1} s)"
+        ));
+    }
+    Ok(Window {
+        begin,
+        end,
+        guest_seconds: t1 - t0,
+        status,
+    })
+}
+
+/// Host time between the arrival of the window's marker lines.
+pub fn wall_between(outcome: &run::RunOutcome, window: &Window) -> f64 {
+    let at = |i: usize| outcome.line_times.get(i).copied().unwrap_or_default();
+    at(window.end)
+        .saturating_sub(at(window.begin))
+        .as_secs_f64()
 }
 
 /// Writes `target/bench/<name>.json` (the rows) and `<name>.md`, and shows the Markdown.

@@ -66,14 +66,16 @@ pub enum Command {
         timeout: Option<u64>,
         /// `kbuild`: the quick variant.
         quick: bool,
-        /// `kbuild`: one clock only (`Some(true)`: `-icount`); `None` runs both.
+        /// `kbuild`, `rtos-latency`, `disk`: one clock only (`Some(true)`: `-icount`); `None`
+        /// runs both.
         clock: Option<bool>,
         /// `kbuild`: `demo` with the DSM on or off only; `None` runs both.
         dsm: Option<bool>,
         /// `dsm`: also the kernel build with the DSM on and off (`--kbuild`).
         kbuild: bool,
         /// `rtos-latency`: only one group of rows (`--only rtos|demo|shared`); `kbuild`:
-        /// only `demo` or only `shared` beside the native baseline.
+        /// only `demo` or only `shared` beside the native baseline; `disk`: only `linux` or
+        /// only `demo`.
         only: Option<String>,
         /// `kbuild`, `rtos-latency`: `shared` under this migration policy only; `None` runs
         /// all three.
@@ -126,6 +128,11 @@ commands:
                           --icount; --clock, --only, --dsm and --policy run only those; writes
                           target/bench/kbuild.{{json,md}} (builds the root filesystem image
                           under target/cache/kbuild/ the first time)
+  bench disk [--clock icount|wall] [--only linux|demo] [--timeout SECS]
+                          dd of 256 MiB from and to Linux's virtio-blk disk: linux-native (the
+                          baseline) and linux and demo (behind spumone's SMMU), with and
+                          without --icount; --clock and --only run only those; writes
+                          target/bench/disk.{{json,md}} (and the sparse target/bench/disk.img)
 
 options:
   --timeout SECS   stop the run if the machine has not powered off after SECS seconds
@@ -352,8 +359,11 @@ pub fn parse(args: &[String]) -> Result<Command> {
             if name != "kbuild" && (quick || dsm.is_some()) {
                 bail!("--quick and --dsm are for bench kbuild");
             }
-            if name == "dsm" && (clock.is_some() || policy.is_some()) {
-                bail!("--clock and --policy are for bench kbuild and bench rtos-latency");
+            if name == "dsm" && clock.is_some() {
+                bail!("--clock is for bench kbuild, bench rtos-latency and bench disk");
+            }
+            if (name == "dsm" || name == "disk") && policy.is_some() {
+                bail!("--policy is for bench kbuild and bench rtos-latency");
             }
             if let Some(l) = &load {
                 if name != "rtos-latency" {
@@ -372,11 +382,12 @@ pub fn parse(args: &[String]) -> Result<Command> {
             let groups: &[&str] = match name.as_str() {
                 "rtos-latency" => crate::bench::LATENCY_GROUPS,
                 "kbuild" => &crate::kbuild::GROUPS,
+                "disk" => &crate::diskbench::GROUPS,
                 _ => &[],
             };
             match &only {
                 Some(_) if groups.is_empty() => {
-                    bail!("--only is for bench rtos-latency and bench kbuild")
+                    bail!("--only is for bench rtos-latency, bench kbuild and bench disk")
                 }
                 Some(group) if !groups.contains(&group.as_str()) => bail!(
                     "bench {name} --only takes one of {}, not `{group}`",
@@ -820,6 +831,37 @@ mod tests {
         ] {
             assert!(parse_str(bad).is_err(), "`{bad}` should be rejected");
         }
+    }
+
+    #[test]
+    fn bench_disk_takes_a_clock_and_a_group() {
+        assert!(matches!(
+            parse_str("bench disk").unwrap(),
+            Command::Bench { ref name, clock: None, only: None, .. } if name == "disk"
+        ));
+        assert!(matches!(
+            parse_str("bench disk --clock icount --only linux --timeout 600").unwrap(),
+            Command::Bench { clock: Some(true), only: Some(g), timeout: Some(600), .. }
+                if g == "linux"
+        ));
+        assert!(matches!(
+            parse_str("bench disk --only demo --clock wall").unwrap(),
+            Command::Bench { clock: Some(false), only: Some(g), .. } if g == "demo"
+        ));
+        for bad in [
+            "bench disk --only shared",
+            "bench disk --only linux-native",
+            "bench disk --policy pinned",
+            "bench disk --quick",
+            "bench disk --dsm off",
+            "bench disk --samples 10",
+            "bench disk --load linux-busy",
+            "bench disk --kbuild",
+            "bench disk --clock cpu",
+        ] {
+            assert!(parse_str(bad).is_err(), "`{bad}` should be rejected");
+        }
+        assert!(usage().contains("bench disk [--clock icount|wall] [--only linux|demo]"));
     }
 
     #[test]

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::bench::{self, bench_images_dir, rtos_rounds, write_report};
+use crate::bench::{self, bench_images_dir, clock, rtos_rounds, write_report};
 use crate::firmware::{self, BuildOptions};
 use crate::kbuild;
 use crate::run::{self, RunOptions};
@@ -216,14 +216,6 @@ impl Measured {
             "event_attack_vs_dispatch": ratio(self.attack_ns, self.rtos_p50_ns),
             "event_legit_vs_dispatch": ratio(self.legit_ns, self.rtos_p50_ns),
         })
-    }
-}
-
-fn clock(icount: bool) -> &'static str {
-    if icount {
-        "icount"
-    } else {
-        "wall"
     }
 }
 

@@ -16,12 +16,12 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::bench::{self, LatencyStats, DEMO, POLICIES, SHARED};
+use crate::bench::{self, clock, LatencyStats, Window, DEMO, POLICIES, SHARED};
 use crate::firmware::{self, BuildOptions, Firmware, LatencySettings};
 use crate::linux;
 use crate::paths::{self, cache_dir, workspace_root};
 use crate::qemu::Disk;
-use crate::run::{self, RunOptions, RunOutcome};
+use crate::run::{self, RunOptions};
 use crate::scenario;
 use crate::setup::{self, State, Step};
 use crate::signals;
@@ -264,59 +264,8 @@ pub fn prepare_cmd() -> Result<String> {
 }
 
 /// The build window of one run, from the console lines (prefixed) of the Linux guest.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Window {
-    /// Indexes of the begin and end marker lines.
-    pub begin: usize,
-    pub end: usize,
-    /// Guest uptime at the end minus at the begin.
-    pub guest_seconds: f64,
-    /// `make`'s exit status.
-    pub status: i32,
-}
-
-/// Finds the one begin and end marker pair among `lines`.
 pub fn find_window(lines: &[String]) -> Result<Window, String> {
-    let begin_prefix = format!("[{}] {BEGIN_MARKER}", linux::CONSOLE);
-    let end_prefix = format!("[{}] {END_MARKER}", linux::CONSOLE);
-    let find = |prefix: &str| -> Result<(usize, &str), String> {
-        let mut found = lines
-            .iter()
-            .enumerate()
-            .filter_map(|(i, l)| l.strip_prefix(prefix).map(|rest| (i, rest.trim_end())));
-        match (found.next(), found.next()) {
-            (Some(one), None) => Ok(one),
-            (None, _) => Err(format!("no `{}` line", prefix.trim_end_matches('='))),
-            (Some(_), Some(_)) => Err(format!("more than one `{prefix}` line")),
-        }
-    };
-    let seconds = |text: &str| -> Result<f64, String> {
-        text.parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .ok_or_else(|| format!("`{text}` is not an uptime in seconds"))
-    };
-    let (begin, begin_rest) = find(&begin_prefix)?;
-    let (end, end_rest) = find(&end_prefix)?;
-    let t0 = seconds(begin_rest)?;
-    let (t1, status) = end_rest
-        .split_once(" status=")
-        .ok_or_else(|| format!("`{end_rest}`: expected `<uptime> status=<n>`"))?;
-    let t1 = seconds(t1)?;
-    let status = status
-        .parse()
-        .map_err(|_| format!("`{status}` is not an exit status"))?;
-    if end < begin || t1 < t0 {
-        return Err(format!(
-            "the end marker comes before the begin marker ({t0} s, {t1} s)"
-        ));
-    }
-    Ok(Window {
-        begin,
-        end,
-        guest_seconds: t1 - t0,
-        status,
-    })
+    bench::find_window(lines, BEGIN_MARKER, END_MARKER)
 }
 
 /// The RTOS `latency` lines printed inside the window.
@@ -418,17 +367,8 @@ impl KbuildRow {
 }
 
 fn kbuild_key(object: &Map<String, Value>) -> Result<KbuildKey, String> {
-    let text = |name: &str| {
-        object
-            .get(name)
-            .and_then(Value::as_str)
-            .map(String::from)
-            .ok_or_else(|| format!("a row has no `{name}` string"))
-    };
-    let icount = object
-        .get("icount")
-        .and_then(Value::as_bool)
-        .ok_or_else(|| "a row has no `icount` boolean".to_string())?;
+    let text = |name: &str| bench::string_field(object, name);
+    let icount = bench::bool_field(object, "icount")?;
     // Rows written before the field existed ran without the DSM.
     let dsm = match object.get("dsm") {
         None => false,
@@ -576,14 +516,6 @@ fn on_off(dsm: bool) -> &'static str {
 
 fn or_dash(value: &Option<String>) -> &str {
     value.as_deref().unwrap_or("–")
-}
-
-fn clock(icount: bool) -> &'static str {
-    if icount {
-        "icount"
-    } else {
-        "wall"
-    }
 }
 
 /// The Markdown report.
@@ -1126,7 +1058,7 @@ fn measure(
         dsm: case.dsm,
         policy: case.policy.map(str::to_string),
         guest_seconds: window.guest_seconds,
-        wall_seconds: wall_between(&outcome, &window),
+        wall_seconds: bench::wall_between(&outcome, &window),
     };
     println!(
         "{what}: guest {:.2} s, wall {:.2} s, {} RTOS latency rounds in the window",
@@ -1135,14 +1067,6 @@ fn measure(
         rounds.len()
     );
     Ok(Measured { row, rounds })
-}
-
-/// Host time between the arrival of the window's marker lines.
-fn wall_between(outcome: &RunOutcome, window: &Window) -> f64 {
-    let at = |i: usize| outcome.line_times.get(i).copied().unwrap_or_default();
-    at(window.end)
-        .saturating_sub(at(window.begin))
-        .as_secs_f64()
 }
 
 /// Which runs `cargo xtask bench kbuild` makes besides the native baseline, which always runs

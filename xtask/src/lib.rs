@@ -5,7 +5,7 @@
 //!   guest's test kernel modules; [`firmware`]: cross-build a scenario's images;
 //! - [`run`]: boot a scenario on QEMU and collect its prefixed console lines;
 //! - [`bench`]: `cargo xtask bench`, results under `target/bench/`; [`kbuild`]: the kernel-build
-//!   workload, its root filesystem image and `bench kbuild`;
+//!   workload, its root filesystem image and `bench kbuild`; [`diskbench`]: `bench disk`;
 //! - [`monitor`]: each CPU's state when a run stalls, from QEMU's monitor;
 //! - [`demux`], [`defmt_log`], [`event`]: turn spumone's framed UART stream into those lines.
 
@@ -17,6 +17,7 @@ pub mod config;
 pub mod cpio;
 pub mod defmt_log;
 pub mod demux;
+pub mod diskbench;
 pub mod dsmbench;
 pub mod event;
 pub mod firmware;

@@ -173,6 +173,20 @@ fn real_main(args: &[String]) -> Result<u8> {
         Command::Bench {
             name,
             timeout,
+            clock,
+            only,
+            ..
+        } if name == "disk" => {
+            let timeout = match timeout {
+                None => Some(xtask::diskbench::DEFAULT_TIMEOUT),
+                Some(0) => None,
+                Some(secs) => Some(Duration::from_secs(secs)),
+            };
+            xtask::diskbench::bench(&bench::clocks(clock), only.as_deref(), timeout)?;
+        }
+        Command::Bench {
+            name,
+            timeout,
             kbuild,
             ..
         } if name == "dsm" => {

@@ -22,11 +22,13 @@ pub enum Class {
     BadTrap,
     /// PSCI power calls (`CPU_ON`, `CPU_OFF`) a guest may repeat at will.
     Psci,
+    /// What a guest's devices cause in an SMMU (a full event queue after a fault storm).
+    Dma,
 }
 
 impl Class {
     /// Number of classes.
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
 
     /// How a summary line names it.
     pub const fn name(self) -> &'static str {
@@ -36,6 +38,7 @@ impl Class {
             Class::Vgic => "vGIC",
             Class::BadTrap => "bad trap",
             Class::Psci => "PSCI",
+            Class::Dma => "DMA",
         }
     }
 
@@ -49,6 +52,7 @@ impl Class {
         Class::Vgic,
         Class::BadTrap,
         Class::Psci,
+        Class::Dma,
     ];
 }
 

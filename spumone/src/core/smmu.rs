@@ -457,6 +457,10 @@ pub const fn queue_base(addr: u64, log2: u32) -> u64 {
     reg::BASE_ALLOC_HINT | (addr & reg::QUEUE_ADDR_MASK) | (log2 as u64 & 0x1f)
 }
 
+/// GERROR.EVENTQ_ABT_ERR: a record could not be written to the event queue (QEMU also
+/// raises it when the queue is full).
+pub const GERROR_EVENTQ_ABT: u32 = 1 << 2;
+
 /// Global errors active in GERROR (those differing from GERRORN).
 pub const fn active_gerrors(gerror: u32, gerrorn: u32) -> u32 {
     (gerror ^ gerrorn) & 0x1fd

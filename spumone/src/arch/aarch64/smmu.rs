@@ -18,6 +18,7 @@ use super::config::CONFIG;
 use super::cpu::Lock;
 use super::{gic, linux, timer};
 use crate::hvcore::el2map::{identity_tables_bound, El2Map, MemKind, Table};
+use crate::hvcore::loglimit::Class;
 use crate::hvcore::platform::Platform;
 use crate::hvcore::smmu::{
     self, active_gerrors, command_error_name, gerror_name, queue_base, reg, strtab_base,
@@ -87,7 +88,10 @@ const _: () = {
     assert!(identity_tables_bound(&[(0x4800_0000, 0x7000_0000)], MAX_WATCHES) <= TABLES_PER_MAP);
 };
 const CMDQ: Queue = Queue { log2: 4 };
-const EVENTQ: Queue = Queue { log2: 6 };
+/// Room for a burst. QEMU 7.2 records a fault each time it retries a refused translation (a
+/// 4 KiB request into a read-only page made over a thousand records) and reports a full
+/// queue as an aborted queue write (a global error) rather than by the overflow flag.
+const EVENTQ: Queue = Queue { log2: 9 };
 /// How long an acknowledgement or a command may take.
 const TIMEOUT_US: u64 = 100_000;
 /// Streams whose fault bursts are tracked at once.
@@ -100,8 +104,8 @@ struct StreamTable([Ste; MAX_STREAMS]);
 #[repr(C, align(256))]
 struct CommandQueue([[u64; 2]; 1 << 4]);
 
-#[repr(C, align(2048))]
-struct EventQueue([[u64; 4]; 1 << 6]);
+#[repr(C, align(16384))]
+struct EventQueue([[u64; 4]; 1 << 9]);
 
 /// What one SMMU reads and writes in memory.
 struct SmmuMemory {
@@ -124,7 +128,7 @@ static MEMORY: [Lock<SmmuMemory>; MAX_SMMUS] = [const {
         streams: StreamTable([Ste::INVALID; MAX_STREAMS]),
         cds: [Cd::EMPTY; MAX_PARTITIONS],
         cmdq: CommandQueue([[0; 2]; 1 << 4]),
-        events: EventQueue([[0; 4]; 1 << 6]),
+        events: EventQueue([[0; 4]; 1 << 9]),
     })
 }; MAX_SMMUS];
 
@@ -519,7 +523,7 @@ fn enable(
             .map(|cd| cd as *const Cd as u64)
     })
     .map_err(|_| "a grant names a partition without RAM tables")?;
-    memory.events.0 = [[0; 4]; 1 << 6];
+    memory.events.0 = [[0; 4]; 1 << 9];
     sync_memory(
         coherent,
         memory.cds.as_ptr() as u64,
@@ -596,7 +600,18 @@ fn global_error(index: usize, board: &Smmu) {
     let r = regs(running.base);
     let gerror = r.gerror.get();
     let active = active_gerrors(gerror, r.gerrorn.get());
-    if active != 0 {
+    if active == smmu::GERROR_EVENTQ_ABT {
+        // The queue was full: the faults are aborted all the same, only their records are lost.
+        // A guest can cause it at will, so it is rate-limited as that guest's line.
+        let source = board.grants.first().map_or(0, |g| usize::from(g.partition));
+        guest_warn!(
+            source,
+            Class::Dma,
+            "SMMU {}: event queue full; DMA faults after it were aborted but not logged",
+            board.name
+        );
+        r.gerrorn.set(gerror);
+    } else if active != 0 {
         error!(
             "SMMU {}: global error: {} (GERROR {:#x})",
             board.name,

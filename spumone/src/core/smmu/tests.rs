@@ -441,6 +441,7 @@ fn register_encodings() {
     assert_eq!(active_gerrors(0b101, 0b001), 0b100);
     assert_eq!(gerror_name(1), "command queue error");
     assert_eq!(gerror_name(1 << 2), "event queue write aborted");
+    assert_eq!(gerror_name(GERROR_EVENTQ_ABT), "event queue write aborted");
     assert_eq!(command_error_name(1 << 24), "illegal command");
 }
 
