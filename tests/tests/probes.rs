@@ -4,11 +4,11 @@
 //! verdicts of its probes.
 //!
 //! `gic` is ignored while what it found is open; run it with
-//! `cargo test -p spumone-tests --test probes -- --ignored`: after the wild writes and the
-//! PPI hold, spumone's core under Linux's vCPU 0 stayed in `vgic::dispatch` at EL2 for good
-//! in one run (Linux stops, and the DSM that runs on that core in `demo` with it), and in
-//! another Linux's vCPUs lost their timer PPI after it was enabled again from vCPU 0's
-//! thread; see `guests/linux/probes/README.md`.
+//! `cargo test -p spumone-tests --test probes -- --ignored`. The core that stayed in
+//! `vgic::dispatch` at EL2 is fixed (the maintenance interrupt was ended before the refill
+//! that clears it); left: after the wild writes, the PPI hold and the restore, Linux's vCPUs
+//! sit in their idle `wfi` and no timer interrupt reaches them, so Linux stops (the DSM and
+//! the RTOS go on); see `guests/linux/probes/README.md`.
 
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -80,13 +80,13 @@ fn cpu_mappings_outside_linux_abort() {
 }
 
 #[test]
-#[ignore = "found by this probe: after the storm Linux's vCPUs lose their timer or a core stays in vgic::dispatch"]
+#[ignore = "found by this probe: after the storm and the restore Linux's vCPUs get no timer interrupt and Linux stops"]
 fn gic_abuse_from_every_linux_vcpu_leaves_the_rtos_alone() {
     expect_contained("demo", "gic");
 }
 
 #[test]
-#[ignore = "found by this probe: after the storm Linux's vCPUs lose their timer or a core stays in vgic::dispatch"]
+#[ignore = "found by this probe: after the storm and the restore Linux's vCPUs get no timer interrupt and Linux stops"]
 fn gic_abuse_on_the_shared_core_leaves_the_rtos_alone() {
     expect_contained("shared", "gic");
 }

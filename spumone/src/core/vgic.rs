@@ -715,7 +715,15 @@ impl Vgic {
         if matches!(reg, GICR_ISPENDR0 | GICR_ISENABLER0) && p.pending & p.enabled != 0 {
             let _ = effects.push(Effect::SoftPending { vcpu });
         }
-        let changed = (enabled_before ^ self.private[vcpu].enabled) & HW_PRIVATE;
+        // A write to an enable register reprograms the hardware-backed ones it names even when
+        // the virtual bit does not change: the physical one may have been switched off behind
+        // the guest's back (an interrupt that fired while it was disabled is disabled there),
+        // and on a GIC the write takes effect at once.
+        let named = match reg {
+            GICR_ISENABLER0 | GICR_ICENABLER0 => bits,
+            _ => 0,
+        };
+        let changed = ((enabled_before ^ self.private[vcpu].enabled) | named) & HW_PRIVATE;
         self.private_changed(writer, vcpu, changed, &mut effects);
         Ok(effects)
     }
@@ -791,6 +799,66 @@ pub const fn route_irq(intid: u32, hyp_timer: u32, delivery: Option<Delivery>) -
         IrqRoute::Guest(ListReg::hardware(intid, delivery))
     } else {
         IrqRoute::Unclaimed
+    }
+}
+
+/// At most this many physical interrupts are acknowledged in one pass at EL2: whatever a
+/// guest makes its sources do (a level interrupt ended while still asserted fires again at
+/// once), the core gets back to its tick, its kicks and its vCPU in between.
+pub const MAX_ACKS_PER_PASS: usize = 32;
+
+/// One pass over the physical interrupts pending at this core: `ack` acknowledges the next
+/// (`None` once the CPU interface has none), `handle` deals with it. `false` if the pass
+/// stopped at [`MAX_ACKS_PER_PASS`] with some maybe still pending.
+pub fn drain_acks(mut ack: impl FnMut() -> Option<u32>, mut handle: impl FnMut(u32)) -> bool {
+    for _ in 0..MAX_ACKS_PER_PASS {
+        match ack() {
+            Some(intid) => handle(intid),
+            None => return true,
+        }
+    }
+    false
+}
+
+/// Whether the maintenance interrupt is asserted for underflow (`ICH_MISR_EL2.U`): `UIE` set
+/// in `hcr` and at most one of the `count` list registers holding an interrupt (`elrsr`, bit
+/// set = empty). It is a level: ending it changes nothing while this holds.
+pub const fn underflow_asserted(hcr: u64, elrsr: u64, count: usize) -> bool {
+    let usable = if count >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << count) - 1
+    };
+    let held = count as u32 - (elrsr & usable).count_ones();
+    hcr & ich_hcr::EN != 0 && hcr & ich_hcr::UIE != 0 && held <= 1
+}
+
+/// What to write to a vCPU's interface to move its queued interrupts into list registers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refill {
+    /// `(n, value)`: list register `n` takes `value`.
+    pub writes: heapless::Vec<(usize, u64), 64>,
+    /// `ICH_HCR_EL2` afterwards: underflow maintenance only while some still wait.
+    pub hcr: u64,
+}
+
+/// Moves `queue`'s most urgent interrupts into the empty ones of `count` list registers
+/// (`elrsr`, bit set = empty). Done for every maintenance interrupt before it is ended: the
+/// result never leaves [`underflow_asserted`] true (either the queue is empty and `UIE`
+/// off, or every list register is full), so the interrupt does not fire again at once.
+pub fn refill(elrsr: u64, count: usize, queue: &mut PendingQueue) -> Refill {
+    let mut writes = heapless::Vec::new();
+    let mut free = elrsr;
+    while let Some(n) = free_lr(free, count) {
+        let Some(lr) = queue.pop() else {
+            break;
+        };
+        let _ = writes.push((n, lr.encode()));
+        free &= !(1 << n);
+    }
+    Refill {
+        writes,
+        hcr: ich_hcr(!queue.is_empty()),
     }
 }
 
@@ -993,14 +1061,42 @@ impl PendingQueue {
         self.entries.iter().all(Option::is_none)
     }
 
-    /// Queues `lr`; an interrupt already queued stays queued once. `Err` if full.
+    /// Queues `lr`; an interrupt already queued stays queued once. A hardware interrupt
+    /// (acknowledged and active at the physical GIC until the guest's EOI of this entry
+    /// deactivates it) is never the one left out: it takes the place of a software entry with
+    /// its vINTID, and in a full queue that of the least urgent software entry, which is
+    /// dropped (software ones are edge-like SGIs/PPIs). `Err` only if full of hardware ones,
+    /// or full for a software one.
     pub fn push(&mut self, lr: ListReg) -> Result<(), ListReg> {
-        if self.entries.iter().flatten().any(|e| e.vintid == lr.vintid) {
+        let hardware = lr.pintid.is_some();
+        if let Some(same) = self
+            .entries
+            .iter_mut()
+            .flatten()
+            .find(|e| e.vintid == lr.vintid)
+        {
+            if hardware && same.pintid.is_none() {
+                *same = lr;
+            }
             return Ok(());
         }
-        match self.entries.iter_mut().find(|e| e.is_none()) {
-            Some(slot) => {
-                *slot = Some(lr);
+        if let Some(slot) = self.entries.iter_mut().find(|e| e.is_none()) {
+            *slot = Some(lr);
+            return Ok(());
+        }
+        if !hardware {
+            return Err(lr);
+        }
+        let victim = self
+            .entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.filter(|e| e.pintid.is_none()).map(|e| (e.priority, i)))
+            .max()
+            .map(|(_, i)| i);
+        match victim {
+            Some(i) => {
+                self.entries[i] = Some(lr);
                 Ok(())
             }
             None => Err(lr),
@@ -1104,11 +1200,9 @@ mod tests {
             })
         );
         assert_eq!(v.deliverable(0, 27), None, "other vCPU's PPI untouched");
-        // Enabling again changes nothing physical.
-        assert!(v
-            .gicr_write(1, frame(1) + SGI + 0x100, 4, 1 << 27)
-            .unwrap()
-            .is_empty());
+        // Enabling again programs it again (the physical one may have been switched off).
+        let effects = v.gicr_write(1, frame(1) + SGI + 0x100, 4, 1 << 27).unwrap();
+        assert_eq!(effects.len(), 1);
         // A priority change while enabled is mirrored.
         let effects = v.gicr_write(1, frame(1) + SGI + 0x41B, 1, 0x40).unwrap();
         assert_eq!(effects.len(), 1);
@@ -1195,6 +1289,25 @@ mod tests {
         assert_eq!(effects.as_slice(), &[Effect::SoftPending { vcpu: 0 }]);
         assert!(v.take_software(1, 0).is_empty());
         assert_eq!(v.take_software(0, 0)[0].vintid, 3);
+    }
+
+    /// spumone switches a physical PPI off when it fires for a vCPU that has it disabled; if
+    /// the guest's later enable found the virtual bit already set, nothing reprogrammed the
+    /// physical one and the vCPU never got its timer again. An enable write always does.
+    #[test]
+    fn an_enable_write_reprograms_the_physical_ppi_even_if_already_enabled() {
+        let mut v = vgic(2, &[]);
+        vcpu0_timer_on(&mut v);
+        assert!(v.take_private_sync(0).is_empty());
+        // From another vCPU's thread: vCPU 0's core is asked to apply it.
+        let effects = v.gicr_write(1, SGI + 0x100, 4, 1 << 27).unwrap();
+        assert_eq!(effects.as_slice(), &[Effect::PrivateSync { vcpu: 0 }]);
+        assert_eq!(v.take_private_sync(0).as_slice(), &[vtimer(true, 0xA0)]);
+        // From its own frame: at once.
+        let effects = v.gicr_write(0, SGI + 0x100, 4, 1 << 27).unwrap();
+        assert_eq!(effects.as_slice(), &[vtimer(true, 0xA0)]);
+        // Bits it does not name change nothing.
+        assert!(v.gicr_write(0, SGI + 0x100, 4, 1 << 3).unwrap().is_empty());
     }
 
     #[test]
@@ -1624,6 +1737,117 @@ mod tests {
             q.push(mk(100 + i, 0)).unwrap();
         }
         assert_eq!(q.push(mk(999, 0)), Err(mk(999, 0)));
+    }
+
+    fn sw(intid: u32, priority: u8) -> ListReg {
+        ListReg::software(
+            intid,
+            Delivery {
+                priority,
+                group1: true,
+            },
+        )
+    }
+
+    fn hw(intid: u32, priority: u8) -> ListReg {
+        ListReg::hardware(
+            intid,
+            Delivery {
+                priority,
+                group1: true,
+            },
+        )
+    }
+
+    /// A hardware interrupt left out of the queue was ended unmasked: a level one (the
+    /// timer, a PCIe INTx SPI) fired again at once, for good, once a guest had filled the
+    /// queue with software-pending SGIs/PPIs.
+    #[test]
+    fn a_full_queue_still_takes_a_hardware_interrupt() {
+        let mut q = PendingQueue::new();
+        for i in 0..PendingQueue::CAPACITY as u32 {
+            q.push(sw(i, if i == 5 { 0xF0 } else { 0x10 })).unwrap();
+        }
+        assert_eq!(q.push(sw(20, 0)), Err(sw(20, 0)));
+        assert_eq!(q.push(hw(27, 0x80)), Ok(()));
+        assert_eq!(q.push(hw(36, 0x80)), Ok(()));
+        let mut out = heapless::Vec::<ListReg, 32>::new();
+        while let Some(lr) = q.pop() {
+            out.push(lr).unwrap();
+        }
+        assert!(out.contains(&hw(27, 0x80)) && out.contains(&hw(36, 0x80)));
+        // The least urgent software one made room first.
+        assert!(!out.iter().any(|l| l.vintid == 5));
+        assert_eq!(out.len(), PendingQueue::CAPACITY);
+        // Full of hardware ones: refused (the caller masks the source).
+        for i in 0..PendingQueue::CAPACITY as u32 {
+            q.push(hw(32 + i, 0)).unwrap();
+        }
+        assert_eq!(q.push(hw(60, 0)), Err(hw(60, 0)));
+    }
+
+    /// A hardware PPI 27 acknowledged while a software-pending 27 was queued was merged into
+    /// it: no HW bit, so the guest's EOI never deactivated the physical one and the vCPU got
+    /// no timer interrupt again.
+    #[test]
+    fn a_hardware_interrupt_replaces_a_queued_software_one() {
+        let mut q = PendingQueue::new();
+        q.push(sw(27, 0x80)).unwrap();
+        q.push(hw(27, 0x80)).unwrap();
+        q.push(sw(27, 0x80)).unwrap();
+        assert_eq!(q.pop(), Some(hw(27, 0x80)));
+        assert_eq!(q.pop(), None);
+    }
+
+    /// The maintenance interrupt is a level: ended without a refill while interrupts wait and
+    /// the list registers have drained, it fires again at once, and the core acknowledged and
+    /// ended it for good. A refill always clears it.
+    #[test]
+    fn a_refill_clears_the_underflow_maintenance_interrupt() {
+        const LRS: usize = 4;
+        let all_empty = (1u64 << LRS) - 1;
+        for waiting in 0..8u32 {
+            for elrsr in 0..=all_empty {
+                let mut q = PendingQueue::new();
+                for i in 0..waiting {
+                    q.push(sw(i, 0x80)).unwrap();
+                }
+                let hcr = ich_hcr(!q.is_empty());
+                let r = refill(elrsr | !all_empty, LRS, &mut q);
+                let mut after = elrsr;
+                for &(n, value) in &r.writes {
+                    assert!(
+                        elrsr & (1 << n) != 0,
+                        "only empty list registers are written"
+                    );
+                    assert_ne!(value, 0);
+                    after &= !(1 << n);
+                }
+                assert!(
+                    !underflow_asserted(r.hcr, after, LRS),
+                    "waiting {waiting}, elrsr {elrsr:#x}: still asserted"
+                );
+                let moved = r.writes.len() as u32;
+                assert_eq!(moved, waiting.min(elrsr.count_ones()));
+                // What asserted it before stays asserted without the refill.
+                if waiting > 0 && elrsr.count_ones() >= 3 {
+                    assert!(underflow_asserted(hcr, elrsr, LRS));
+                }
+            }
+        }
+        assert!(!underflow_asserted(ich_hcr::UIE, all_empty, LRS));
+    }
+
+    #[test]
+    fn a_pass_over_pending_interrupts_is_bounded() {
+        // A level interrupt that never goes away.
+        let mut handled = 0;
+        assert!(!drain_acks(|| Some(25), |_| handled += 1));
+        assert_eq!(handled, MAX_ACKS_PER_PASS);
+        let mut left = vec![27, 40, 26];
+        let mut seen = Vec::new();
+        assert!(drain_acks(|| left.pop(), |i| seen.push(i)));
+        assert_eq!(seen, [26, 40, 27]);
     }
 
     #[test]

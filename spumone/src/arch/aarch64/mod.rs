@@ -288,16 +288,27 @@ pub fn idle() -> ! {
     }
 }
 
+/// A pass of `handle_pending_interrupts` was cut short (reported once).
+static PASS_CUT_LOGGED: AtomicBool = AtomicBool::new(false);
+
 /// Acknowledges and handles every pending physical interrupt on this core: the tick here,
 /// interrupts of the vCPU running here into its list registers, others switched off.
 pub fn handle_pending_interrupts() {
     let running = percore::this_core().running();
-    loop {
-        let intid = gic::acknowledge();
-        if intid >= gic::SPECIAL_INTID_START {
-            break;
-        }
-        handle_acknowledged(running, intid);
+    // Bounded (`vgic::drain_acks`): one left pending is taken on the next pass.
+    let drained = crate::hvcore::vgic::drain_acks(
+        || {
+            let intid = gic::acknowledge();
+            (intid < gic::SPECIAL_INTID_START).then_some(intid)
+        },
+        |intid| handle_acknowledged(running, intid),
+    );
+    if !drained && !PASS_CUT_LOGGED.swap(true, Ordering::Relaxed) {
+        warn!(
+            "core {}: more than {} interrupts in one pass; the rest wait for the next",
+            cpu::core_index(),
+            crate::hvcore::vgic::MAX_ACKS_PER_PASS
+        );
     }
     if running.is_some() {
         vgic::refill();

@@ -497,7 +497,14 @@ pub fn dispatch(running: Option<(usize, usize)>, intid: u32, hyp_timer: u32) -> 
     let route = vgic::route_irq(intid, hyp_timer, delivery);
     match route {
         IrqRoute::Hypervisor => {}
-        IrqRoute::Maintenance => gic::end_of_interrupt(intid),
+        // A level: what asserts it (underflow while interrupts wait) is resolved first, or
+        // it would fire again at once and hold this core here.
+        IrqRoute::Maintenance => {
+            if running.is_some() {
+                refill_now();
+            }
+            gic::end_of_interrupt(intid);
+        }
         IrqRoute::Guest(lr) => inject(intid, lr),
         IrqRoute::Unclaimed => unclaimed(intid),
     }
@@ -510,8 +517,9 @@ fn inject(intid: u32, lr: ListReg) {
         None => {
             let core = cpu::core_index();
             if QUEUES[core].lock().push(lr).is_err() {
-                // Nowhere to keep it: drop it rather than leave it active for good.
-                gic::end_of_interrupt(intid);
+                // Nowhere to keep it (the queue is full of hardware interrupts): switched
+                // off, since a level interrupt ended while asserted fires again at once.
+                unclaimed(intid);
                 return;
             }
             QUEUED[core].store(true, Ordering::Relaxed);
@@ -539,21 +547,22 @@ fn unclaimed(intid: u32) {
 /// Moves queued interrupts into free list registers; asks for an underflow maintenance
 /// interrupt while some still wait.
 pub fn refill() {
+    if QUEUED[cpu::core_index()].load(Ordering::Relaxed) {
+        refill_now();
+    }
+}
+
+/// [`refill`] whether or not the flag says something waits, `ICH_HCR_EL2` included (the
+/// maintenance interrupt's condition is cleared either way: `vgic::refill`).
+fn refill_now() {
     let core = cpu::core_index();
-    if !QUEUED[core].load(Ordering::Relaxed) {
-        return;
-    }
     let mut queue = QUEUES[core].lock();
-    let count = list_regs();
-    while let Some(n) = vgic::free_lr(read_elrsr(), count) {
-        match queue.pop() {
-            Some(lr) => write_lr(n, lr.encode()),
-            None => break,
-        }
+    let plan = vgic::refill(read_elrsr(), list_regs(), &mut queue);
+    for &(n, value) in &plan.writes {
+        write_lr(n, value);
     }
-    let waiting = !queue.is_empty();
-    QUEUED[core].store(waiting, Ordering::Relaxed);
-    write_hcr(vgic::ich_hcr(waiting));
+    QUEUED[core].store(!queue.is_empty(), Ordering::Relaxed);
+    write_hcr(plan.hcr);
 }
 
 /// Whether a trapped WFI/WFE may sleep this core at EL2.
@@ -733,7 +742,8 @@ pub fn inject_saved(state: &mut VgicState, intid: u32, delivery: Delivery) -> bo
     if kept {
         gic::priority_drop(intid);
     } else {
-        gic::end_of_interrupt(intid);
+        // As in `inject`: never ended while it may still be asserted.
+        unclaimed(intid);
     }
     kept
 }
