@@ -505,7 +505,11 @@ pub fn build_into(
             } else {
                 &[]
             };
-            // spumone's build script renders the DSM's kernel symbols from this Image.
+            // spumone's build script renders the DSM's kernel symbols from this Image, so a
+            // config with Linux needs it (fetched on a fresh machine) before spumone builds.
+            if partitions.iter().any(|p| p.linux.is_some()) {
+                linux::ensure(false)?;
+            }
             let image = crate::linux::kernel_image();
             let built = cargo_build(
                 "spumone",
