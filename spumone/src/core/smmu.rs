@@ -248,20 +248,6 @@ pub fn partitions_of(smmu: &Smmu) -> u32 {
         .fold(0, |mask, bit| mask | bit)
 }
 
-/// The core that takes the SMMU's interrupts: the first of `cores` on which no vCPU of a
-/// partition for which `is_rtos` holds is placed (the RTOS is never delayed by DMA fault
-/// reports). `None` when the RTOS is everywhere.
-pub fn service_core(config: &Config, cores: usize, is_rtos: impl Fn(u8) -> bool) -> Option<u8> {
-    let rtos_cores = config
-        .partitions
-        .iter()
-        .filter(|p| is_rtos(p.index))
-        .flat_map(|p| p.vcpus.iter())
-        .filter_map(|v| 1u64.checked_shl(u32::from(v.core)))
-        .fold(0u64, |mask, bit| mask | bit);
-    (0..cores.min(64) as u8).find(|&c| rtos_cores & (1 << c) == 0)
-}
-
 // --- Identification registers ---------------------------------------------------------------
 
 /// What the probe needs from SMMU_IDR0, IDR1 and IDR5.

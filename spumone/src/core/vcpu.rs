@@ -65,14 +65,15 @@ pub fn cores_of(partition: &Partition) -> u32 {
         .fold(0, |mask, bit| mask | bit)
 }
 
-/// The cores that may receive a migrating vCPU: those of every partition whose vCPUs move
-/// (`moves(partition index)`). They run the switch loop with WFI trapped even while a single
-/// vCPU is placed there; other cores keep the untrapped path.
-pub fn migration_cores(config: &Config, moves: impl Fn(u8) -> bool) -> u32 {
+/// The cores of every partition for which `which(partition index)` holds, bit `c` for core
+/// `c`. With the partitions whose vCPUs move: the cores that may receive a migrating vCPU
+/// (they run the switch loop with WFI trapped even while a single vCPU is placed there);
+/// with the RTOS partitions: the cores where no long hypervisor work may run for another.
+pub fn cores_of_partitions(config: &Config, which: impl Fn(u8) -> bool) -> u32 {
     config
         .partitions
         .iter()
-        .filter(|p| moves(p.index))
+        .filter(|p| which(p.index))
         .fold(0, |mask, p| mask | cores_of(p))
 }
 
@@ -81,6 +82,18 @@ pub fn migration_cores(config: &Config, moves: impl Fn(u8) -> bool) -> u32 {
 /// kept where several vCPUs share the core (the hook for sharing it out).
 pub fn needs_tick(config: &Config, core: u8) -> bool {
     trap_policy(config, core).shared_core
+}
+
+/// The first of `cores` no RTOS vCPU is placed on: where hypervisor work done for another
+/// partition (SMMU fault reports, the integrity digest) delays no RTOS. `None` when the RTOS
+/// is everywhere.
+pub fn first_core_without_rtos(
+    config: &Config,
+    cores: usize,
+    is_rtos: impl Fn(u8) -> bool,
+) -> Option<u8> {
+    let rtos = cores_of_partitions(config, is_rtos);
+    (0..cores.min(32) as u8).find(|&c| rtos & (1 << c) == 0)
 }
 
 /// PSTATE at guest entry: EL1h with D, A, I and F masked.
@@ -224,15 +237,19 @@ mod tests {
     }
 
     #[test]
-    fn migration_cores_are_those_of_moving_partitions() {
+    fn cores_of_partitions_are_those_of_moving_partitions() {
         static A: [Vcpu; 1] = [Vcpu { core: 0 }];
         static B: [Vcpu; 3] = [Vcpu { core: 0 }, Vcpu { core: 1 }, Vcpu { core: 3 }];
         let parts: &'static [Partition] = Box::leak(Box::new([partition(0, &A), partition(1, &B)]));
         let config = config(parts);
         assert_eq!(cores_of(&parts[1]), 0b1011);
-        assert_eq!(migration_cores(&config, |p| p == 1), 0b1011);
-        assert_eq!(migration_cores(&config, |_| false), 0, "pinned everywhere");
-        assert_eq!(migration_cores(&config, |p| p == 0), 0b0001);
+        assert_eq!(cores_of_partitions(&config, |p| p == 1), 0b1011);
+        assert_eq!(
+            cores_of_partitions(&config, |_| false),
+            0,
+            "pinned everywhere"
+        );
+        assert_eq!(cores_of_partitions(&config, |p| p == 0), 0b0001);
     }
 
     #[test]
@@ -243,5 +260,38 @@ mod tests {
         assert_eq!(vmid(3), 4);
         assert_eq!(ENTRY_SPSR & 0xf, 0b0101, "EL1h");
         assert_eq!(ENTRY_SPSR & 0x3c0, 0x3c0, "DAIF masked");
+    }
+
+    /// The RTOS (partition 0) on core 0, Linux on cores 1-3, as in `demo`.
+    fn two_partitions() -> Config {
+        static RTOS: [Vcpu; 1] = [Vcpu { core: 0 }];
+        static LINUX: [Vcpu; 3] = [Vcpu { core: 1 }, Vcpu { core: 2 }, Vcpu { core: 3 }];
+        config(Box::leak(Box::new([
+            partition(0, &RTOS),
+            partition(1, &LINUX),
+        ])))
+    }
+
+    #[test]
+    fn long_work_goes_to_a_core_without_the_rtos() {
+        let is_rtos = |i: u8| i == 0;
+        assert_eq!(
+            first_core_without_rtos(&two_partitions(), 4, is_rtos),
+            Some(1)
+        );
+        static ALL: [Vcpu; 4] = [
+            Vcpu { core: 0 },
+            Vcpu { core: 1 },
+            Vcpu { core: 2 },
+            Vcpu { core: 3 },
+        ];
+        let parts: &'static [Partition] = Box::leak(Box::new([partition(0, &ALL)]));
+        let config = config(parts);
+        assert_eq!(first_core_without_rtos(&config, 4, is_rtos), None);
+        assert_eq!(first_core_without_rtos(&config, 5, is_rtos), Some(4));
+        // With no RTOS the boot core serves.
+        assert_eq!(first_core_without_rtos(&config, 4, |_| false), Some(0));
+        // One core the RTOS holds: nowhere.
+        assert_eq!(first_core_without_rtos(&two_partitions(), 1, is_rtos), None);
     }
 }

@@ -730,7 +730,8 @@ pub fn stop_partition(partition: &'static Partition, code: i64, why: &str) {
     );
     super::dsm::partition_stopped(index);
     // Whatever the stopped guest did, the other images must be as they were at boot.
-    super::integrity::report();
+    let last = matches!(outcome, StopOutcome::LastStopped { .. });
+    super::integrity::report_after_stop(here, last);
     log::event(format_args!(
         "partition-stopped name={} code={}",
         partition.name, code

@@ -1,7 +1,10 @@
 //! The integrity digest's mechanism (see `hvcore::integrity`): where spumone's and the RTOS's
 //! images lie, the digests taken at boot, and the report when Linux stops.
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 use crate::hvcore::integrity::{self, Finding, Image};
+use crate::hvcore::vcpu;
 
 use super::config::CONFIG;
 
@@ -68,8 +71,41 @@ pub fn baseline() {
     *BASELINE.lock() = Some(taken);
 }
 
+/// A report is owed and waits for a core the RTOS does not use.
+static REPORT_DUE: AtomicBool = AtomicBool::new(false);
+
+/// Whether `core` may hash the images (about a millisecond): not where an RTOS vCPU is
+/// placed, unless the RTOS is on every core and nowhere else would do.
+fn may_hash_on(core: usize) -> bool {
+    let rtos = vcpu::cores_of_partitions(&CONFIG, super::linux::is_rtos);
+    rtos & (1 << (core % 32)) == 0
+        || vcpu::first_core_without_rtos(&CONFIG, usize::from(CONFIG.cores), super::linux::is_rtos)
+            .is_none()
+}
+
+/// Reports after a partition stopped: here, or, on a core the RTOS uses, from the idle loop
+/// of a core it does not (the stopped partition's other cores go idle at once). The last
+/// partition's stop reports here: the machine powers off next, and no RTOS is left to delay.
+pub fn report_after_stop(core: usize, last: bool) {
+    if last || may_hash_on(core) {
+        report();
+    } else {
+        REPORT_DUE.store(true, Ordering::Release);
+    }
+}
+
+/// Serves a report owed by [`report_after_stop`], if this core may.
+pub fn serve_due(core: usize) {
+    if REPORT_DUE.load(Ordering::Acquire)
+        && may_hash_on(core)
+        && REPORT_DUE.swap(false, Ordering::AcqRel)
+    {
+        report();
+    }
+}
+
 /// Digests the images again and prints how they compare with boot.
-pub fn report() {
+fn report() {
     let guard = BASELINE.lock();
     let Some(baseline) = guard.as_ref() else {
         return;

@@ -21,6 +21,11 @@ use crate::hvcore::vfdt::{self, LinuxDt};
 use crate::hvcore::vuart::Vuart;
 use crate::hvcore::MAX_PARTITIONS;
 
+/// Whether partition `index` runs an RTOS (anything the config does not boot as Linux).
+pub fn is_rtos(index: u8) -> bool {
+    LinuxBoot::kind(LINUX, index) == board::rt::Kind::Rtos
+}
+
 /// Size of the emulated UART's frame.
 const UART_SIZE: u64 = 0x1000;
 /// Bytes of console output gathered before they go out as one frame.

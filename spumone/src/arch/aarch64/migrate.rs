@@ -103,7 +103,7 @@ pub fn init() {
         .filter_map(Policy::look_every)
         .fold(crate::hvcore::alone::LOOK_PERIOD, Ticks::min);
     LOOK_PERIOD.store(look.max(1), Ordering::Relaxed);
-    let mask = vcpu::migration_cores(&CONFIG, |p| {
+    let mask = vcpu::cores_of_partitions(&CONFIG, |p| {
         !matches!(policies[usize::from(p)], Policy::Pinned)
     });
     MOVING_CORES.store(mask, Ordering::Release);

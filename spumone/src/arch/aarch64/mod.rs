@@ -278,6 +278,7 @@ pub fn idle() -> ! {
         _ => timer::stop_tick(),
     }
     loop {
+        integrity::serve_due(cpu::core_index());
         // A request posted before this core got here came with a kick that is still pending
         // (so `wfi` returns at once); checking first only saves the round trip.
         if let Some((entry, context)) = state.take_start_request() {

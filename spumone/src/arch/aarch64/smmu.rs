@@ -9,7 +9,7 @@
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use aarch64_cpu::asm::barrier;
-use board::rt::{LinuxBoot, MemRange, Smmu};
+use board::rt::{MemRange, Smmu};
 use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::register_structs;
 use tock_registers::registers::{ReadOnly, ReadWrite};
@@ -24,6 +24,7 @@ use crate::hvcore::smmu::{
     self, active_gerrors, command_error_name, gerror_name, queue_base, reg, strtab_base,
     strtab_base_cfg, Cd, Event, Features, Queue, Ste, Throttle, INIT_COMMANDS, MAX_STREAMS,
 };
+use crate::hvcore::vcpu;
 use crate::hvcore::watch::MAX_WATCHES;
 use crate::hvcore::MAX_PARTITIONS;
 
@@ -178,10 +179,8 @@ pub fn refuses(index: usize) -> bool {
 /// any guest does; a partition whose streams an SMMU cannot confine is refused.
 pub fn init(platform: &Platform, cores: &[u64]) {
     let mut refused = 0;
-    let service = smmu::service_core(&CONFIG, cores.len(), |index| {
-        LinuxBoot::find(linux::LINUX, index).is_none()
-    })
-    .and_then(|core| cores.get(usize::from(core)).map(|&mpidr| (core, mpidr)));
+    let service = vcpu::first_core_without_rtos(&CONFIG, cores.len(), linux::is_rtos)
+        .and_then(|core| cores.get(usize::from(core)).map(|&mpidr| (core, mpidr)));
     let roots = match build_maps() {
         Ok(roots) => roots,
         Err(what) => {

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::hvcore::el2map::{El2Map, MemKind, Table};
-use board::rt::{MemRange, Partition, Vcpu};
+use board::rt::MemRange;
 
 mod demo {
     include!("../../../../board/tests/golden/demo.rs");
@@ -333,43 +333,6 @@ fn demo_grants_bus_zero_to_linux() {
     assert!(table.iter().all(|ste| *ste == Ste::stage1(0x4100_0000)));
     assert_eq!(partitions_with_streams(&demo::CONFIG), 0b10);
     assert_eq!(partitions_of(s), 0b10);
-}
-
-fn partition(index: u8, vcpus: &'static [Vcpu]) -> Partition {
-    Partition {
-        name: "p",
-        index,
-        image: "p",
-        ram: &[],
-        devices: &[],
-        entry: 0,
-        boot_arg: 0,
-        vcpus,
-        console_channel: 0x10,
-    }
-}
-
-#[test]
-fn interrupts_go_to_a_core_without_the_rtos() {
-    let is_rtos = |i: u8| i == 0;
-    assert_eq!(service_core(&demo::CONFIG, 4, is_rtos), Some(1));
-    static ALL: [Vcpu; 4] = [
-        Vcpu { core: 0 },
-        Vcpu { core: 1 },
-        Vcpu { core: 2 },
-        Vcpu { core: 3 },
-    ];
-    let parts: &'static [Partition] = Box::leak(Box::new([partition(0, &ALL)]));
-    let config = Config {
-        partitions: parts,
-        ..demo::CONFIG
-    };
-    assert_eq!(service_core(&config, 4, is_rtos), None);
-    assert_eq!(service_core(&config, 5, is_rtos), Some(4));
-    // With no RTOS the boot core serves.
-    assert_eq!(service_core(&config, 4, |_| false), Some(0));
-    // One core the RTOS holds: nowhere.
-    assert_eq!(service_core(&demo::CONFIG, 1, is_rtos), None);
 }
 
 // --- Identification ---------------------------------------------------------------------------
