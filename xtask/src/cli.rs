@@ -1,5 +1,7 @@
 //! Command-line parsing for `cargo xtask`.
 
+use std::io::IsTerminal;
+
 use anyhow::{bail, Result};
 
 use crate::scenario::{DEFAULT_SCENARIO, DEFAULT_TIMEOUT_SECS};
@@ -136,12 +138,13 @@ commands:
 
 options:
   --timeout SECS   stop the run if the machine has not powered off after SECS seconds
-                   (default {DEFAULT_TIMEOUT_SECS}; 0 waits for ever)
+                   (default {DEFAULT_TIMEOUT_SECS}, none for `run` on a terminal without
+                   --cmd; 0 waits for ever)
   --icount         deterministic guest time (-icount shift=0,align=off,sleep=off)
   --plain-log      build spumone to print plain text instead of framed defmt records
   --cmd 'COMMAND'  Linux scenarios: run COMMAND with `sh -c` in the guest instead of a shell,
                    print its output as [linux] lines, power off, and exit with its status
-  --disk IMG       Linux scenarios: attach the raw image IMG as virtio-blk (/dev/vda); writes
+  --disk IMG       Linux scenarios: attach the raw image IMG as virtio-blk-pci (/dev/vda); writes
                    go to a temporary overlay and are dropped
   --no-dsm         Linux under spumone: leave the D-System Monitor off for this run (the
                    baseline for its cost)
@@ -153,10 +156,10 @@ options:
   --resume-after SECS
                    with --cmd: type that resume command SECS seconds after the DSM paused Linux
 
-input: without --cmd, a native scenario (linux-native) gets this terminal's keys: an
-interactive shell, raw mode from a terminal (Ctrl-C goes to the guest; `exit` or
-`poweroff -f` ends the run, Ctrl-A x stops QEMU). Scenarios under spumone take no input
-yet: that comes with spumone's virtual UART.
+input: without --cmd, a Linux scenario (linux-native, linux, demo, shared) gets this
+terminal's keys: an interactive shell, raw mode from a terminal (Ctrl-C goes to the guest;
+`exit` or `poweroff -f` ends Linux, Ctrl-A x stops QEMU); under spumone they reach Linux
+through its emulated UART.
 
 exit status of run:
   0    the machine powered off cleanly (spumone reported shutdown code=0)
@@ -250,7 +253,11 @@ pub fn parse(args: &[String]) -> Result<Command> {
             if flags.switch("--list") {
                 Command::List
             } else {
+                let cmd = flags.value("--cmd")?;
+                // A shell on a terminal (no `--cmd`) is the user's until they leave it.
+                let interactive = cmd.is_none() && std::io::stdin().is_terminal();
                 let timeout = match flags.value("--timeout")? {
+                    None if interactive => None,
                     None => Some(DEFAULT_TIMEOUT_SECS),
                     Some(text) => match text.parse::<u64>() {
                         Ok(0) => None,
@@ -260,7 +267,6 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 };
                 let icount = flags.switch("--icount");
                 let plain_log = flags.switch("--plain-log");
-                let cmd = flags.value("--cmd")?;
                 let disk = flags.value("--disk")?;
                 let no_dsm = flags.switch("--no-dsm");
                 let policy = flags.value("--policy")?;
