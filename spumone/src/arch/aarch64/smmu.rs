@@ -368,6 +368,7 @@ fn build_maps() -> Result<[Option<u64>; MAX_PARTITIONS], &'static str> {
 /// edits its identity map and invalidates the TLB of every enabled SMMU that has streams
 /// of it. `true` if done, or if the partition has no map (no streams).
 pub fn protect(partition: usize, base: u64, size: u64, writable: bool) -> bool {
+    let coherent = walks_coherent(partition);
     let mut maps = TABLES.lock();
     let maps = &mut *maps;
     let Some(slot) = maps.slot.get(partition).copied().flatten() else {
@@ -378,7 +379,7 @@ pub fn protect(partition: usize, base: u64, size: u64, writable: bool) -> bool {
     // A new table is cleaned to memory before the descriptor that links it is written.
     let changed = map.set_writable(base, size, writable, &mut |table| {
         sync_memory(
-            false,
+            coherent,
             table as *const Table as u64,
             core::mem::size_of::<Table>(),
         )
@@ -400,8 +401,10 @@ pub fn protect(partition: usize, base: u64, size: u64, writable: bool) -> bool {
     if changed == 0 {
         return true;
     }
+    // Only SMMUs whose walks miss the caches need the edited tables written back (this runs
+    // while Linux's vCPUs are held).
     sync_memory(
-        false,
+        coherent,
         pool.as_ptr() as u64,
         maps.used[slot] * core::mem::size_of::<Table>(),
     );
@@ -434,6 +437,19 @@ pub fn protect(partition: usize, base: u64, size: u64, writable: bool) -> bool {
         );
     }
     ok
+}
+
+/// Whether every enabled SMMU with streams of `partition` walks its tables coherently with
+/// this core's caches.
+fn walks_coherent(partition: usize) -> bool {
+    let bit = 1u32.checked_shl(partition as u32).unwrap_or(0);
+    CONFIG
+        .smmus
+        .iter()
+        .enumerate()
+        .take(MAX_SMMUS)
+        .filter(|(_, board)| smmu::partitions_of(board) & bit != 0)
+        .all(|(index, _)| RUNNING[index].lock().as_ref().is_none_or(|r| r.coherent))
 }
 
 /// Issues `commands` and waits until the SMMU has consumed them.
