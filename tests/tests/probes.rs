@@ -80,13 +80,11 @@ fn cpu_mappings_outside_linux_abort() {
 }
 
 #[test]
-#[ignore = "found by this probe: after the storm and the restore Linux's vCPUs get no timer interrupt and Linux stops"]
 fn gic_abuse_from_every_linux_vcpu_leaves_the_rtos_alone() {
     expect_contained("demo", "gic");
 }
 
 #[test]
-#[ignore = "found by this probe: after the storm and the restore Linux's vCPUs get no timer interrupt and Linux stops"]
 fn gic_abuse_on_the_shared_core_leaves_the_rtos_alone() {
     expect_contained("shared", "gic");
 }

@@ -151,6 +151,11 @@ pub struct PrivateIrqs {
     /// Hardware-backed interrupts another vCPU reconfigured, not yet applied on this vCPU's
     /// core.
     stale: u32,
+    /// SGIs/PPIs whose group, priority or enable changed since this vCPU's core last brought
+    /// what its list registers already hold in line ([`Vgic::relist`]).
+    relist: u32,
+    /// The same for the partition's SPIs (any of them: routes move them between vCPUs).
+    relist_spis: bool,
 }
 
 impl PrivateIrqs {
@@ -166,6 +171,8 @@ impl PrivateIrqs {
             grpmod: 0,
             asleep: true,
             stale: 0,
+            relist: 0,
+            relist_spis: false,
         }
     }
 }
@@ -227,11 +234,26 @@ pub struct Vgic {
     spis: heapless::Vec<Spi, MAX_SPIS>,
     /// The last access to an unknown register, for the log (rate-limited there).
     last_unknown: Option<u64>,
+    /// A distributor write changed an SPI's group, priority, enable or route
+    /// ([`Vgic::spis_changed`]).
+    spis_moved: bool,
 }
 
 impl Default for Vgic {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The vCPU of `vcpus` an SPI with `GICD_IROUTER` value `route` goes to: `Aff0` if it names
+/// one of them, else vCPU 0.
+const fn route_target(route: u64, vcpus: usize) -> usize {
+    let aff0 = (route & 0xFF) as usize;
+    let upper = route & 0xFF_00FF_FF00;
+    if route & IROUTER_IRM == 0 && upper == 0 && aff0 < vcpus {
+        aff0
+    } else {
+        0
     }
 }
 
@@ -272,6 +294,7 @@ impl Vgic {
             private: [PrivateIrqs::new(); MAX_VCPUS],
             spis: heapless::Vec::new(),
             last_unknown: None,
+            spis_moved: false,
         }
     }
 
@@ -395,13 +418,7 @@ impl Vgic {
 
     /// The vCPU an SPI is routed to: `Aff0` if it names one of ours, else vCPU 0.
     fn spi_target(&self, spi: &Spi) -> usize {
-        let aff0 = (spi.route & 0xFF) as usize;
-        let upper = spi.route & 0xFF_00FF_FF00;
-        if spi.route & IROUTER_IRM == 0 && upper == 0 && aff0 < self.vcpus {
-            aff0
-        } else {
-            0
-        }
+        route_target(spi.route, self.vcpus)
     }
 
     /// What the physical GIC must mirror for `spi`; nothing for a virtual-only one.
@@ -539,6 +556,7 @@ impl Vgic {
             for i in 0..u32::from(size) {
                 if let Some(spi) = self.spi_mut(first + i) {
                     spi.priority = byte(value, u64::from(i));
+                    self.spis_moved = true;
                 }
                 if let Some(spi) = self.spi(first + i) {
                     effects.extend(self.spi_effect(spi));
@@ -550,6 +568,7 @@ impl Vgic {
             check(offset, size, &[4, 8])?;
             let reg = offset & !7;
             let intid = ((reg - GICD_IROUTER) / 8) as u32;
+            self.spis_moved |= self.spi(intid).is_some();
             if let Some(spi) = self.spi_mut(intid) {
                 spi.route = match (size, offset == reg) {
                     (8, _) => value,
@@ -570,9 +589,11 @@ impl Vgic {
                 let word = ((offset & 0x7F) / 4) as u32;
                 let bank = offset & !0x7F;
                 let mut changed = heapless::Vec::<u32, 32>::new();
+                let mut moved = false;
                 for spi in self.spis.iter_mut().filter(|s| s.intid / 32 == word) {
                     let bit = value & (1 << (spi.intid % 32)) != 0;
                     let before = spi.enabled;
+                    let group_before = spi.group1;
                     match bank {
                         GICD_IGROUPR => spi.group1 = bit,
                         GICD_IGRPMODR => spi.grpmod = bit,
@@ -587,7 +608,9 @@ impl Vgic {
                     if spi.enabled != before {
                         let _ = changed.push(spi.intid);
                     }
+                    moved |= spi.enabled != before || spi.group1 != group_before;
                 }
+                self.spis_moved |= moved;
                 for intid in changed {
                     if let Some(spi) = self.spi(intid) {
                         effects.extend(self.spi_effect(spi));
@@ -680,12 +703,18 @@ impl Vgic {
             check(reg, size, &[1, 4])?;
             let first = (reg - GICR_IPRIORITYR) as u32;
             let mut touched = 0u32;
+            let mut moved = 0u32;
             for i in 0..u32::from(size) {
                 let intid = first + i;
-                self.private[vcpu].priority[intid as usize] = byte(value, u64::from(i));
+                let slot = &mut self.private[vcpu].priority[intid as usize];
+                let new = byte(value, u64::from(i));
+                if *slot != new {
+                    moved |= 1 << intid;
+                }
+                *slot = new;
                 touched |= 1 << intid;
             }
-            self.private_changed(writer, vcpu, touched & HW_PRIVATE, &mut effects);
+            self.private_changed(writer, vcpu, touched & HW_PRIVATE, moved, &mut effects);
             return Ok(effects);
         }
         if (GICR_TYPER..GICR_TYPER + 8).contains(&reg) {
@@ -696,6 +725,7 @@ impl Vgic {
         let bits = value as u32;
         let p = &mut self.private[vcpu];
         let enabled_before = p.enabled;
+        let group_before = p.group;
         match reg {
             GICR_WAKER => p.asleep = bits & WAKER_PROCESSOR_SLEEP != 0,
             GICR_IGROUPR0 => p.group = bits,
@@ -723,24 +753,36 @@ impl Vgic {
             GICR_ISENABLER0 | GICR_ICENABLER0 => bits,
             _ => 0,
         };
-        let changed = ((enabled_before ^ self.private[vcpu].enabled) | named) & HW_PRIVATE;
-        self.private_changed(writer, vcpu, changed, &mut effects);
+        let p = &self.private[vcpu];
+        let changed = ((enabled_before ^ p.enabled) | named) & HW_PRIVATE;
+        // What the vCPU's list registers may already hold of these is presented differently
+        // now (`Vgic::relist`).
+        let presented = (enabled_before ^ p.enabled) | (group_before ^ p.group);
+        self.private_changed(writer, vcpu, changed, presented, &mut effects);
         Ok(effects)
     }
 
-    /// `writer` reconfigured the hardware-backed private interrupts `changed` of `vcpu`: the
+    /// `writer` reconfigured the hardware-backed private interrupts `changed` of `vcpu`, and
+    /// changed how the SGIs/PPIs `presented` are presented (group, priority, enable): the
     /// physical redistributor follows at once only for the writer's own frame; another
-    /// vCPU's are marked stale, and its core is asked once to sync them.
-    fn private_changed(&mut self, writer: usize, vcpu: usize, changed: u32, fx: &mut Effects) {
-        if changed == 0 {
-            return;
-        }
+    /// vCPU's are marked stale, and its core is asked once to sync them. `presented` is
+    /// marked for [`Vgic::relist`] either way (the writer's own core relists after the write).
+    fn private_changed(
+        &mut self,
+        writer: usize,
+        vcpu: usize,
+        changed: u32,
+        presented: u32,
+        fx: &mut Effects,
+    ) {
+        let p = &mut self.private[vcpu];
+        let ask = (p.stale == 0 && changed != 0) || (p.relist == 0 && presented != 0);
+        p.relist |= presented;
         if writer == vcpu {
             fx.extend(self.private_effects(vcpu, changed));
             return;
         }
-        let p = &mut self.private[vcpu];
-        if p.stale == 0 {
+        if ask {
             let _ = fx.push(Effect::PrivateSync { vcpu });
         }
         p.stale |= changed;
@@ -751,6 +793,110 @@ impl Vgic {
         (0..32)
             .filter(move |i| intids & (1 << i) != 0)
             .filter_map(move |i| self.private_effect(vcpu, i))
+    }
+
+    /// Whether [`Vgic::relist`] has something to do for `vcpu` (so its core need not read
+    /// its list registers otherwise).
+    pub fn relist_due(&self, vcpu: usize) -> bool {
+        vcpu < self.vcpus && (self.private[vcpu].relist != 0 || self.private[vcpu].relist_spis)
+    }
+
+    /// After a distributor write by vCPU `writer`: if it changed how an SPI is presented
+    /// (group, priority, enable, route), every vCPU relists its SPIs ([`Vgic::relist`]); the
+    /// writer's core does so at once, the others are asked once ([`Effect::PrivateSync`]).
+    pub fn spis_changed(&mut self, writer: usize) -> Effects {
+        let mut fx = Effects::new();
+        if !core::mem::take(&mut self.spis_moved) {
+            return fx;
+        }
+        for (vcpu, p) in self.private.iter_mut().enumerate().take(self.vcpus) {
+            if !p.relist_spis && vcpu != writer {
+                let _ = fx.push(Effect::PrivateSync { vcpu });
+            }
+            p.relist_spis = true;
+        }
+        fx
+    }
+
+    /// For the core `vcpu` is loaded on: brings the SGIs/PPIs its list registers (`lrs`, raw
+    /// values) and its `queue` already hold, but the guest has not yet taken, in line with
+    /// how its redistributor presents them now, for those whose group, priority or enable
+    /// changed since the last call (from whichever frame).
+    ///
+    /// An interrupt is put into a list register with the group and priority of that moment.
+    /// On a GIC, a pending interrupt regrouped, re-prioritized or disabled is signalled as
+    /// it is now; a list register is not. So one presented in a group the guest does not
+    /// enable or at a priority its mask hides stayed pending there for good, after the guest
+    /// had set the interrupt right, and for a hardware one (the timer) the physical interrupt
+    /// stayed active with it: the vCPU got no timer interrupt again. Now a pending entry of a
+    /// still enabled interrupt takes its current group and priority; one of a disabled
+    /// interrupt is taken back: a hardware one is deactivated (its level raises it again
+    /// once enabled), a software one is pending in the redistributor again. Entries the guest
+    /// has acknowledged (active) are left for its EOI.
+    pub fn relist(&mut self, vcpu: usize, lrs: &[u64], queue: &mut PendingQueue) -> Relist {
+        let mut out = Relist::default();
+        let Some(p) = self.private.get_mut(vcpu).filter(|_| vcpu < self.vcpus) else {
+            return out;
+        };
+        let marked = core::mem::take(&mut p.relist);
+        let spis_marked = core::mem::take(&mut p.relist_spis);
+        let (spis, vcpus) = (&self.spis, self.vcpus);
+        let mut fix = |lr: ListReg, deactivate: &mut heapless::Vec<u32, 32>| -> Option<ListReg> {
+            if lr.state != LrState::Pending {
+                return Some(lr);
+            }
+            if lr.vintid >= SPI_BASE {
+                let Some(spi) = spis.iter().find(|s| s.intid == lr.vintid && spis_marked) else {
+                    return Some(lr);
+                };
+                if spi.enabled && route_target(spi.route, vcpus) == vcpu {
+                    return Some(ListReg {
+                        priority: spi.priority,
+                        group1: spi.group1,
+                        ..lr
+                    });
+                }
+                // Disabled or routed elsewhere: a hardware one fires again where it goes now
+                // (its level holds); an emulated device's line is left as it was.
+                return match lr.pintid {
+                    Some(pintid) => {
+                        let _ = deactivate.push(pintid);
+                        None
+                    }
+                    None => Some(lr),
+                };
+            }
+            let bit = 1u32 << lr.vintid;
+            if marked & bit == 0 {
+                return Some(lr);
+            }
+            if p.enabled & bit == 0 {
+                match lr.pintid {
+                    Some(pintid) => {
+                        let _ = deactivate.push(pintid);
+                    }
+                    None => p.pending |= bit,
+                }
+                return None;
+            }
+            Some(ListReg {
+                priority: p.priority[lr.vintid as usize],
+                group1: p.group & bit != 0,
+                ..lr
+            })
+        };
+        for (n, &raw) in lrs.iter().enumerate() {
+            let lr = ListReg::decode(raw);
+            if lr.state == LrState::Invalid {
+                continue;
+            }
+            let value = fix(lr, &mut out.deactivate).map_or(0, |l| l.encode());
+            if value != raw {
+                let _ = out.writes.push((n, value));
+            }
+        }
+        queue.retain_map(|lr| fix(lr, &mut out.deactivate));
+        out
     }
 
     /// For the core `vcpu` is loaded on: what other vCPUs changed of its hardware-backed
@@ -831,6 +977,15 @@ pub const fn underflow_asserted(hcr: u64, elrsr: u64, count: usize) -> bool {
     };
     let held = count as u32 - (elrsr & usable).count_ones();
     hcr & ich_hcr::EN != 0 && hcr & ich_hcr::UIE != 0 && held <= 1
+}
+
+/// What [`Vgic::relist`] asks of a vCPU's interface.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Relist {
+    /// `(n, value)`: list register `n` takes `value` (0: emptied).
+    pub writes: heapless::Vec<(usize, u64), 16>,
+    /// Physical interrupts taken back from the guest: deactivated on this core.
+    pub deactivate: heapless::Vec<u32, 32>,
 }
 
 /// What to write to a vCPU's interface to move its queued interrupts into list registers.
@@ -1100,6 +1255,15 @@ impl PendingQueue {
                 Ok(())
             }
             None => Err(lr),
+        }
+    }
+
+    /// Replaces each entry by what `f` makes of it (`None` drops it).
+    pub fn retain_map(&mut self, mut f: impl FnMut(ListReg) -> Option<ListReg>) {
+        for entry in &mut self.entries {
+            if let Some(lr) = entry.take() {
+                *entry = f(lr);
+            }
         }
     }
 
@@ -1848,6 +2012,150 @@ mod tests {
         let mut seen = Vec::new();
         assert!(drain_acks(|| left.pop(), |i| seen.push(i)));
         assert_eq!(seen, [26, 40, 27]);
+    }
+
+    /// Linux's CPU interface as it runs: group 1 on, priority mask 0xf0.
+    const LINUX_VMCR: u64 = VMCR_VENG1 | 0xF0 << VMCR_VPMR_SHIFT;
+
+    /// Whether vCPU 0 would take its timer from `lrs` (`prebits` as QEMU's interface has).
+    fn takes_timer(lrs: &[u64]) -> bool {
+        lrs.iter()
+            .any(|&l| ListReg::decode(l).vintid == VTIMER_INTID)
+            && any_signalled(lrs, LINUX_VMCR, None, 5)
+    }
+
+    /// The storm left vCPU 0's timer at a priority Linux masks, or in group 0, when it fired:
+    /// its list register kept that presentation after another vCPU restored the frame, the
+    /// vCPU never took it, and the physical PPI stayed active (no timer interrupt again).
+    /// After the restore, vCPU 0's core relists: the pending entry takes the restored group
+    /// and priority, wherever it waits.
+    #[test]
+    fn a_timer_already_listed_follows_a_restore_from_another_frame() {
+        for (reg, size, wild) in [
+            (SGI + 0x41B, 1, 0xFF),
+            (SGI + 0x41B, 1, 0xF0),
+            (SGI + 0x80, 4, 0),
+        ] {
+            let mut v = vgic(2, &[]);
+            vcpu0_timer_on(&mut v);
+            assert!(v.relist(0, &[], &mut PendingQueue::new()).writes.is_empty());
+            // The storm, from vCPU 1, then the timer fires on vCPU 0's core.
+            v.gicr_write(1, reg, size, wild).unwrap();
+            v.take_private_sync(0);
+            v.relist(0, &[], &mut PendingQueue::new());
+            let fired = ListReg::hardware(27, v.deliverable(0, 27).unwrap());
+            let mut lrs = [fired.encode(), 0, 0, 0];
+            let mut queue = PendingQueue::new();
+            queue.push(fired).unwrap();
+            assert!(!takes_timer(&lrs), "{reg:#x}: hidden from the guest");
+            // vCPU 1 restores the frame as it was.
+            let effects = v.gicr_write(1, SGI + 0x80, 4, u32::MAX.into()).unwrap();
+            assert!(effects.len() <= 1, "{effects:?}");
+            v.gicr_write(1, SGI + 0x400 + 24, 4, 0xA0 << 24).unwrap();
+            let effects = v.gicr_write(1, SGI + 0x100, 4, 1 << 27).unwrap();
+            assert!(
+                effects
+                    .iter()
+                    .all(|e| *e == Effect::PrivateSync { vcpu: 0 }),
+                "{effects:?}"
+            );
+            assert!(v.relist_due(0) && !v.relist_due(1));
+            // vCPU 0's core takes the kick.
+            assert_eq!(v.take_private_sync(0).as_slice(), &[vtimer(true, 0xA0)]);
+            let plan = v.relist(0, &lrs, &mut queue);
+            assert!(plan.deactivate.is_empty(), "still enabled: kept");
+            for &(n, value) in &plan.writes {
+                lrs[n] = value;
+            }
+            assert!(takes_timer(&lrs), "{reg:#x}: {:#x}", lrs[0]);
+            assert_eq!(
+                lrs[0],
+                ListReg::hardware(27, v.deliverable(0, 27).unwrap()).encode()
+            );
+            assert_eq!(
+                queue.pop().map(|l| (l.priority, l.group1)),
+                Some((0xA0, true))
+            );
+            assert!(!v.relist_due(0));
+        }
+    }
+
+    /// A pending entry of an interrupt disabled since is taken back: a hardware one is
+    /// deactivated (it fires again once enabled), a software one pends in the redistributor
+    /// until enabled. Entries the guest has acknowledged, other vCPUs' and unchanged
+    /// interrupts are left alone.
+    #[test]
+    fn a_listed_interrupt_disabled_since_is_taken_back() {
+        let mut v = vgic(2, &[]);
+        vcpu0_timer_on(&mut v);
+        v.gicr_write(0, SGI + 0x100, 4, 0b1110).unwrap();
+        v.relist(0, &[], &mut PendingQueue::new());
+        let d = v.deliverable(0, 27).unwrap();
+        let sgi = |n| ListReg::software(n, d);
+        let active = ListReg {
+            state: LrState::Active,
+            ..sgi(2)
+        };
+        let lrs = [
+            ListReg::hardware(27, d).encode(),
+            sgi(1).encode(),
+            active.encode(),
+            sgi(3).encode(),
+        ];
+        let mut queue = PendingQueue::new();
+        queue.push(ListReg::hardware(27, d)).unwrap();
+        queue.push(sgi(1)).unwrap();
+        // vCPU 1 disables 27, 1 and 2 in frame 0; vCPU 0 disables nothing of its own.
+        let effects = v.gicr_write(1, SGI + 0x180, 4, (1 << 27) | 0b110).unwrap();
+        assert_eq!(effects.as_slice(), &[Effect::PrivateSync { vcpu: 0 }]);
+        assert!(!v.relist_due(1));
+        assert!(v.relist(1, &lrs, &mut queue.clone()).writes.is_empty());
+        let plan = v.relist(0, &lrs, &mut queue);
+        assert_eq!(plan.writes.as_slice(), &[(0, 0), (1, 0)]);
+        assert_eq!(plan.deactivate.as_slice(), &[27, 27]);
+        assert!(queue.is_empty());
+        // Enabled again: the software one is delivered then.
+        v.gicr_write(0, SGI + 0x100, 4, 0b10).unwrap();
+        let again: Vec<u32> = v.take_software(0, 0).iter().map(|l| l.vintid).collect();
+        assert_eq!(again, [1]);
+        // A write to its own frame marks it too: the writer's core relists right after it.
+        assert!(v.relist_due(0));
+        assert!(v.relist(0, &[0; 4], &mut queue).writes.is_empty());
+        assert!(!v.relist_due(0));
+    }
+
+    /// The same for an SPI: a distributor write (here by vCPU 0) relists every vCPU's SPIs; a
+    /// pending one routed elsewhere since is deactivated where it waits (it fires again where
+    /// it goes now).
+    #[test]
+    fn a_listed_spi_follows_the_distributor() {
+        let mut v = vgic(2, &[40]);
+        v.gicd_write(GICD_IROUTER + 40 * 8, 8, 1).unwrap();
+        v.gicd_write(GICD_IPRIORITYR + 40, 1, 0xFF).unwrap();
+        v.gicd_write(GICD_IGROUPR + 4, 4, 1 << 8).unwrap();
+        v.gicd_write(GICD_ISENABLER + 4, 4, 1 << 8).unwrap();
+        v.spis_changed(usize::MAX);
+        v.relist(1, &[], &mut PendingQueue::new());
+        let fired = ListReg::hardware(40, v.deliverable(1, 40).unwrap());
+        let lrs = [fired.encode()];
+        assert!(!any_signalled(&lrs, LINUX_VMCR, None, 5), "masked");
+        assert!(!v.relist_due(1));
+        v.gicd_write(GICD_IPRIORITYR + 40, 1, 0xA0).unwrap();
+        assert_eq!(
+            v.spis_changed(0).as_slice(),
+            &[Effect::PrivateSync { vcpu: 1 }]
+        );
+        assert!(v.spis_changed(0).is_empty(), "once per write");
+        assert!(v.relist_due(0) && v.relist_due(1));
+        let plan = v.relist(1, &lrs, &mut PendingQueue::new());
+        assert_eq!(plan.writes.len(), 1);
+        assert!(any_signalled(&[plan.writes[0].1], LINUX_VMCR, None, 5));
+        // Routed to vCPU 0: taken back from vCPU 1.
+        v.gicd_write(GICD_IROUTER + 40 * 8, 8, 0).unwrap();
+        v.spis_changed(0);
+        let plan = v.relist(1, &lrs, &mut PendingQueue::new());
+        assert_eq!(plan.writes.as_slice(), &[(0, 0)]);
+        assert_eq!(plan.deactivate.as_slice(), &[40]);
     }
 
     #[test]

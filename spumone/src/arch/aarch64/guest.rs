@@ -230,6 +230,9 @@ fn enter_vcpu(core: u8, partition: &'static Partition, vcpu: usize, entry: u64, 
         *power = next_power(*power, PowerEvent::Entered);
     }
     percore::this_core().set_running(Some((index, vcpu)));
+    // Its hardware PPIs as its vGIC has them now, whatever other vCPUs wrote to its frame
+    // while it was off (their kicks found it not running).
+    super::vgic::load_private(index, vcpu);
     if super::wants_tick(core) {
         // A shared core's hook, or the DSM's (whose core is known only after boot).
         super::timer::start_tick();

@@ -89,24 +89,45 @@ pub fn prepare_partition(index: usize, partition: &Partition) -> Result<(), &'st
 }
 
 fn gicd_access(partition: usize, offset: u64, access: &MmioAccess) -> Option<u64> {
-    emulate(partition, offset, access, "GICD", |v| {
+    let writer = writing_vcpu(partition);
+    let value = emulate(partition, offset, access, "GICD", |v| {
         if access.write {
             v.gicd_write(offset, access.size, access.value)
-                .map(|fx| (0, fx))
+                .map(|mut fx| {
+                    fx.extend(v.spis_changed(writer));
+                    (0, fx)
+                })
         } else {
             v.gicd_read(offset, access.size)
                 .map(|x| (x, Effects::new()))
         }
-    })
+    });
+    relist_writer(partition, writer, access);
+    value
+}
+
+/// The vCPU of `partition` that trapped here (this core runs it), or `usize::MAX`.
+fn writing_vcpu(partition: usize) -> usize {
+    percore::this_core()
+        .running()
+        .filter(|&(p, _)| p == partition)
+        .map_or(usize::MAX, |(_, vcpu)| vcpu)
+}
+
+/// After a write by `writer`: its list registers are live here, so they are brought in line
+/// at once, after the physical GIC (so an interrupt taken back is already off there).
+fn relist_writer(partition: usize, writer: usize, access: &MmioAccess) {
+    if access.write {
+        if let Some(v) = VGICS.get(partition) {
+            relist_here(&mut v.lock(), writer);
+        }
+    }
 }
 
 fn gicr_access(partition: usize, offset: u64, access: &MmioAccess) -> Option<u64> {
     // The writer is the vCPU that trapped here: this core runs it.
-    let writer = percore::this_core()
-        .running()
-        .filter(|&(p, _)| p == partition)
-        .map_or(usize::MAX, |(_, vcpu)| vcpu);
-    emulate(partition, offset, access, "GICR", |v| {
+    let writer = writing_vcpu(partition);
+    let value = emulate(partition, offset, access, "GICR", |v| {
         if access.write {
             v.gicr_write(writer, offset, access.size, access.value)
                 .map(|fx| (0, fx))
@@ -114,7 +135,9 @@ fn gicr_access(partition: usize, offset: u64, access: &MmioAccess) -> Option<u64
             v.gicr_read(offset, access.size)
                 .map(|x| (x, Effects::new()))
         }
-    })
+    });
+    relist_writer(partition, writer, access);
+    value
 }
 
 fn emulate(
@@ -399,6 +422,7 @@ pub fn deliver_posted() {
         for effect in v.take_private_sync(vcpu) {
             apply(partition, effect);
         }
+        relist_here(v, vcpu);
         (v.take_software(vcpu, bits), spi)
     };
     for lr in ready.into_iter().chain(spi.map(|(_, lr)| lr)) {
@@ -602,10 +626,34 @@ pub fn load_private(partition: usize, vcpu: usize) {
     let Some(v) = VGICS.get(partition) else {
         return;
     };
-    let effects = v.lock().load_private(vcpu);
-    for effect in effects {
+    let mut v = v.lock();
+    for effect in v.load_private(vcpu) {
         apply(partition, effect);
     }
+    relist_here(&mut v, vcpu);
+}
+
+/// Brings what the list registers and queue of `vcpu`, loaded on this core, hold in line
+/// with its vGIC (`Vgic::relist`); nothing is read unless something changed.
+fn relist_here(v: &mut Vgic, vcpu: usize) {
+    if !v.relist_due(vcpu) {
+        return;
+    }
+    let core = cpu::core_index();
+    let count = list_regs().min(16);
+    let mut lrs = [0u64; 16];
+    for (n, value) in lrs.iter_mut().enumerate().take(count) {
+        *value = read_lr(n);
+    }
+    let plan = v.relist(vcpu, &lrs[..count], &mut QUEUES[core].lock());
+    for &(n, value) in &plan.writes {
+        write_lr(n, value);
+    }
+    for &intid in &plan.deactivate {
+        gic::deactivate(intid);
+    }
+    // Emptied list registers take what waits, and the underflow request follows the queue.
+    refill_now();
 }
 
 /// What the vGIC of `partition` would forward of `intid` to `vcpu` now.
