@@ -234,9 +234,8 @@ fn ensure_gnuplot() -> Result<bool> {
     }
     println!("bench: apt-get install gnuplot-nox (for the latency plot)");
     let install = |args: &[&str]| {
-        Command::new("apt-get")
+        crate::setup::apt_get()
             .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
             .is_ok_and(|s| s.success())
     };

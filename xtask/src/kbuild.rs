@@ -751,7 +751,7 @@ fn source_deb() -> Result<PathBuf> {
     }
     println!("setup: fetching {SOURCE_PACKAGE} {}", entry.version);
     linux::run_shown(
-        Command::new("apt-get")
+        crate::setup::apt_get()
             .args(["download", SOURCE_PACKAGE])
             .current_dir(&dir),
     )?;

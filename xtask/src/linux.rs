@@ -281,11 +281,7 @@ fn ensure_multiarch() -> Result<()> {
         run_shown(Command::new("dpkg").args(["--add-architecture", "arm64"]))?;
     }
     println!("setup: apt-get update");
-    run_shown(
-        Command::new("apt-get")
-            .args(["-q", "update"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
+    run_shown(crate::setup::apt_get().args(["-q", "update"]))?;
     if index_entry(BUSYBOX_PACKAGE).is_none() {
         bail!("apt still knows no {BUSYBOX_PACKAGE}:arm64 after enabling arm64");
     }
@@ -333,7 +329,7 @@ pub(crate) fn fetch_as(package: &str, arch: &str, version: Option<&str>) -> Resu
             "setup: apt-get download {package}:{arch} ({})",
             entry.version
         );
-        let mut cmd = Command::new("apt-get");
+        let mut cmd = crate::setup::apt_get();
         cmd.args(["-q", "download"]);
         if is_root() {
             // apt's `_apt` user cannot write into a root-owned cache.

@@ -194,20 +194,15 @@ impl Step for CrossCompiler {
         }
         let install = || {
             linux::run_shown(
-                Command::new("apt-get")
+                crate::setup::apt_get()
                     .args(["-q", "install", "-y"])
-                    .args(CROSS_PACKAGES)
-                    .env("DEBIAN_FRONTEND", "noninteractive"),
+                    .args(CROSS_PACKAGES),
             )
         };
         println!("setup: apt-get install {}", CROSS_PACKAGES.join(" "));
         if install().is_err() {
             // A stale index is the usual reason; refresh it once.
-            linux::run_shown(
-                Command::new("apt-get")
-                    .args(["-q", "update"])
-                    .env("DEBIAN_FRONTEND", "noninteractive"),
-            )?;
+            linux::run_shown(crate::setup::apt_get().args(["-q", "update"]))?;
             install()?;
         }
         Ok(())

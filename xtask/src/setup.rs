@@ -175,13 +175,24 @@ pub fn can_install() -> bool {
     is_root() && is_debian_like()
 }
 
+/// How long apt waits for the dpkg lock another apt (an unattended upgrade, a second
+/// setup) holds, instead of failing at once.
+const APT_LOCK_WAIT_SECS: u32 = 600;
+
+/// `apt-get`, non-interactive, waiting for the dpkg lock up to [`APT_LOCK_WAIT_SECS`].
+pub fn apt_get() -> Command {
+    let mut cmd = Command::new("apt-get");
+    cmd.arg("-o")
+        .arg(format!("DPkg::Lock::Timeout={APT_LOCK_WAIT_SECS}"))
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    cmd
+}
+
 /// `apt-get update` and `apt-get install -y packages`, output shown.
 pub fn apt_install(packages: &[&str]) -> Result<()> {
     let apt = |args: &[&str]| {
-        let mut cmd = Command::new("apt-get");
-        cmd.args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null());
+        let mut cmd = apt_get();
+        cmd.args(args).stdin(Stdio::null());
         run_visible(&mut cmd)
     };
     apt(&["update"])?;
