@@ -701,16 +701,51 @@ pub fn on_tick(running: Option<(usize, usize)>) {
     if BUSY.swap(true, Ordering::AcqRel) {
         return;
     }
-    let response = step();
+    let operator = PAUSE_ASKED.swap(false, Ordering::AcqRel);
+    let response = if operator { serve_pause() } else { step() };
     BUSY.store(false, Ordering::Release);
     if let Some((partition, response)) = response {
-        respond(partition, response);
+        let cause = if operator {
+            "(operator command)"
+        } else {
+            "by the DSM"
+        };
+        respond(partition, response, cause);
     }
 }
 
+/// The operator asked to pause the checked partition (served at the DSM's next tick).
+static PAUSE_ASKED: AtomicBool = AtomicBool::new(false);
+
+/// An operator command from the console: pause the partition the DSM checks, as a finding
+/// under policy `pause` would. It is served at the DSM's next tick on its core, where a
+/// finding's pause starts too, so both take the same path.
+pub fn operator_pause() {
+    if DSM_CORE.load(Ordering::Acquire) >= MAX_CORES {
+        warn!("operator: pause asked, but the DSM checks no partition");
+        return;
+    }
+    PAUSE_ASKED.store(true, Ordering::Release);
+}
+
+/// The runtime's answer to the operator's pause: pause a running partition, else say why not.
+fn serve_pause() -> Option<(&'static Partition, Response)> {
+    let mut lock = STATE.lock();
+    let state = lock.as_mut()?;
+    let partition = state.guest.backend_mut().partition;
+    let response = state.runtime.pause();
+    if response.is_none() {
+        warn!(
+            "operator: pause asked, but partition {} is not running under the DSM (booting, paused or stopped)",
+            partition.name
+        );
+    }
+    response.map(|r| (partition, r))
+}
+
 /// Applies the policy's response on this core: stops the partition, or holds its other
-/// vCPUs on their cores and then this one here.
-fn respond(partition: &'static Partition, response: Response) {
+/// vCPUs on their cores and then this one here (`cause` says who asked, for the log).
+fn respond(partition: &'static Partition, response: Response, cause: &str) {
     match response {
         Response::Stop => {
             guest::stop_partition(partition, guest::STOPPED_BY_HYPERVISOR, "dsm alert")
@@ -723,7 +758,7 @@ fn respond(partition: &'static Partition, response: Response) {
                     partition.name
                 );
             }
-            info!("partition {} paused by the DSM", partition.name);
+            info!("partition {} paused {}", partition.name, cause);
             log::event(format_args!("partition-paused name={}", partition.name));
             hold(usize::from(partition.index));
         }
@@ -878,7 +913,7 @@ enum Refusal {
 fn refuse(partition: &'static Partition, response: Option<Response>, paused: bool) -> Refusal {
     match (response, paused) {
         (Some(Response::Pause), _) => {
-            respond(partition, Response::Pause);
+            respond(partition, Response::Pause, "by the DSM");
             Refusal::Resumed
         }
         (None, true) => {
@@ -886,7 +921,7 @@ fn refuse(partition: &'static Partition, response: Option<Response>, paused: boo
             Refusal::Held
         }
         (Some(Response::Stop), _) => {
-            respond(partition, Response::Stop);
+            respond(partition, Response::Stop, "by the DSM");
             Refusal::Stopped
         }
         (None, false) => Refusal::Stopped,
