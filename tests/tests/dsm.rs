@@ -208,7 +208,6 @@ fn the_benign_workload_raises_nothing() {
 }
 
 #[test]
-#[ignore = "intermittent: in 2 of 5 clean-clone suites the typed resume did not resume Linux within 240 s (every Linux core held in `dsm::hold`, the RTOS running; docs/dsm.md, response policies)"]
 fn a_paused_linux_resumes_on_the_operators_command_while_the_rtos_runs() {
     // The VBAR swap lasts 2 s and is undone by the module itself, so once resumed, Linux
     // finishes the script and powers off without a second alert.
