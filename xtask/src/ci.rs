@@ -76,6 +76,23 @@ pub fn test_all() -> Result<bool> {
     step("unit tests", &mut || {
         to_status(cargo(&["test"], &[(LINUX_IMAGE_ENV, &image)]))
     });
+    // The cross-core protocols under every interleaving; `--cfg loom` swaps their atomics
+    // for loom's, so they build apart.
+    let loom_dir = target_dir().join("loom");
+    let loom_dir = loom_dir.to_string_lossy();
+    step("loom", &mut || {
+        to_status(cargo(
+            &[
+                "test",
+                "--release",
+                "-p",
+                "spumone",
+                "--lib",
+                "hold::loom_tests",
+            ],
+            &[("RUSTFLAGS", "--cfg loom"), ("CARGO_TARGET_DIR", &loom_dir)],
+        ))
+    });
     step("clippy", &mut || {
         to_status(cargo(
             &[

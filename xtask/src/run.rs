@@ -20,6 +20,7 @@ use crate::paths::{self, logs_dir};
 use crate::qemu::{self, Disk, QemuOptions};
 use crate::scenario::{Kind, Scenario};
 use crate::setup;
+use spumone_abi::operator::{PAUSE_SEQUENCE, RESUME_SEQUENCE};
 
 /// Exit status of a run that hit its timeout (as `timeout(1)` uses).
 pub const TIMEOUT_EXIT: i32 = 124;
@@ -57,7 +58,17 @@ pub struct RunOptions {
     /// Type the operator's resume command this long after the DSM paused Linux
     /// (`--resume-after SECS`).
     pub resume_after_pause: Option<Duration>,
+    /// Operator pause-and-resume cycles typed on the console, a stress test of the DSM's
+    /// hold and resume (with `resume_after_pause` for each resume): the first pause after
+    /// the DSM's first pass, each next one [`PAUSE_GAP`] after a resume; after the last
+    /// resume, [`PAUSE_CYCLES_DONE`] and a newline, for Linux to read.
+    pub pause_cycles: u32,
 }
+
+/// How long after a resume the next operator pause of a cycle is typed.
+pub const PAUSE_GAP: Duration = Duration::from_millis(300);
+/// The console line typed after the last pause-and-resume cycle.
+pub const PAUSE_CYCLES_DONE: &str = "pause-cycles-done";
 
 impl RunOptions {
     pub fn new(scenario: &'static Scenario) -> RunOptions {
@@ -74,6 +85,7 @@ impl RunOptions {
             policy: None,
             dsm_pause: false,
             resume_after_pause: None,
+            pause_cycles: 0,
             forward_stdin: false,
             disk: None,
             pci_disks: Vec::new(),
@@ -430,7 +442,11 @@ pub(crate) fn supervise(
     };
     let started = Instant::now();
     let resume_after = options.resume_after_pause.filter(|_| !forward);
-    let mut child = spawn_qemu(&args, qemu_options.gdb, forward || resume_after.is_some())?;
+    let cycles = if forward { 0 } else { options.pause_cycles };
+    let mut cycles_left = cycles;
+    let mut cycles_started = false;
+    let typed = forward || resume_after.is_some() || cycles > 0;
+    let mut child = spawn_qemu(&args, qemu_options.gdb, typed)?;
     if forward {
         forward_stdin(&mut child);
     }
@@ -525,12 +541,25 @@ pub(crate) fn supervise(
             Msg::StderrEnd => open_streams -= 1,
         }
         for line in fresh.drain(..) {
+            if cycles_left > 0 && !cycles_started && line.text.contains("dsm pass ") {
+                cycles_started = true;
+                type_on_console(&console_in, PAUSE_GAP, PAUSE_SEQUENCE.to_vec());
+            }
             if let Some(event) = &line.event {
                 if matches!(event, Event::Shutdown { .. }) {
                     outcome.shutdown_at.get_or_insert_with(|| started.elapsed());
                 }
                 if let (Some(after), Event::PartitionPaused { .. }) = (resume_after, event) {
-                    type_resume(&console_in, after);
+                    type_on_console(&console_in, after, RESUME_SEQUENCE.to_vec());
+                }
+                if cycles_started && matches!(event, Event::PartitionResumed { .. }) {
+                    cycles_left = cycles_left.saturating_sub(1);
+                    let next = if cycles_left > 0 {
+                        PAUSE_SEQUENCE.to_vec()
+                    } else {
+                        format!("{PAUSE_CYCLES_DONE}\n").into_bytes()
+                    };
+                    type_on_console(&console_in, PAUSE_GAP, next);
                 }
                 if lingers
                     && matches!(event, Event::PartitionStopped { name, .. } if name == linux::CONSOLE)
@@ -593,13 +622,14 @@ fn stalled_cpus(qmp: &Qmp, log_dir: &Path, firmware: &Firmware) -> Vec<Line> {
 
 /// Types the operator's resume command on the console `after` from now, as an operator at
 /// the terminal would (Ctrl-] r).
-fn type_resume(console: &Arc<Mutex<Option<ChildStdin>>>, after: Duration) {
+/// Types `bytes` on the guest console `after` from now (an operator command, or a line).
+fn type_on_console(console: &Arc<Mutex<Option<ChildStdin>>>, after: Duration, bytes: Vec<u8>) {
     let console = Arc::clone(console);
     std::thread::spawn(move || {
         std::thread::sleep(after);
         if let Ok(mut pipe) = console.lock() {
             if let Some(pipe) = pipe.as_mut() {
-                let _ = pipe.write_all(&spumone_abi::operator::RESUME_SEQUENCE);
+                let _ = pipe.write_all(&bytes);
                 let _ = pipe.flush();
             }
         }

@@ -6,6 +6,12 @@
 pub const ESCAPE: u8 = 0x1d;
 /// After [`ESCAPE`]: resume the partition the DSM paused.
 pub const RESUME: u8 = b'r';
+/// After [`ESCAPE`]: pause the partition the DSM checks, as an alert under policy `pause`
+/// would (its vCPUs held in EL2 until [`RESUME`]).
+pub const PAUSE: u8 = b'p';
 
 /// The bytes that resume a partition paused by the DSM.
 pub const RESUME_SEQUENCE: [u8; 2] = [ESCAPE, RESUME];
+
+/// The bytes that pause the partition the DSM checks.
+pub const PAUSE_SEQUENCE: [u8; 2] = [ESCAPE, PAUSE];

@@ -5,6 +5,7 @@ pub mod alone;
 pub mod console;
 pub mod el2map;
 pub mod esr;
+pub mod hold;
 pub mod hypercall;
 pub mod inject;
 pub mod integrity;

@@ -2,13 +2,15 @@
 //! a command letter. Everything else goes on to the focused guest unchanged; a doubled escape
 //! sends one escape byte, and an escape before an unknown letter sends both.
 
-use spumone_abi::operator::{ESCAPE, RESUME};
+use spumone_abi::operator::{ESCAPE, PAUSE, RESUME};
 
 /// What the operator asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
     /// Resume the partition the DSM paused.
     Resume,
+    /// Pause the partition the DSM checks.
+    Pause,
 }
 
 /// Finds commands in a console byte stream (the escape may end one read and its letter start
@@ -37,6 +39,7 @@ impl Escapes {
         }
         match byte {
             RESUME => Some(Command::Resume),
+            PAUSE => Some(Command::Pause),
             ESCAPE => {
                 forward(ESCAPE);
                 None
@@ -53,7 +56,7 @@ impl Escapes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spumone_abi::operator::RESUME_SEQUENCE;
+    use spumone_abi::operator::{PAUSE_SEQUENCE, RESUME_SEQUENCE};
 
     /// (bytes for the guest, commands) from feeding `reads` in turn to one parser.
     fn run(reads: &[&[u8]]) -> (Vec<u8>, Vec<Command>) {
@@ -83,9 +86,25 @@ mod tests {
     }
 
     #[test]
+    fn pause_and_resume_alternate_in_one_stream() {
+        let mut whole = PAUSE_SEQUENCE.to_vec();
+        whole.extend(b"k");
+        whole.extend(RESUME_SEQUENCE);
+        whole.extend(PAUSE_SEQUENCE);
+        assert_eq!(
+            run(&[&whole]),
+            (
+                b"k".to_vec(),
+                vec![Command::Pause, Command::Resume, Command::Pause]
+            )
+        );
+    }
+
+    #[test]
     fn a_doubled_escape_sends_one_and_an_unknown_letter_sends_both() {
         assert_eq!(run(&[b"\x1d\x1dr"]), (b"\x1dr".to_vec(), vec![]));
         assert_eq!(run(&[b"\x1dq"]), (b"\x1dq".to_vec(), vec![]));
+        assert_eq!(run(&[b"\x1d\x1dp"]), (b"\x1dp".to_vec(), vec![]));
         // A lone trailing escape is held until the next byte says what it is.
         assert_eq!(run(&[b"z\x1d"]), (b"z".to_vec(), vec![]));
     }

@@ -352,6 +352,16 @@ impl<const N: usize> Runtime<N> {
         }
     }
 
+    /// The operator's pause: a running partition is paused as a finding under policy
+    /// `pause` would pause it, whatever the policy (the caller holds its vCPUs). `None` in
+    /// any other phase: booting (no baseline yet), paused already, or stopped.
+    pub fn pause(&mut self) -> Option<Response> {
+        (self.phase == Phase::Running).then(|| {
+            self.phase = Phase::Paused;
+            Response::Pause
+        })
+    }
+
     /// Resumes checking after a pause (a command from outside).
     pub fn resume(&mut self) {
         if self.phase == Phase::Paused {
@@ -819,6 +829,32 @@ mod tests {
         rt.resume();
         assert_eq!(rt.phase(), Phase::Running);
         assert!(run.step(&mut rt, 50_000, &mut g, &mut [&mut a]).is_some());
+    }
+
+    #[test]
+    fn the_operators_pause_holds_only_a_running_partition_and_resume_undoes_it() {
+        let mut a = fake("a", 1);
+        let mut rt = Runtime::new(10, DsmPolicy::Stop, [1]);
+        let mut g = Queue::default();
+        assert_eq!(rt.pause(), None, "no pause before the baseline");
+        assert_eq!(rt.phase(), Phase::Booting);
+        let mut run = Run::new();
+        run.baseline(&mut rt, 0, &mut g, &mut [&mut a]);
+        for _ in 0..3 {
+            assert_eq!(rt.pause(), Some(Response::Pause));
+            assert_eq!(rt.phase(), Phase::Paused);
+            assert_eq!(rt.pause(), None, "paused already");
+            assert_eq!(run.step(&mut rt, 50_000, &mut g, &mut [&mut a]), None);
+            rt.resume();
+            assert_eq!(rt.phase(), Phase::Running);
+        }
+        // A stopped partition stays stopped.
+        a.bad = true;
+        run.step(&mut rt, 100_000, &mut g, &mut [&mut a]);
+        assert_eq!(rt.phase(), Phase::Stopped);
+        assert_eq!(rt.pause(), None);
+        rt.resume();
+        assert_eq!(rt.phase(), Phase::Stopped);
     }
 
     #[test]

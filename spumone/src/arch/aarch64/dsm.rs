@@ -25,6 +25,7 @@ use super::{cpu, guest, log, percore, timer};
 use crate::dsm::guest::{Backend, LinuxGuest, Perms, VcpuRegs};
 use crate::dsm::runtime::{Event, Phase, Response, Runtime};
 use crate::hvcore::esr::DataAbort;
+use crate::hvcore::hold::{Hold, Ticket};
 use crate::hvcore::loglimit::Class;
 use crate::hvcore::mmio::fault_ipa;
 use crate::hvcore::watch::{self, DecodeError, Store};
@@ -216,8 +217,8 @@ struct Capture {
     requested: AtomicU64,
     done: AtomicU64,
     regs: super::cpu::Lock<VcpuRegs>,
-    /// This core holds its vCPU in EL2 (pause).
-    held: AtomicBool,
+    /// This core is in [`hold`] (further up its stack, for a nested kick).
+    in_hold: AtomicBool,
 }
 
 static CAPTURES: [Capture; MAX_CORES] = [const {
@@ -234,14 +235,17 @@ static CAPTURES: [Capture; MAX_CORES] = [const {
             pc: 0,
             pstate: 0,
         }),
-        held: AtomicBool::new(false),
+        in_hold: AtomicBool::new(false),
     }
 }; MAX_CORES];
 
 /// The current capture generation (0: none yet).
 static GENERATION: AtomicU64 = AtomicU64::new(0);
-/// The checked partition's vCPUs are to be held in EL2.
-static HOLD: AtomicBool = AtomicBool::new(false);
+/// Whether the checked partition's vCPUs are to be held in EL2, and which core holds for
+/// which request (`hvcore::hold`, loom-checked).
+static HOLD: Hold<MAX_CORES> = Hold::new();
+/// The request that keeps a paused partition held, until the operator's resume.
+static PAUSE_TICKET: super::cpu::Lock<Option<Ticket>> = super::cpu::Lock::new(None);
 /// Index of the checked partition, or `usize::MAX`.
 static CHECKED: AtomicUsize = AtomicUsize::new(usize::MAX);
 /// The core the runtime runs on, or `usize::MAX`.
@@ -317,6 +321,8 @@ fn log_handshakes() {
 
 struct ArchBackend {
     partition: &'static Partition,
+    /// The hold this backend asked for ([`Backend::pause`]), until its resume.
+    ticket: Option<Ticket>,
 }
 
 fn own_regs() -> VcpuRegs {
@@ -397,17 +403,17 @@ impl Backend for ArchBackend {
     }
 
     fn pause(&mut self) -> bool {
-        HOLD.store(true, Ordering::Release);
+        // One request per pause: a second pause without a resume keeps the first.
+        let ticket = self.ticket.take().unwrap_or_else(|| HOLD.request());
+        let generation = ticket.generation();
+        self.ticket = Some(ticket);
         for core in self.other_cores() {
             super::kick(core);
         }
         let t0 = now_ns();
         let deadline = timer::uptime_us() + PAUSE_WAIT_US;
         while timer::uptime_us() < deadline {
-            if self
-                .other_cores()
-                .all(|c| CAPTURES[c].held.load(Ordering::Acquire))
-            {
+            if self.other_cores().all(|c| HOLD.holds(c, generation)) {
                 let held = now_ns();
                 PAUSE_TIMES.add(held.wrapping_sub(t0));
                 HELD_SINCE_NS.store(held, Ordering::Relaxed);
@@ -424,9 +430,14 @@ impl Backend for ArchBackend {
         if since != 0 {
             HELD_TIMES.add(now_ns().wrapping_sub(since));
         }
-        HOLD.store(false, Ordering::Release);
-        for core in self.other_cores() {
-            super::kick(core);
+        if let Some(ticket) = self.ticket.take() {
+            HOLD.release(ticket);
+        }
+        // The cores go back once no other hold is in force (a pause's, say).
+        if !HOLD.in_force() {
+            for core in self.other_cores() {
+                super::kick(core);
+            }
         }
     }
 
@@ -517,7 +528,10 @@ pub fn init() {
         let _ = ram.push(PhysRange::new(r.base, r.size));
     }
     let guest = LinuxGuest::new(
-        ArchBackend { partition },
+        ArchBackend {
+            partition,
+            ticket: None,
+        },
         &ram,
         partition.vcpus.len(),
         symbols,
@@ -568,6 +582,8 @@ pub fn init() {
 /// The partition `index` stopped: if the DSM checked it, its handshake totals go to the log.
 pub fn partition_stopped(index: usize) {
     if CHECKED.load(Ordering::Acquire) == index {
+        // A stopped partition is not paused: a restart must not find its cores held.
+        release_pause();
         log_handshakes();
     }
 }
@@ -597,13 +613,15 @@ pub fn on_kick(running: Option<(usize, usize)>) {
     if core == DSM_CORE.load(Ordering::Acquire) {
         serve_resume();
     }
-    if HOLD.load(Ordering::Acquire) {
+    if HOLD.in_force() {
         hold(checked);
     }
 }
 
 /// The operator asked to resume the paused partition (served on the DSM's core).
 static RESUME_ASKED: AtomicBool = AtomicBool::new(false);
+/// The pending resume found the runtime locked (logged once per resume).
+static RESUME_WAITED: AtomicBool = AtomicBool::new(false);
 
 /// An operator command from the console: resume the partition the DSM paused. Console input
 /// arrives on the core of Linux's vCPU 0, the DSM's; the request is served there at once, or
@@ -614,6 +632,7 @@ pub fn operator_resume() {
         warn!("operator: resume asked, but the DSM checks no partition");
         return;
     }
+    info!("operator: resume asked");
     RESUME_ASKED.store(true, Ordering::Release);
     if dsm_core == cpu::core_index() {
         serve_resume();
@@ -630,8 +649,12 @@ fn serve_resume() {
     }
     // Never wait here: this may run nested in a hold or a trap on this core.
     let Some(mut lock) = STATE.try_lock() else {
+        if !RESUME_WAITED.swap(true, Ordering::Relaxed) {
+            info!("operator: the resume waits for the DSM's runtime, busy on another core");
+        }
         return;
     };
+    RESUME_WAITED.store(false, Ordering::Relaxed);
     RESUME_ASKED.store(false, Ordering::Release);
     let Some(state) = lock.as_mut() else {
         return;
@@ -646,7 +669,7 @@ fn serve_resume() {
     }
     state.runtime.resume();
     drop(lock);
-    HOLD.store(false, Ordering::Release);
+    release_pause();
     for vcpu in partition.vcpus {
         let core = usize::from(vcpu.core);
         if core != cpu::core_index() {
@@ -660,15 +683,26 @@ fn serve_resume() {
     log::event(format_args!("partition-resumed name={}", partition.name));
 }
 
-/// Keeps this core in EL2 until the pause ends or the partition is stopped. Interrupts that
-/// arrive meanwhile are taken as usual (a guest's go to its list registers for later).
+/// Ends the hold that keeps a paused partition's vCPUs in EL2, if there is one.
+fn release_pause() {
+    if let Some(ticket) = PAUSE_TICKET.lock().take() {
+        HOLD.release(ticket);
+    }
+}
+
+/// Keeps this core in EL2 while a hold is in force and the partition is not stopped.
+/// Interrupts that arrive meanwhile are taken as usual (a guest's go to its list registers
+/// for later).
 fn hold(partition: usize) {
-    let c = &CAPTURES[cpu::core_index()];
-    if c.held.swap(true, Ordering::AcqRel) {
+    let core = cpu::core_index();
+    let c = &CAPTURES[core];
+    if c.in_hold.swap(true, Ordering::AcqRel) {
         return; // already holding further up this stack
     }
-    let dsm_core = cpu::core_index() == DSM_CORE.load(Ordering::Acquire);
-    while HOLD.load(Ordering::Acquire) && !guest::is_stopped(partition) {
+    let dsm_core = core == DSM_CORE.load(Ordering::Acquire);
+    // `stay` acknowledges the request in force: the requester counts this core as held
+    // from then until it releases it.
+    while HOLD.stay(core) && !guest::is_stopped(partition) {
         cpu::wait_for_interrupt();
         super::handle_pending_interrupts();
         // A resume that found the runtime locked when it came is retried only at a kick, and
@@ -682,7 +716,7 @@ fn hold(partition: usize) {
         // 0.3 to 0.9 s for a 1 ms pass). `yield` hands the turn on.
         cpu::relax();
     }
-    c.held.store(false, Ordering::Release);
+    c.in_hold.store(false, Ordering::Release);
 }
 
 fn now_ns() -> u64 {
@@ -701,29 +735,75 @@ pub fn on_tick(running: Option<(usize, usize)>) {
     if BUSY.swap(true, Ordering::AcqRel) {
         return;
     }
-    let response = step();
+    let operator = PAUSE_ASKED.swap(false, Ordering::AcqRel);
+    let response = if operator { serve_pause() } else { step() };
     BUSY.store(false, Ordering::Release);
     if let Some((partition, response)) = response {
-        respond(partition, response);
+        let cause = if operator {
+            "(operator command)"
+        } else {
+            "by the DSM"
+        };
+        respond(partition, response, cause);
     }
 }
 
+/// The operator asked to pause the checked partition (served at the DSM's next tick).
+static PAUSE_ASKED: AtomicBool = AtomicBool::new(false);
+
+/// An operator command from the console: pause the partition the DSM checks, as a finding
+/// under policy `pause` would. It is served at the DSM's next tick on its core, where a
+/// finding's pause starts too, so both take the same path.
+pub fn operator_pause() {
+    if DSM_CORE.load(Ordering::Acquire) >= MAX_CORES {
+        warn!("operator: pause asked, but the DSM checks no partition");
+        return;
+    }
+    info!("operator: pause asked");
+    PAUSE_ASKED.store(true, Ordering::Release);
+}
+
+/// The runtime's answer to the operator's pause: pause a running partition, else say why not.
+fn serve_pause() -> Option<(&'static Partition, Response)> {
+    let mut lock = STATE.lock();
+    let state = lock.as_mut()?;
+    let partition = state.guest.backend_mut().partition;
+    let response = state.runtime.pause();
+    if response.is_none() {
+        warn!(
+            "operator: pause asked, but partition {} is not running under the DSM (booting, paused or stopped)",
+            partition.name
+        );
+    }
+    response.map(|r| (partition, r))
+}
+
 /// Applies the policy's response on this core: stops the partition, or holds its other
-/// vCPUs on their cores and then this one here.
-fn respond(partition: &'static Partition, response: Response) {
+/// vCPUs on their cores and then this one here (`cause` says who asked, for the log).
+fn respond(partition: &'static Partition, response: Response, cause: &str) {
     match response {
         Response::Stop => {
             guest::stop_partition(partition, guest::STOPPED_BY_HYPERVISOR, "dsm alert")
         }
         Response::Pause => {
-            let mut others = ArchBackend { partition };
-            if !others.pause() {
+            let mut others = ArchBackend {
+                partition,
+                ticket: None,
+            };
+            let held = others.pause();
+            // The pause's request stays in force until the operator's resume.
+            if let Some(ticket) = others.ticket.take() {
+                if let Some(earlier) = PAUSE_TICKET.lock().replace(ticket) {
+                    HOLD.release(earlier);
+                }
+            }
+            if !held {
                 warn!(
                     "partition {}: a vCPU did not stop for the pause",
                     partition.name
                 );
             }
-            info!("partition {} paused by the DSM", partition.name);
+            info!("partition {} paused {}", partition.name, cause);
             log::event(format_args!("partition-paused name={}", partition.name));
             hold(usize::from(partition.index));
         }
@@ -878,7 +958,7 @@ enum Refusal {
 fn refuse(partition: &'static Partition, response: Option<Response>, paused: bool) -> Refusal {
     match (response, paused) {
         (Some(Response::Pause), _) => {
-            respond(partition, Response::Pause);
+            respond(partition, Response::Pause, "by the DSM");
             Refusal::Resumed
         }
         (None, true) => {
@@ -886,7 +966,7 @@ fn refuse(partition: &'static Partition, response: Option<Response>, paused: boo
             Refusal::Held
         }
         (Some(Response::Stop), _) => {
-            respond(partition, Response::Stop);
+            respond(partition, Response::Stop, "by the DSM");
             Refusal::Stopped
         }
         (None, false) => Refusal::Stopped,

@@ -329,6 +329,7 @@ pub fn console_input() {
     drop(escapes);
     match command {
         Some(Command::Resume) => super::dsm::operator_resume(),
+        Some(Command::Pause) => super::dsm::operator_pause(),
         None => {}
     }
 }

@@ -136,14 +136,20 @@ pub fn enable_rx_interrupt() {
     unsafe { reg(IMSC_OFFSET).write_volatile(RX_INTERRUPTS) };
 }
 
-/// Hands every byte waiting in the receive FIFO to `f`, then clears the RX interrupts.
+/// Clears the RX interrupts, then hands every byte waiting in the receive FIFO to `f`.
+///
+/// In that order: a byte that arrives after the last read finds the FIFO empty and raises
+/// the interrupt again. Cleared after the reads, the interrupt of a byte that came between
+/// the last read and the clear was lost, and QEMU's PL011 raises it only when the FIFO goes
+/// from empty to one byte: console input then stopped for good. The second byte of an
+/// operator command often came just then (a resume that never came, or a pause).
 pub fn drain_rx(mut f: impl FnMut(u8)) {
     // SAFETY: FR, DR and ICR of the PL011 (see `regs`); reading DR pops the RX FIFO, which
     // nothing else in spumone reads.
     unsafe {
+        reg(ICR_OFFSET).write_volatile(RX_INTERRUPTS);
         while reg(FR_OFFSET).read_volatile() & FR_RXFE == 0 {
             f(reg(0).read_volatile() as u8);
         }
-        reg(ICR_OFFSET).write_volatile(RX_INTERRUPTS);
     }
 }
