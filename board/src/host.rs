@@ -188,6 +188,12 @@ pub struct IommuLink {
 /// order: event queue, PRI queue, command-queue sync, global error (QEMU `virt`'s order).
 pub const SMMU_V3_KIND: &str = "arm,smmu-v3";
 
+/// The board device `kind` of the console UART spumone owns (see [`Board::console_intid`]).
+pub const CONSOLE_UART_KIND: &str = "arm,pl011";
+
+/// The first shared peripheral interrupt's INTID.
+const FIRST_SPI: u32 = 32;
+
 impl BoardDevice {
     pub fn range(&self) -> MemRange {
         MemRange::new(self.base, self.size)
@@ -213,6 +219,15 @@ pub struct Board {
 impl Board {
     pub fn device(&self, name: &str) -> Option<&BoardDevice> {
         self.devices.iter().find(|d| d.name == name)
+    }
+
+    /// The INTID of the console UART: the first SPI of the first hypervisor-owned
+    /// `arm,pl011`.
+    pub fn console_intid(&self) -> Option<u32> {
+        self.devices
+            .iter()
+            .filter(|d| d.kind == CONSOLE_UART_KIND && d.hypervisor_owned)
+            .find_map(|d| d.irqs.iter().copied().find(|&i| i >= FIRST_SPI))
     }
 }
 
@@ -377,6 +392,11 @@ impl ValidatedConfig {
         }
         writeln!(out, "    ],")?;
         self.write_smmus(out)?;
+        writeln!(
+            out,
+            "    console_intid: {},",
+            b.console_intid().unwrap_or(0)
+        )?;
         writeln!(out, "}};")?;
         writeln!(
             out,
@@ -655,6 +675,11 @@ pub enum Problem {
     UnalignedConsole {
         partition: String,
         console: u64,
+    },
+    /// A Linux partition's emulated console needs the board's console UART interrupt (an SPI
+    /// of a hypervisor-owned `arm,pl011`), and the board has none.
+    NoConsoleInterrupt {
+        partition: String,
     },
     /// The emulated console frame overlaps the partition's RAM or one of its devices (`what`).
     ConsoleOverlap {
@@ -1007,6 +1032,11 @@ impl fmt::Display for Problem {
                 f,
                 "partition {partition:?} console {} is not 4 KiB aligned",
                 Hex(*console)
+            ),
+            Problem::NoConsoleInterrupt { partition } => write!(
+                f,
+                "partition {partition:?} is Linux, but the board has no console UART interrupt \
+                 (an SPI of a hypervisor-owned {CONSOLE_UART_KIND:?} device)"
             ),
             Problem::ConsoleOverlap {
                 partition,
@@ -1755,6 +1785,11 @@ fn check_linux(
     }
     if bootargs.chars().any(char::is_control) {
         problems.push(Problem::BootargsBadChar {
+            partition: partition(),
+        });
+    }
+    if board.console_intid().is_none() {
+        problems.push(Problem::NoConsoleInterrupt {
             partition: partition(),
         });
     }

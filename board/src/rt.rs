@@ -338,6 +338,10 @@ pub struct Config {
     pub partitions: &'static [Partition],
     /// The IOMMUs spumone programs before any guest runs.
     pub smmus: &'static [Smmu],
+    /// INTID of the board's console UART (its hypervisor-owned `arm,pl011`); a Linux
+    /// partition's emulated console raises the same SPI. 0 if the board names none (only a
+    /// config with Linux needs it).
+    pub console_intid: u32,
 }
 
 impl Config {
@@ -428,6 +432,7 @@ mod tests {
         board_ram: &[MemRange::new(0x4000_0000, 0x8000_0000)],
         partitions: &PARTS,
         smmus: &[],
+        console_intid: 33,
     };
 
     #[test]

@@ -120,6 +120,9 @@ fn check_tables(rt: &rt::Config, cfg: &ValidatedConfig) {
     assert_eq!(rt.dtb_hint, cfg.board().dtb_hint);
     assert_eq!(rt.hypervisor_ram, cfg.board().hypervisor_ram);
     assert_eq!(rt.board_ram, cfg.board().ram.as_slice());
+    // The board's UART (`irqs = [33]`), not a literal in spumone.
+    assert_eq!(Some(rt.console_intid), cfg.board().console_intid());
+    assert_eq!(rt.console_intid, 33);
     assert_eq!(rt.partitions.len(), cfg.partitions().len());
     for (p, info) in rt.partitions.iter().zip(cfg.partitions()) {
         assert_eq!(p.name, info.name);

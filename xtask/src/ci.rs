@@ -106,6 +106,12 @@ pub fn test_all() -> Result<bool> {
             &[],
         ))
     });
+    step("clippy (firmware)", &mut || {
+        if !setup_ok {
+            return Status::Skipped("setup failed".into());
+        }
+        to_status(firmware::clippy().map_err(|e| format!("{e:#}")))
+    });
     step("rustfmt", &mut || {
         to_status(cargo(&["fmt", "--all", "--check"], &[]))
     });

@@ -9,7 +9,7 @@ use std::process::Command;
 use crate::config;
 use crate::linux;
 use crate::paths::{self, images_dir, target_dir, workspace_root};
-use crate::scenario::{Kind, Scenario};
+use crate::scenario::{Kind, Scenario, DEFAULT_SCENARIO};
 use spumone_abi::bootinfo::{self, BootInfo};
 
 /// spumone runs at EL2 without touching FP/SIMD registers.
@@ -90,6 +90,15 @@ impl LatencySettings {
             bail!("latency period must be at least 1 us");
         }
         Ok(LatencySettings { samples, period_us })
+    }
+
+    /// The build environment that passes them to the guests (every guest gets them; only the
+    /// RTOS reads them).
+    pub fn env(&self) -> [(&'static str, OsString); 2] {
+        [
+            (Self::SAMPLES_ENV, self.samples.to_string().into()),
+            (Self::PERIOD_ENV, self.period_us.to_string().into()),
+        ]
     }
 
     /// [`Self::DEFAULT`] overridden by `RTOS_LATENCY_SAMPLES` / `RTOS_LATENCY_PERIOD_US` when
@@ -365,49 +374,75 @@ fn cargo() -> OsString {
     std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
 }
 
-/// Runs `cargo build --release` for one package and target; returns the built binary.
-fn cargo_build(
-    what: &str,
-    package: &str,
-    bin: &str,
-    target: &str,
-    features: &[&str],
-    env: &[(&str, &OsStr)],
-) -> Result<PathBuf> {
-    let mut cmd = Command::new(cargo());
-    cmd.current_dir(workspace_root())
-        .args([
-            "build",
-            "--release",
-            "-p",
-            package,
-            "--bin",
-            bin,
-            "--target",
-            target,
-        ])
-        .arg("--target-dir")
-        .arg(target_dir());
-    if !features.is_empty() {
-        cmd.arg("--features").arg(features.join(","));
+/// One firmware binary as cargo builds it: package, binary, target, features and environment.
+struct FirmwareBin<'a> {
+    package: &'a str,
+    bin: &'a str,
+    target: &'a str,
+    features: &'a [&'a str],
+    env: &'a [(&'a str, &'a OsStr)],
+}
+
+impl FirmwareBin<'_> {
+    /// `cargo <subcommand> --release` for it: how it is built, and linted.
+    fn cargo(&self, subcommand: &str) -> Command {
+        let mut cmd = Command::new(cargo());
+        cmd.current_dir(workspace_root())
+            .args([
+                subcommand,
+                "--release",
+                "-p",
+                self.package,
+                "--bin",
+                self.bin,
+                "--target",
+                self.target,
+            ])
+            .arg("--target-dir")
+            .arg(target_dir());
+        if !self.features.is_empty() {
+            cmd.arg("--features").arg(self.features.join(","));
+        }
+        for (key, value) in self.env {
+            cmd.env(key, value);
+        }
+        cmd
     }
-    for (key, value) in env {
-        cmd.env(key, value);
+
+    /// Runs `cargo build --release`; returns the built binary.
+    fn build(&self, what: &str) -> Result<PathBuf> {
+        let status = self
+            .cargo("build")
+            .status()
+            .with_context(|| format!("cannot start cargo to build {what}"))?;
+        if !status.success() {
+            bail!("building {what} failed (see the compiler output above)");
+        }
+        let built = target_dir()
+            .join(self.target)
+            .join("release")
+            .join(self.bin);
+        if !built.is_file() {
+            bail!(
+                "building {what} succeeded but {} is missing",
+                paths::display(&built)
+            );
+        }
+        Ok(built)
     }
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot start cargo to build {what}"))?;
-    if !status.success() {
-        bail!("building {what} failed (see the compiler output above)");
+
+    /// Runs `cargo clippy --release` on it with warnings as errors.
+    fn lint(&self, what: &str) -> Result<()> {
+        let status = self
+            .cargo("clippy")
+            .args(["--", "-D", "warnings"])
+            .status()
+            .with_context(|| format!("cannot start cargo clippy for {what}"))?;
+        if !status.success() {
+            bail!("clippy found problems in {what} (see its output above)");
+        }
+        Ok(())
     }
-    let built = target_dir().join(target).join("release").join(bin);
-    if !built.is_file() {
-        bail!(
-            "building {what} succeeded but {} is missing",
-            paths::display(&built)
-        );
-    }
-    Ok(built)
 }
 
 /// Copies a built image into `dir` under `name`.
@@ -433,23 +468,72 @@ fn build_guest(
     let Some(image) = guest_image(image_name) else {
         bail!("scenario {scenario}: unknown guest image `{image_name}`");
     };
-    let ImageSource::Cargo {
-        package,
-        bin,
-        target,
-    } = image.source
-    else {
+    let latency = options.latency.env();
+    let env = os_env(&latency);
+    let Some(firmware) = image.cargo_bin(&env) else {
         bail!("scenario {scenario}: the Linux image is not yet loaded by spumone scenarios");
     };
-    // Every guest gets them; only the RTOS reads them.
-    let samples = options.latency.samples.to_string();
-    let period = options.latency.period_us.to_string();
-    let env = [
-        (LatencySettings::SAMPLES_ENV, OsStr::new(&samples)),
-        (LatencySettings::PERIOD_ENV, OsStr::new(&period)),
-    ];
-    let built = cargo_build(image.name, package, bin, target, &[], &env)?;
+    let built = firmware.build(image.name)?;
     stash(&built, dir, &format!("{}.elf", image.name))
+}
+
+fn os_env<'a>(env: &'a [(&'static str, OsString)]) -> Vec<(&'static str, &'a OsStr)> {
+    env.iter().map(|(k, v)| (*k, v.as_os_str())).collect()
+}
+
+impl GuestImage {
+    /// How cargo builds it with `env`, if it comes from this workspace.
+    fn cargo_bin<'a>(&self, env: &'a [(&'a str, &'a OsStr)]) -> Option<FirmwareBin<'a>> {
+        let ImageSource::Cargo {
+            package,
+            bin,
+            target,
+        } = self.source
+        else {
+            return None;
+        };
+        Some(FirmwareBin {
+            package,
+            bin,
+            target,
+            features: &[],
+            env,
+        })
+    }
+}
+
+/// Lints the firmware as `build` compiles it, for its bare-metal targets, where all the
+/// `unsafe` lives (`cargo clippy --workspace` covers the host builds): spumone with the
+/// default scenario's config (a Linux partition, every DSM checker) under each logging
+/// backend, and the guests built by cargo. Needs the Linux `Image` (`cargo xtask setup`).
+pub fn clippy() -> Result<()> {
+    let config = match crate::scenario::find(DEFAULT_SCENARIO).map(|s| s.kind) {
+        Some(Kind::Hypervisor { config }) => workspace_root().join(config),
+        _ => bail!("the default scenario {DEFAULT_SCENARIO} does not run spumone"),
+    };
+    let image = linux::kernel_image();
+    let hv_env = [
+        ("SPUMONE_CONFIG", config.as_os_str()),
+        (crate::ci::LINUX_IMAGE_ENV, image.as_os_str()),
+    ];
+    for features in [&[][..], &["plain-log"]] {
+        FirmwareBin {
+            package: "spumone",
+            bin: "spumone",
+            target: HV_TARGET,
+            features,
+            env: &hv_env,
+        }
+        .lint("spumone")?;
+    }
+    let latency = LatencySettings::DEFAULT.env();
+    let guest_env = os_env(&latency);
+    for image in GUEST_IMAGES {
+        if let Some(firmware) = image.cargo_bin(&guest_env) {
+            firmware.lint(image.name)?;
+        }
+    }
+    Ok(())
 }
 
 /// Builds what `scenario` boots and copies it to `target/images/<scenario>/`.
@@ -511,17 +595,17 @@ pub fn build_into(
                 linux::ensure(false)?;
             }
             let image = crate::linux::kernel_image();
-            let built = cargo_build(
-                "spumone",
-                "spumone",
-                "spumone",
-                crate::firmware::HV_TARGET,
+            let built = FirmwareBin {
+                package: "spumone",
+                bin: "spumone",
+                target: HV_TARGET,
                 features,
-                &[
+                env: &[
                     ("SPUMONE_CONFIG", config_path.as_os_str()),
                     (crate::ci::LINUX_IMAGE_ENV, image.as_os_str()),
                 ],
-            )?;
+            }
+            .build("spumone")?;
             let kernel = stash(&built, dir, "spumone.elf")?;
             let mut loads = Vec::new();
             for p in partitions.iter().filter(|p| p.linux.is_none()) {

@@ -836,6 +836,38 @@ fn rejects_bad_console() {
     );
 }
 
+#[test]
+fn console_interrupt_comes_from_the_boards_uart() {
+    assert_eq!(board().console_intid(), Some(33));
+    let uart = "size = 0x1000\nirqs = [33]\nhypervisor = true";
+    let without = |edit: &str| {
+        let text = edited(&format!("{BOARD}{TEST_DEVICES}"), &[(uart, edit)]);
+        parse_board(Path::new("b.toml"), &text, "qemu-virt").unwrap()
+    };
+    // Another SPI is taken as it is; a PPI, no interrupt or a UART spumone does not own is
+    // not the console's.
+    assert_eq!(
+        without("size = 0x1000\nirqs = [40]\nhypervisor = true").console_intid(),
+        Some(40)
+    );
+    for edit in [
+        "size = 0x1000\nirqs = [27]\nhypervisor = true",
+        "size = 0x1000\nhypervisor = true",
+        "size = 0x1000\nirqs = [33]",
+    ] {
+        assert_eq!(without(edit).console_intid(), None, "{edit}");
+    }
+    // A Linux partition needs it.
+    let raw: RawConfig = parse(Path::new("test.toml"), LINUX).unwrap();
+    let found = check_partitions(&raw, &without("size = 0x1000\nhypervisor = true")).unwrap_err();
+    assert!(
+        found.iter().any(
+            |p| matches!(p, Problem::NoConsoleInterrupt { partition } if partition == "linux")
+        ),
+        "{found:?}"
+    );
+}
+
 /// `LINUX` with a `dsm` line.
 fn linux_dsm(settings: &str) -> String {
     linux_with(&[(

@@ -45,6 +45,7 @@ pub static CONFIG: board::rt::Config = board::rt::Config {
             ],
         },
     ],
+    console_intid: 33,
 };
 /// How the Linux partitions boot (`board::rt::LinuxBoot::find` by partition index).
 #[allow(dead_code)]

@@ -126,6 +126,8 @@ pub enum MapError {
     OutOfTables,
     /// The range overlaps an earlier mapping.
     Overlap,
+    /// The tables were already built (the MMU is set up once).
+    AlreadyEnabled,
 }
 
 impl fmt::Display for MapError {
@@ -135,6 +137,7 @@ impl fmt::Display for MapError {
             MapError::OutOfRange => "region beyond the translated range",
             MapError::OutOfTables => "out of page tables",
             MapError::Overlap => "region overlaps an earlier one",
+            MapError::AlreadyEnabled => "the MMU was already set up",
         })
     }
 }

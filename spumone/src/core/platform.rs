@@ -174,6 +174,7 @@ mod tests {
             board_ram: &[RAM],
             partitions,
             smmus: &[],
+            console_intid: 33,
         }
     }
 

@@ -205,6 +205,7 @@ mod tests {
             board_ram: &RAM,
             partitions,
             smmus: &[],
+            console_intid: 33,
         }
     }
 

@@ -8,14 +8,10 @@ use core::fmt::{self, Write as _};
 
 use board::rt::{LinuxBoot, MemRange, Partition, Space};
 
-/// Size of one GICv3 redistributor (RD_base + SGI_base frames).
-pub const GICR_FRAME_SIZE: u64 = 0x2_0000;
-/// Size of the GICv3 distributor frame shown to the guest.
-pub const GICD_SIZE: u64 = 0x1_0000;
+use super::vgic::{GICD_SIZE, GICR_FRAME_SIZE};
+
 /// The architected timer PPIs (secure phys, non-secure phys, virtual, hyp), as QEMU `virt`.
 pub const TIMER_PPIS: [u32; 4] = [13, 14, 11, 10];
-/// SPI of the console UART on QEMU `virt` (INTID 33).
-pub const CONSOLE_SPI: u32 = 1;
 
 const FDT_MAGIC: u32 = 0xd00d_feed;
 const FDT_BEGIN_NODE: u32 = 1;
@@ -484,7 +480,7 @@ mod tests {
             gicd: 0x0800_0000,
             gicr: 0x080c_0000,
             timer_ppis: TIMER_PPIS,
-            console_spi: CONSOLE_SPI,
+            console_spi: 1,
             initrd: Some(MemRange::new(0x5000_0000, 0x0123_4000)),
             kaslr_seed: 0x0123_4567_89ab_cdef,
             extra_bootargs: "",
@@ -566,12 +562,12 @@ mod tests {
         assert_eq!(be32s(prop(&fdt, &gic, "#interrupt-cells")), [3]);
         assert!(prop(&fdt, &gic, "interrupt-controller").is_empty());
         assert_eq!(be32s(prop(&fdt, &gic, "#redistributor-regions")), [1]);
-        let gicr_size = p.vcpus.len() as u64 * 0x2_0000;
+        let gicr_size = p.vcpus.len() as u64 * GICR_FRAME_SIZE;
         let reg = be32s(prop(&fdt, &gic, "reg"));
         let r64 = |i: usize| (u64::from(reg[i]) << 32) | u64::from(reg[i + 1]);
         assert_eq!(
             [r64(0), r64(2), r64(4), r64(6)],
-            [dt.gicd, 0x1_0000, dt.gicr, gicr_size]
+            [dt.gicd, GICD_SIZE, dt.gicr, gicr_size]
         );
         assert!(fdt.find_node(&format!("{gic}/its@8080000")).is_none());
 

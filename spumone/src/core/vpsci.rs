@@ -6,62 +6,41 @@
 
 use core::ops::Range;
 
-/// PSCI function ids (fast calls, standard secure service range).
+/// PSCI function ids (fast calls, standard secure service range), the `smccc` crate's under
+/// the names this module matches on.
 pub mod id {
-    /// PSCI_VERSION.
-    pub const PSCI_VERSION: u32 = 0x8400_0000;
-    /// CPU_SUSPEND, SMC32.
-    pub const CPU_SUSPEND_32: u32 = 0x8400_0001;
-    /// CPU_SUSPEND, SMC64.
-    pub const CPU_SUSPEND_64: u32 = 0xC400_0001;
-    /// CPU_OFF.
-    pub const CPU_OFF: u32 = 0x8400_0002;
-    /// CPU_ON, SMC32.
-    pub const CPU_ON_32: u32 = 0x8400_0003;
-    /// CPU_ON, SMC64.
-    pub const CPU_ON_64: u32 = 0xC400_0003;
-    /// AFFINITY_INFO, SMC32.
-    pub const AFFINITY_INFO_32: u32 = 0x8400_0004;
-    /// AFFINITY_INFO, SMC64.
-    pub const AFFINITY_INFO_64: u32 = 0xC400_0004;
-    /// MIGRATE, SMC32.
-    pub const MIGRATE_32: u32 = 0x8400_0005;
-    /// MIGRATE, SMC64.
-    pub const MIGRATE_64: u32 = 0xC400_0005;
-    /// MIGRATE_INFO_TYPE.
-    pub const MIGRATE_INFO_TYPE: u32 = 0x8400_0006;
-    /// MIGRATE_INFO_UP_CPU, SMC32.
-    pub const MIGRATE_INFO_UP_CPU_32: u32 = 0x8400_0007;
-    /// MIGRATE_INFO_UP_CPU, SMC64.
-    pub const MIGRATE_INFO_UP_CPU_64: u32 = 0xC400_0007;
-    /// SYSTEM_OFF.
-    pub const SYSTEM_OFF: u32 = 0x8400_0008;
-    /// SYSTEM_RESET.
-    pub const SYSTEM_RESET: u32 = 0x8400_0009;
-    /// PSCI_FEATURES.
-    pub const PSCI_FEATURES: u32 = 0x8400_000A;
-    /// SYSTEM_RESET2, SMC32.
-    pub const SYSTEM_RESET2_32: u32 = 0x8400_0012;
-    /// SYSTEM_RESET2, SMC64.
-    pub const SYSTEM_RESET2_64: u32 = 0xC400_0012;
+    pub use smccc::psci::{
+        PSCI_AFFINITY_INFO_32 as AFFINITY_INFO_32, PSCI_AFFINITY_INFO_64 as AFFINITY_INFO_64,
+        PSCI_CPU_OFF as CPU_OFF, PSCI_CPU_ON_32 as CPU_ON_32, PSCI_CPU_ON_64 as CPU_ON_64,
+        PSCI_CPU_SUSPEND_32 as CPU_SUSPEND_32, PSCI_CPU_SUSPEND_64 as CPU_SUSPEND_64,
+        PSCI_FEATURES, PSCI_MIGRATE_32 as MIGRATE_32, PSCI_MIGRATE_64 as MIGRATE_64,
+        PSCI_MIGRATE_INFO_TYPE as MIGRATE_INFO_TYPE,
+        PSCI_MIGRATE_INFO_UP_CPU_32 as MIGRATE_INFO_UP_CPU_32,
+        PSCI_MIGRATE_INFO_UP_CPU_64 as MIGRATE_INFO_UP_CPU_64, PSCI_SYSTEM_OFF as SYSTEM_OFF,
+        PSCI_SYSTEM_RESET as SYSTEM_RESET, PSCI_SYSTEM_RESET2_32 as SYSTEM_RESET2_32,
+        PSCI_SYSTEM_RESET2_64 as SYSTEM_RESET2_64, PSCI_VERSION,
+    };
 }
 
-/// PSCI return codes, as the 64-bit value written to `x0`.
+/// PSCI return codes, as the 64-bit value written to `x0` (the `smccc` crate's `i32` codes,
+/// sign-extended).
 pub mod ret {
+    use smccc::psci::error;
+
     /// SUCCESS (0).
     pub const SUCCESS: u64 = 0;
     /// NOT_SUPPORTED (-1).
-    pub const NOT_SUPPORTED: u64 = -1i64 as u64;
+    pub const NOT_SUPPORTED: u64 = error::NOT_SUPPORTED as i64 as u64;
     /// INVALID_PARAMETERS (-2).
-    pub const INVALID_PARAMETERS: u64 = -2i64 as u64;
+    pub const INVALID_PARAMETERS: u64 = error::INVALID_PARAMETERS as i64 as u64;
     /// DENIED (-3).
-    pub const DENIED: u64 = -3i64 as u64;
+    pub const DENIED: u64 = error::DENIED as i64 as u64;
     /// ALREADY_ON (-4).
-    pub const ALREADY_ON: u64 = -4i64 as u64;
+    pub const ALREADY_ON: u64 = error::ALREADY_ON as i64 as u64;
     /// ON_PENDING (-5).
-    pub const ON_PENDING: u64 = -5i64 as u64;
+    pub const ON_PENDING: u64 = error::ON_PENDING as i64 as u64;
     /// INVALID_ADDRESS (-9).
-    pub const INVALID_ADDRESS: u64 = -9i64 as u64;
+    pub const INVALID_ADDRESS: u64 = error::INVALID_ADDRESS as i64 as u64;
 }
 
 /// The version reported by PSCI_VERSION: 1.1.
@@ -85,9 +64,14 @@ pub const fn vcpu_mpidr(vcpu: u8) -> u64 {
     MPIDR_RES1 | vcpu as u64
 }
 
+/// The SMC32 PSCI range: `PSCI_VERSION`, the first id, and the 31 after it (the crate names
+/// the ids, not the range SMCCC reserves for PSCI).
+const PSCI_FIRST: u32 = id::PSCI_VERSION;
+const PSCI_LAST: u32 = PSCI_FIRST + 0x1F;
+
 /// Whether `function_id` lies in the PSCI range (SMC32 or SMC64).
 pub const fn is_psci(function_id: u32) -> bool {
-    matches!(function_id, 0x8400_0000..=0x8400_001F | 0xC400_0000..=0xC400_001F)
+    matches!(function_id & !SMC64, PSCI_FIRST..=PSCI_LAST)
 }
 
 /// Power state of a vCPU as PSCI sees it.
@@ -298,7 +282,7 @@ mod tests {
             assert_ne!(direct, PsciOutcome::Return(ret::NOT_SUPPORTED), "{fid:#x}");
         }
         let unsupported: [u32; 6] = [
-            0x8000_0000, // SMCCC_VERSION
+            smccc::arch::SMCCC_VERSION,
             0x8400_0005, // MIGRATE
             0x8400_0007, // MIGRATE_INFO_UP_CPU
             0x8400_0012, // SYSTEM_RESET2

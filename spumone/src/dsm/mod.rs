@@ -62,6 +62,7 @@ mod tests {
             board_ram: &[],
             partitions: parts,
             smmus: &[],
+            console_intid: 33,
         }
     }
 

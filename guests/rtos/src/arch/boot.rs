@@ -3,6 +3,8 @@
 
 use core::arch::global_asm;
 
+use smccc::psci::PSCI_SYSTEM_OFF;
+
 global_asm!(
     r#"
     .section .text.boot, "ax"
@@ -59,8 +61,8 @@ _start:
     // At EL2 with no EL3, QEMU serves PSCI on SMC: power off instead of hanging.
     cmp     x11, #2
     b.ne    .Lhalt
-    movz    x0, #0x0008
-    movk    x0, #0x8400, lsl #16
+    movz    x0, #{system_off_lo}
+    movk    x0, #{system_off_hi}, lsl #16
     smc     #0
 .Lhalt:
     wfe
@@ -69,5 +71,7 @@ _start:
     .section .rodata.boot, "a"
 .Lwrong_el_msg:
     .asciz  "rtos: not entered at EL1, stopping\r\n"
-"#
+"#,
+    system_off_lo = const PSCI_SYSTEM_OFF & 0xffff,
+    system_off_hi = const PSCI_SYSTEM_OFF >> 16,
 );

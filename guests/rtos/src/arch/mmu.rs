@@ -7,18 +7,28 @@ use crate::mmu::{
     tcr_el1, MapError, Mapper, Table, MAIR_EL1, PAGE_SIZE, SCTLR_EL1_MMU_ON, TABLE_POOL as POOL,
 };
 use core::arch::asm;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 static mut TABLES: [Table; POOL] = [Table::EMPTY; POOL];
+/// Set once [`enable`] has turned the MMU on: the tables are in use from then on.
+static ENABLED: AtomicBool = AtomicBool::new(false);
 
-/// Builds the tables and enables the MMU and caches. Call once, MMU off, on the boot core.
-/// Returns how many tables the map uses.
+/// Builds the tables and enables the MMU and caches, on the boot core (the only one that
+/// runs Rust: others run `neighbours`' spin loop). Returns how many tables the map uses; a
+/// second call changes nothing and returns `AlreadyEnabled`.
 pub fn enable(platform: Platform) -> Result<usize, MapError> {
+    // A plain load, not an atomic swap: with the MMU off memory is Device, where exclusives
+    // may not work; one core runs this, so a plain check suffices.
+    if ENABLED.load(Ordering::Relaxed) {
+        return Err(MapError::AlreadyEnabled);
+    }
     let pool = &raw mut TABLES;
     let base = pool as u64;
     // With the MMU off our stores bypass the caches; drop any stale lines over the tables so
     // cacheable table walks read what we write.
     invalidate_dcache(base, POOL as u64 * PAGE_SIZE);
-    // SAFETY: single core, MMU still off, called once: nothing else refers to TABLES.
+    // SAFETY: ENABLED keeps out every call after the MMU is on; this is the one core that
+    // runs Rust, and an earlier call that failed has returned: nothing else refers to TABLES.
     let tables = unsafe { &mut *pool };
     let mut mapper = Mapper::new(tables, base);
     for region in layout::regions(platform) {
@@ -51,6 +61,8 @@ pub fn enable(platform: Platform) -> Result<usize, MapError> {
             options(nostack),
         );
     }
+    // Stored with the caches on, so later checks read it through them.
+    ENABLED.store(true, Ordering::Relaxed);
     Ok(used)
 }
 

@@ -7,9 +7,10 @@
 //! to the RTOS's timer there is QEMU's, not spumone's. On a 1-core machine (`rtos-native`)
 //! PSCI refuses every `CPU_ON`, and nothing changes.
 
-use core::arch::{asm, global_asm};
+use core::arch::global_asm;
 
-const PSCI_CPU_ON: u64 = 0xC400_0003;
+use smccc::{psci, Hvc};
+
 /// Affinity-0 numbers tried: QEMU's `virt` numbers its cores 0..n in Aff0.
 const MAX_CORES: u64 = 8;
 
@@ -33,14 +34,9 @@ pub fn start() -> u64 {
     let entry = rtos_neighbour_spin as *const () as u64;
     let mut started = 0;
     for core in 1..MAX_CORES {
-        let mut status = PSCI_CPU_ON;
-        // SAFETY: CPU_ON starts another core at `entry` (code that touches no memory, with
-        // the MMU off there: the image runs where it is linked); this core is not affected.
-        unsafe {
-            asm!("hvc #0", inout("x0") status, in("x1") core, in("x2") entry, in("x3") 0u64,
-                clobber_abi("C"), options(nostack))
-        };
-        if status == 0 {
+        // CPU_ON starts another core at `entry`: code that touches no memory, with the MMU
+        // off there (the image runs where it is linked); this core is not affected.
+        if psci::cpu_on::<Hvc>(core, entry, 0).is_ok() {
             started += 1;
         }
     }

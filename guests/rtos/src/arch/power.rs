@@ -2,9 +2,9 @@
 
 use super::on_spumone;
 use core::arch::asm;
+use smccc::psci;
+use smccc::{Hvc, Smc};
 use spumone_abi::hvc::EXIT;
-
-pub const PSCI_SYSTEM_OFF: u64 = 0x8400_0008;
 
 /// Powers off after a successful run, or reports failure: under spumone with `EXIT` code 1
 /// (bare QEMU has no exit status to give, so it just powers off).
@@ -18,13 +18,12 @@ pub fn finish(success: bool) -> ! {
 /// PSCI `SYSTEM_OFF` over `SMC #0`: spumone traps it and stops this partition; bare QEMU
 /// with no EL2/EL3 serves PSCI on HVC instead.
 pub fn system_off() -> ! {
-    if on_spumone() == Some(true) {
-        // SAFETY: SYSTEM_OFF does not return on success; nothing in memory is touched.
-        unsafe { asm!("smc #0", in("x0") PSCI_SYSTEM_OFF, clobber_abi("C"), options(nostack)) };
+    // Returns only on failure, and then this core halts.
+    let _ = if on_spumone() == Some(true) {
+        psci::system_off::<Smc>()
     } else {
-        // SAFETY: as above.
-        unsafe { asm!("hvc #0", in("x0") PSCI_SYSTEM_OFF, clobber_abi("C"), options(nostack)) };
-    }
+        psci::system_off::<Hvc>()
+    };
     halt()
 }
 

@@ -11,7 +11,7 @@
 pub unsafe fn copy_from(src: usize, dst: &mut [u8]) {
     let len = dst.len();
     let dst_ptr = dst.as_mut_ptr();
-    let bulk = if (src | dst_ptr as usize) % 8 == 0 {
+    let bulk = if (src | dst_ptr as usize).is_multiple_of(8) {
         len & !63
     } else {
         0

@@ -14,6 +14,8 @@ use aarch64_cpu::registers::{Readable, Writeable, ICC_SRE_EL2};
 use tock_registers::register_structs;
 use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 
+use crate::hvcore::vgic::GICR_FRAME_SIZE;
+
 register_structs! {
     /// Distributor (`GICD_*`), only the registers spumone uses.
     pub GicdRegs {
@@ -60,6 +62,7 @@ register_structs! {
         (0x1_0384 => _r5),
         (0x1_0400 => ipriorityr: [ReadWrite<u32>; 8]),
         (0x1_0420 => _r6),
+        // GICR_FRAME_SIZE (the macro takes a literal).
         (0x2_0000 => @END),
     }
 }
@@ -71,7 +74,7 @@ const GICR_WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
 const GICR_WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
 const GICR_TYPER_LAST: u64 = 1 << 4;
 /// Stride between redistributors (no virtual LPI frames on GICv3).
-const GICR_STRIDE: usize = 0x2_0000;
+const GICR_STRIDE: usize = GICR_FRAME_SIZE as usize;
 /// Priority spumone gives every interrupt it enables.
 pub const DEFAULT_PRIORITY: u8 = 0xa0;
 /// INTIDs from here on are special (spurious and friends).

@@ -137,7 +137,7 @@ pub fn prepare(partition: &'static Partition) -> Result<(), &'static str> {
         .lock()
         .register(boot.console..boot.console + UART_SIZE, uart_access)
         .map_err(|_| "cannot register its console")?;
-    super::vgic::add_virtual_spi(index, CONSOLE_INTID);
+    super::vgic::add_virtual_spi(index, console_intid());
     // Input goes to the first Linux partition, taken on the core of its vCPU 0.
     if LINUX.first().map(|l| l.partition) == Some(partition.index) {
         if let Some(core) = partition.vcpus.first() {
@@ -146,7 +146,7 @@ pub fn prepare(partition: &'static Partition) -> Result<(), &'static str> {
                 .load(Ordering::Relaxed);
             INPUT.store(index, Ordering::Relaxed);
             super::uart::enable_rx_interrupt();
-            gic::configure_spi(CONSOLE_INTID, true, gic::DEFAULT_PRIORITY, mpidr);
+            gic::configure_spi(console_intid(), true, gic::DEFAULT_PRIORITY, mpidr);
         }
     }
     Ok(())
@@ -174,7 +174,8 @@ fn write_dtb(
         gicd: gic::distributor_base(),
         gicr: gic::redistributor_base(),
         timer_ppis: vfdt::TIMER_PPIS,
-        console_spi: vfdt::CONSOLE_SPI,
+        // An SPI: the board check gives a config with Linux one.
+        console_spi: console_intid() - 32,
         initrd,
         kaslr_seed: restart_seed(seed, resets),
         extra_bootargs,
@@ -286,7 +287,7 @@ pub fn restore(partition: &'static Partition) -> Result<(u64, [u64; 3]), &'stati
         console.uart = Vuart::new();
         console.line.clear();
     }
-    super::vgic::add_virtual_spi(index, CONSOLE_INTID);
+    super::vgic::add_virtual_spi(index, console_intid());
     let resets = RESETS[index].fetch_add(1, Ordering::Relaxed) + 1;
     let mut bootargs = RESTART_BOOTARGS.lock();
     bootargs.clear();
@@ -296,8 +297,11 @@ pub fn restore(partition: &'static Partition) -> Result<(u64, [u64; 3]), &'stati
     entry(partition).ok_or("not a Linux partition")
 }
 
-/// INTID of the console UART, physical and virtual.
-pub const CONSOLE_INTID: u32 = 32 + vfdt::CONSOLE_SPI;
+/// INTID of the console UART, physical and virtual (from the board description; a config
+/// with Linux has one).
+pub fn console_intid() -> u32 {
+    CONFIG.console_intid
+}
 
 /// The partition that gets console input.
 static INPUT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(usize::MAX);
@@ -322,7 +326,7 @@ pub fn console_input() {
                 command = escapes.feed(b, forward).or(command);
             });
             if !before && console.uart.irq_level() {
-                super::vgic::raise_virtual_spi(partition, CONSOLE_INTID);
+                super::vgic::raise_virtual_spi(partition, console_intid());
             }
         }
     }
@@ -348,7 +352,7 @@ fn uart_access(partition: usize, offset: u64, access: &MmioAccess) -> Option<u64
         console.uart.read(offset, access.size)
     };
     if effects.irq_changed && console.uart.irq_level() {
-        super::vgic::raise_virtual_spi(partition, CONSOLE_INTID);
+        super::vgic::raise_virtual_spi(partition, console_intid());
     }
     if let Some(byte) = effects.tx {
         let _ = console.line.push(byte);

@@ -358,7 +358,7 @@ fn handle_acknowledged(running: Option<(usize, usize)>, intid: u32) {
         gic::end_of_interrupt(intid);
         return;
     }
-    if intid == linux::CONSOLE_INTID && !linux::LINUX.is_empty() {
+    if intid == linux::console_intid() && !linux::LINUX.is_empty() {
         linux::console_input();
         gic::end_of_interrupt(intid);
         return;

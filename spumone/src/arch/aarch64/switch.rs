@@ -18,9 +18,10 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
+use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{
-    Readable, Writeable, CNTHCTL_EL2, CNTVOFF_EL2, CPTR_EL2, HCR_EL2, MIDR_EL1, VMPIDR_EL2,
-    VTCR_EL2, VTTBR_EL2,
+    Readable, Writeable, CNTHCTL_EL2, CNTVOFF_EL2, CNTV_CTL_EL0, CNTV_CVAL_EL0, CPTR_EL2, HCR_EL2,
+    MIDR_EL1, VMPIDR_EL2, VTCR_EL2, VTTBR_EL2,
 };
 use board::rt::{LinuxBoot, Partition};
 
@@ -843,34 +844,20 @@ fn wake(core: usize, id: VcpuId) {
 }
 
 fn read_cntv() -> VtimerState {
-    let (ctl, cval): (u64, u64);
-    // SAFETY: reads the EL1 virtual timer of the loaded vCPU.
-    unsafe {
-        core::arch::asm!(
-            "mrs {}, cntv_ctl_el0",
-            "mrs {}, cntv_cval_el0",
-            out(reg) ctl,
-            out(reg) cval,
-            options(nomem, nostack)
-        )
-    };
-    VtimerState { ctl, cval }
+    // The EL1 virtual timer of the loaded vCPU.
+    VtimerState {
+        ctl: CNTV_CTL_EL0.get(),
+        cval: CNTV_CVAL_EL0.get(),
+    }
 }
 
+/// Sets the EL1 virtual timer to the vCPU being loaded (or off): compare value first, so an
+/// enable never fires on a stale one.
 fn write_cntv(t: &VtimerState) {
-    // SAFETY: sets the EL1 virtual timer to the vCPU being loaded (or off); compare value
-    // first so an enable never fires on a stale one.
-    unsafe {
-        core::arch::asm!(
-            "msr cntv_ctl_el0, xzr",
-            "msr cntv_cval_el0, {}",
-            "msr cntv_ctl_el0, {}",
-            "isb",
-            in(reg) t.cval,
-            in(reg) t.ctl & 0b11,
-            options(nostack)
-        )
-    };
+    CNTV_CTL_EL0.set(0);
+    CNTV_CVAL_EL0.set(t.cval);
+    CNTV_CTL_EL0.set(t.ctl & 0b11);
+    barrier::isb(barrier::SY);
 }
 
 macro_rules! el1_regs {

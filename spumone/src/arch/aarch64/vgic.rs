@@ -4,6 +4,14 @@
 
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use aarch64_cpu::asm::barrier;
+use aarch64_cpu::registers::{
+    Readable, Writeable, CNTV_CTL_EL0, ICH_AP0R0_EL2, ICH_AP0R1_EL2, ICH_AP0R2_EL2, ICH_AP0R3_EL2,
+    ICH_AP1R0_EL2, ICH_AP1R1_EL2, ICH_AP1R2_EL2, ICH_AP1R3_EL2, ICH_HCR_EL2, ICH_LR0_EL2,
+    ICH_LR10_EL2, ICH_LR11_EL2, ICH_LR12_EL2, ICH_LR13_EL2, ICH_LR14_EL2, ICH_LR15_EL2,
+    ICH_LR1_EL2, ICH_LR2_EL2, ICH_LR3_EL2, ICH_LR4_EL2, ICH_LR5_EL2, ICH_LR6_EL2, ICH_LR7_EL2,
+    ICH_LR8_EL2, ICH_LR9_EL2, ICH_VMCR_EL2, ICH_VTR_EL2,
+};
 use board::rt::Partition;
 
 use super::config::CONFIG;
@@ -506,8 +514,9 @@ pub fn leave_vcpu(running: Option<(usize, usize)>) {
         write_lr(n, 0);
     }
     gic::quiesce_private(cpu::mpidr(), VTIMER_INTID);
-    // SAFETY: stops the EL1 virtual timer the departed guest left armed on this core.
-    unsafe { core::arch::asm!("msr cntv_ctl_el0, xzr", "isb", options(nostack)) };
+    // Stops the EL1 virtual timer the departed guest left armed on this core.
+    CNTV_CTL_EL0.set(0);
+    barrier::isb(barrier::SY);
 }
 
 /// Handles physical interrupt `intid`, acknowledged while `running` ran on this core, unless
@@ -810,121 +819,112 @@ fn active_priority_regs(prebits: u32) -> usize {
     }
 }
 
-macro_rules! apr_access {
-    ($($n:literal),*) => {
-        fn read_apr(group1: bool, n: usize) -> u32 {
-            let mut value: u64 = 0;
-            match (group1, n) {
-                $(
-                    // SAFETY: reads an active-priority register this interface implements.
-                    (false, $n) => unsafe {
-                        core::arch::asm!(concat!("mrs {}, ich_ap0r", $n, "_el2"), out(reg) value,
-                            options(nomem, nostack))
-                    },
-                    // SAFETY: as above, group 1.
-                    (true, $n) => unsafe {
-                        core::arch::asm!(concat!("mrs {}, ich_ap1r", $n, "_el2"), out(reg) value,
-                            options(nomem, nostack))
-                    },
-                )*
-                _ => {}
-            }
-            value as u32
-        }
-
-        fn write_apr(group1: bool, n: usize, value: u32) {
-            let value = u64::from(value);
-            match (group1, n) {
-                $(
-                    // SAFETY: restores the active priorities of the vCPU being loaded here.
-                    (false, $n) => unsafe {
-                        core::arch::asm!(concat!("msr ich_ap0r", $n, "_el2, {}"), in(reg) value,
-                            options(nostack))
-                    },
-                    // SAFETY: as above, group 1.
-                    (true, $n) => unsafe {
-                        core::arch::asm!(concat!("msr ich_ap1r", $n, "_el2, {}"), in(reg) value,
-                            options(nostack))
-                    },
-                )*
-                _ => {}
-            }
-        }
+fn read_apr(group1: bool, n: usize) -> u32 {
+    let value = match (group1, n) {
+        (false, 0) => ICH_AP0R0_EL2.get(),
+        (false, 1) => ICH_AP0R1_EL2.get(),
+        (false, 2) => ICH_AP0R2_EL2.get(),
+        (false, 3) => ICH_AP0R3_EL2.get(),
+        (true, 0) => ICH_AP1R0_EL2.get(),
+        (true, 1) => ICH_AP1R1_EL2.get(),
+        (true, 2) => ICH_AP1R2_EL2.get(),
+        (true, 3) => ICH_AP1R3_EL2.get(),
+        _ => 0,
     };
+    value as u32
 }
 
-apr_access!(0, 1, 2, 3);
+/// Restores active priorities of the vCPU being loaded here.
+fn write_apr(group1: bool, n: usize, value: u32) {
+    let value = u64::from(value);
+    match (group1, n) {
+        (false, 0) => ICH_AP0R0_EL2.set(value),
+        (false, 1) => ICH_AP0R1_EL2.set(value),
+        (false, 2) => ICH_AP0R2_EL2.set(value),
+        (false, 3) => ICH_AP0R3_EL2.set(value),
+        (true, 0) => ICH_AP1R0_EL2.set(value),
+        (true, 1) => ICH_AP1R1_EL2.set(value),
+        (true, 2) => ICH_AP1R2_EL2.set(value),
+        (true, 3) => ICH_AP1R3_EL2.set(value),
+        _ => {}
+    }
+}
 
 fn read_vmcr() -> u64 {
-    let value: u64;
-    // SAFETY: reads the guest's view of its CPU interface control.
-    unsafe { core::arch::asm!("mrs {}, ich_vmcr_el2", out(reg) value, options(nomem, nostack)) };
-    value
+    ICH_VMCR_EL2.get()
 }
 
 fn read_vtr() -> u64 {
-    let value: u64;
-    // SAFETY: reads an ID-like register of the virtual CPU interface.
-    unsafe { core::arch::asm!("mrs {}, ich_vtr_el2", out(reg) value, options(nomem, nostack)) };
-    value
+    ICH_VTR_EL2.get()
 }
 
 fn read_elrsr() -> u64 {
     let value: u64;
+    // aarch64-cpu 11 has no ICH_ELRSR_EL2 accessor.
     // SAFETY: reads which list registers are empty.
     unsafe { core::arch::asm!("mrs {}, ich_elrsr_el2", out(reg) value, options(nomem, nostack)) };
     value
 }
 
+/// Controls this core's virtual CPU interface; only the guest on this core sees it.
 fn write_hcr(value: u64) {
-    // SAFETY: controls this core's virtual CPU interface; only the guest on this core sees it.
-    unsafe { core::arch::asm!("msr ich_hcr_el2, {}", "isb", in(reg) value, options(nostack)) };
+    ICH_HCR_EL2.set(value);
+    barrier::isb(barrier::SY);
 }
 
+/// The guest's view of its CPU interface control (priority mask, group enables).
 fn write_vmcr(value: u64) {
-    // SAFETY: the guest's view of its CPU interface control (priority mask, group enables).
-    unsafe { core::arch::asm!("msr ich_vmcr_el2, {}", in(reg) value, options(nostack)) };
+    ICH_VMCR_EL2.set(value);
 }
 
-macro_rules! lr_access {
-    ($($i:literal),*) => {
-        /// Writes list register `n` (ignored beyond the implemented ones).
-        fn write_lr(n: usize, value: u64) {
-            if n >= list_regs() {
-                return;
-            }
-            match n {
-                $(
-                    // SAFETY: list register `$i` exists (n < ICH_VTR_EL2.ListRegs + 1); it
-                    // only affects the guest on this core.
-                    $i => unsafe {
-                        core::arch::asm!(concat!("msr ich_lr", $i, "_el2, {}"), in(reg) value,
-                            options(nostack))
-                    },
-                )*
-                _ => {}
-            }
-        }
-
-        /// Reads list register `n` (0 beyond the implemented ones).
-        fn read_lr(n: usize) -> u64 {
-            let mut value = 0;
-            if n >= list_regs() {
-                return value;
-            }
-            match n {
-                $(
-                    // SAFETY: list register `$i` exists; reading it has no side effect.
-                    $i => unsafe {
-                        core::arch::asm!(concat!("mrs {}, ich_lr", $i, "_el2"), out(reg) value,
-                            options(nomem, nostack))
-                    },
-                )*
-                _ => {}
-            }
-            value
-        }
-    };
+/// Writes list register `n` (ignored beyond the implemented ones, n > ICH_VTR_EL2.ListRegs).
+fn write_lr(n: usize, value: u64) {
+    if n >= list_regs() {
+        return;
+    }
+    match n {
+        0 => ICH_LR0_EL2.set(value),
+        1 => ICH_LR1_EL2.set(value),
+        2 => ICH_LR2_EL2.set(value),
+        3 => ICH_LR3_EL2.set(value),
+        4 => ICH_LR4_EL2.set(value),
+        5 => ICH_LR5_EL2.set(value),
+        6 => ICH_LR6_EL2.set(value),
+        7 => ICH_LR7_EL2.set(value),
+        8 => ICH_LR8_EL2.set(value),
+        9 => ICH_LR9_EL2.set(value),
+        10 => ICH_LR10_EL2.set(value),
+        11 => ICH_LR11_EL2.set(value),
+        12 => ICH_LR12_EL2.set(value),
+        13 => ICH_LR13_EL2.set(value),
+        14 => ICH_LR14_EL2.set(value),
+        15 => ICH_LR15_EL2.set(value),
+        _ => {}
+    }
 }
 
-lr_access!(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+/// Reads list register `n` (0 beyond the implemented ones).
+fn read_lr(n: usize) -> u64 {
+    if n >= list_regs() {
+        return 0;
+    }
+    match n {
+        0 => ICH_LR0_EL2.get(),
+        1 => ICH_LR1_EL2.get(),
+        2 => ICH_LR2_EL2.get(),
+        3 => ICH_LR3_EL2.get(),
+        4 => ICH_LR4_EL2.get(),
+        5 => ICH_LR5_EL2.get(),
+        6 => ICH_LR6_EL2.get(),
+        7 => ICH_LR7_EL2.get(),
+        8 => ICH_LR8_EL2.get(),
+        9 => ICH_LR9_EL2.get(),
+        10 => ICH_LR10_EL2.get(),
+        11 => ICH_LR11_EL2.get(),
+        12 => ICH_LR12_EL2.get(),
+        13 => ICH_LR13_EL2.get(),
+        14 => ICH_LR14_EL2.get(),
+        15 => ICH_LR15_EL2.get(),
+        _ => 0,
+    }
+}
