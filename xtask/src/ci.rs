@@ -82,14 +82,7 @@ pub fn test_all() -> Result<bool> {
     let loom_dir = loom_dir.to_string_lossy();
     step("loom", &mut || {
         to_status(cargo(
-            &[
-                "test",
-                "--release",
-                "-p",
-                "spumone",
-                "--lib",
-                "hold::loom_tests",
-            ],
+            &["test", "--release", "-p", "spumone", "--lib", "loom_tests"],
             &[("RUSTFLAGS", "--cfg loom"), ("CARGO_TARGET_DIR", &loom_dir)],
         ))
     });

@@ -2,6 +2,7 @@
 //! here builds and is unit-tested on the host.
 
 pub mod alone;
+pub mod capture;
 pub mod console;
 pub mod el2map;
 pub mod esr;

@@ -24,6 +24,7 @@ use super::exception::TrapFrame;
 use super::{cpu, guest, log, percore, timer};
 use crate::dsm::guest::{Backend, LinuxGuest, Perms, VcpuRegs};
 use crate::dsm::runtime::{Event, Phase, Response, Runtime};
+use crate::hvcore::capture::Captures;
 use crate::hvcore::esr::DataAbort;
 use crate::hvcore::hold::{Hold, Ticket};
 use crate::hvcore::loglimit::Class;
@@ -213,9 +214,7 @@ const NEEDS_REGISTERS: [&str; 6] = [
 
 /// Registers one core captured for the DSM.
 struct Capture {
-    /// Generation asked for / last captured.
-    requested: AtomicU64,
-    done: AtomicU64,
+    /// Stored before the answer is published ([`QUESTIONS`]).
     regs: super::cpu::Lock<VcpuRegs>,
     /// This core is in [`hold`] (further up its stack, for a nested kick).
     in_hold: AtomicBool,
@@ -223,8 +222,6 @@ struct Capture {
 
 static CAPTURES: [Capture; MAX_CORES] = [const {
     Capture {
-        requested: AtomicU64::new(0),
-        done: AtomicU64::new(0),
         regs: super::cpu::Lock::new(VcpuRegs {
             ttbr0: 0,
             ttbr1: 0,
@@ -239,8 +236,9 @@ static CAPTURES: [Capture; MAX_CORES] = [const {
     }
 }; MAX_CORES];
 
-/// The current capture generation (0: none yet).
-static GENERATION: AtomicU64 = AtomicU64::new(0);
+/// Which core was asked for its registers, and which question it answered
+/// (`hvcore::capture`, loom-checked).
+static QUESTIONS: Captures<MAX_CORES> = Captures::new();
 /// Whether the checked partition's vCPUs are to be held in EL2, and which core holds for
 /// which request (`hvcore::hold`, loom-checked).
 static HOLD: Hold<MAX_CORES> = Hold::new();
@@ -358,11 +356,8 @@ impl ArchBackend {
 
     /// Asks every other core of the partition for its registers and waits (boundedly).
     fn capture_all(&self) {
-        let generation = GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
+        let generation = QUESTIONS.ask(self.other_cores());
         for core in self.other_cores() {
-            CAPTURES[core]
-                .requested
-                .store(generation, Ordering::Release);
             super::kick(core);
         }
         let t0 = now_ns();
@@ -370,7 +365,7 @@ impl ArchBackend {
         while timer::uptime_us() < deadline
             && self
                 .other_cores()
-                .any(|c| CAPTURES[c].done.load(Ordering::Acquire) != generation)
+                .any(|c| !QUESTIONS.answered(c, generation))
         {
             cpu::relax();
         }
@@ -397,9 +392,7 @@ impl Backend for ArchBackend {
         if core == cpu::core_index() {
             return Some(own_regs());
         }
-        let c = &CAPTURES[core];
-        (c.done.load(Ordering::Acquire) == GENERATION.load(Ordering::Acquire))
-            .then(|| *c.regs.lock())
+        QUESTIONS.current(core).then(|| *CAPTURES[core].regs.lock())
     }
 
     fn pause(&mut self) -> bool {
@@ -601,11 +594,9 @@ pub fn on_kick(running: Option<(usize, usize)>) {
         return;
     }
     let core = cpu::core_index();
-    let c = &CAPTURES[core];
-    let wanted = c.requested.load(Ordering::Acquire);
-    if wanted != c.done.load(Ordering::Relaxed) {
-        *c.regs.lock() = own_regs();
-        c.done.store(wanted, Ordering::Release);
+    if let Some(generation) = QUESTIONS.pending(core) {
+        *CAPTURES[core].regs.lock() = own_regs();
+        QUESTIONS.answer(core, generation);
         // The DSM's core waits for this: under round-robin `-icount`, hand it the turn now
         // rather than after the rest of this vCPU's slice (about 1.2 ms a capture before).
         cpu::relax();
