@@ -459,6 +459,7 @@ pub(crate) fn supervise(
             firmware.scenario.name,
             &firmware.consoles,
             &paths::display(&log_dir),
+            firmware.boot_info.is_some(),
         )
     } else {
         None

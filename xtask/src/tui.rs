@@ -77,8 +77,14 @@ pub struct Tui {
 
 impl Tui {
     /// Takes the screen, or `None` when stdin or stdout is not a terminal (or it cannot be set
-    /// up, in which case the run goes on as a plain stream).
-    pub fn enter(scenario: &str, partitions: &[String], log_dir: &str) -> Option<Tui> {
+    /// up, in which case the run goes on as a plain stream). `operator`: spumone takes its
+    /// Ctrl-] commands on this console.
+    pub fn enter(
+        scenario: &str,
+        partitions: &[String],
+        log_dir: &str,
+        operator: bool,
+    ) -> Option<Tui> {
         if !io::stdin().is_terminal() || !io::stdout().is_terminal() {
             return None;
         }
@@ -95,8 +101,12 @@ impl Tui {
             console: Console::new(),
             title: format!(" spumone: {scenario} "),
             footer: format!(
-                " {HOW_TO_LEAVE} leaves │ Ctrl-] p / Ctrl-] r pause / resume Linux │ Ctrl-C goes \
-                 to Linux │ logs in {log_dir}"
+                " {HOW_TO_LEAVE} leaves │ {}Ctrl-C goes to Linux │ logs in {log_dir}",
+                if operator {
+                    "Ctrl-] p / Ctrl-] r pause / resume Linux │ "
+                } else {
+                    ""
+                }
             ),
             last_draw: None,
             dirty: true,
