@@ -36,6 +36,8 @@ pub enum Command {
         dsm_pause: bool,
         /// `--resume-after SECS`: type the operator's resume command that long after a pause.
         resume_after: Option<u64>,
+        /// `--plain`: the prefixed stream on a terminal too, not the split screen.
+        plain: bool,
     },
     List,
     Gdb {
@@ -99,7 +101,7 @@ commands:
                           build the firmware of one scenario (default: every scenario)
   run [SCENARIO] [--timeout SECS] [--icount] [--plain-log] [--cmd 'COMMAND'] [--disk IMG]
       [--no-dsm] [--policy pinned|spumone|load|rotate] [--dsm-pause] [--resume-after SECS]
-                          build and boot a scenario (default: {DEFAULT_SCENARIO})
+      [--plain]           build and boot a scenario (default: {DEFAULT_SCENARIO})
   run --list              list the scenarios
   gdb SCENARIO            boot a scenario stopped at its first instruction, under gdb-multiarch
   test                    run every test: unit tests, clippy, rustfmt, QEMU integration tests
@@ -155,11 +157,19 @@ options:
                    whatever the config says; typing Ctrl-] r on the console resumes it
   --resume-after SECS
                    with --cmd: type that resume command SECS seconds after the DSM paused Linux
+  --plain          run on a terminal: the prefixed stream below, not the split screen
 
 input: without --cmd, a Linux scenario (linux-native, linux, demo, shared) gets this
 terminal's keys: an interactive shell, raw mode from a terminal (Ctrl-C goes to the guest;
 `exit` or `poweroff -f` ends Linux, Ctrl-A x stops QEMU); under spumone they reach Linux
 through its emulated UART.
+
+screen: when stdin and stdout are a terminal (and without --cmd or --plain), run splits it:
+Linux's console, where the keys go; the RTOS's latency rounds (p99 and max per round, and the
+last line); the DSM's checkers, findings and pause/resume/stop events; the partitions and
+where their vCPUs run; the hypervisor log's tail. {leave} leaves it (and stops QEMU);
+Ctrl-] p and Ctrl-] r still pause and resume Linux. Otherwise: one stream, each line prefixed
+by its source ([hv], [rtos], [linux], [raw], [qemu]).
 
 exit status of run:
   0    the machine powered off cleanly (spumone reported shutdown code=0)
@@ -170,7 +180,8 @@ exit status of run:
   1    any other failure (build, QEMU error, no shutdown reported)
 
 Each run keeps its streams in target/logs/<scenario>/ (serial.bin, all.log, hv.log,
-<partition>.log)."
+<partition>.log).",
+        leave = crate::tui::HOW_TO_LEAVE
     )
 }
 
@@ -278,6 +289,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                     }
                 }
                 let dsm_pause = flags.switch("--dsm-pause");
+                let plain = flags.switch("--plain");
                 let resume_after = match flags.value("--resume-after")? {
                     None => None,
                     Some(text) => match text.parse::<u64>() {
@@ -301,6 +313,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                     policy,
                     dsm_pause,
                     resume_after,
+                    plain,
                 }
             }
         }
@@ -545,6 +558,7 @@ mod tests {
                 policy: None,
                 dsm_pause: false,
                 resume_after: None,
+                plain: false,
             }
         );
     }
@@ -567,6 +581,7 @@ mod tests {
                 policy: None,
                 dsm_pause: false,
                 resume_after: None,
+                plain: false,
             }
         );
         assert!(parse_str("run linux-native --cmd").is_err());
@@ -618,6 +633,7 @@ mod tests {
             policy: None,
             dsm_pause: false,
             resume_after: None,
+            plain: false,
         };
         assert_eq!(
             parse_str("run rtos-native --timeout 30 --icount --plain-log").unwrap(),
@@ -627,6 +643,28 @@ mod tests {
             parse_str("run --icount --timeout=30 --plain-log rtos-native").unwrap(),
             expected
         );
+    }
+
+    #[test]
+    fn plain_keeps_the_stream_on_a_terminal() {
+        assert!(matches!(
+            parse_str("run demo --plain").unwrap(),
+            Command::Run { plain: true, plain_log: false, ref scenario, .. } if scenario == "demo"
+        ));
+        // `--plain-log` is the build's switch, not this one.
+        assert!(matches!(
+            parse_str("run --plain-log").unwrap(),
+            Command::Run {
+                plain: false,
+                plain_log: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse_str("run").unwrap(),
+            Command::Run { plain: false, .. }
+        ));
+        assert!(usage().contains("--plain ") && usage().contains("Ctrl-] q leaves"));
     }
 
     #[test]

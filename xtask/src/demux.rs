@@ -48,6 +48,9 @@ pub struct Demux {
     frames: Decoder,
     /// Unfinished lines, per source.
     pending: BTreeMap<Source, Vec<u8>>,
+    /// A source whose text is also kept byte for byte, for a terminal that shows it as it
+    /// comes (prompts have no newline), with what was kept since the last take.
+    tap: Option<(Source, Vec<u8>)>,
 }
 
 impl Demux {
@@ -60,7 +63,21 @@ impl Demux {
             defmt,
             frames: Decoder::new(),
             pending: BTreeMap::new(),
+            tap: None,
         }
+    }
+
+    /// Also keeps `source`'s text as it comes, for [`Demux::take_tapped`].
+    pub fn tap(&mut self, source: Source) {
+        self.tap = Some((source, Vec::new()));
+    }
+
+    /// The tapped source's bytes since the last call.
+    pub fn take_tapped(&mut self) -> Vec<u8> {
+        self.tap
+            .as_mut()
+            .map(|(_, bytes)| std::mem::take(bytes))
+            .unwrap_or_default()
     }
 
     /// The prefix a line of `source` gets.
@@ -189,6 +206,9 @@ impl Demux {
 
     /// Appends text to `source`'s unfinished line and emits every completed line.
     fn text(&mut self, source: Source, bytes: &[u8], out: &mut Vec<Line>) {
+        if let Some((_, tapped)) = self.tap.as_mut().filter(|(s, _)| *s == source) {
+            tapped.extend_from_slice(bytes);
+        }
         let buf = self.pending.entry(source.clone()).or_default();
         for &byte in bytes {
             if byte == b'\n' {
@@ -400,6 +420,24 @@ mod tests {
         assert_eq!(
             run(&mut d, &[b"[hv] up\n[rtos] hi\n"]),
             ["[hv] up", "[rtos] hi"]
+        );
+    }
+
+    #[test]
+    fn a_tapped_source_is_kept_as_it_comes() {
+        let mut d = framed();
+        d.tap(Source::Partition(1));
+        let mut stream = enc(0x11, b"~ # ");
+        stream.extend(enc(0x10, b"rtos\n"));
+        stream.extend(enc(0x11, b"\x1b[6n"));
+        let mut lines = Vec::new();
+        d.feed(&stream, &mut lines);
+        assert_eq!(d.take_tapped(), b"~ # \x1b[6n");
+        assert!(d.take_tapped().is_empty());
+        assert_eq!(
+            lines.len(),
+            1,
+            "the partial line still waits for its newline"
         );
     }
 

@@ -34,3 +34,4 @@ pub mod run;
 pub mod scenario;
 pub mod setup;
 pub mod signals;
+pub mod tui;

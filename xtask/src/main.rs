@@ -68,6 +68,7 @@ fn real_main(args: &[String]) -> Result<u8> {
             policy,
             dsm_pause,
             resume_after,
+            plain,
         } => {
             let scenario = scenario::lookup(&scenario)?;
             if disk.is_some() && !firmware::boots_linux(scenario) {
@@ -107,6 +108,8 @@ fn real_main(args: &[String]) -> Result<u8> {
                 icount,
                 plain_log,
                 forward_stdin: cmd.is_none(),
+                // Only when stdin and stdout are a terminal (see `tui::Tui::enter`).
+                tui: cmd.is_none() && !plain,
                 cmd: cmd.clone(),
                 disk,
                 no_dsm,
@@ -120,6 +123,14 @@ fn real_main(args: &[String]) -> Result<u8> {
             // After building: cargo must stay interruptible.
             signals::ignore_interrupts();
             let outcome = run::launch(&built, &options)?;
+            if outcome.verdict() == run::Verdict::Left {
+                eprintln!(
+                    "left scenario {} ({}); logs in {}",
+                    scenario.name,
+                    xtask::tui::HOW_TO_LEAVE,
+                    xtask::paths::display(&outcome.log_dir)
+                );
+            }
             if let Some(why) = outcome.failure() {
                 eprintln!("error: {why}");
                 return Ok(u8::try_from(outcome.exit_code()).unwrap_or(1));

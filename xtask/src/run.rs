@@ -20,6 +20,7 @@ use crate::paths::{self, logs_dir};
 use crate::qemu::{self, Disk, QemuOptions};
 use crate::scenario::{Kind, Scenario};
 use crate::setup;
+use crate::tui::{Keys, Origin, Tui};
 use spumone_abi::operator::{PAUSE_SEQUENCE, RESUME_SEQUENCE};
 
 /// Exit status of a run that hit its timeout (as `timeout(1)` uses).
@@ -44,6 +45,9 @@ pub struct RunOptions {
     pub cmd: Option<String>,
     /// Forward this process's stdin to the guest console (native scenarios only).
     pub forward_stdin: bool,
+    /// With `forward_stdin` and `echo` on a terminal: give it the split screen of
+    /// [`crate::tui`] instead of the prefixed stream.
+    pub tui: bool,
     /// A disk image for the Linux guest (`--disk`).
     pub disk: Option<Disk>,
     /// Scratch disks on the PCIe root bus (the isolation probes').
@@ -87,6 +91,7 @@ impl RunOptions {
             resume_after_pause: None,
             pause_cycles: 0,
             forward_stdin: false,
+            tui: false,
             disk: None,
             pci_disks: Vec::new(),
         }
@@ -103,6 +108,9 @@ pub enum Ending {
     /// The Linux partition stopped while the RTOS kept running: xtask ended the run once the
     /// RTOS had printed after the stop (`rtos_alive`), or after [`LINGER`] without a word.
     LinuxStopped { rtos_alive: bool },
+    /// The person left the interactive screen ([`crate::tui::HOW_TO_LEAVE`]) and xtask stopped
+    /// QEMU.
+    Left,
 }
 
 /// How long a run waits for the RTOS to show it still runs after Linux stopped.
@@ -125,6 +133,8 @@ pub enum Verdict {
     NoShutdownEvent,
     /// Linux stopped and the RTOS printed nothing for [`LINGER`] afterwards.
     RtosSilent,
+    /// The person left the interactive screen: what they asked for, so not a failure.
+    Left,
 }
 
 #[derive(Debug, Clone)]
@@ -173,6 +183,7 @@ impl RunOutcome {
             .any(|l| l.starts_with("[qemu] ") && l.contains("terminating on signal"));
         match self.ending {
             Ending::TimedOut => Verdict::TimedOut,
+            Ending::Left => Verdict::Left,
             _ if interrupted => Verdict::Interrupted,
             Ending::LinuxStopped { rtos_alive: true } => match self.linux_stop_code() {
                 Some(0) | None => Verdict::PoweredOff,
@@ -195,7 +206,7 @@ impl RunOutcome {
     /// The process exit status `cargo xtask run` reports.
     pub fn exit_code(&self) -> i32 {
         match self.verdict() {
-            Verdict::PoweredOff => 0,
+            Verdict::PoweredOff | Verdict::Left => 0,
             Verdict::ShutdownCode(code) if (1..=255).contains(&code) => code as i32,
             Verdict::ShutdownCode(_) => 1,
             Verdict::TimedOut => TIMEOUT_EXIT,
@@ -209,7 +220,7 @@ impl RunOutcome {
         let name = self.scenario.name;
         let all_log = paths::display(&self.log_dir.join("all.log"));
         Some(match self.verdict() {
-            Verdict::PoweredOff => return None,
+            Verdict::PoweredOff | Verdict::Left => return None,
             Verdict::ShutdownCode(code) => {
                 format!("scenario {name} shut down with code {code} (log in {all_log})")
             }
@@ -294,6 +305,8 @@ enum Msg {
     SerialEnd,
     Stderr(String),
     StderrEnd,
+    /// The person typed the way out of the interactive screen.
+    Quit,
 }
 
 /// Boots already-built firmware.
@@ -424,6 +437,11 @@ pub(crate) fn supervise(
         _ => None,
     };
     let mut demux = Demux::new(mode, firmware.consoles.clone(), defmt);
+    let linux_console = firmware.consoles.iter().position(|c| c == linux::CONSOLE);
+    let rtos_console = firmware
+        .consoles
+        .iter()
+        .position(|c| format!("[{c}]") == crate::bench::RTOS_CONSOLE);
     let log_dir = logs_dir(firmware.scenario.name);
     let mut logs = Logs::create(&log_dir, &firmware.consoles)?;
 
@@ -434,12 +452,26 @@ pub(crate) fn supervise(
     args.extend(qmp.args().map(Into::into));
     // spumone passes input to a Linux partition's emulated console.
     let forward = options.forward_stdin && (mode == Mode::Native || firmware.boot_info.is_some());
-    // From a terminal, the console is shown as it comes (prompts have no newline yet).
-    let raw_terminal = if forward && options.echo {
+    // On a terminal, the split screen; or the console shown as it comes (prompts have no
+    // newline yet) amid the other sources' prefixed lines.
+    let mut screen = if forward && options.echo && options.tui && linux_console.is_some() {
+        Tui::enter(
+            firmware.scenario.name,
+            &firmware.consoles,
+            &paths::display(&log_dir),
+            firmware.boot_info.is_some(),
+        )
+    } else {
+        None
+    };
+    let raw_terminal = if forward && options.echo && screen.is_none() {
         RawTerminal::enter()
     } else {
         None
     };
+    if let Some(n) = linux_console.filter(|_| screen.is_some() || raw_terminal.is_some()) {
+        demux.tap(Source::Partition(n));
+    }
     let started = Instant::now();
     let resume_after = options.resume_after_pause.filter(|_| !forward);
     let cycles = if forward { 0 } else { options.pause_cycles };
@@ -447,7 +479,7 @@ pub(crate) fn supervise(
     let mut cycles_started = false;
     let typed = forward || resume_after.is_some() || cycles > 0;
     let mut child = spawn_qemu(&args, qemu_options.gdb, typed)?;
-    if forward {
+    if forward && screen.is_none() {
         forward_stdin(&mut child);
     }
     // Kept open for the whole run (a closed console input is not what an operator does).
@@ -456,6 +488,9 @@ pub(crate) fn supervise(
         let _ = tx.send(child.id());
     }
     let (tx, rx) = mpsc::channel();
+    if screen.is_some() {
+        forward_keys(&console_in, tx.clone());
+    }
     spawn_readers(&mut child, tx);
 
     let mut outcome = RunOutcome {
@@ -476,10 +511,6 @@ pub(crate) fn supervise(
     // Under spumone, when Linux stops beside an RTOS, the machine keeps running: the run ends
     // at the RTOS's next line (a round's `latency` line, not its histogram before it), which
     // shows it survived.
-    let rtos_console = firmware
-        .consoles
-        .iter()
-        .position(|c| format!("[{c}]") == crate::bench::RTOS_CONSOLE);
     let lingers = mode == Mode::Framed
         && rtos_console.is_some()
         && firmware.consoles.iter().any(|c| c == linux::CONSOLE);
@@ -495,8 +526,18 @@ pub(crate) fn supervise(
             Some(d) => d.saturating_duration_since(Instant::now()),
             None => Duration::from_secs(3600),
         };
-        let msg = match rx.recv_timeout(wait) {
+        // The screen is redrawn on a tick too: for a resized terminal, and for a frame held
+        // back by the frame rate.
+        let waited_until = Instant::now() + wait;
+        let tick = if screen.is_some() { SCREEN_TICK } else { wait };
+        let msg = match rx.recv_timeout(wait.min(tick)) {
             Ok(msg) => msg,
+            Err(RecvTimeoutError::Timeout) if Instant::now() < waited_until => {
+                if let Some(screen) = screen.as_mut() {
+                    screen.draw();
+                }
+                continue;
+            }
             Err(RecvTimeoutError::Timeout) if linger_deadline && ended.is_none() => {
                 ended = Some(Ending::LinuxStopped { rtos_alive: false });
                 fresh.extend(stalled_cpus(&qmp, &log_dir, firmware));
@@ -522,12 +563,23 @@ pub(crate) fn supervise(
                     .first_output
                     .get_or_insert_with(|| started.elapsed());
                 logs.serial(&bytes);
-                if raw_terminal.is_some() {
+                demux.feed(&bytes, &mut fresh);
+                let tapped = demux.take_tapped();
+                if let Some(screen) = screen.as_mut() {
+                    screen.console(&tapped);
+                    // Answered here, the terminal's own answer cannot leak into Linux's input.
+                    let _ = write_console(&console_in, &screen.replies());
+                } else if raw_terminal.is_some() {
+                    // Framed, only Linux's console is shown raw; the plain streams are text.
+                    let raw = if mode == Mode::Framed {
+                        &tapped
+                    } else {
+                        &bytes
+                    };
                     let mut out = io::stdout().lock();
-                    let _ = out.write_all(&bytes);
+                    let _ = out.write_all(raw);
                     let _ = out.flush();
                 }
-                demux.feed(&bytes, &mut fresh);
             }
             Msg::SerialEnd => {
                 open_streams -= 1;
@@ -539,6 +591,11 @@ pub(crate) fn supervise(
                 event: None,
             }),
             Msg::StderrEnd => open_streams -= 1,
+            Msg::Quit => {
+                ended.get_or_insert(Ending::Left);
+                // Killing closes QEMU's pipes, which ends the loop.
+                let _ = child.kill();
+            }
         }
         for line in fresh.drain(..) {
             if cycles_left > 0 && !cycles_started && line.text.contains("dsm pass ") {
@@ -586,8 +643,18 @@ pub(crate) fn supervise(
             }
             let shown = demux.prefixed(&line);
             logs.line(&line, &shown);
-            let already_shown = raw_terminal.is_some() && line.source != Source::Passthrough;
-            if options.echo && !already_shown {
+            if let Some(screen) = screen.as_mut() {
+                show_line(screen, &line, &shown, rtos_console, linux_console);
+            }
+            // Raw, a framed stream shows Linux's console only; a plain one, all but QEMU's.
+            let already_shown = raw_terminal.is_some()
+                && match mode {
+                    Mode::Framed => {
+                        linux_console.is_some_and(|n| line.source == Source::Partition(n))
+                    }
+                    _ => line.source != Source::Passthrough,
+                };
+            if options.echo && !already_shown && screen.is_none() {
                 let mut out = io::stdout().lock();
                 let _ = writeln!(out, "{shown}");
             }
@@ -595,8 +662,12 @@ pub(crate) fn supervise(
             outcome.line_times.push(started.elapsed());
         }
         logs.flush();
+        if let Some(screen) = screen.as_mut() {
+            screen.draw_if_due();
+        }
     }
     let status = child.wait().context("waiting for QEMU")?;
+    drop(screen);
     drop(raw_terminal);
     outcome.elapsed = started.elapsed();
     outcome.ending = match ended {
@@ -620,20 +691,86 @@ fn stalled_cpus(qmp: &Qmp, log_dir: &Path, firmware: &Firmware) -> Vec<Line> {
         .collect()
 }
 
-/// Types the operator's resume command on the console `after` from now, as an operator at
-/// the terminal would (Ctrl-] r).
 /// Types `bytes` on the guest console `after` from now (an operator command, or a line).
 fn type_on_console(console: &Arc<Mutex<Option<ChildStdin>>>, after: Duration, bytes: Vec<u8>) {
     let console = Arc::clone(console);
     std::thread::spawn(move || {
         std::thread::sleep(after);
-        if let Ok(mut pipe) = console.lock() {
-            if let Some(pipe) = pipe.as_mut() {
-                let _ = pipe.write_all(&bytes);
-                let _ = pipe.flush();
+        write_console(&console, &bytes);
+    });
+}
+
+/// Writes `bytes` to the guest console now; false once it is closed.
+fn write_console(console: &Mutex<Option<ChildStdin>>, bytes: &[u8]) -> bool {
+    if bytes.is_empty() {
+        return true;
+    }
+    let Ok(mut pipe) = console.lock() else {
+        return false;
+    };
+    match pipe.as_mut() {
+        Some(pipe) => pipe.write_all(bytes).is_ok() && pipe.flush().is_ok(),
+        None => false,
+    }
+}
+
+/// How often the interactive screen is redrawn when nothing arrives.
+const SCREEN_TICK: Duration = Duration::from_millis(250);
+
+/// Copies the person's keys to the guest console, less the way out of the screen, which it
+/// reports on `tx` instead.
+fn forward_keys(console: &Arc<Mutex<Option<ChildStdin>>>, tx: mpsc::Sender<Msg>) {
+    let console = Arc::clone(console);
+    thread::spawn(move || {
+        let mut keys = Keys::default();
+        let mut stdin = io::stdin().lock();
+        let mut buf = [0u8; 256];
+        loop {
+            let n = match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let (bytes, quit) = keys.feed(&buf[..n]);
+            if quit {
+                let _ = write_console(&console, &bytes);
+                let _ = tx.send(Msg::Quit);
+                break;
+            }
+            if !write_console(&console, &bytes) {
+                break;
             }
         }
     });
+}
+
+/// Hands a finished line to the screen's panes by its source.
+fn show_line(
+    screen: &mut Tui,
+    line: &Line,
+    shown: &str,
+    rtos: Option<usize>,
+    linux: Option<usize>,
+) {
+    let event = line.event.as_ref();
+    match &line.source {
+        Source::Hv => screen.line(Origin::Hv, &line.text, event),
+        Source::Partition(n) if Some(*n) == rtos => screen.line(Origin::Rtos, &line.text, event),
+        // Its bytes went to the console pane as they came.
+        Source::Partition(n) if Some(*n) == linux => {}
+        // spumone's plain-log build: its lines carry their prefix, and no partial line.
+        Source::Passthrough => {
+            if let Some(text) = shown.strip_prefix("[hv] ") {
+                screen.line(Origin::Hv, text, event);
+            } else if let Some(text) = shown.strip_prefix(crate::bench::RTOS_CONSOLE) {
+                screen.line(Origin::Rtos, text.trim_start(), event);
+            } else if let Some(text) = shown.strip_prefix(&format!("[{}] ", linux::CONSOLE)) {
+                screen.console(format!("{text}\r\n").as_bytes());
+            } else {
+                screen.line(Origin::Other, shown, event);
+            }
+        }
+        _ => screen.line(Origin::Other, shown, event),
+    }
 }
 
 fn load_defmt(elf: &Path) -> Result<Option<DefmtLog>> {

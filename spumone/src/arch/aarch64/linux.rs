@@ -18,7 +18,7 @@ use crate::hvcore::linux::{
 use crate::hvcore::mmio::MmioAccess;
 use crate::hvcore::operator::{Command, Escapes};
 use crate::hvcore::vfdt::{self, LinuxDt};
-use crate::hvcore::vuart::Vuart;
+use crate::hvcore::vuart::{self, Vuart};
 use crate::hvcore::MAX_PARTITIONS;
 
 /// Whether partition `index` runs an RTOS (anything the config does not boot as Linux).
@@ -359,6 +359,10 @@ fn uart_access(partition: usize, offset: u64, access: &MmioAccess) -> Option<u64
         if byte == b'\n' || console.line.is_full() {
             flush(partition, &mut console.line);
         }
+    } else if access.write && offset == vuart::reg::IMSC && !console.line.is_empty() {
+        // Linux's PL011 driver masks its transmit interrupt once it has sent all it had: a
+        // prompt (no newline) goes out then, not with the next line.
+        flush(partition, &mut console.line);
     }
     Some(u64::from(effects.value))
 }
