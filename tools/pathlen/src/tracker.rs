@@ -314,14 +314,21 @@ impl Tracker {
                     }
                 }
                 (Role::Start, previous) => {
+                    let mut baseline = switches;
                     if let Some(old) = previous {
                         let stats = self.stats[k].entry(old.tag).or_default();
                         stats.abandoned += 1;
                         stats.extra_entries += old.extra;
+                        // A re-entry after QEMU descheduled the vCPU (its timer re-armed in the
+                        // handler, a firing already due when it came back) continues the chain
+                        // the sample measures: the new window stays descheduled.
+                        if old.switches != switches {
+                            baseline = old.switches;
+                        }
                     }
                     self.vcpu(vcpu).open[k] = Some(Open {
                         start: at,
-                        switches,
+                        switches: baseline,
                         tag: None,
                         extra: 0,
                     });
@@ -505,6 +512,27 @@ mod tests {
         // The other vCPU's instructions are not the window's.
         assert_eq!(w.max, 5);
         assert_eq!(r.instructions(1), Some(100));
+    }
+
+    #[test]
+    fn a_re_entry_after_a_deschedule_carries_the_distortion() {
+        let mut t = Tracker::new(&config());
+        // Abandoned without a deschedule: the next window is clean.
+        t.insn(0, START);
+        t.insn(0, START);
+        t.insn(0, END);
+        // Descheduled, then entered again before the end: the window that closes is the
+        // tail of a distorted chain.
+        t.insn(0, START);
+        t.tb(1, 50);
+        t.insn(0, START);
+        plain(&mut t, 0, 2);
+        t.insn(0, END);
+        let r = t.report();
+        let w = only(&r);
+        assert_eq!((w.windows, w.abandoned), (2, 2));
+        assert_eq!((w.distorted, w.descheduled), (1, 1));
+        assert_eq!(w.max, 3, "the length is the last entry's own path");
     }
 
     #[test]
