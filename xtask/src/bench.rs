@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::firmware::{self, BuildOptions, LatencySettings};
 use crate::histogram::{self, Histogram};
+use crate::pathlen::{self, PathSummary};
 use crate::paths::{self, target_dir};
 use crate::run::{self, RunOptions};
 use crate::scenario::{self, DEFAULT_TIMEOUT_SECS};
@@ -172,6 +173,8 @@ pub struct Row {
     /// The samples' distribution, summed over the row's rounds (rows from before the RTOS
     /// printed histograms have none).
     pub hist: Option<Histogram>,
+    /// The path-length plugin's count of the run (`--plugin`, `-icount` rows only).
+    pub pathlen: Option<PathSummary>,
 }
 
 /// What identifies a row in the results file: a newer row with the same key replaces it.
@@ -211,6 +214,9 @@ impl Row {
         });
         if let Some(h) = &self.hist {
             row["histogram"] = h.to_json();
+        }
+        if let Some(p) = &self.pathlen {
+            p.add_to(&mut row);
         }
         row
     }
@@ -252,6 +258,7 @@ impl Row {
             stats,
             wall_seconds,
             hist,
+            pathlen: PathSummary::from_row(value),
         })
     }
 }
@@ -468,9 +475,13 @@ pub fn render_markdown(rows: &[Row]) -> String {
             r.wall_seconds
         );
     }
+    let paths: Vec<(String, PathSummary)> = rows
+        .iter()
+        .filter_map(|r| Some((plot_title(r), r.pathlen?)))
+        .collect();
     let comparisons = compare(rows);
     if comparisons.is_empty() {
-        return md;
+        return md + &pathlen::markdown(&paths);
     }
     let _ = writeln!(md, "\n## Under spumone / native ({NATIVE}, same clock)\n");
     let _ = writeln!(
@@ -509,7 +520,7 @@ pub fn render_markdown(rows: &[Row]) -> String {
             r.stats.misses,
         );
     }
-    md
+    md + &pathlen::markdown(&paths)
 }
 
 /// Where benchmarks keep results, and the images they boot (apart from the tests' images).
@@ -534,6 +545,9 @@ pub struct LatencyBenchOptions {
     pub policy: Option<&'static str>,
     /// The rows beside Linux under this load of [`LINUX_LOADS`] only; `None`: all three.
     pub load: Option<&'static str>,
+    /// Load the path-length plugin into the `-icount` runs (`--plugin`): under MTTCG every
+    /// window beside a running vCPU would count as distorted, and the lock would cost most.
+    pub plugin: bool,
 }
 
 impl LatencyBenchOptions {
@@ -617,6 +631,7 @@ pub fn rtos_latency(options: &LatencyBenchOptions) -> Result<()> {
                 icount,
                 echo: false,
                 latency: *latency,
+                pathlen: options.plugin && icount,
                 ..RunOptions::new(firmware.scenario)
             };
             let outcome = run::launch(firmware, &run_options)?;
@@ -639,6 +654,7 @@ pub fn rtos_latency(options: &LatencyBenchOptions) -> Result<()> {
                 stats,
                 wall_seconds: outcome.elapsed.as_secs_f64(),
                 hist: Histogram::sum(&hist),
+                pathlen: outcome.pathlen.as_ref().map(PathSummary::of),
             };
             println!(
                 "bench: {name} ({}): p50={} p99={} max={} misses={} in {:.1} s",
@@ -775,6 +791,7 @@ fn linux_load_row(
         echo: false,
         cmd: Some(cmd.to_string()),
         policy: policy.map(str::to_string),
+        pathlen: options.plugin && icount,
         ..RunOptions::new(firmware.scenario)
     };
     let outcome = run::launch(firmware, &run_options)?;
@@ -812,6 +829,7 @@ fn linux_load_row(
         stats,
         wall_seconds: outcome.elapsed.as_secs_f64(),
         hist: Histogram::sum(&hists),
+        pathlen: outcome.pathlen.as_ref().map(PathSummary::of),
     };
     println!(
         "bench: {name} ({}): {} rounds, p99={} max={} misses={}",
@@ -1042,6 +1060,7 @@ mod tests {
             stats: s,
             wall_seconds: 1.5,
             hist: None,
+            pathlen: None,
         }
     }
 
@@ -1382,6 +1401,7 @@ mod tests {
             clock: None,
             policy: None,
             load: None,
+            plugin: false,
         };
         assert_eq!(all.clocks(), [true, false]);
         assert_eq!(beside_linux_cases(&all, LATENCY_GROUPS).len(), 3 + 3 * 3);

@@ -87,6 +87,8 @@ pub enum Command {
         /// `rtos-latency`: the rows beside Linux under this load only (`linux-idle`,
         /// `linux-busy`, `linux-ipc`); `None` runs all three.
         load: Option<String>,
+        /// `rtos-latency`: load the path-length plugin into the `-icount` runs (`--plugin`).
+        plugin: bool,
     },
 }
 
@@ -116,9 +118,11 @@ commands:
   probe --list            list the probes and what each checks
   bench rtos-latency [--samples N] [--period-us P] [--timeout SECS] [--only rtos|demo|shared]
       [--clock icount|wall] [--policy pinned|spumone|load] [--load linux-idle|linux-busy|linux-ipc]
+      [--plugin]
                           RTOS dispatch latency, native and under spumone, with and without
                           --icount; --only, --clock, --policy and --load run only those;
-                          writes target/bench/rtos-latency.{{json,md}}
+                          --plugin counts the RTOS's path and its distorted windows in the
+                          -icount runs (TCG plugin); writes target/bench/rtos-latency.{{json,md}}
   bench dsm [--kbuild] [--timeout SECS]
                           the DSM's costs from one demo run per clock (benign workload, then
                           the text_patch attack): full pass per checker and its share of the
@@ -359,6 +363,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
             let policy = flags.value("--policy")?;
             let load = flags.value("--load")?;
             let kbuild = flags.switch("--kbuild");
+            let plugin = flags.switch("--plugin");
             let Some(name) = flags.positional()? else {
                 bail!("bench needs a name: cargo xtask bench rtos-latency");
             };
@@ -374,6 +379,9 @@ pub fn parse(args: &[String]) -> Result<Command> {
             }
             if name != "dsm" && kbuild {
                 bail!("--kbuild is for bench dsm");
+            }
+            if name != "rtos-latency" && plugin {
+                bail!("--plugin is for bench rtos-latency");
             }
             if name != "kbuild" && (quick || dsm.is_some()) {
                 bail!("--quick and --dsm are for bench kbuild");
@@ -445,6 +453,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 only,
                 policy,
                 load,
+                plugin,
             }
         }
         "gdb" => {
@@ -782,6 +791,7 @@ mod tests {
                 only: None,
                 policy: None,
                 load: None,
+                plugin: false,
             }
         );
         assert_eq!(
@@ -798,6 +808,7 @@ mod tests {
                 only: None,
                 policy: None,
                 load: None,
+                plugin: false,
             }
         );
         assert!(matches!(
@@ -846,6 +857,7 @@ mod tests {
                 only: None,
                 policy: None,
                 load: None,
+                plugin: false,
             }
         );
         assert!(matches!(
@@ -867,6 +879,7 @@ mod tests {
             "bench rtos-latency --samples many",
             "bench rtos-latency --period-us 99999999999",
             "bench rtos-latency --icount",
+            "bench kbuild --plugin",
             "bench rtos-latency --quick",
             "bench kbuild --samples 10",
             "bench kbuild --clock cpu",

@@ -7,6 +7,7 @@
 //! - [`bench`]: `cargo xtask bench`, results under `target/bench/`; [`kbuild`]: the kernel-build
 //!   workload, its root filesystem image and `bench kbuild`; [`diskbench`]: `bench disk`;
 //! - [`monitor`]: each CPU's state when a run stalls, from QEMU's monitor;
+//! - [`pathlen`]: the path-length TCG plugin: built, its markers resolved, its report read;
 //! - [`demux`], [`defmt_log`], [`event`]: turn spumone's framed UART stream into those lines.
 
 pub mod attack;
@@ -27,6 +28,7 @@ pub mod kbuild;
 pub mod linux;
 pub mod modules;
 pub mod monitor;
+pub mod pathlen;
 pub mod paths;
 pub mod probe;
 pub mod qemu;

@@ -18,6 +18,8 @@ pub struct QemuOptions {
     /// More disks, each a `virtio-blk-pci` function in a fixed slot of the root bus (the
     /// probes' scratch disks); writes go to an overlay.
     pub pci_disks: Vec<PciDisk>,
+    /// A TCG plugin to load (the path-length plugin, [`crate::pathlen`]).
+    pub plugin: Option<crate::pathlen::QemuPlugin>,
 }
 
 /// A disk on the PCIe root bus at a fixed slot, so the guest finds it by its PCI address
@@ -77,6 +79,10 @@ pub fn args(firmware: &Firmware, options: &QemuOptions) -> Vec<OsString> {
     }
     if options.gdb {
         push(&["-s", "-S"]);
+    }
+    if let Some(plugin) = &options.plugin {
+        // `-d plugin` shows what the plugin prints (QEMU's log goes to stderr).
+        push(&["-plugin", &plugin.option(), "-d", "plugin"]);
     }
     if let Some(disk) = &options.disk {
         let mut drive = OsString::from("file=");
@@ -247,6 +253,26 @@ mod tests {
             "{line}"
         );
         assert!(line.contains(" -s -S "), "{line}");
+    }
+
+    #[test]
+    fn a_plugin_is_loaded_with_its_arguments_and_its_log_shown() {
+        let options = QemuOptions {
+            icount: true,
+            plugin: Some(crate::pathlen::QemuPlugin {
+                library: PathBuf::from("/lib/libspumone_pathlen.so"),
+                args: vec!["out=r.json".into()],
+            }),
+            ..QemuOptions::default()
+        };
+        let line = command_line(&args(&hv_firmware(), &options));
+        assert!(
+            line.contains(
+                " -icount shift=0,align=off,sleep=off \
+                 -plugin file=/lib/libspumone_pathlen.so,out=r.json -d plugin "
+            ),
+            "{line}"
+        );
     }
 
     #[test]
