@@ -77,12 +77,12 @@ pub enum Command {
         dsm: Option<bool>,
         /// `dsm`: also the kernel build with the DSM on and off (`--kbuild`).
         kbuild: bool,
-        /// `rtos-latency`: only one group of rows (`--only rtos|demo|shared`); `kbuild`:
-        /// only `demo` or only `shared` beside the native baseline; `disk`: only `linux` or
-        /// only `demo`.
+        /// `rtos-latency`: only one group of rows (`--only rtos|demo|shared|shared-1|
+        /// shared-2`); `kbuild`: only `demo` or only `shared` beside the native baseline;
+        /// `disk`: only `linux` or only `demo`.
         only: Option<String>,
-        /// `kbuild`, `rtos-latency`: `shared` under this migration policy only; `None` runs
-        /// all three.
+        /// `kbuild`, `rtos-latency`: the shared-core scenarios under this migration policy
+        /// only; `None` runs all three (`shared-1` runs `pinned` only).
         policy: Option<String>,
         /// `rtos-latency`: the rows beside Linux under this load only (`linux-idle`,
         /// `linux-busy`, `linux-ipc`); `None` runs all three.
@@ -116,11 +116,12 @@ commands:
                           isolation probes in Linux (guests/linux/probes) and check each was
                           contained, spumone stayed up and the RTOS kept its rounds
   probe --list            list the probes and what each checks
-  bench rtos-latency [--samples N] [--period-us P] [--timeout SECS] [--only rtos|demo|shared]
-      [--clock icount|wall] [--policy pinned|spumone|load] [--load linux-idle|linux-busy|linux-ipc]
-      [--plugin]
+  bench rtos-latency [--samples N] [--period-us P] [--timeout SECS]
+      [--only rtos|demo|shared|shared-1|shared-2] [--clock icount|wall]
+      [--policy pinned|spumone|load] [--load linux-idle|linux-busy|linux-ipc] [--plugin]
                           RTOS dispatch latency, native and under spumone, with and without
                           --icount; --only, --clock, --policy and --load run only those;
+                          the loads beside Linux last N × P (--samples 100000: 10^5 periods);
                           --plugin counts the RTOS's path and its distorted windows in the
                           -icount runs (TCG plugin); writes target/bench/rtos-latency.{{json,md}}
   bench dsm [--kbuild] [--timeout SECS]
@@ -430,13 +431,18 @@ pub fn parse(args: &[String]) -> Result<Command> {
                     );
                 }
             }
-            let shared = only.as_deref().is_none_or(|g| g == crate::bench::SHARED);
             let demo = only.as_deref().is_none_or(|g| g == crate::bench::DEMO);
-            if policy.is_some() && !shared {
-                bail!(
-                    "--policy is for the shared runs: it does not go with --only {}",
-                    only.as_deref().unwrap_or_default()
-                );
+            if let (Some(p), Some(group)) = (&policy, only.as_deref()) {
+                match crate::bench::policies_of(group) {
+                    [] => bail!(
+                        "--policy is for the shared runs: it does not go with --only {group}"
+                    ),
+                    allowed if !allowed.contains(&p.as_str()) => bail!(
+                        "--only {group} runs under policy {} only (one core: nowhere to migrate), not `{p}`",
+                        allowed.join(", ")
+                    ),
+                    _ => {}
+                }
             }
             if dsm.is_some() && !demo {
                 bail!("--dsm is for the demo runs: it does not go with --only shared");
@@ -824,6 +830,18 @@ mod tests {
                 if group == "shared" && p == "spumone" && l == "linux-busy"
         ));
         assert!(matches!(
+            parse_str("bench rtos-latency --only shared-2 --policy load --samples 100000").unwrap(),
+            Command::Bench { only: Some(group), policy: Some(p), samples: Some(100_000), .. }
+                if group == "shared-2" && p == "load"
+        ));
+        assert!(matches!(
+            parse_str("bench rtos-latency --only shared-1 --policy pinned").unwrap(),
+            Command::Bench { only: Some(group), .. } if group == "shared-1"
+        ));
+        // One core: nowhere to migrate.
+        let err = parse_str("bench rtos-latency --only shared-1 --policy spumone").unwrap_err();
+        assert!(err.to_string().contains("policy pinned only"), "{err}");
+        assert!(matches!(
             parse_str("bench kbuild --only shared --policy spumone").unwrap(),
             Command::Bench { only: Some(group), policy: Some(p), .. }
                 if group == "shared" && p == "spumone"
@@ -834,6 +852,7 @@ mod tests {
             "bench kbuild --policy fast",
             "bench kbuild --only demo --policy load",
             "bench kbuild --only shared --dsm on",
+            "bench kbuild --only shared-1",
             "bench rtos-latency --only demo --policy pinned",
             "bench rtos-latency --only rtos --policy pinned",
             "bench rtos-latency --only rtos --load linux-busy",

@@ -61,17 +61,11 @@ pub const NATIVE_MACHINE: &str = "virt,gic-version=3,highmem=off";
 pub fn args(firmware: &Firmware, options: &QemuOptions) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
-    let cpus = match firmware.scenario.kind {
-        Kind::Hypervisor { .. } => {
-            push(&["-M", HYPERVISOR_MACHINE]);
-            4
-        }
-        Kind::Native { cpus, .. } => {
-            push(&["-M", NATIVE_MACHINE]);
-            cpus
-        }
-    };
-    push(&["-cpu", "cortex-a72", "-smp", &cpus.to_string()]);
+    match firmware.scenario.kind {
+        Kind::Hypervisor { .. } => push(&["-M", HYPERVISOR_MACHINE]),
+        Kind::Native { .. } => push(&["-M", NATIVE_MACHINE]),
+    }
+    push(&["-cpu", "cortex-a72", "-smp", &firmware.cpus.to_string()]);
     // A guest reset ends the run rather than looping through boot again.
     push(&["-m", "2G", "-nographic", "-no-reboot"]);
     if options.icount {
@@ -204,6 +198,7 @@ mod tests {
     fn hv_firmware() -> Firmware {
         Firmware {
             scenario: find("rtos").unwrap(),
+            cpus: 4,
             kernel: PathBuf::from("/img/spumone.elf"),
             loads: vec![PathBuf::from("/img/rtos.elf")],
             consoles: vec!["rtos".into()],
@@ -225,6 +220,16 @@ mod tests {
              -cpu cortex-a72 -smp 4 -m 2G -nographic -no-reboot -nic none -kernel /img/spumone.elf \
              -device loader,file=/img/rtos.elf"
         );
+    }
+
+    #[test]
+    fn smp_follows_the_machine_s_cores() {
+        let one_core = Firmware {
+            cpus: 1,
+            ..hv_firmware()
+        };
+        let line = command_line(&args(&one_core, &QemuOptions::default()));
+        assert!(line.contains(" -cpu cortex-a72 -smp 1 -m 2G "), "{line}");
     }
 
     #[test]
@@ -325,6 +330,7 @@ mod tests {
     fn native_command_line_has_no_virtualization() {
         let firmware = Firmware {
             scenario: find("rtos-native").unwrap(),
+            cpus: 1,
             kernel: PathBuf::from("/img/rtos.elf"),
             loads: vec![],
             consoles: vec!["rtos".into()],
@@ -347,6 +353,7 @@ mod tests {
     fn native_linux_gets_three_cores_initrd_and_append() {
         let firmware = Firmware {
             scenario: find("linux-native").unwrap(),
+            cpus: 3,
             kernel: PathBuf::from("/img/Image"),
             loads: vec![],
             consoles: vec!["linux".into()],
