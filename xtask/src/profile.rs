@@ -634,7 +634,8 @@ fn measure(row: &ProfileScenario, timeout: Option<Duration>) -> Result<Profile> 
         echo: false,
         pathlen: true,
         latency,
-        no_dsm: !row.dsm,
+        // Only a run with Linux has a DSM to leave off.
+        no_dsm: !row.dsm && row.workload == Workload::KernelBuild,
         policy: row.policy.map(str::to_string),
         ..RunOptions::new(scenario)
     };
@@ -720,7 +721,6 @@ pub fn bench(only: Option<&str>, timeout: Option<Duration>) -> Result<()> {
         .collect();
     let md = render_markdown(&results);
     bench::write_report("profile", json, &md)?;
-    print!("{md}");
     if !failed.is_empty() {
         bail!("bench profile: {} failed", failed.join(", "));
     }
