@@ -177,3 +177,64 @@ fn a_spinning_neighbour_distorts_the_windows() {
         );
     }
 }
+
+/// `rtos` with the profile's attribution: every exit gets a reason, the reasons' exits and
+/// instructions add up to the `hv-exit` windows, the RTOS's timer interrupts are `timer-irq`
+/// on its vCPU at the forwarding cost the fast path has, its console writes are `hvc`, and
+/// its redistributor set-up is `gicr-mmio`.
+#[test]
+fn the_profile_attributes_the_rtos_exits_to_their_reasons() {
+    use xtask::profile::{Profile, UNATTRIBUTED};
+    let probe = short_probe();
+    let run = boot_measured("rtos", probe);
+    expect_clean_poweroff(&run, Duration::from_secs(90));
+    let report = report(&run);
+    let profile = Profile::of(report, 0);
+    for r in &profile.reasons {
+        println!("{}: {} exits, mean {}", r.reason, r.exits, r.mean());
+    }
+    let total = report.kind_total(HV_EXIT);
+    if profile.exit_totals() != (total.windows, total.sum) {
+        fail(
+            &run,
+            &format!(
+                "the reasons add up to {:?}, the hv-exit windows to {:?}",
+                profile.exit_totals(),
+                (total.windows, total.sum)
+            ),
+        );
+    }
+    let Some(rtos) = profile.rtos_vcpu else {
+        fail(&run, "no RTOS vCPU in the report");
+    };
+    let on_rtos = |reason: &str| {
+        profile
+            .by_vcpu
+            .get(&rtos)
+            .and_then(|rows| rows.iter().find(|r| r.reason == reason))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let timer = on_rtos("timer-irq");
+    if timer.exits < u64::from(probe.samples) || !(60..=120).contains(&timer.mean()) {
+        fail(
+            &run,
+            &format!(
+                "timer-irq on the RTOS's vCPU: {} exits, mean {}",
+                timer.exits,
+                timer.mean()
+            ),
+        );
+    }
+    for reason in ["hvc", "gicr-mmio"] {
+        if on_rtos(reason).exits == 0 {
+            fail(&run, &format!("no {reason} exit on the RTOS's vCPU"));
+        }
+    }
+    if profile.reasons.iter().any(|r| r.reason == UNATTRIBUTED) {
+        fail(&run, "an exit ran no tagged code");
+    }
+    if timer.locked != 0 {
+        fail(&run, "the RTOS's timer fast path acquired a lock");
+    }
+}

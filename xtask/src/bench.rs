@@ -20,7 +20,7 @@ use crate::scenario::{self, DEFAULT_TIMEOUT_SECS};
 use crate::{setup, signals};
 
 /// The benchmarks `cargo xtask bench` knows.
-pub const BENCHES: &[&str] = &["rtos-latency", "kbuild", "dsm", "disk"];
+pub const BENCHES: &[&str] = &["rtos-latency", "kbuild", "dsm", "disk", "profile"];
 
 /// The baseline scenario of the latency ratios.
 pub const NATIVE: &str = "rtos-native";

@@ -387,10 +387,10 @@ pub fn parse(args: &[String]) -> Result<Command> {
             if name != "kbuild" && (quick || dsm.is_some()) {
                 bail!("--quick and --dsm are for bench kbuild");
             }
-            if name == "dsm" && clock.is_some() {
+            if (name == "dsm" || name == "profile") && clock.is_some() {
                 bail!("--clock is for bench kbuild, bench rtos-latency and bench disk");
             }
-            if (name == "dsm" || name == "disk") && policy.is_some() {
+            if (name == "dsm" || name == "disk" || name == "profile") && policy.is_some() {
                 bail!("--policy is for bench kbuild and bench rtos-latency");
             }
             if let Some(l) = &load {
@@ -411,6 +411,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 "rtos-latency" => crate::bench::LATENCY_GROUPS,
                 "kbuild" => &crate::kbuild::GROUPS,
                 "disk" => &crate::diskbench::GROUPS,
+                "profile" => crate::profile::LABELS,
                 _ => &[],
             };
             match &only {

@@ -239,7 +239,12 @@ impl Variant {
 
 /// The `--cmd` command of one workload run.
 pub fn workload_cmd(variant: Variant) -> Result<String> {
-    let targets = variant.targets()?.join(" ");
+    workload_cmd_for(&variant.targets()?)
+}
+
+/// The `--cmd` command of a run that builds `targets`.
+pub fn workload_cmd_for(targets: &[String]) -> Result<String> {
+    let targets = targets.join(" ");
     let jobs = JOBS.to_string();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -31,6 +31,7 @@ pub mod monitor;
 pub mod pathlen;
 pub mod paths;
 pub mod probe;
+pub mod profile;
 pub mod qemu;
 pub mod run;
 pub mod scenario;

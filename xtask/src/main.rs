@@ -198,6 +198,19 @@ fn real_main(args: &[String]) -> Result<u8> {
         Command::Bench {
             name,
             timeout,
+            only,
+            ..
+        } if name == "profile" => {
+            let timeout = match timeout {
+                None => Some(xtask::profile::DEFAULT_TIMEOUT),
+                Some(0) => None,
+                Some(secs) => Some(Duration::from_secs(secs)),
+            };
+            xtask::profile::bench(only.as_deref(), timeout)?;
+        }
+        Command::Bench {
+            name,
+            timeout,
             kbuild,
             ..
         } if name == "dsm" => {

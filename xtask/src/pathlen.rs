@@ -8,7 +8,10 @@
 //! - [`HV_IRQ_RTOS`] (under spumone): spumone's EL2 vector entry for a guest's IRQ to the same
 //!   timestamp, the whole forwarded path;
 //! - [`HV_EXIT`] (under spumone): any EL2 vector entry from a guest to spumone's `eret`, tagged
-//!   by the handler the exit reached first.
+//!   by the code it ran (`crate::profile` turns the tags into an exit reason).
+//!
+//! Spans (under spumone): where a core waits on another (`crate::profile::WAIT_SPANS`) and
+//! all of spumone's code.
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -54,20 +57,6 @@ const LOWER_A64: u64 = 2;
 /// The A64 `eret` encoding.
 const ERET: u32 = 0xd69f_03e0;
 
-/// [`HV_EXIT`]'s tags: the handler an exit reaches first, by (demangled) function name. With
-/// fat LTO most per-class handlers (`handle_hvc`, `handle_smc`, ...) are inlined into
-/// `trap_entry` and have no symbol: a name missing from the ELF is skipped, not an error.
-pub const HV_HANDLERS: &[(&str, &str)] = &[
-    ("irq", "spumone::arch::aarch64::guest::handle_irq"),
-    ("sync", "spumone::arch::aarch64::exception::trap_entry"),
-    ("hvc", "spumone::arch::aarch64::guest::handle_hvc"),
-    ("smc", "spumone::arch::aarch64::guest::handle_smc"),
-    (
-        "data-abort",
-        "spumone::arch::aarch64::guest::handle_data_abort",
-    ),
-];
-
 /// Builds the plugin for the host (release) and returns the library.
 pub fn build_plugin() -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -95,7 +84,17 @@ pub struct Elf {
     path: PathBuf,
     bytes: Vec<u8>,
     symbols: HashMap<String, u64>,
+    /// Function symbols: demangled name without its hash, address, size.
+    functions: Vec<(String, u64, u64)>,
     pub text: (u64, u64),
+}
+
+/// Code ranges `[lo, hi)` by function name.
+pub type FunctionRanges = HashMap<String, Vec<(u64, u64)>>;
+
+/// A function's name as [`Elf::function_ranges`] matches it: demangled, without the hash.
+pub fn plain_name(mangled: &str) -> String {
+    format!("{:#}", rustc_demangle::demangle(mangled))
 }
 
 impl Elf {
@@ -105,9 +104,13 @@ impl Elf {
         let file = object::File::parse(&*bytes)
             .with_context(|| format!("parsing {}", paths::display(path)))?;
         let mut symbols = HashMap::new();
+        let mut functions = Vec::new();
         for s in file.symbols() {
             let Ok(name) = s.name() else { continue };
             symbols.insert(name.to_string(), s.address());
+            if s.kind() == object::SymbolKind::Text && s.size() > 0 {
+                functions.push((plain_name(name), s.address(), s.address() + s.size()));
+            }
             let demangled = format!("{:#}", rustc_demangle::demangle(name));
             symbols.entry(demangled).or_insert(s.address());
         }
@@ -126,8 +129,129 @@ impl Elf {
             path: path.to_path_buf(),
             bytes,
             symbols,
+            functions,
             text: (lo, hi),
         })
+    }
+
+    /// The code of each function in `names` (demangled, without hash; generic functions
+    /// without their parameters, as `spin::mutex::Mutex<T,R>::lock`): its out-of-line copies
+    /// from the symbol table and every inlined copy the DWARF lists. A name found nowhere
+    /// has no entry. Costs nothing at run time: fat LTO inlines most handlers, and the
+    /// DWARF still says which instructions came from which function.
+    pub fn function_ranges(&self, names: &[&str]) -> Result<FunctionRanges> {
+        let mut found = FunctionRanges::new();
+        for (name, lo, hi) in &self.functions {
+            if names.contains(&name.as_str()) {
+                found.entry(name.clone()).or_default().push((*lo, *hi));
+            }
+        }
+        for (name, range) in self
+            .inlined_ranges(names)
+            .with_context(|| format!("reading the DWARF of {}", paths::display(&self.path)))?
+        {
+            found.entry(name).or_default().push(range);
+        }
+        for ranges in found.values_mut() {
+            ranges.sort_unstable();
+            ranges.dedup();
+        }
+        Ok(found)
+    }
+
+    /// `(name, range)` of every DWARF subprogram or inlined subroutine named in `names`.
+    fn inlined_ranges(&self, names: &[&str]) -> Result<Vec<(String, (u64, u64))>> {
+        use gimli::{constants, AttributeValue, DebugInfoOffset, EndianSlice, LittleEndian};
+        use object::{Object, ObjectSection};
+        use std::borrow::Cow;
+        let file = object::File::parse(&*self.bytes)?;
+        let sections = gimli::DwarfSections::load(|id| -> Result<Cow<[u8]>> {
+            Ok(match file.section_by_name(id.name()) {
+                Some(section) => section.uncompressed_data()?,
+                None => Cow::Borrowed(&[]),
+            })
+        })?;
+        let dwarf = sections.borrow(|s| EndianSlice::new(s, LittleEndian));
+        let mut units = Vec::new();
+        let mut headers = dwarf.units();
+        while let Some(header) = headers.next()? {
+            units.push(dwarf.unit(header)?);
+        }
+        // A DIE's reference to the DIE that names it (an inlined copy to its abstract
+        // instance, that to a method's declaration, which holds the linkage name).
+        let origin = |unit: &gimli::Unit<_>, entry: &gimli::DebuggingInformationEntry<_>| {
+            let mut found = None;
+            for attr in [
+                constants::DW_AT_abstract_origin,
+                constants::DW_AT_specification,
+            ] {
+                found = match entry.attr_value(attr) {
+                    Ok(Some(AttributeValue::UnitRef(o))) => o.to_debug_info_offset(&unit.header),
+                    Ok(Some(AttributeValue::DebugInfoRef(o))) => Some(o),
+                    _ => None,
+                };
+                if found.is_some() {
+                    break;
+                }
+            }
+            found
+        };
+        // Pass 1: every DIE's name or the DIE it refers to for one.
+        let mut named: HashMap<DebugInfoOffset, String> = HashMap::new();
+        let mut refers: HashMap<DebugInfoOffset, DebugInfoOffset> = HashMap::new();
+        for unit in &units {
+            let mut entries = unit.entries();
+            while let Some((_, entry)) = entries.next_dfs()? {
+                let Some(at) = entry.offset().to_debug_info_offset(&unit.header) else {
+                    continue;
+                };
+                if let Some(value) = entry.attr_value(constants::DW_AT_linkage_name)? {
+                    let name = dwarf
+                        .attr_string(unit, value)?
+                        .to_string_lossy()
+                        .into_owned();
+                    named.insert(at, plain_name(&name));
+                } else if let Some(to) = origin(unit, entry) {
+                    refers.insert(at, to);
+                }
+            }
+        }
+        let resolve = |mut at: DebugInfoOffset| -> Option<&String> {
+            // Chains are two or three long; the bound only stops a malformed loop.
+            for _ in 0..8 {
+                if let Some(name) = named.get(&at) {
+                    return Some(name);
+                }
+                at = *refers.get(&at)?;
+            }
+            None
+        };
+        // Pass 2: the code of each instance, named directly or through its origins.
+        let mut out = Vec::new();
+        for unit in &units {
+            let mut entries = unit.entries();
+            while let Some((_, entry)) = entries.next_dfs()? {
+                if !matches!(
+                    entry.tag(),
+                    constants::DW_TAG_subprogram | constants::DW_TAG_inlined_subroutine
+                ) {
+                    continue;
+                }
+                let Some(at) = entry.offset().to_debug_info_offset(&unit.header) else {
+                    continue;
+                };
+                let Some(name) = resolve(at).filter(|n| names.contains(&n.as_str())) else {
+                    continue;
+                };
+                let mut ranges = dwarf.die_ranges(unit, entry)?;
+                while let Some(r) = ranges.next()? {
+                    if r.begin < r.end {
+                        out.push((name.clone(), (r.begin, r.end)));
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The address of `name`, or an error naming it and the ELF.
@@ -210,24 +334,23 @@ pub fn rtos_window(rtos: &Elf) -> Result<WindowKind> {
     })
 }
 
-/// spumone's windows: its guest-IRQ entry to the RTOS's timestamp, and every exit from a
-/// guest to the `eret`, tagged by handler. An entry from EL2 itself inside either distorts it.
-pub fn hv_windows(hv: &Elf, rtos: &Elf) -> Result<Vec<WindowKind>> {
+/// spumone's windows: its guest-IRQ entry to the RTOS's timestamp (tagged `lock` when it
+/// acquired a spin lock), and every exit from a guest to the `eret`, tagged by the code it
+/// ran (`crate::profile::EXIT_TAGS`, from `ranges`). An entry from EL2 itself inside either
+/// distorts it.
+pub fn hv_windows(hv: &Elf, rtos: &Elf, ranges: &FunctionRanges) -> Result<Vec<WindowKind>> {
     let vectors = hv.symbol(HV_VECTORS)?;
     let eret = hv.eret_from(hv.symbol(HV_TRAP_RETURN)?)?;
     let from_el2 = entries(vectors, &[0, 1], &[0, 1, 2, 3]);
     let mut irq_disturbs = from_el2.clone();
     irq_disturbs.extend(entries(vectors, &[LOWER_A64], &[SYNC_TYPE, 2, 3]));
-    let tags = HV_HANDLERS
-        .iter()
-        .filter_map(|(tag, name)| Some((tag.to_string(), hv.symbol(name).ok()?)))
-        .collect();
+    let tags = crate::profile::exit_tags(ranges);
     Ok(vec![
         WindowKind {
             name: HV_IRQ_RTOS.into(),
             starts: entries(vectors, &[LOWER_A64], &[IRQ_TYPE]),
             ends: rtos.address_table(RTOS_TIMESTAMP)?,
-            tags: Vec::new(),
+            tags: crate::profile::lock_tags(ranges),
             disturbs: irq_disturbs,
             vcpus: None,
         },
@@ -271,8 +394,10 @@ pub fn config_for(firmware: &Firmware, out: &Path) -> Result<Config> {
     };
     if let Some(hv_path) = &firmware.hv_elf {
         let hv = Elf::read(hv_path)?;
+        let ranges = hv.function_ranges(&crate::profile::wanted_functions())?;
         config.exact.push(hv.text);
-        config.windows.extend(hv_windows(&hv, &rtos)?);
+        config.windows.extend(hv_windows(&hv, &rtos, &ranges)?);
+        config.spans = crate::profile::wait_spans(&ranges, hv.text);
     }
     Ok(config)
 }
@@ -433,6 +558,7 @@ mod tests {
             path: PathBuf::from("target/images/rtos/rtos.elf"),
             bytes: Vec::new(),
             symbols: HashMap::new(),
+            functions: Vec::new(),
             text: (0, 4),
         };
         let e = elf.symbol(RTOS_VECTORS).unwrap_err().to_string();

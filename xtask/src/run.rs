@@ -70,6 +70,10 @@ pub struct RunOptions {
     /// Load the path-length plugin (`--plugin`): its markers come from the images' ELF
     /// symbols, and its report comes back in [`RunOutcome::pathlen`].
     pub pathlen: bool,
+    /// With `pathlen`: when a line first contains one of these texts, keep the plugin's
+    /// report as it is then ([`RunOutcome::pathlen_snapshots`]). The plugin rewrites it every
+    /// second of host time, so a snapshot is at most that old.
+    pub pathlen_snapshots: Vec<String>,
 }
 
 /// How long after a resume the next operator pause of a cycle is typed.
@@ -94,6 +98,7 @@ impl RunOptions {
             resume_after_pause: None,
             pause_cycles: 0,
             pathlen: false,
+            pathlen_snapshots: Vec::new(),
             forward_stdin: false,
             tui: false,
             disk: None,
@@ -163,6 +168,9 @@ pub struct RunOutcome {
     pub command_line: String,
     /// The path-length plugin's report, when the run loaded it ([`RunOptions::pathlen`]).
     pub pathlen: Option<crate::pathlen::Report>,
+    /// The report as it was at each of [`RunOptions::pathlen_snapshots`]'s lines (`None`
+    /// where the line never came or no report was written yet).
+    pub pathlen_snapshots: Vec<Option<crate::pathlen::Report>>,
 }
 
 impl RunOutcome {
@@ -313,6 +321,23 @@ enum Msg {
     StderrEnd,
     /// The person typed the way out of the interactive screen.
     Quit,
+}
+
+/// Keeps the plugin's report as it is now if `text` holds a snapshot marker not seen yet.
+fn snapshot_report(
+    options: &RunOptions,
+    firmware: &Firmware,
+    text: &str,
+    outcome: &mut RunOutcome,
+) {
+    let markers = &options.pathlen_snapshots;
+    outcome.pathlen_snapshots.resize(markers.len(), None);
+    for (i, marker) in markers.iter().enumerate() {
+        if outcome.pathlen_snapshots[i].is_none() && text.contains(marker.as_str()) {
+            let report = logs_dir(firmware.scenario.name).join(crate::pathlen::REPORT);
+            outcome.pathlen_snapshots[i] = crate::pathlen::read_report(&report).ok();
+        }
+    }
 }
 
 /// Boots already-built firmware.
@@ -533,6 +558,7 @@ pub(crate) fn supervise(
         log_dir: log_dir.clone(),
         command_line,
         pathlen: None,
+        pathlen_snapshots: Vec::new(),
     };
     let mut deadline = options.timeout.map(|t| started + t);
     // Under spumone, when Linux stops beside an RTOS, the machine keeps running: the run ends
@@ -684,6 +710,9 @@ pub(crate) fn supervise(
             if options.echo && !already_shown && screen.is_none() {
                 let mut out = io::stdout().lock();
                 let _ = writeln!(out, "{shown}");
+            }
+            if options.pathlen {
+                snapshot_report(options, firmware, &line.text, &mut outcome);
             }
             outcome.lines.push(shown);
             outcome.line_times.push(started.elapsed());
@@ -1036,6 +1065,7 @@ mod tests {
             log_dir: PathBuf::from("target/logs").join(scenario),
             command_line: String::new(),
             pathlen: None,
+            pathlen_snapshots: Vec::new(),
         }
     }
 

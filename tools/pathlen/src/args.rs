@@ -4,10 +4,12 @@
 //! out=PATH           where the JSON report goes (required)
 //! flush=SECS         also rewrite it every SECS seconds of host time (default 1; 0: at exit only)
 //! exact=LO-HI        count the instructions in [LO, HI) one by one (repeatable)
-//! span=NAME:LO-HI    a span: time spent in [LO, HI), per vCPU (repeatable)
-//! window=NAME:start=A|B:end=C[:tag=NAME@A|NAME@B][:disturb=A|B][:vcpu=0|1]
+//! span=NAME:LO-HI|LO-HI
+//!                    a span: time spent in the union of the ranges, per vCPU (repeatable)
+//! window=NAME:start=A|B:end=C[:tag=NAME@A|NAME@LO-HI][:disturb=A|B][:vcpu=0|1]
 //!                    a window kind (repeatable): opened at any start address, closed at any
-//!                    end address; the first tag hit labels it; a disturb hit distorts it;
+//!                    end address; the set of tags hit labels it (a tag is an address or a
+//!                    range, and one name may be given several); a disturb hit distorts it;
 //!                    only on the vCPUs listed (all by default)
 //! ```
 //!
@@ -16,13 +18,35 @@
 
 use std::fmt;
 
+/// Most distinct tag names one window kind may have (a window keeps the set it hit as bits).
+pub const MAX_TAG_NAMES: usize = 64;
+
+/// A tag's code: the instructions in `[lo, hi)` (one address is `[a, a + 1)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    pub name: String,
+    pub lo: u64,
+    pub hi: u64,
+}
+
+impl Tag {
+    /// A tag on the one instruction at `addr`.
+    pub fn at(name: &str, addr: u64) -> Tag {
+        Tag {
+            name: name.to_string(),
+            lo: addr,
+            hi: addr + 1,
+        }
+    }
+}
+
 /// One window kind.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct WindowKind {
     pub name: String,
     pub starts: Vec<u64>,
     pub ends: Vec<u64>,
-    pub tags: Vec<(String, u64)>,
+    pub tags: Vec<Tag>,
     pub disturbs: Vec<u64>,
     /// `None`: every vCPU.
     pub vcpus: Option<Vec<u32>>,
@@ -32,14 +56,31 @@ impl WindowKind {
     pub fn applies_to(&self, vcpu: u32) -> bool {
         self.vcpus.as_ref().is_none_or(|list| list.contains(&vcpu))
     }
+
+    /// The distinct tag names, in the order first given: a window's tag set is a bit per
+    /// name in this order.
+    pub fn tag_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for tag in &self.tags {
+            if !names.contains(&tag.name) {
+                names.push(tag.name.clone());
+            }
+        }
+        names
+    }
 }
 
-/// A named address range, `[lo, hi)`.
+/// A named set of address ranges, each `[lo, hi)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Span {
     pub name: String,
-    pub lo: u64,
-    pub hi: u64,
+    pub ranges: Vec<(u64, u64)>,
+}
+
+impl Span {
+    pub fn contains(&self, addr: u64) -> bool {
+        self.ranges.iter().any(|&(lo, hi)| (lo..hi).contains(&addr))
+    }
 }
 
 /// Every argument, parsed.
@@ -146,12 +187,23 @@ fn parse_window(text: &str) -> Result<WindowKind, ArgError> {
             "disturb" => kind.disturbs = parse_list(value, parse_number).map_err(&within)?,
             "tag" => {
                 kind.tags = parse_list(value, |t| {
-                    let Some((name, addr)) = t.split_once('@') else {
-                        return err(format!("tag `{t}` is not NAME@ADDR"));
+                    let Some((name, code)) = t.split_once('@') else {
+                        return err(format!("tag `{t}` is not NAME@ADDR or NAME@LO-HI"));
                     };
-                    Ok((parse_name(name, "tag")?, parse_number(addr)?))
+                    let name = parse_name(name, "tag")?;
+                    if code.contains('-') {
+                        let (lo, hi) = parse_range(code)?;
+                        Ok(Tag { name, lo, hi })
+                    } else {
+                        Ok(Tag::at(&name, parse_number(code)?))
+                    }
                 })
-                .map_err(&within)?
+                .map_err(&within)?;
+                if kind.tag_names().len() > MAX_TAG_NAMES {
+                    return Err(within(ArgError(format!(
+                        "more than {MAX_TAG_NAMES} tag names"
+                    ))));
+                }
             }
             _ => {
                 let list = parse_list(value, |v| {
@@ -189,15 +241,15 @@ impl Config {
                 "flush" => config.flush_secs = parse_number(value)?,
                 "exact" => config.exact.push(parse_range(value)?),
                 "span" => {
-                    let Some((name, range)) = value.split_once(':') else {
+                    let Some((name, ranges)) = value.split_once(':') else {
                         return err(format!("span `{value}` is not NAME:LO-HI"));
                     };
                     let name = parse_name(name, "span")?;
                     if config.spans.iter().any(|s| s.name == name) {
                         return err(format!("span `{name}` given twice"));
                     }
-                    let (lo, hi) = parse_range(range)?;
-                    config.spans.push(Span { name, lo, hi });
+                    let ranges = parse_list(ranges, parse_range)?;
+                    config.spans.push(Span { name, ranges });
                 }
                 "window" => {
                     let kind = parse_window(value)?;
@@ -228,8 +280,10 @@ impl Config {
         for (lo, hi) in &self.exact {
             args.push(format!("exact={lo:#x}-{hi:#x}"));
         }
+        let range = |&(lo, hi): &(u64, u64)| format!("{lo:#x}-{hi:#x}");
         for s in &self.spans {
-            args.push(format!("span={}:{:#x}-{:#x}", s.name, s.lo, s.hi));
+            let ranges: Vec<String> = s.ranges.iter().map(range).collect();
+            args.push(format!("span={}:{}", s.name, ranges.join("|")));
         }
         for w in &self.windows {
             let mut arg = format!(
@@ -239,7 +293,14 @@ impl Config {
                 list(&w.ends)
             );
             if !w.tags.is_empty() {
-                let tags: Vec<String> = w.tags.iter().map(|(n, a)| format!("{n}@{a:#x}")).collect();
+                let tags: Vec<String> = w
+                    .tags
+                    .iter()
+                    .map(|t| match t.hi - t.lo {
+                        1 => format!("{}@{:#x}", t.name, t.lo),
+                        _ => format!("{}@{}", t.name, range(&(t.lo, t.hi))),
+                    })
+                    .collect();
                 arg.push_str(&format!(":tag={}", tags.join("|")));
             }
             if !w.disturbs.is_empty() {
@@ -270,8 +331,8 @@ mod tests {
             "flush=0",
             "exact=0x40200000-0x40400000",
             "exact=1024-2048",
-            "span=lock:0x40201000-0x40201040",
-            "window=hv-exit:start=0x40200400|0x40200480:end=0x40201234:tag=hvc@0x40202000|smc@0x40203000:disturb=0x40200200:vcpu=0|2",
+            "span=lock:0x40201000-0x40201040|0x40202000-0x40202010",
+            "window=hv-exit:start=0x40200400|0x40200480:end=0x40201234:tag=hvc@0x40202000|smc@0x40203000-0x40203010|hvc@0x40204000-0x40204008:disturb=0x40200200:vcpu=0|2",
             "window=rtos-irq:start=0x44000280:end=0x44001000",
         ])
         .unwrap();
@@ -279,10 +340,24 @@ mod tests {
         assert_eq!(config.flush_secs, 0);
         assert_eq!(config.exact, [(0x4020_0000, 0x4040_0000), (1024, 2048)]);
         assert_eq!(config.spans[0].name, "lock");
+        assert_eq!(
+            config.spans[0].ranges,
+            [(0x4020_1000, 0x4020_1040), (0x4020_2000, 0x4020_2010)]
+        );
+        assert!(config.spans[0].contains(0x4020_2004) && !config.spans[0].contains(0x4020_1040));
         let hv = &config.windows[0];
         assert_eq!(hv.starts, [0x4020_0400, 0x4020_0480]);
         assert_eq!(hv.ends, [0x4020_1234]);
-        assert_eq!(hv.tags[1], ("smc".to_string(), 0x4020_3000));
+        assert_eq!(hv.tags[0], Tag::at("hvc", 0x4020_2000));
+        assert_eq!(
+            hv.tags[1],
+            Tag {
+                name: "smc".into(),
+                lo: 0x4020_3000,
+                hi: 0x4020_3010
+            }
+        );
+        assert_eq!(hv.tag_names(), ["hvc", "smc"]);
         assert_eq!(hv.disturbs, [0x4020_0200]);
         assert_eq!(hv.vcpus, Some(vec![0, 2]));
         assert!(hv.applies_to(2) && !hv.applies_to(1));
@@ -330,8 +405,13 @@ mod tests {
             ),
             (
                 &["out=a", "window=w:start=1:end=2:tag=x"],
-                "tag `x` is not NAME@ADDR",
+                "tag `x` is not NAME@ADDR or NAME@LO-HI",
             ),
+            (
+                &["out=a", "window=w:start=1:end=2:tag=x@8-4"],
+                "range `8-4` is empty",
+            ),
+            (&["out=a", "span=s:1-2|"], "`` is not a range"),
             (
                 &["out=a", "window=w:start=1:end=2:vcpu=4294967296"],
                 "vCPU `4294967296` is too large",
@@ -351,6 +431,17 @@ mod tests {
             assert!(e.contains(want), "{args:?}: {e}");
             assert!(e.starts_with("spumone-pathlen: "), "{e}");
         }
+    }
+
+    #[test]
+    fn a_kind_has_at_most_64_tag_names() {
+        let tags = |n: u64| -> String {
+            let list: Vec<String> = (0..n).map(|i| format!("t{i}@{}", 4 * i)).collect();
+            format!("window=w:start=1:end=2:tag={}", list.join("|"))
+        };
+        assert!(parse(&["out=a", &tags(MAX_TAG_NAMES as u64)]).is_ok());
+        let e = parse(&["out=a", &tags(MAX_TAG_NAMES as u64 + 1)]).unwrap_err();
+        assert!(e.contains("more than 64 tag names"), "{e}");
     }
 
     #[test]

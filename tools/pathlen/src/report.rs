@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 pub struct Report {
     /// Instructions each vCPU executed.
     pub vcpus: Vec<VcpuReport>,
-    /// One entry per (window kind, tag) that saw a window close or be abandoned.
+    /// One entry per (window kind, tag set, vCPU) that saw a window close or be abandoned.
     pub windows: Vec<WindowReport>,
     /// One entry per window kind.
     pub kinds: Vec<KindReport>,
@@ -21,12 +21,16 @@ pub struct VcpuReport {
     pub instructions: u64,
 }
 
-/// The windows of one kind and tag; lengths in the vCPU's own instructions.
+/// The windows of one kind and tag set on one vCPU; lengths in the vCPU's own instructions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct WindowReport {
     pub kind: String,
-    /// The first tag hit inside the window; `None` if none was.
+    /// The names of the tags hit inside the window, joined by `+` in the order the kind
+    /// gives them; `None` if none was.
     pub tag: Option<String>,
+    /// The vCPU the windows ran on.
+    #[serde(default)]
+    pub vcpu: u32,
     /// Windows closed.
     pub windows: u64,
     /// Closed windows during which another vCPU ran or a disturb address was hit.
@@ -69,9 +73,9 @@ pub struct SpanReport {
 }
 
 impl Report {
-    /// The windows of `kind`, every tag together: counts summed, the extremes over all. The
-    /// percentiles are those of the one tag that has windows; with several, they are not
-    /// combined (0, and `percentile_windows` 0).
+    /// The windows of `kind`, every tag set and vCPU together: counts summed, the extremes
+    /// over all. The percentiles are those of the one row that has windows; with several,
+    /// they are not combined (0, and `percentile_windows` 0).
     pub fn kind_total(&self, kind: &str) -> WindowReport {
         let rows: Vec<&WindowReport> = self.windows.iter().filter(|w| w.kind == kind).collect();
         let closed: Vec<&&WindowReport> = rows.iter().filter(|w| w.windows > 0).collect();

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::args::{Config, WindowKind};
+use crate::args::{Config, Span, WindowKind};
 use crate::report::{KindReport, Report, SpanReport, VcpuReport, WindowReport};
 
 /// Distinct window lengths a histogram keeps exactly; windows past that still count in
@@ -88,6 +88,7 @@ enum Role {
     End,
     Disturb,
     Start,
+    /// The index of the tag's name in [`WindowKind::tag_names`].
     Tag(usize),
 }
 
@@ -96,7 +97,8 @@ struct Open {
     start: u64,
     /// [`Tracker::switches`] when it opened: any change means another vCPU ran meanwhile.
     switches: u64,
-    tag: Option<usize>,
+    /// A bit per tag name hit inside the window.
+    tags: u64,
     extra: u64,
 }
 
@@ -133,43 +135,58 @@ pub struct Instrument {
 #[derive(Debug, Clone)]
 pub struct Tracker {
     kinds: Vec<WindowKind>,
-    spans: Vec<(String, u64, u64)>,
+    /// Per kind, its distinct tag names (a window's tag set is a bit per name).
+    tag_names: Vec<Vec<String>>,
+    spans: Vec<Span>,
     exact: Vec<(u64, u64)>,
-    roles: HashMap<u64, Vec<(usize, Role)>>,
     /// Marker addresses in a fixed order, so the glue can name one by a small index.
     markers: Vec<u64>,
+    /// What each marker means, by its index in `markers`.
+    roles: Vec<Vec<(usize, Role)>>,
     vcpus: Vec<Vcpu>,
     last_vcpu: Option<u32>,
     /// How often execution passed from one vCPU to another.
     switches: u64,
-    stats: Vec<BTreeMap<Option<usize>, Stats>>,
+    /// Per kind, by (tag set, vCPU).
+    stats: Vec<BTreeMap<(u64, u32), Stats>>,
     unmatched_ends: Vec<u64>,
 }
+
+/// A64 instructions are 4 bytes: a tag range marks each instruction in it.
+const INSN_BYTES: usize = 4;
 
 impl Tracker {
     pub fn new(config: &Config) -> Tracker {
         let mut roles: HashMap<u64, Vec<(usize, Role)>> = HashMap::new();
+        let tag_names: Vec<Vec<String>> = config.windows.iter().map(|k| k.tag_names()).collect();
         for (k, kind) in config.windows.iter().enumerate() {
             let mut add = |addr: u64, role: Role| roles.entry(addr).or_default().push((k, role));
             kind.starts.iter().for_each(|&a| add(a, Role::Start));
             kind.ends.iter().for_each(|&a| add(a, Role::End));
             kind.disturbs.iter().for_each(|&a| add(a, Role::Disturb));
-            for (t, (_, addr)) in kind.tags.iter().enumerate() {
-                add(*addr, Role::Tag(t));
+            for tag in &kind.tags {
+                let t = tag_names[k].iter().position(|n| *n == tag.name);
+                let t = t.expect("every tag's name is among the kind's names");
+                for addr in (tag.lo..tag.hi).step_by(INSN_BYTES) {
+                    add(addr, Role::Tag(t));
+                }
             }
-        }
-        for list in roles.values_mut() {
-            list.sort_by_key(|&(kind, role)| (role, kind));
         }
         let mut markers: Vec<u64> = roles.keys().copied().collect();
         markers.sort_unstable();
+        let roles = markers
+            .iter()
+            .map(|a| {
+                let mut list = roles.remove(a).unwrap_or_default();
+                list.sort_by_key(|&(kind, role)| (role, kind));
+                list.dedup();
+                list
+            })
+            .collect();
         Tracker {
             kinds: config.windows.clone(),
-            spans: config
-                .spans
-                .iter()
-                .map(|s| (s.name.clone(), s.lo, s.hi))
-                .collect(),
+            tag_names,
+            spans: config.spans.clone(),
             exact: config.exact.clone(),
             roles,
             markers,
@@ -183,14 +200,11 @@ impl Tracker {
 
     /// How to instrument the instruction at `addr`.
     pub fn instrument(&self, addr: u64) -> Instrument {
-        let span = self
-            .spans
-            .iter()
-            .any(|&(_, lo, hi)| (lo..hi).contains(&addr));
+        let span = self.spans.iter().any(|s| s.contains(addr));
         let exact = span || self.exact.iter().any(|&(lo, hi)| (lo..hi).contains(&addr));
         Instrument {
             exact,
-            marker: self.roles.contains_key(&addr),
+            marker: self.marker_index(addr).is_some(),
             span,
         }
     }
@@ -268,8 +282,8 @@ impl Tracker {
         self.vcpu(vcpu);
         let v = &mut self.vcpus[vcpu as usize];
         let mut inside = false;
-        for (s, &(_, lo, hi)) in v.spans.iter_mut().zip(&self.spans) {
-            if (lo..hi).contains(&addr) {
+        for (s, span) in v.spans.iter_mut().zip(&self.spans) {
+            if span.contains(addr) {
                 s.current += 1;
                 s.total += 1;
                 s.longest = s.longest.max(s.current);
@@ -283,11 +297,18 @@ impl Tracker {
 
     /// The marker at `addr` executes on `vcpu` at position `at`.
     fn hit(&mut self, vcpu: u32, addr: u64, at: u64) {
-        let Some(roles) = self.roles.get(&addr).cloned() else {
+        let Some(index) = self.marker_index(addr) else {
             return;
         };
+        // Taken out for the loop and put back: no allocation per hit.
+        let roles = std::mem::take(&mut self.roles[index]);
+        self.hit_roles(vcpu, &roles, at);
+        self.roles[index] = roles;
+    }
+
+    fn hit_roles(&mut self, vcpu: u32, roles: &[(usize, Role)], at: u64) {
         let switches = self.switches;
-        for (k, role) in roles {
+        for &(k, role) in roles {
             if !self.kinds[k].applies_to(vcpu) {
                 continue;
             }
@@ -296,7 +317,7 @@ impl Tracker {
                 (Role::End, Some(open)) => {
                     self.vcpu(vcpu).open[k] = None;
                     let descheduled = open.switches != switches;
-                    let stats = self.stats[k].entry(open.tag).or_default();
+                    let stats = self.stats[k].entry((open.tags, vcpu)).or_default();
                     let length = at.saturating_sub(open.start);
                     stats.windows += 1;
                     stats.extra_entries += open.extra;
@@ -316,7 +337,7 @@ impl Tracker {
                 (Role::Start, previous) => {
                     let mut baseline = switches;
                     if let Some(old) = previous {
-                        let stats = self.stats[k].entry(old.tag).or_default();
+                        let stats = self.stats[k].entry((old.tags, vcpu)).or_default();
                         stats.abandoned += 1;
                         stats.extra_entries += old.extra;
                         // A re-entry after QEMU descheduled the vCPU (its timer re-armed in the
@@ -329,13 +350,13 @@ impl Tracker {
                     self.vcpu(vcpu).open[k] = Some(Open {
                         start: at,
                         switches: baseline,
-                        tag: None,
+                        tags: 0,
                         extra: 0,
                     });
                 }
                 (Role::Tag(t), Some(_)) => {
                     if let Some(open) = self.vcpu(vcpu).open[k].as_mut() {
-                        open.tag.get_or_insert(t);
+                        open.tags |= 1 << t;
                     }
                 }
                 (Role::Disturb | Role::Tag(_), None) => {}
@@ -352,10 +373,11 @@ impl Tracker {
     pub fn report(&self) -> Report {
         let mut windows = Vec::new();
         for (k, kind) in self.kinds.iter().enumerate() {
-            for (tag, s) in &self.stats[k] {
+            for (&(tags, vcpu), s) in &self.stats[k] {
                 windows.push(WindowReport {
                     kind: kind.name.clone(),
-                    tag: tag.map(|t| kind.tags[t].0.clone()),
+                    tag: tag_label(&self.tag_names[k], tags),
+                    vcpu,
                     windows: s.windows,
                     distorted: s.distorted,
                     descheduled: s.descheduled,
@@ -382,10 +404,10 @@ impl Tracker {
             })
             .collect();
         let mut spans = Vec::new();
-        for (s, (name, _, _)) in self.spans.iter().enumerate() {
+        for (s, span) in self.spans.iter().enumerate() {
             for (i, v) in self.vcpus.iter().enumerate() {
                 spans.push(SpanReport {
-                    span: name.clone(),
+                    span: span.name.clone(),
                     vcpu: i as u32,
                     instructions: v.spans[s].total,
                     longest_stretch: v.spans[s].longest,
@@ -409,10 +431,24 @@ impl Tracker {
     }
 }
 
+/// A tag set's label: its names joined by `+`, in the kind's order; `None` for no tag.
+fn tag_label(names: &[String], tags: u64) -> Option<String> {
+    let hit: Vec<&str> = names
+        .iter()
+        .enumerate()
+        .filter(|&(t, _)| tags & (1 << t) != 0)
+        .map(|(_, n)| n.as_str())
+        .collect();
+    (!hit.is_empty()).then(|| hit.join(TAG_SEPARATOR))
+}
+
+/// Joins the names of a tag set in a report's `tag`.
+pub const TAG_SEPARATOR: &str = "+";
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::Span;
+    use crate::args::Tag;
 
     const START: u64 = 0x1000;
     const END: u64 = 0x2000;
@@ -427,14 +463,13 @@ mod tests {
             exact: vec![(0x1000, 0x5000)],
             spans: vec![Span {
                 name: "spin".into(),
-                lo: 0x6000,
-                hi: 0x6010,
+                ranges: vec![(0x6000, 0x6010), (0x7000, 0x7008)],
             }],
             windows: vec![WindowKind {
                 name: "irq".into(),
                 starts: vec![START],
                 ends: vec![END],
-                tags: vec![("a".into(), TAG_A), ("b".into(), TAG_B)],
+                tags: vec![Tag::at("a", TAG_A), Tag::at("b", TAG_B)],
                 disturbs: vec![DISTURB],
                 vcpus: None,
             }],
@@ -549,7 +584,7 @@ mod tests {
     }
 
     #[test]
-    fn the_first_tag_hit_labels_the_window() {
+    fn the_set_of_tags_hit_labels_the_window() {
         let mut t = Tracker::new(&config());
         t.insn(0, TAG_A); // outside a window: nothing
         t.insn(0, START);
@@ -557,6 +592,7 @@ mod tests {
         t.insn(0, TAG_A);
         t.insn(0, END);
         t.insn(0, START);
+        t.insn(0, TAG_A);
         t.insn(0, TAG_A);
         t.insn(0, END);
         t.insn(0, START);
@@ -567,13 +603,59 @@ mod tests {
             .iter()
             .map(|w| (w.tag.as_deref(), w.windows, w.max))
             .collect();
-        assert_eq!(tags, [(None, 1, 1), (Some("a"), 1, 2), (Some("b"), 1, 3)]);
+        // Labels name the set in the kind's order, whatever the order of the hits.
+        assert_eq!(tags, [(None, 1, 1), (Some("a"), 1, 3), (Some("a+b"), 1, 3)]);
         let total = r.kind_total("irq");
         assert_eq!(
             (total.windows, total.min, total.max, total.sum),
-            (3, 1, 3, 6)
+            (3, 1, 3, 7)
         );
         assert_eq!(total.p50, 0, "percentiles of several tags are not combined");
+    }
+
+    #[test]
+    fn a_tag_range_marks_every_instruction_in_it_and_names_may_repeat() {
+        let mut cfg = config();
+        cfg.windows[0].tags = vec![
+            Tag {
+                name: "smc".into(),
+                lo: 0x3200,
+                hi: 0x3210,
+            },
+            Tag::at("hvc", 0x3300),
+            Tag {
+                name: "smc".into(),
+                lo: 0x3400,
+                hi: 0x3404,
+            },
+        ];
+        let mut t = Tracker::new(&cfg);
+        for addr in [0x320c, 0x3400] {
+            t.insn(0, START);
+            t.insn(0, addr);
+            t.insn(0, END);
+        }
+        // Past the range's end, and an address inside no range.
+        for addr in [0x3210, 0x3304] {
+            t.insn(0, START);
+            t.insn(0, addr);
+            t.insn(0, END);
+        }
+        t.insn(1, START);
+        t.insn(1, 0x3300);
+        t.insn(1, 0x3204);
+        t.insn(1, END);
+        let r = t.report();
+        let rows: Vec<(Option<&str>, u32, u64)> = r
+            .windows
+            .iter()
+            .map(|w| (w.tag.as_deref(), w.vcpu, w.windows))
+            .collect();
+        assert_eq!(
+            rows,
+            [(None, 0, 2), (Some("smc"), 0, 2), (Some("smc+hvc"), 1, 1)]
+        );
+        assert!(t.instrument(0x3208).marker && !t.instrument(0x3210).marker);
     }
 
     #[test]
@@ -622,13 +704,18 @@ mod tests {
         }
         t.tb(0, 4); // a block outside ends it too
         t.insn(0, 0x600c);
+        // The span's ranges together make one stretch.
+        t.tb(0, 1);
+        for addr in [0x6000, 0x7000, 0x6008, 0x7004, 0x6000, 0x7000] {
+            t.insn(0, addr);
+        }
         let r = t.report();
         let spin: Vec<(u32, u64, u64)> = r
             .spans
             .iter()
             .map(|s| (s.vcpu, s.instructions, s.longest_stretch))
             .collect();
-        assert_eq!(spin, [(0, 9, 5), (1, 0, 0)]);
+        assert_eq!(spin, [(0, 15, 6), (1, 0, 0)]);
         assert!(t.instrument(0x6000).span && t.instrument(0x6000).exact);
         assert!(!t.instrument(0x600c + 4).span);
     }
