@@ -694,7 +694,12 @@ fn restart_current(partition: &'static Partition, answer_to: Option<u8>) -> ! {
         );
         super::idle()
     }
-    info!("partition {}: SYSTEM_RESET: restarting it", partition.name);
+    let cause = if answer_to.is_some() {
+        "operator command"
+    } else {
+        "SYSTEM_RESET"
+    };
+    info!("partition {}: {}: restarting it", partition.name, cause);
     STOPPED[index].store(true, Ordering::Release);
     super::vgic::partition_stopped(index);
     let here = cpu::core_index();
