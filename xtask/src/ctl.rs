@@ -348,50 +348,58 @@ pub fn event_json(record: &str) -> Value {
     value
 }
 
+/// Sends one request line to the run serving `path` and waits for its whole answer.
+pub fn ask(path: &Path, line: &str) -> Result<Reply> {
+    let mut stream = UnixStream::connect(path)?;
+    writeln!(stream, "{line}")?;
+    stream.set_read_timeout(Some(CLIENT_WAIT))?;
+    let mut reader = BufReader::new(stream);
+    let mut lines = Vec::new();
+    let mut text = String::new();
+    loop {
+        text.clear();
+        if reader.read_line(&mut text)? == 0 {
+            bail!("the run closed the connection without answering");
+        }
+        lines.push(text.trim_end().to_string());
+        if let Some(reply) = Reply::parse(&lines) {
+            return Ok(reply);
+        }
+    }
+}
+
+/// spumone's events from the run serving `path`, as records, as they come; ends with the run.
+pub fn events(path: &Path) -> Result<impl Iterator<Item = String>> {
+    let mut stream = UnixStream::connect(path)?;
+    writeln!(stream, "{EVENTS}")?;
+    Ok(BufReader::new(stream).lines().map_while(|line| {
+        let line = line.ok()?;
+        Some(line.strip_prefix("event ").unwrap_or(&line).to_string())
+    }))
+}
+
 /// `cargo xtask ctl`: sends `command` to the run of `scenario`, prints the answer, and returns
 /// the exit status (0 done, 1 refused, failed or no run).
 pub fn client(scenario: &str, command: &CtlCommand, as_json: bool) -> Result<u8> {
     let path = socket_path(scenario);
-    let stream = match UnixStream::connect(&path) {
-        Ok(stream) => stream,
-        Err(e) => {
-            eprintln!("error: {}", no_run_message(scenario, &path, &e));
-            return Ok(1);
-        }
-    };
-    let mut writer = stream.try_clone()?;
-    writeln!(writer, "{}", command.line())?;
-    let mut reader = BufReader::new(stream);
+    if let Err(e) = UnixStream::connect(&path) {
+        eprintln!("error: {}", no_run_message(scenario, &path, &e));
+        return Ok(1);
+    }
     let line = command.line();
     if line == EVENTS {
-        let mut text = String::new();
-        while reader.read_line(&mut text)? > 0 {
-            if let Some(record) = text.trim_end().strip_prefix("event ") {
-                if as_json {
-                    println!("{}", event_json(record));
-                } else {
-                    println!("{record}");
-                }
-                io::stdout().flush()?;
+        for record in events(&path)? {
+            if as_json {
+                println!("{}", event_json(&record));
+            } else {
+                println!("{record}");
             }
-            text.clear();
+            io::stdout().flush()?;
         }
         eprintln!("ctl: the run of {scenario} ended");
         return Ok(0);
     }
-    reader.get_ref().set_read_timeout(Some(CLIENT_WAIT))?;
-    let mut lines = Vec::new();
-    let mut text = String::new();
-    let reply = loop {
-        text.clear();
-        if reader.read_line(&mut text)? == 0 {
-            bail!("the run of {scenario} closed the connection without answering");
-        }
-        lines.push(text.trim_end().to_string());
-        if let Some(reply) = Reply::parse(&lines) {
-            break reply;
-        }
-    };
+    let reply = ask(&path, &line)?;
     if as_json {
         println!("{:#}", render_json(&line, &reply));
     } else if reply.is_ok() {
