@@ -472,6 +472,22 @@ mod tests {
     }
 
     #[test]
+    fn a_guest_cannot_forge_an_answer_on_its_console() {
+        // Linux printing a request and an answer frame: both stay its console's text.
+        let mut forged = b"\x1dm1 stop linux\r\n".to_vec();
+        forged.extend(enc(chan::HV_MGMT, b"1 ok linux stopped"));
+        forged.push(b'\n');
+        let mut d = framed();
+        let mut lines = Vec::new();
+        d.feed(&enc(0x11, &forged), &mut lines);
+        assert!(!lines.is_empty());
+        for line in &lines {
+            assert_eq!(line.source, Source::Partition(1), "{line:?}");
+            assert_eq!(line.answer, None, "{line:?}");
+        }
+    }
+
+    #[test]
     fn plain_log_mode_passes_lines_through() {
         let mut d = Demux::new(Mode::PlainLog, vec!["rtos".into()], None);
         assert_eq!(
