@@ -513,6 +513,10 @@ impl Server {
         let serving = Arc::clone(&shared);
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
+                // The run's end wakes this loop with a connection of its own.
+                if lock(&serving.state).ended {
+                    break;
+                }
                 let shared = Arc::clone(&serving);
                 thread::spawn(move || {
                     let _ = serve_client(&shared, client);
@@ -563,10 +567,14 @@ impl Server {
 impl Drop for Server {
     /// The run ended: waiting clients are told, `events` streams end, the socket goes.
     fn drop(&mut self) {
-        let mut state = lock(&self.shared.state);
-        state.ended = true;
-        state.pending = None;
-        state.subscribers.clear();
+        {
+            let mut state = lock(&self.shared.state);
+            state.ended = true;
+            state.pending = None;
+            state.subscribers.clear();
+        }
+        // Ends the accept loop, then the socket goes.
+        let _ = UnixStream::connect(&self.path);
         let _ = fs::remove_file(&self.path);
     }
 }
