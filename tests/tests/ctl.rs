@@ -1,6 +1,7 @@
 //! `cargo xtask ctl` against one `demo` boot: the operator's status, pause and resume of Linux
 //! through the run's socket and spumone's management channel, the errors for a second pause
-//! and for bad commands, the events of both, and Linux computing again after the resume.
+//! and for bad commands, the events of both, a checker run on demand, and Linux computing
+//! again after the resume.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -139,6 +140,13 @@ fn the_operator_pauses_and_resumes_linux_through_ctl() {
     );
     expect_ok(&path, "resume linux");
     expect_err(&path, "resume linux", "invalid-state");
+
+    // One checker run now, with its verdict.
+    match expect_ok(&path, "check vectors").end {
+        End::Ok(verdict) if verdict.starts_with("vectors: no finding") => {}
+        other => panic!("check vectors: {other:?}"),
+    }
+    expect_err(&path, "check nosuch", "unknown-checker");
 
     // Bad commands: refused by spumone with a reason, and `ctl` exits non-zero.
     let why = expect_err(&path, "pause rtos", "not-allowed");

@@ -124,9 +124,9 @@ commands:
                           a command to the board a `cargo xtask run` of NAME (default
                           {DEFAULT_SCENARIO}) boots, through its socket
                           target/run/NAME/ctl.sock: status, pause|resume|stop|restart
-                          PARTITION, events (until Ctrl-C); migrate, policy and check are
-                          not supported yet; --json prints JSON; exit status 1 on an error
-                          answer or when no run listens
+                          PARTITION, check CHECKER, events (until Ctrl-C); migrate and
+                          policy are not supported yet; --json prints JSON; exit status 1 on
+                          an error answer or when no run listens
   bench rtos-latency [--samples N] [--period-us P] [--timeout SECS] [--only rtos|demo|shared]
       [--clock icount|wall] [--policy pinned|spumone|load] [--load linux-idle|linux-busy|linux-ipc]
                           RTOS dispatch latency, native and under spumone, with and without

@@ -215,6 +215,7 @@ pub enum ErrorCode {
     TooLong,
     UnknownCommand,
     UnknownPartition,
+    UnknownChecker,
     /// The command makes no sense in the partition's state (pausing a paused one, say).
     InvalidState,
     /// The command is never allowed on that partition (the RTOS), or the config rules it out.
@@ -227,11 +228,12 @@ pub enum ErrorCode {
     Failed,
 }
 
-const CODES: [(ErrorCode, &str); 9] = [
+const CODES: [(ErrorCode, &str); 10] = [
     (ErrorCode::Malformed, "malformed"),
     (ErrorCode::TooLong, "too-long"),
     (ErrorCode::UnknownCommand, "unknown-command"),
     (ErrorCode::UnknownPartition, "unknown-partition"),
+    (ErrorCode::UnknownChecker, "unknown-checker"),
     (ErrorCode::InvalidState, "invalid-state"),
     (ErrorCode::NotAllowed, "not-allowed"),
     (ErrorCode::NotSupported, "not-supported"),

@@ -62,7 +62,17 @@ pub struct View<'a> {
     pub busy: bool,
 }
 
-/// What the arch layer is to do, on partition index (config order) where there is one.
+/// The DSM's checkers, for `check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkers<'a> {
+    /// The compiled-in checkers, in the runtime's order.
+    pub names: &'a [&'a str],
+    /// An operator's `check` waits for its verdict.
+    pub pending: bool,
+}
+
+/// What the arch layer is to do, on partition index (config order) or checker index where
+/// there is one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Status,
@@ -70,6 +80,7 @@ pub enum Action {
     Resume(usize),
     Stop(usize),
     Restart(usize),
+    Check(usize),
 }
 
 /// Why a request is refused.
@@ -79,6 +90,15 @@ pub enum Why<'a> {
         asked: &'a str,
         known: &'a [View<'a>],
     },
+    UnknownChecker {
+        asked: &'a str,
+        known: &'a [&'a str],
+    },
+    /// A `check` with no DSM in the run.
+    NoDsm,
+    /// A `check` of a paused partition.
+    PausedCheck(&'a str),
+    CheckPending,
     /// `verb` on the RTOS.
     RealTime {
         verb: &'static str,
@@ -117,6 +137,19 @@ impl fmt::Display for Refusal<'_> {
                 }
                 write!(f, ")")
             }
+            Why::UnknownChecker { asked, known } => {
+                write!(f, "no checker named {asked} (checkers:")?;
+                for name in known {
+                    write!(f, " {name}")?;
+                }
+                write!(f, ")")
+            }
+            Why::NoDsm => write!(f, "the DSM checks no partition in this run"),
+            Why::PausedCheck(name) => write!(
+                f,
+                "{name} is paused: the DSM checks a running partition only; resume it first"
+            ),
+            Why::CheckPending => write!(f, "an earlier check still waits for its verdict"),
             Why::RealTime { verb, name } => write!(
                 f,
                 "the operator cannot {verb} {name}: it is the real-time partition, and spumone \
@@ -178,11 +211,17 @@ const fn refuse(code: ErrorCode, why: Why<'_>) -> Refusal<'_> {
     Refusal { code, why }
 }
 
-/// Decides what `request` does given the partitions `views` (config order).
-pub fn decide<'a>(request: &Request<'a>, views: &'a [View<'a>]) -> Result<Action, Refusal<'a>> {
+/// Decides what `request` does given the partitions `views` (config order) and the DSM's
+/// `checkers`.
+pub fn decide<'a>(
+    request: &Request<'a>,
+    views: &'a [View<'a>],
+    checkers: Checkers<'a>,
+) -> Result<Action, Refusal<'a>> {
     use ErrorCode::*;
     let (verb, asked) = match *request {
         Request::Status => return Ok(Action::Status),
+        Request::Check(checker) => return check(checker, views, checkers),
         Request::Migrate { .. } => {
             return Err(refuse(
                 NotSupported,
@@ -193,12 +232,6 @@ pub fn decide<'a>(request: &Request<'a>, views: &'a [View<'a>]) -> Result<Action
             return Err(refuse(
                 NotSupported,
                 Why::NotYet("policy (the policy is chosen at boot: cargo xtask run --policy)"),
-            ))
-        }
-        Request::Check(_) => {
-            return Err(refuse(
-                NotSupported,
-                Why::NotYet("check (the checkers run on their own periods)"),
             ))
         }
         Request::Pause(p) | Request::Resume(p) | Request::Stop(p) | Request::Restart(p) => {
@@ -248,6 +281,41 @@ pub fn decide<'a>(request: &Request<'a>, views: &'a [View<'a>]) -> Result<Action
     }
 }
 
+/// `check CHECKER`: the DSM runs it now on the partition it checks, if that one runs.
+fn check<'a>(
+    asked: &'a str,
+    views: &'a [View<'a>],
+    checkers: Checkers<'a>,
+) -> Result<Action, Refusal<'a>> {
+    use ErrorCode::*;
+    let Some(view) = views.iter().find(|v| v.dsm != Dsm::Off) else {
+        return Err(refuse(NotSupported, Why::NoDsm));
+    };
+    let name = view.name;
+    match view.state {
+        State::Stopped { code } => return Err(refuse(InvalidState, Why::Stopped { name, code })),
+        State::Restarting => return Err(refuse(Busy, Why::Restarting(name))),
+        State::Paused => return Err(refuse(InvalidState, Why::PausedCheck(name))),
+        State::Running => {}
+    }
+    if view.dsm == Dsm::Baselining {
+        return Err(refuse(Busy, Why::DsmBaselining(name)));
+    }
+    if checkers.pending {
+        return Err(refuse(Busy, Why::CheckPending));
+    }
+    match checkers.names.iter().position(|&n| n == asked) {
+        Some(index) => Ok(Action::Check(index)),
+        None => Err(refuse(
+            UnknownChecker,
+            Why::UnknownChecker {
+                asked,
+                known: checkers.names,
+            },
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     extern crate std;
@@ -281,8 +349,22 @@ mod tests {
         line: &'a str,
         views: &'a [View<'a>],
     ) -> Result<Action, (ErrorCode, std::string::String)> {
+        ask_with(line, views, false)
+    }
+
+    const CHECKERS: [&str; 2] = ["vectors", "text-hash"];
+
+    fn ask_with<'a>(
+        line: &'a str,
+        views: &'a [View<'a>],
+        pending: bool,
+    ) -> Result<Action, (ErrorCode, std::string::String)> {
         let (_, request) = Request::parse(line).unwrap();
-        decide(&request, views).map_err(|r| (r.code, r.to_string()))
+        let checkers = Checkers {
+            names: &CHECKERS,
+            pending,
+        };
+        decide(&request, views, checkers).map_err(|r| (r.code, r.to_string()))
     }
 
     #[test]
@@ -418,9 +500,49 @@ mod tests {
     }
 
     #[test]
+    fn a_check_runs_a_known_checker_of_a_running_checked_linux() {
+        let views = [rtos(), linux(State::Running)];
+        assert_eq!(ask("1 check text-hash", &views), Ok(Action::Check(1)));
+        assert_eq!(
+            ask("1 check creds", &views),
+            Err((
+                ErrorCode::UnknownChecker,
+                "no checker named creds (checkers: vectors text-hash)".into()
+            ))
+        );
+        let (code, why) = ask_with("1 check vectors", &views, true).unwrap_err();
+        assert_eq!(code, ErrorCode::Busy);
+        assert_eq!(why, "an earlier check still waits for its verdict");
+        let paused = [rtos(), linux(State::Paused)];
+        let (code, why) = ask("1 check vectors", &paused).unwrap_err();
+        assert_eq!(code, ErrorCode::InvalidState);
+        assert!(why.contains("resume it first"), "{why}");
+        let stopped = [rtos(), linux(State::Stopped { code: 0 })];
+        let (code, _) = ask("1 check vectors", &stopped).unwrap_err();
+        assert_eq!(code, ErrorCode::InvalidState);
+        let mut early = linux(State::Running);
+        early.dsm = Dsm::Baselining;
+        let views = [rtos(), early];
+        assert_eq!(
+            ask("1 check vectors", &views).unwrap_err().0,
+            ErrorCode::Busy
+        );
+        let mut off = linux(State::Running);
+        off.dsm = Dsm::Off;
+        let views = [rtos(), off];
+        assert_eq!(
+            ask("1 check vectors", &views),
+            Err((
+                ErrorCode::NotSupported,
+                "the DSM checks no partition in this run".into()
+            ))
+        );
+    }
+
+    #[test]
     fn commands_not_built_yet_say_so() {
         let views = [rtos(), linux(State::Running)];
-        for line in ["1 migrate linux 0 2", "1 policy load", "1 check vectors"] {
+        for line in ["1 migrate linux 0 2", "1 policy load"] {
             let (code, why) = ask(line, &views).unwrap_err();
             assert_eq!(code, ErrorCode::NotSupported, "{line}");
             assert!(why.starts_with("not supported yet: "), "{why}");

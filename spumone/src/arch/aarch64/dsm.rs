@@ -163,18 +163,22 @@ const CHECKERS: usize = {
     n
 };
 
-const BUDGETS: [u64; CHECKERS] = {
-    let mut b = [0u64; CHECKERS];
+/// The compiled-in checkers' budgets and names, in the runtime's order.
+const ENABLED: ([u64; CHECKERS], [&str; CHECKERS]) = {
+    let (mut budgets, mut names) = ([0u64; CHECKERS], [""; CHECKERS]);
     let (mut i, mut k) = (0, 0);
     while i < TABLE.len() {
         if TABLE[i].on {
-            b[k] = TABLE[i].units;
+            budgets[k] = TABLE[i].units;
+            names[k] = TABLE[i].name;
             k += 1;
         }
         i += 1;
     }
-    b
+    (budgets, names)
 };
+const BUDGETS: [u64; CHECKERS] = ENABLED.0;
+const NAMES: [&str; CHECKERS] = ENABLED.1;
 
 #[cfg(feature = "dsm-vectors")]
 static VECTORS: super::cpu::Lock<monitor_vectors::VectorsChecker> =
@@ -586,6 +590,7 @@ pub fn partition_stopped(index: usize) {
         release_pause();
         PHASE.store(PHASE_STOPPED, Ordering::Release);
         // Nothing serves a pause or resume of it any more.
+        drop_check("the partition stopped first");
         for (asked, slot) in [
             (&PAUSE_ASKED, &PAUSE_ANSWER),
             (&RESUME_ASKED, &RESUME_ANSWER),
@@ -1223,10 +1228,14 @@ fn step() -> Option<(&'static Partition, Response)> {
         state.resets = resets;
         state.guest.forget_kernel();
         state.runtime.restart();
+        drop_check("the partition restarted first");
     }
     let now_us = timer::uptime_us();
+    arm_check(&mut state.runtime, now_us);
     let response = with_checkers(|checkers| run_step(state, partition, now_us, checkers));
     publish(&state.runtime);
+    // Before the response: a finding of the check may stop the partition.
+    answer_check();
     response
 }
 
@@ -1356,6 +1365,7 @@ fn report(partition: &Partition, event: Event) -> Option<Response> {
             calls,
             elapsed_us,
         } => {
+            check_pass_done(checker, ns, calls);
             let n = checker_slot(checker).map(|i| {
                 let mut stats = STATS.lock();
                 let slot = &mut stats[i];
@@ -1382,6 +1392,7 @@ fn report(partition: &Partition, event: Event) -> Option<Response> {
         Event::CheckFailed { checker, error } => {
             let _ = write!(text, "{error}");
             warn!("dsm check {} failed: {}", checker, text.as_str());
+            check_failed(checker, text.as_str());
         }
         Event::Alert(finding) => alert(partition, &finding),
         Event::Respond(r) => return Some(r),
@@ -1522,5 +1533,128 @@ const NO_ANSWER: u32 = u32::MAX;
 fn answer(slot: &AtomicU32, outcome: Outcome, args: core::fmt::Arguments) {
     if let Ok(seq) = u8::try_from(slot.swap(NO_ANSWER, Ordering::AcqRel)) {
         log::answer(Head { seq, outcome }, args);
+    }
+}
+
+/// The operator's `check`, from the request to its verdict.
+struct PendingCheck {
+    seq: u8,
+    /// Its index in the runtime's order.
+    checker: usize,
+    /// Made due in the runtime, with its findings counted from then.
+    armed: bool,
+    findings_before: u32,
+    /// The pass that ended: its time and calls.
+    done: Option<(u64, u32)>,
+}
+
+/// A leaf lock, taken after `STATE`.
+static CHECK: super::cpu::Lock<Option<PendingCheck>> = super::cpu::Lock::new(None);
+
+/// The compiled-in checkers' names, for `check`.
+pub fn checker_names() -> &'static [&'static str] {
+    &NAMES
+}
+
+/// Whether an operator's `check` waits for its verdict.
+pub fn check_pending() -> bool {
+    CHECK.lock().is_some()
+}
+
+/// The operator's `check` of checker `checker` (request `seq`): the runtime makes it due at its
+/// next step, and the verdict is answered when its pass ends (or the pass under way, if one
+/// is).
+pub fn operator_check(checker: usize, seq: u8) {
+    info!(
+        "operator: check {} asked",
+        NAMES.get(checker).copied().unwrap_or("?")
+    );
+    *CHECK.lock() = Some(PendingCheck {
+        seq,
+        checker,
+        armed: false,
+        findings_before: 0,
+        done: None,
+    });
+}
+
+fn arm_check(runtime: &mut Runtime<CHECKERS>, now_us: u64) {
+    let mut pending = CHECK.lock();
+    let Some(check) = pending.as_mut().filter(|c| !c.armed) else {
+        return;
+    };
+    if !runtime.due_now(check.checker, now_us) {
+        let (seq, outcome) = (check.seq, Outcome::Err(ErrorCode::Failed));
+        *pending = None;
+        log::answer(
+            Head { seq, outcome },
+            format_args!("that checker is left out (its baseline failed)"),
+        );
+        return;
+    }
+    check.armed = true;
+    check.findings_before = STATS.lock()[check.checker].findings;
+}
+
+fn check_pass_done(checker: &str, ns: u64, calls: u32) {
+    let mut pending = CHECK.lock();
+    if let Some(check) = pending.as_mut() {
+        if check.armed && NAMES.get(check.checker) == Some(&checker) {
+            check.done = Some((ns, calls));
+        }
+    }
+}
+
+fn check_failed(checker: &str, why: &str) {
+    let mut pending = CHECK.lock();
+    let Some(check) = pending.as_ref() else {
+        return;
+    };
+    if check.armed && NAMES.get(check.checker) == Some(&checker) {
+        let (seq, outcome) = (check.seq, Outcome::Err(ErrorCode::Failed));
+        *pending = None;
+        log::answer(
+            Head { seq, outcome },
+            format_args!("{checker} failed: {why}"),
+        );
+    }
+}
+
+/// Answers the operator's `check` once its pass has ended, with the findings it raised.
+fn answer_check() {
+    let mut pending = CHECK.lock();
+    let Some(check) = pending.as_ref() else {
+        return;
+    };
+    let Some((ns, calls)) = check.done else {
+        return;
+    };
+    let findings = STATS.lock()[check.checker]
+        .findings
+        .wrapping_sub(check.findings_before);
+    let (seq, name) = (check.seq, NAMES[check.checker]);
+    *pending = None;
+    let verdict = if findings == 0 {
+        "no finding"
+    } else {
+        "compromised: see its alerts"
+    };
+    log::answer(
+        Head {
+            seq,
+            outcome: Outcome::Ok,
+        },
+        format_args!(
+            "{}: {} ({} findings; pass of {} ns in {} calls)",
+            name, verdict, findings, ns, calls
+        ),
+    );
+}
+
+/// A pending `check` can no longer be answered with a verdict.
+fn drop_check(why: &str) {
+    if let Some(check) = CHECK.lock().take() {
+        let (seq, outcome) = (check.seq, Outcome::Err(ErrorCode::InvalidState));
+        log::answer(Head { seq, outcome }, format_args!("{why}"));
     }
 }

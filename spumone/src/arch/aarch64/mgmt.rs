@@ -44,7 +44,11 @@ fn request(line: &str) {
     for partition in CONFIG.partitions.iter().take(MAX_PARTITIONS) {
         let _ = views.push(view(partition));
     }
-    let action = match decide(&request, &views) {
+    let checkers = mgmt::Checkers {
+        names: dsm::checker_names(),
+        pending: dsm::check_pending(),
+    };
+    let action = match decide(&request, &views, checkers) {
         Ok(action) => action,
         Err(refusal) => {
             info!("mgmt: request {} ({}) refused", seq, request.verb());
@@ -62,6 +66,7 @@ fn request(line: &str) {
                 stop(p, seq)
             }
         }
+        Action::Check(checker) => dsm::operator_check(checker, seq),
         Action::Restart(index) => {
             if let Some(p) = partition(index) {
                 guest::request_restart(p, seq)
