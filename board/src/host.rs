@@ -92,6 +92,8 @@ struct RawIommu {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     board: String,
+    /// How many of the board's cores the machine has (QEMU's `-smp`); all of them by default.
+    cores: Option<u8>,
     #[serde(default, rename = "partition")]
     partitions: Vec<RawPartition>,
 }
@@ -209,6 +211,7 @@ impl BoardDevice {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Board {
     pub name: String,
+    /// Its cores: in a validated config, the machine's (the config's `cores`, or all).
     pub cores: u8,
     pub dtb_hint: u64,
     pub ram: Vec<MemRange>,
@@ -293,6 +296,7 @@ impl ValidatedConfig {
         &self.board.name
     }
 
+    /// The machine's cores: the config's `cores`, or all the board has (QEMU's `-smp`).
     pub fn cores(&self) -> u8 {
         self.board.cores
     }
@@ -752,6 +756,11 @@ pub enum Problem {
         core: u8,
         cores: u8,
     },
+    /// The config's `cores` is 0 or more than the board has.
+    MachineCoresOutOfRange {
+        cores: u8,
+        board_cores: u8,
+    },
     /// `policy` is not `pinned`, `spumone` or `load`.
     UnknownMigrationPolicy {
         partition: String,
@@ -1154,7 +1163,11 @@ impl fmt::Display for Problem {
                 cores,
             } => write!(
                 f,
-                "partition {partition:?} vCPU on core {core}, but the board has cores 0..{cores}"
+                "partition {partition:?} vCPU on core {core}, but the machine has cores 0..{cores}"
+            ),
+            Problem::MachineCoresOutOfRange { cores, board_cores } => write!(
+                f,
+                "cores = {cores}, but the machine must have 1..={board_cores} of the board's cores"
             ),
             Problem::UnknownMigrationPolicy { partition, policy } => write!(
                 f,
@@ -1308,6 +1321,7 @@ pub fn load_config(path: &Path) -> Result<ValidatedConfig, ConfigError> {
     let board_path = board_path_for(path, &raw.board);
     let board_text = read(&board_path)?;
     let board = parse_board(&board_path, &board_text, &raw.board)?;
+    let board = machine(&raw, board).map_err(|p| invalid(path, p))?;
     let partitions = check_partitions(&raw, &board).map_err(|p| invalid(path, p))?;
     Ok(ValidatedConfig {
         config_path: path.to_path_buf(),
@@ -1315,6 +1329,19 @@ pub fn load_config(path: &Path) -> Result<ValidatedConfig, ConfigError> {
         board,
         partitions,
     })
+}
+
+/// The board as the config's machine has it: its first `cores` cores when the config says so
+/// (a one-core QEMU `virt` is the board started with `-smp 1`).
+fn machine(raw: &RawConfig, board: Board) -> Result<Board, Vec<Problem>> {
+    match raw.cores {
+        None => Ok(board),
+        Some(cores) if (1..=board.cores).contains(&cores) => Ok(Board { cores, ..board }),
+        Some(cores) => Err(vec![Problem::MachineCoresOutOfRange {
+            cores,
+            board_cores: board.cores,
+        }]),
+    }
 }
 
 /// Where the board file named `board` lives for the config at `config_path`.

@@ -329,6 +329,7 @@ impl LinuxBoot {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
     pub board: &'static str,
+    /// The machine's cores (the config's `cores`, or all the board has).
     pub cores: u8,
     /// Where the firmware leaves the DTB when it does not pass one in `x0`.
     pub dtb_hint: u64,

@@ -21,6 +21,10 @@ mod demo {
     include!("golden/demo.rs");
 }
 
+mod shared_1 {
+    include!("golden/shared-1.rs");
+}
+
 /// Exercises devices, several RAM ranges and several vCPUs, which `rtos.toml` lacks.
 const TWO_PARTITIONS: &str = r#"
 board = "qemu-virt"
@@ -47,12 +51,9 @@ fn manifest_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-fn rtos_config() -> ValidatedConfig {
-    board::load_config(&manifest_path("configs/rtos.toml")).unwrap()
-}
-
-fn demo_config() -> ValidatedConfig {
-    board::load_config(&manifest_path("configs/demo.toml")).unwrap()
+/// The shipped config `configs/<name>.toml`.
+fn shipped(name: &str) -> ValidatedConfig {
+    board::load_config(&manifest_path(&format!("configs/{name}.toml"))).unwrap()
 }
 
 /// Loads `TWO_PARTITIONS` from a scratch tree that has the shipped board.
@@ -160,17 +161,19 @@ fn check_tables(rt: &rt::Config, cfg: &ValidatedConfig) {
 }
 
 #[test]
-fn rtos_golden_matches_generator() {
-    check_golden("rtos", &rtos_config());
-}
-
-#[test]
 fn rtos_tables_match_validated_config() {
-    check_tables(&rtos::CONFIG, &rtos_config());
+    check_tables(&rtos::CONFIG, &shipped("rtos"));
     assert_eq!(
         rtos::CONFIG.partition_on_core(0).map(|p| p.name),
         Some("rtos")
     );
+}
+
+#[test]
+fn shipped_goldens_match_generator() {
+    for name in ["rtos", "demo", "shared-1"] {
+        check_golden(name, &shipped(name));
+    }
 }
 
 #[test]
@@ -213,20 +216,27 @@ fn rtos_config_keeps_the_smmu_with_no_stream_granted() {
 }
 
 #[test]
-fn demo_golden_matches_generator() {
-    check_golden("demo", &demo_config());
-}
-
-#[test]
 fn demo_tables_match_validated_config() {
-    let cfg = demo_config();
+    let cfg = shipped("demo");
     check_tables(&demo::CONFIG, &cfg);
     check_linux_tables(demo::LINUX, &cfg);
-    check_linux_tables(rtos::LINUX, &rtos_config());
+    check_linux_tables(rtos::LINUX, &shipped("rtos"));
     let linux = demo::CONFIG.partition_on_core(3).unwrap();
     let boot = rt::LinuxBoot::find(demo::LINUX, linux.index).unwrap();
     assert_eq!(linux.entry, boot.kernel.base);
     assert!(boot.reset_copy.is_some());
     assert_eq!(boot.console_range().size, rt::LINUX_CONSOLE_SIZE);
     assert_eq!(rt::LinuxBoot::kind(demo::LINUX, 0), rt::Kind::Rtos);
+}
+
+#[test]
+fn shared_1_tables_say_one_core_shared_by_both_guests() {
+    let cfg = shipped("shared-1");
+    check_tables(&shared_1::CONFIG, &cfg);
+    check_linux_tables(shared_1::LINUX, &cfg);
+    // The machine's one core, not the board's four.
+    assert_eq!(shared_1::CONFIG.cores, 1);
+    for p in shared_1::CONFIG.partitions {
+        assert_eq!(p.vcpus, &[rt::Vcpu { core: 0 }], "{}", p.name);
+    }
 }

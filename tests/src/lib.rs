@@ -53,6 +53,21 @@ pub fn boot_with(name: &str, adjust: impl FnOnce(&mut RunOptions)) -> RunOutcome
     }
 }
 
+/// Boots `name` under `-icount` with `cmd` run in Linux (under migration `policy`, if given)
+/// and fails unless it powered off cleanly within `limit` with every frame decoded.
+#[track_caller]
+pub fn boot_icount_cmd(name: &str, cmd: &str, policy: Option<&str>, limit: Duration) -> RunOutcome {
+    let run = boot_with(name, |o| {
+        o.cmd = Some(cmd.to_string());
+        o.timeout = Some(limit);
+        o.icount = true;
+        o.policy = policy.map(String::from);
+    });
+    expect_clean_poweroff(&run, limit);
+    expect_clean_stream(&run);
+    run
+}
+
 /// One default boot of `name` per test binary, shared by the tests that only read its output.
 #[track_caller]
 pub fn boot_shared(name: &str) -> &'static RunOutcome {
@@ -185,6 +200,10 @@ pub fn expect_clean_stream(outcome: &RunOutcome) {
         expect_no_line(outcome, "[hv]", bad);
     }
 }
+
+/// What `md5sum` prints for 2 MiB of zeros (`dd if=/dev/zero bs=64k count=32`), so a test can
+/// check Linux computed right.
+pub const ZEROS_2MIB_MD5: &str = "b2d1236c286a3c0704224fe4105eca49";
 
 /// The RTOS self-test lines that show its services work, in the order they run.
 pub const SERVICE_LINES: [&str; 3] = [

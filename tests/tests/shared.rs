@@ -5,8 +5,9 @@
 //! migrates, thousands of times in one run).
 
 use spumone_tests::{
-    boot_with, expect_clean_poweroff, expect_clean_stream, expect_command_result, expect_line,
-    expect_rtos_outlives_linux, expect_rtos_services, fail, find_line, find_line_after,
+    boot_icount_cmd, boot_with, expect_clean_poweroff, expect_clean_stream, expect_command_result,
+    expect_line, expect_rtos_outlives_linux, expect_rtos_services, fail, find_line,
+    find_line_after,
 };
 use std::time::Duration;
 use xtask::bench::rtos_rounds;
@@ -62,14 +63,7 @@ fn workload() -> String {
 /// run and the RTOS's rounds while Linux worked.
 fn run_workload(policy: Option<&str>) -> (RunOutcome, Vec<LatencyStats>) {
     let cmd = workload();
-    let run = boot_with("shared", |o| {
-        o.cmd = Some(cmd.clone());
-        o.timeout = Some(LIMIT);
-        o.icount = true;
-        o.policy = policy.map(String::from);
-    });
-    expect_clean_poweroff(&run, LIMIT);
-    expect_clean_stream(&run);
+    let run = boot_icount_cmd("shared", &cmd, policy, LIMIT);
     expect_rtos_services(&run);
     expect_line(
         &run,

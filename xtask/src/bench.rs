@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crate::firmware::{self, BuildOptions, LatencySettings};
 use crate::histogram::{self, Histogram};
+use crate::pathlen::{self, PathSummary};
 use crate::paths::{self, target_dir};
 use crate::run::{self, RunOptions};
 use crate::scenario::{self, DEFAULT_TIMEOUT_SECS};
@@ -45,12 +46,23 @@ pub const MAX_TARGET: (u64, u64) = (3, 2);
 pub const SHARED_P99_TARGET: (u64, u64) = (6, 5);
 pub const SHARED_MAX_TARGET: (u64, u64) = (2, 1);
 
-/// The p99 and max targets a row is judged by: the sharing ones for [`SHARED`].
+/// The p99 and max targets a row is judged by: the sharing ones for [`SHARED`] and
+/// [`SHARED_1`].
 pub fn targets_of(row: &Row) -> ((u64, u64), (u64, u64)) {
-    if row.scenario == SHARED {
+    if row.scenario == SHARED || row.scenario == SHARED_1 {
         (SHARED_P99_TARGET, SHARED_MAX_TARGET)
     } else {
         (P99_TARGET, MAX_TARGET)
+    }
+}
+
+/// Why an `-icount` row gets no verdict, if it gets none: the busy-neighbour baseline is
+/// QEMU's floor, and whether QEMU's round robin distorts [`SHARED_2`] is not known yet.
+fn unjudged(row: &Row) -> Option<(&'static str, &'static str)> {
+    match row.scenario.as_str() {
+        NATIVE_BUSY => Some(("none (baseline)", "–")),
+        SHARED_2 => Some(("none", "not judged yet")),
+        _ => None,
     }
 }
 
@@ -172,6 +184,8 @@ pub struct Row {
     /// The samples' distribution, summed over the row's rounds (rows from before the RTOS
     /// printed histograms have none).
     pub hist: Option<Histogram>,
+    /// The path-length plugin's count of the run (`--plugin`, `-icount` rows only).
+    pub pathlen: Option<PathSummary>,
 }
 
 /// What identifies a row in the results file: a newer row with the same key replaces it.
@@ -211,6 +225,9 @@ impl Row {
         });
         if let Some(h) = &self.hist {
             row["histogram"] = h.to_json();
+        }
+        if let Some(p) = &self.pathlen {
+            p.add_to(&mut row);
         }
         row
     }
@@ -252,6 +269,7 @@ impl Row {
             stats,
             wall_seconds,
             hist,
+            pathlen: PathSummary::from_row(value),
         })
     }
 }
@@ -379,8 +397,7 @@ pub fn compare(rows: &[Row]) -> Vec<Comparison> {
             continue;
         };
         let (s, b) = (&row.stats, &base.stats);
-        // The busy-neighbour row is a baseline too: QEMU's floor, no target of spumone's.
-        let judged = row.icount && row.scenario != NATIVE_BUSY;
+        let judged = row.icount && unjudged(row).is_none();
         let (p99_target, max_target) = targets_of(row);
         let verdict = judged.then(|| {
             let mut unmet = Vec::new();
@@ -468,16 +485,22 @@ pub fn render_markdown(rows: &[Row]) -> String {
             r.wall_seconds
         );
     }
+    let paths: Vec<(String, PathSummary)> = rows
+        .iter()
+        .filter_map(|r| Some((plot_title(r), r.pathlen?)))
+        .collect();
     let comparisons = compare(rows);
     if comparisons.is_empty() {
-        return md;
+        return md + &pathlen::markdown(&paths);
     }
     let _ = writeln!(md, "\n## Under spumone / native ({NATIVE}, same clock)\n");
     let _ = writeln!(
         md,
         "Targets apply under `icount` only. A core of the RTOS's own (`rtos`, `demo`): {}; \
-         the RTOS's core shared with Linux (`{SHARED}`): {}. Wall-clock numbers follow the \
-         host's load and are shown for reference.\n",
+         the RTOS's core shared with Linux (`{SHARED}`, and `{SHARED_1}`, the one-core machine \
+         QEMU times exactly): {}. `{SHARED_2}` is reported but not judged yet: whether QEMU's \
+         round robin of its two vCPUs distorts it is not known yet. Wall-clock numbers follow \
+         the host's load and are shown for reference.\n",
         target_words(P99_TARGET, MAX_TARGET),
         target_words(SHARED_P99_TARGET, SHARED_MAX_TARGET),
     );
@@ -492,8 +515,10 @@ pub fn render_markdown(rows: &[Row]) -> String {
             _ if baseline(rows, r.icount).is_none() => {
                 ("–".to_string(), format!("no {NATIVE} row"))
             }
-            None if r.scenario == NATIVE_BUSY => ("none (baseline)".to_string(), "–".to_string()),
-            None => ("none (wall)".to_string(), "–".to_string()),
+            None => match unjudged(r) {
+                Some((goal, result)) if r.icount => (goal.to_string(), result.to_string()),
+                _ => ("none (wall)".to_string(), "–".to_string()),
+            },
             Some(Ok(())) => (target_text(r), "met".to_string()),
             Some(Err(unmet)) => (target_text(r), format!("not met ({})", unmet.join(", "))),
         };
@@ -509,7 +534,7 @@ pub fn render_markdown(rows: &[Row]) -> String {
             r.stats.misses,
         );
     }
-    md
+    md + &pathlen::markdown(&paths)
 }
 
 /// Where benchmarks keep results, and the images they boot (apart from the tests' images).
@@ -534,6 +559,9 @@ pub struct LatencyBenchOptions {
     pub policy: Option<&'static str>,
     /// The rows beside Linux under this load of [`LINUX_LOADS`] only; `None`: all three.
     pub load: Option<&'static str>,
+    /// Load the path-length plugin into the `-icount` runs (`--plugin`): under MTTCG every
+    /// window beside a running vCPU would count as distorted, and the lock would cost most.
+    pub plugin: bool,
 }
 
 impl LatencyBenchOptions {
@@ -598,6 +626,11 @@ pub fn rtos_latency(options: &LatencyBenchOptions) -> Result<()> {
         let s = scenario::lookup(NATIVE_BUSY)?;
         let firmware = firmware::build_into(s, &build, &bench_images_dir(NATIVE_BUSY))?;
         built.push((firmware, neighbours, Some(NEIGHBOUR_LOAD)));
+    } else {
+        // The other groups' ratios are against the baseline of this same run.
+        let s = scenario::lookup(NATIVE)?;
+        let firmware = firmware::build_into(s, &build, &bench_images_dir(NATIVE))?;
+        built.push((firmware, options.latency, None));
     }
     // After building: cargo must stay interruptible; Ctrl-C now reaches QEMU.
     signals::ignore_interrupts();
@@ -617,6 +650,7 @@ pub fn rtos_latency(options: &LatencyBenchOptions) -> Result<()> {
                 icount,
                 echo: false,
                 latency: *latency,
+                pathlen: options.plugin && icount,
                 ..RunOptions::new(firmware.scenario)
             };
             let outcome = run::launch(firmware, &run_options)?;
@@ -639,6 +673,7 @@ pub fn rtos_latency(options: &LatencyBenchOptions) -> Result<()> {
                 stats,
                 wall_seconds: outcome.elapsed.as_secs_f64(),
                 hist: Histogram::sum(&hist),
+                pathlen: outcome.pathlen.as_ref().map(PathSummary::of),
             };
             println!(
                 "bench: {name} ({}): p50={} p99={} max={} misses={} in {:.1} s",
@@ -669,8 +704,23 @@ pub fn rtos_latency(options: &LatencyBenchOptions) -> Result<()> {
 pub const DEMO: &str = "demo";
 /// Scenario where the RTOS shares core 0 with Linux's vCPU 0 (same probe as `demo`).
 pub const SHARED: &str = "shared";
-/// The migration policies `shared` runs under, as `--policy` names them.
+/// The same sharing on a one-core machine, which QEMU times exactly under `-icount`.
+pub const SHARED_1: &str = "shared-1";
+/// The same sharing on a two-core machine: Linux's vCPU 0 has one core to migrate to.
+pub const SHARED_2: &str = "shared-2";
+/// The migration policies `shared` and `shared-2` run under, as `--policy` names them.
 pub const POLICIES: [&str; 3] = ["pinned", "spumone", "load"];
+
+/// The policies a group's rows run under: every one of [`POLICIES`] where Linux has cores to
+/// migrate to, `pinned` alone on one core (nowhere to migrate), none for a group without a
+/// shared core.
+pub fn policies_of(group: &str) -> &'static [&'static str] {
+    match group {
+        SHARED | SHARED_2 => &POLICIES,
+        SHARED_1 => &POLICIES[..1],
+        _ => &[],
+    }
+}
 /// The `load` of rows measured while Linux sat at its shell prompt.
 pub const IDLE_LOAD: &str = "linux-idle";
 /// The `load` of rows measured while Linux ran [`busy_command`].
@@ -682,7 +732,7 @@ pub const IPC_LOAD: &str = "linux-ipc";
 pub const LINUX_LOADS: [&str; 3] = [IDLE_LOAD, BUSY_LOAD, IPC_LOAD];
 
 /// Which groups of rows `bench rtos-latency --only` may pick.
-pub const LATENCY_GROUPS: &[&str] = &["rtos", DEMO, SHARED];
+pub const LATENCY_GROUPS: &[&str] = &["rtos", DEMO, SHARED, SHARED_1, SHARED_2];
 
 /// Linux's CPU and syscall stress for `seconds`: four `md5sum /dev/zero` and a shell
 /// loop forking pipelines, stopped by `kill`; the command's status stays 0.
@@ -716,11 +766,14 @@ pub fn beside_linux_cases(
         cases.push((DEMO, None, BUSY_LOAD, busy_command(seconds)));
         cases.push((DEMO, None, IPC_LOAD, ipc_command(seconds)));
     }
-    if groups.contains(&SHARED) {
-        for policy in POLICIES {
-            cases.push((SHARED, Some(policy), IDLE_LOAD, idle.clone()));
-            cases.push((SHARED, Some(policy), BUSY_LOAD, busy_command(seconds)));
-            cases.push((SHARED, Some(policy), IPC_LOAD, ipc_command(seconds)));
+    for group in [SHARED, SHARED_1, SHARED_2] {
+        if !groups.contains(&group) {
+            continue;
+        }
+        for &policy in policies_of(group) {
+            cases.push((group, Some(policy), IDLE_LOAD, idle.clone()));
+            cases.push((group, Some(policy), BUSY_LOAD, busy_command(seconds)));
+            cases.push((group, Some(policy), IPC_LOAD, ipc_command(seconds)));
         }
     }
     cases.retain(|(_, policy, load, _)| {
@@ -775,6 +828,7 @@ fn linux_load_row(
         echo: false,
         cmd: Some(cmd.to_string()),
         policy: policy.map(str::to_string),
+        pathlen: options.plugin && icount,
         ..RunOptions::new(firmware.scenario)
     };
     let outcome = run::launch(firmware, &run_options)?;
@@ -812,6 +866,7 @@ fn linux_load_row(
         stats,
         wall_seconds: outcome.elapsed.as_secs_f64(),
         hist: Histogram::sum(&hists),
+        pathlen: outcome.pathlen.as_ref().map(PathSummary::of),
     };
     println!(
         "bench: {name} ({}): {} rounds, p99={} max={} misses={}",
@@ -1042,6 +1097,7 @@ mod tests {
             stats: s,
             wall_seconds: 1.5,
             hist: None,
+            pathlen: None,
         }
     }
 
@@ -1282,6 +1338,29 @@ mod tests {
     }
 
     #[test]
+    fn one_core_is_judged_by_the_sharing_targets_and_two_cores_not_yet() {
+        let rows = [
+            row("rtos-native", true, stats(100, 100, 0)),
+            row(SHARED_1, true, stats(120, 200, 0)),
+            row(SHARED_1, true, stats(121, 200, 0)),
+            row(SHARED_2, true, stats(900, 900, 5)),
+            row(SHARED_2, false, stats(900, 900, 5)),
+        ];
+        let c = compare(&rows);
+        assert_eq!(c[0].verdict, Some(Ok(())));
+        assert_eq!(c[1].verdict, Some(Err(vec!["p99".into()])));
+        assert_eq!((c[2].verdict.clone(), c[2].p99_ratio), (None, Some(9.0)));
+        let md = render_markdown(&rows);
+        assert!(
+            md.contains(
+                "| shared-2 | icount | – | – | 9.00× | 9.00× | 5 | none | not judged yet |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| shared-2 | wall | – | – | n/a | n/a | 5 | – | no rtos-native row |"));
+    }
+
+    #[test]
     fn markdown_has_every_row_and_the_verdicts() {
         let rows = [
             row("rtos-native", true, stats(100, 100, 0)),
@@ -1382,9 +1461,22 @@ mod tests {
             clock: None,
             policy: None,
             load: None,
+            plugin: false,
         };
         assert_eq!(all.clocks(), [true, false]);
-        assert_eq!(beside_linux_cases(&all, LATENCY_GROUPS).len(), 3 + 3 * 3);
+        // demo; shared and shared-2 under three policies; shared-1 under pinned alone.
+        assert_eq!(
+            beside_linux_cases(&all, LATENCY_GROUPS).len(),
+            3 + 3 * 3 + 3 + 3 * 3
+        );
+        let one_core: Vec<_> = beside_linux_cases(&all, &[SHARED_1])
+            .into_iter()
+            .map(|(name, policy, load, _)| (name, policy, load))
+            .collect();
+        assert_eq!(
+            one_core,
+            [IDLE_LOAD, BUSY_LOAD, IPC_LOAD].map(|load| (SHARED_1, Some("pinned"), load))
+        );
         let one = LatencyBenchOptions {
             clock: Some(true),
             policy: Some("spumone"),
@@ -1397,11 +1489,13 @@ mod tests {
             .map(|(name, policy, load, _)| (name, policy, load))
             .collect();
         // `demo` has no policy, so a policy leaves its row in; `--only shared` drops it.
+        // `shared-1` runs no policy but `pinned`.
         assert_eq!(
             picked,
             [
                 (DEMO, None, BUSY_LOAD),
-                (SHARED, Some("spumone"), BUSY_LOAD)
+                (SHARED, Some("spumone"), BUSY_LOAD),
+                (SHARED_2, Some("spumone"), BUSY_LOAD)
             ]
         );
         let shared = beside_linux_cases(&one, &[SHARED]);

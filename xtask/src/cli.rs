@@ -83,16 +83,18 @@ pub enum Command {
         dsm: Option<bool>,
         /// `dsm`: also the kernel build with the DSM on and off (`--kbuild`).
         kbuild: bool,
-        /// `rtos-latency`: only one group of rows (`--only rtos|demo|shared`); `kbuild`:
-        /// only `demo` or only `shared` beside the native baseline; `disk`: only `linux` or
-        /// only `demo`.
+        /// `rtos-latency`: only one group of rows (`--only rtos|demo|shared|shared-1|
+        /// shared-2`); `kbuild`: only `demo` or only `shared` beside the native baseline;
+        /// `disk`: only `linux` or only `demo`.
         only: Option<String>,
-        /// `kbuild`, `rtos-latency`: `shared` under this migration policy only; `None` runs
-        /// all three.
+        /// `kbuild`, `rtos-latency`: the shared-core scenarios under this migration policy
+        /// only; `None` runs all three (`shared-1` runs `pinned` only).
         policy: Option<String>,
         /// `rtos-latency`: the rows beside Linux under this load only (`linux-idle`,
         /// `linux-busy`, `linux-ipc`); `None` runs all three.
         load: Option<String>,
+        /// `rtos-latency`: load the path-length plugin into the `-icount` runs (`--plugin`).
+        plugin: bool,
     },
 }
 
@@ -127,11 +129,14 @@ commands:
                           PARTITION, check CHECKER, events (until Ctrl-C); migrate and
                           policy are not supported yet; --json prints JSON; exit status 1 on
                           an error answer or when no run listens
-  bench rtos-latency [--samples N] [--period-us P] [--timeout SECS] [--only rtos|demo|shared]
-      [--clock icount|wall] [--policy pinned|spumone|load] [--load linux-idle|linux-busy|linux-ipc]
+  bench rtos-latency [--samples N] [--period-us P] [--timeout SECS]
+      [--only rtos|demo|shared|shared-1|shared-2] [--clock icount|wall]
+      [--policy pinned|spumone|load] [--load linux-idle|linux-busy|linux-ipc] [--plugin]
                           RTOS dispatch latency, native and under spumone, with and without
                           --icount; --only, --clock, --policy and --load run only those;
-                          writes target/bench/rtos-latency.{{json,md}}
+                          the loads beside Linux last N × P (--samples 100000: 10^5 periods);
+                          --plugin counts the RTOS's path and its distorted windows in the
+                          -icount runs (TCG plugin); writes target/bench/rtos-latency.{{json,md}}
   bench dsm [--kbuild] [--timeout SECS]
                           the DSM's costs from one demo run per clock (benign workload, then
                           the text_patch attack): full pass per checker and its share of the
@@ -384,6 +389,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
             let policy = flags.value("--policy")?;
             let load = flags.value("--load")?;
             let kbuild = flags.switch("--kbuild");
+            let plugin = flags.switch("--plugin");
             let Some(name) = flags.positional()? else {
                 bail!("bench needs a name: cargo xtask bench rtos-latency");
             };
@@ -399,6 +405,9 @@ pub fn parse(args: &[String]) -> Result<Command> {
             }
             if name != "dsm" && kbuild {
                 bail!("--kbuild is for bench dsm");
+            }
+            if name != "rtos-latency" && plugin {
+                bail!("--plugin is for bench rtos-latency");
             }
             if name != "kbuild" && (quick || dsm.is_some()) {
                 bail!("--quick and --dsm are for bench kbuild");
@@ -447,13 +456,18 @@ pub fn parse(args: &[String]) -> Result<Command> {
                     );
                 }
             }
-            let shared = only.as_deref().is_none_or(|g| g == crate::bench::SHARED);
             let demo = only.as_deref().is_none_or(|g| g == crate::bench::DEMO);
-            if policy.is_some() && !shared {
-                bail!(
-                    "--policy is for the shared runs: it does not go with --only {}",
-                    only.as_deref().unwrap_or_default()
-                );
+            if let (Some(p), Some(group)) = (&policy, only.as_deref()) {
+                match crate::bench::policies_of(group) {
+                    [] => bail!(
+                        "--policy is for the shared runs: it does not go with --only {group}"
+                    ),
+                    allowed if !allowed.contains(&p.as_str()) => bail!(
+                        "--only {group} runs under policy {} only (one core: nowhere to migrate), not `{p}`",
+                        allowed.join(", ")
+                    ),
+                    _ => {}
+                }
             }
             if dsm.is_some() && !demo {
                 bail!("--dsm is for the demo runs: it does not go with --only shared");
@@ -470,6 +484,7 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 only,
                 policy,
                 load,
+                plugin,
             }
         }
         "gdb" => {
@@ -816,6 +831,7 @@ mod tests {
                 only: None,
                 policy: None,
                 load: None,
+                plugin: false,
             }
         );
         assert_eq!(
@@ -832,6 +848,7 @@ mod tests {
                 only: None,
                 policy: None,
                 load: None,
+                plugin: false,
             }
         );
         assert!(matches!(
@@ -847,6 +864,18 @@ mod tests {
                 if group == "shared" && p == "spumone" && l == "linux-busy"
         ));
         assert!(matches!(
+            parse_str("bench rtos-latency --only shared-2 --policy load --samples 100000").unwrap(),
+            Command::Bench { only: Some(group), policy: Some(p), samples: Some(100_000), .. }
+                if group == "shared-2" && p == "load"
+        ));
+        assert!(matches!(
+            parse_str("bench rtos-latency --only shared-1 --policy pinned").unwrap(),
+            Command::Bench { only: Some(group), .. } if group == "shared-1"
+        ));
+        // One core: nowhere to migrate.
+        let err = parse_str("bench rtos-latency --only shared-1 --policy spumone").unwrap_err();
+        assert!(err.to_string().contains("policy pinned only"), "{err}");
+        assert!(matches!(
             parse_str("bench kbuild --only shared --policy spumone").unwrap(),
             Command::Bench { only: Some(group), policy: Some(p), .. }
                 if group == "shared" && p == "spumone"
@@ -857,6 +886,7 @@ mod tests {
             "bench kbuild --policy fast",
             "bench kbuild --only demo --policy load",
             "bench kbuild --only shared --dsm on",
+            "bench kbuild --only shared-1",
             "bench rtos-latency --only demo --policy pinned",
             "bench rtos-latency --only rtos --policy pinned",
             "bench rtos-latency --only rtos --load linux-busy",
@@ -880,6 +910,7 @@ mod tests {
                 only: None,
                 policy: None,
                 load: None,
+                plugin: false,
             }
         );
         assert!(matches!(
@@ -901,6 +932,7 @@ mod tests {
             "bench rtos-latency --samples many",
             "bench rtos-latency --period-us 99999999999",
             "bench rtos-latency --icount",
+            "bench kbuild --plugin",
             "bench rtos-latency --quick",
             "bench kbuild --samples 10",
             "bench kbuild --clock cpu",

@@ -24,16 +24,23 @@ pub struct LinuxLayout {
     pub initrd_size: u64,
 }
 
-/// Loads and validates a config; the board crate's message becomes one line.
+/// A config validated by the board crate; its message becomes one line.
+fn validated(path: &Path) -> Result<board::ValidatedConfig> {
+    board::load_config(path).map_err(|e| {
+        let text = e.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        anyhow::anyhow!("invalid config: {}", lines.join("; "))
+    })
+}
+
+/// How many cores the config's machine has (QEMU's `-smp`).
+pub fn cores(path: &Path) -> Result<u32> {
+    Ok(u32::from(validated(path)?.cores()))
+}
+
+/// Loads and validates a config.
 pub fn load(path: &Path) -> Result<Vec<Partition>> {
-    let config = match board::load_config(path) {
-        Ok(config) => config,
-        Err(e) => {
-            let text = e.to_string();
-            let lines: Vec<&str> = text.lines().collect();
-            bail!("invalid config: {}", lines.join("; "))
-        }
-    };
+    let config = validated(path)?;
     let mut partitions: Vec<Partition> = config
         .partitions()
         .iter()

@@ -150,6 +150,8 @@ impl Default for BuildOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Firmware {
     pub scenario: &'static Scenario,
+    /// The machine's cores (`-smp`): a native scenario's, or the config's.
+    pub cpus: u32,
     /// What QEMU's `-kernel` loads (spumone, or the guest itself for a native run).
     pub kernel: PathBuf,
     /// Guest ELF images loaded at their link addresses by `-device loader`.
@@ -549,17 +551,18 @@ pub fn build_into(
     dir: &Path,
 ) -> Result<Firmware> {
     match scenario.kind {
-        Kind::Native { image, .. } => {
+        Kind::Native { image, cpus } => {
             println!("build: {} ({image} without the hypervisor)", scenario.name);
             if guest_image(image).map(|g| g.source) == Some(ImageSource::DebianLinux) {
                 linux::ensure(false)?;
                 let kernel = stash(&linux::kernel_image(), dir, "Image")?;
                 let initrd = stash(&linux::initramfs(), dir, "initramfs.cpio.gz")?;
-                return Ok(native_linux(scenario, kernel, initrd));
+                return Ok(native_linux(scenario, cpus, kernel, initrd));
             }
             let kernel = build_guest(image, scenario.name, dir, options)?;
             Ok(Firmware {
                 scenario,
+                cpus,
                 kernel,
                 loads: Vec::new(),
                 consoles: vec![image.to_string()],
@@ -618,6 +621,7 @@ pub fn build_into(
             let (raw_loads, boot_info) = linux_loads(&partitions, dir, true, measured)?;
             Ok(Firmware {
                 scenario,
+                cpus: config::cores(&config_path)?,
                 hv_elf: Some(kernel.clone()),
                 kernel,
                 loads,
@@ -645,9 +649,15 @@ pub fn boots_linux(scenario: &Scenario) -> bool {
 }
 
 /// The Debian kernel booted directly by QEMU, its console shown as `[linux]`.
-fn native_linux(scenario: &'static Scenario, kernel: PathBuf, initrd: PathBuf) -> Firmware {
+fn native_linux(
+    scenario: &'static Scenario,
+    cpus: u32,
+    kernel: PathBuf,
+    initrd: PathBuf,
+) -> Firmware {
     Firmware {
         scenario,
+        cpus,
         kernel,
         loads: Vec::new(),
         consoles: vec![linux::CONSOLE.to_string()],
@@ -675,17 +685,19 @@ pub fn prebuilt(scenario: &'static Scenario) -> Result<Firmware> {
         Ok(path)
     };
     match scenario.kind {
-        Kind::Native { image, .. }
+        Kind::Native { image, cpus }
             if guest_image(image).map(|g| g.source) == Some(ImageSource::DebianLinux) =>
         {
             Ok(native_linux(
                 scenario,
+                cpus,
                 need("Image")?,
                 need("initramfs.cpio.gz")?,
             ))
         }
-        Kind::Native { image, .. } => Ok(Firmware {
+        Kind::Native { image, cpus } => Ok(Firmware {
             scenario,
+            cpus,
             kernel: need(&format!("{image}.elf"))?,
             loads: Vec::new(),
             consoles: vec![image.to_string()],
@@ -697,7 +709,8 @@ pub fn prebuilt(scenario: &'static Scenario) -> Result<Firmware> {
             boot_info: None,
         }),
         Kind::Hypervisor { config } => {
-            let partitions = config::load(&workspace_root().join(config))?;
+            let config_path = workspace_root().join(config);
+            let partitions = config::load(&config_path)?;
             let kernel = need("spumone.elf")?;
             let mut loads = Vec::new();
             for p in partitions.iter().filter(|p| p.linux.is_none()) {
@@ -710,6 +723,7 @@ pub fn prebuilt(scenario: &'static Scenario) -> Result<Firmware> {
             let (raw_loads, boot_info) = linux_loads(&partitions, &dir, false, measured)?;
             Ok(Firmware {
                 scenario,
+                cpus: config::cores(&config_path)?,
                 hv_elf: Some(kernel.clone()),
                 kernel,
                 loads,

@@ -1185,6 +1185,7 @@ pub fn bench(plan: Plan, timeout: Option<Duration>) -> Result<Vec<KbuildRow>> {
                         wall_seconds: m.row.wall_seconds,
                         // Not kept for the build's rounds yet, so not plotted.
                         hist: None,
+                        pathlen: None,
                     }),
                     None => println!(
                         "{}: no RTOS latency line during the build; no latency row",

@@ -9,6 +9,7 @@
 //! - [`monitor`]: each CPU's state when a run stalls, from QEMU's monitor;
 //! - [`ctl`]: `cargo xtask ctl`, the operator's commands to a running board, and the socket a
 //!   run serves them on;
+//! - [`pathlen`]: the path-length TCG plugin: built, its markers resolved, its report read;
 //! - [`demux`], [`defmt_log`], [`event`]: turn spumone's framed UART stream into those lines.
 
 pub mod attack;
@@ -30,6 +31,7 @@ pub mod kbuild;
 pub mod linux;
 pub mod modules;
 pub mod monitor;
+pub mod pathlen;
 pub mod paths;
 pub mod probe;
 pub mod qemu;

@@ -217,6 +217,7 @@ fn real_main(args: &[String]) -> Result<u8> {
             clock,
             policy,
             load,
+            plugin,
             ..
         } => {
             debug_assert_eq!(name, "rtos-latency");
@@ -244,6 +245,7 @@ fn real_main(args: &[String]) -> Result<u8> {
                 clock,
                 policy,
                 load,
+                plugin,
             })?;
         }
         Command::Attack {

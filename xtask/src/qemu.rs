@@ -18,6 +18,8 @@ pub struct QemuOptions {
     /// More disks, each a `virtio-blk-pci` function in a fixed slot of the root bus (the
     /// probes' scratch disks); writes go to an overlay.
     pub pci_disks: Vec<PciDisk>,
+    /// A TCG plugin to load (the path-length plugin, [`crate::pathlen`]).
+    pub plugin: Option<crate::pathlen::QemuPlugin>,
 }
 
 /// A disk on the PCIe root bus at a fixed slot, so the guest finds it by its PCI address
@@ -59,17 +61,11 @@ pub const NATIVE_MACHINE: &str = "virt,gic-version=3,highmem=off";
 pub fn args(firmware: &Firmware, options: &QemuOptions) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |items: &[&str]| args.extend(items.iter().map(OsString::from));
-    let cpus = match firmware.scenario.kind {
-        Kind::Hypervisor { .. } => {
-            push(&["-M", HYPERVISOR_MACHINE]);
-            4
-        }
-        Kind::Native { cpus, .. } => {
-            push(&["-M", NATIVE_MACHINE]);
-            cpus
-        }
-    };
-    push(&["-cpu", "cortex-a72", "-smp", &cpus.to_string()]);
+    match firmware.scenario.kind {
+        Kind::Hypervisor { .. } => push(&["-M", HYPERVISOR_MACHINE]),
+        Kind::Native { .. } => push(&["-M", NATIVE_MACHINE]),
+    }
+    push(&["-cpu", "cortex-a72", "-smp", &firmware.cpus.to_string()]);
     // A guest reset ends the run rather than looping through boot again.
     push(&["-m", "2G", "-nographic", "-no-reboot"]);
     if options.icount {
@@ -77,6 +73,10 @@ pub fn args(firmware: &Firmware, options: &QemuOptions) -> Vec<OsString> {
     }
     if options.gdb {
         push(&["-s", "-S"]);
+    }
+    if let Some(plugin) = &options.plugin {
+        // `-d plugin` shows what the plugin prints (QEMU's log goes to stderr).
+        push(&["-plugin", &plugin.option(), "-d", "plugin"]);
     }
     if let Some(disk) = &options.disk {
         let mut drive = OsString::from("file=");
@@ -198,6 +198,7 @@ mod tests {
     fn hv_firmware() -> Firmware {
         Firmware {
             scenario: find("rtos").unwrap(),
+            cpus: 4,
             kernel: PathBuf::from("/img/spumone.elf"),
             loads: vec![PathBuf::from("/img/rtos.elf")],
             consoles: vec!["rtos".into()],
@@ -219,6 +220,16 @@ mod tests {
              -cpu cortex-a72 -smp 4 -m 2G -nographic -no-reboot -nic none -kernel /img/spumone.elf \
              -device loader,file=/img/rtos.elf"
         );
+    }
+
+    #[test]
+    fn smp_follows_the_machine_s_cores() {
+        let one_core = Firmware {
+            cpus: 1,
+            ..hv_firmware()
+        };
+        let line = command_line(&args(&one_core, &QemuOptions::default()));
+        assert!(line.contains(" -cpu cortex-a72 -smp 1 -m 2G "), "{line}");
     }
 
     #[test]
@@ -247,6 +258,26 @@ mod tests {
             "{line}"
         );
         assert!(line.contains(" -s -S "), "{line}");
+    }
+
+    #[test]
+    fn a_plugin_is_loaded_with_its_arguments_and_its_log_shown() {
+        let options = QemuOptions {
+            icount: true,
+            plugin: Some(crate::pathlen::QemuPlugin {
+                library: PathBuf::from("/lib/libspumone_pathlen.so"),
+                args: vec!["out=r.json".into()],
+            }),
+            ..QemuOptions::default()
+        };
+        let line = command_line(&args(&hv_firmware(), &options));
+        assert!(
+            line.contains(
+                " -icount shift=0,align=off,sleep=off \
+                 -plugin file=/lib/libspumone_pathlen.so,out=r.json -d plugin "
+            ),
+            "{line}"
+        );
     }
 
     #[test]
@@ -299,6 +330,7 @@ mod tests {
     fn native_command_line_has_no_virtualization() {
         let firmware = Firmware {
             scenario: find("rtos-native").unwrap(),
+            cpus: 1,
             kernel: PathBuf::from("/img/rtos.elf"),
             loads: vec![],
             consoles: vec!["rtos".into()],
@@ -321,6 +353,7 @@ mod tests {
     fn native_linux_gets_three_cores_initrd_and_append() {
         let firmware = Firmware {
             scenario: find("linux-native").unwrap(),
+            cpus: 3,
             kernel: PathBuf::from("/img/Image"),
             loads: vec![],
             consoles: vec!["linux".into()],

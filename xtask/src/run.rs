@@ -69,6 +69,9 @@ pub struct RunOptions {
     /// the DSM's first pass, each next one [`PAUSE_GAP`] after a resume; after the last
     /// resume, [`PAUSE_CYCLES_DONE`] and a newline, for Linux to read.
     pub pause_cycles: u32,
+    /// Load the path-length plugin (`--plugin`): its markers come from the images' ELF
+    /// symbols, and its report comes back in [`RunOutcome::pathlen`].
+    pub pathlen: bool,
 }
 
 /// How long after a resume the next operator pause of a cycle is typed.
@@ -92,6 +95,7 @@ impl RunOptions {
             dsm_pause: false,
             resume_after_pause: None,
             pause_cycles: 0,
+            pathlen: false,
             forward_stdin: false,
             tui: false,
             disk: None,
@@ -159,6 +163,8 @@ pub struct RunOutcome {
     pub shutdown_at: Option<Duration>,
     pub log_dir: PathBuf,
     pub command_line: String,
+    /// The path-length plugin's report, when the run loaded it ([`RunOptions::pathlen`]).
+    pub pathlen: Option<crate::pathlen::Report>,
 }
 
 impl RunOutcome {
@@ -321,15 +327,35 @@ pub fn launch(firmware: &Firmware, options: &RunOptions) -> Result<RunOutcome> {
             );
         }
     }
+    let report = logs_dir(firmware.scenario.name).join(crate::pathlen::REPORT);
+    let plugin = if options.pathlen {
+        fs::create_dir_all(logs_dir(firmware.scenario.name))?;
+        // A report left by an earlier run must not pass for this one's.
+        let _ = fs::remove_file(&report);
+        Some(crate::pathlen::prepare(firmware, &report)?)
+    } else {
+        None
+    };
     let qemu_options = QemuOptions {
         icount: options.icount,
         gdb: false,
         disk: options.disk.clone(),
         pci_disks: options.pci_disks.clone(),
+        plugin,
     };
     let flags = boot_flags(options, firmware)?;
     let firmware = with_boot_flags(firmware, options.cmd.as_deref(), flags)?;
-    supervise(&firmware, options, &qemu_options, None)
+    let mut outcome = supervise(&firmware, options, &qemu_options, None)?;
+    if options.pathlen {
+        let read = crate::pathlen::read_report(&report).with_context(|| {
+            format!(
+                "the path-length plugin left no report (QEMU's lines: {})",
+                paths::display(&outcome.log_dir.join("all.log"))
+            )
+        })?;
+        outcome.pathlen = Some(read);
+    }
+    Ok(outcome)
 }
 
 /// `firmware` with `cmd` passed on the Linux kernel command line (quietly: the kernel's log
@@ -517,6 +543,7 @@ pub(crate) fn supervise(
         shutdown_at: None,
         log_dir: log_dir.clone(),
         command_line,
+        pathlen: None,
     };
     let mut deadline = options.timeout.map(|t| started + t);
     // Under spumone, when Linux stops beside an RTOS, the machine keeps running: the run ends
@@ -1057,6 +1084,7 @@ mod tests {
             shutdown_at: None,
             log_dir: PathBuf::from("target/logs").join(scenario),
             command_line: String::new(),
+            pathlen: None,
         }
     }
 

@@ -78,6 +78,22 @@ pub const SCENARIOS: &[Scenario] = &[
         tested: true,
     },
     Scenario {
+        name: "shared-1",
+        description: "a one-core machine (-smp 1): the RTOS and a one-vCPU Linux share core 0 (RTOS first), policy pinned; the sharing QEMU times exactly",
+        kind: Kind::Hypervisor {
+            config: "board/configs/shared-1.toml",
+        },
+        tested: true,
+    },
+    Scenario {
+        name: "shared-2",
+        description: "a two-core machine (-smp 2): the RTOS and Linux vCPU 0 share core 0 (RTOS first), Linux vCPU 1 owns core 1, policy pinned",
+        kind: Kind::Hypervisor {
+            config: "board/configs/shared-2.toml",
+        },
+        tested: true,
+    },
+    Scenario {
         name: "linux-native",
         description: "Debian arm64 Linux alone on QEMU, 3 cores, without the hypervisor (baseline)",
         // As many cores as the Linux partition has vCPUs under spumone, for a fair comparison.
@@ -159,6 +175,20 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_machine_has_the_cores_its_config_names() {
+        let cores = |name: &str| match lookup(name).unwrap().kind {
+            Kind::Hypervisor { config } => {
+                crate::config::cores(&workspace_root().join(config)).unwrap()
+            }
+            Kind::Native { cpus, .. } => cpus,
+        };
+        assert_eq!(cores("shared-1"), 1);
+        assert_eq!(cores("shared-2"), 2);
+        assert_eq!(cores("shared"), 4);
+        assert_eq!(cores("demo"), 4);
     }
 
     #[test]

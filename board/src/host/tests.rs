@@ -146,7 +146,7 @@ fn board() -> Board {
 
 fn problems(config: &str) -> Vec<Problem> {
     let raw: RawConfig = parse(Path::new("test.toml"), config).unwrap();
-    match check_partitions(&raw, &board()) {
+    match machine(&raw, board()).and_then(|board| check_partitions(&raw, &board)) {
         Ok(_) => Vec::new(),
         Err(p) => p,
     }
@@ -326,6 +326,34 @@ fn rejects_core_beyond_board() {
         &cfg,
         |p| matches!(p, Problem::CoreOutOfRange { partition, core: 4, cores: 4 } if partition == "linux"),
     );
+}
+
+#[test]
+fn a_machine_of_fewer_cores_confines_the_vcpus_to_them() {
+    // BASE places vCPUs on cores 0-2.
+    let three = format!("cores = 3\n{BASE}");
+    assert_eq!(problems(&three), vec![]);
+    let raw: RawConfig = parse(Path::new("test.toml"), &three).unwrap();
+    assert_eq!(machine(&raw, board()).unwrap().cores, 3);
+    let two = format!("cores = 2\n{BASE}");
+    assert_problem(
+        &two,
+        |p| matches!(p, Problem::CoreOutOfRange { partition, core: 2, cores: 2 } if partition == "linux"),
+    );
+}
+
+#[test]
+fn rejects_a_machine_of_no_cores_or_more_than_the_board_has() {
+    for cores in [0, 5] {
+        let cfg = format!("cores = {cores}\n{BASE}");
+        assert_eq!(
+            problems(&cfg),
+            vec![Problem::MachineCoresOutOfRange {
+                cores,
+                board_cores: 4
+            }]
+        );
+    }
 }
 
 #[test]

@@ -284,7 +284,10 @@ fn probe_round(buffer: &mut [u32], period_ns: u64) -> bool {
     LOST.store(0, Ordering::SeqCst);
     for slot in buffer.iter_mut() {
         match trcv_dtq(DTQ_LATENCY, FOREVER) {
-            Ok(deadline) => *slot = ticks_to_ns(timer::now().saturating_sub(deadline), freq),
+            Ok(deadline) => {
+                let now = timer::latency_timestamp();
+                *slot = ticks_to_ns(now.saturating_sub(deadline), freq);
+            }
             Err(error) => {
                 println!("latency probe: receive failed: {error:?}");
                 return false;

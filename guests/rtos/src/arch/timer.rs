@@ -17,6 +17,30 @@ pub fn now() -> u64 {
     value
 }
 
+/// [`now`] at the latency probe's timestamp: the same instructions, and the address of the
+/// counter read recorded in the ELF section `.rtos_latency_timestamp` (not loaded), where a
+/// path-length plugin ends the path from the IRQ vector to the task (see
+/// `docs/qemu-timing.md`). A section rather than a symbol: the compiler may inline the probe's
+/// loop more than once, and each copy records its own address. It adds no instruction.
+#[inline(always)]
+pub fn latency_timestamp() -> u64 {
+    let value: u64;
+    // SAFETY: as in `now`; the section entry is data outside the loaded image.
+    unsafe {
+        asm!(
+            "isb",
+            "2:",
+            "mrs {}, cntvct_el0",
+            ".pushsection .rtos_latency_timestamp, \"\", %progbits",
+            ".quad 2b",
+            ".popsection",
+            out(reg) value,
+            options(nomem, nostack, preserves_flags)
+        );
+    }
+    value
+}
+
 /// Counter ticks per second.
 pub fn frequency() -> u64 {
     let value: u64;
