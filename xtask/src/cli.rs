@@ -62,6 +62,12 @@ pub enum Command {
         /// The fuzzer's and storms' seed (`None`: from the clock).
         seed: Option<u64>,
     },
+    /// `ctl [--scenario NAME] [--json] COMMAND [ARG...]`: a command to a running board.
+    Ctl {
+        scenario: String,
+        command: crate::ctl::CtlCommand,
+        json: bool,
+    },
     Bench {
         name: String,
         samples: Option<u32>,
@@ -116,6 +122,13 @@ commands:
                           isolation probes in Linux (guests/linux/probes) and check each was
                           contained, spumone stayed up and the RTOS kept its rounds
   probe --list            list the probes and what each checks
+  ctl [--scenario NAME] [--json] COMMAND
+                          a command to the board a `cargo xtask run` of NAME (default
+                          {DEFAULT_SCENARIO}) boots, through its socket
+                          target/run/NAME/ctl.sock: status, pause|resume|stop|restart
+                          PARTITION, check CHECKER, events (until Ctrl-C); migrate and
+                          policy are not supported yet; --json prints JSON; exit status 1 on
+                          an error answer or when no run listens
   bench rtos-latency [--samples N] [--period-us P] [--timeout SECS]
       [--only rtos|demo|shared|shared-1|shared-2] [--clock icount|wall]
       [--policy pinned|spumone|load] [--load linux-idle|linux-busy|linux-ipc] [--plugin]
@@ -259,6 +272,18 @@ pub fn parse(args: &[String]) -> Result<Command> {
                 name,
                 timeout,
                 seed,
+            }
+        }
+        "ctl" => {
+            let json = flags.switch("--json");
+            let scenario = flags
+                .value("--scenario")?
+                .unwrap_or_else(|| DEFAULT_SCENARIO.to_string());
+            let command = crate::ctl::CtlCommand::new(flags.positionals())?;
+            Command::Ctl {
+                scenario,
+                command,
+                json,
             }
         }
         "build" => Command::Build {
@@ -540,6 +565,15 @@ impl Flags {
             }
         }
         Ok(found)
+    }
+
+    /// Every positional argument left, in order.
+    fn positionals(&mut self) -> Vec<String> {
+        self.args
+            .iter_mut()
+            .filter(|slot| slot.as_deref().is_some_and(|a| !a.starts_with('-')))
+            .filter_map(Option::take)
+            .collect()
     }
 
     fn finish(self) -> Result<()> {
@@ -939,6 +973,42 @@ mod tests {
             assert!(parse_str(bad).is_err(), "`{bad}` should be rejected");
         }
         assert!(usage().contains("bench disk [--clock icount|wall] [--only linux|demo]"));
+    }
+
+    #[test]
+    fn ctl_takes_a_command_its_arguments_a_scenario_and_json() {
+        let ctl = |line: &str| match parse_str(line).unwrap() {
+            Command::Ctl {
+                scenario,
+                command,
+                json,
+            } => (scenario, command.line(), json),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            ctl("ctl status"),
+            (DEFAULT_SCENARIO.to_string(), "status".to_string(), false)
+        );
+        assert_eq!(
+            ctl("ctl --json pause linux --scenario shared"),
+            ("shared".to_string(), "pause linux".to_string(), true)
+        );
+        assert_eq!(
+            ctl("ctl --scenario=linux events"),
+            ("linux".to_string(), "events".to_string(), false)
+        );
+        assert_eq!(ctl("ctl migrate linux 2 0").1, "migrate linux 2 0");
+        for bad in [
+            "ctl",
+            "ctl frobnicate",
+            "ctl pause",
+            "ctl status --bogus",
+            "ctl --scenario",
+            "ctl resume linux rtos",
+        ] {
+            assert!(parse_str(bad).is_err(), "`{bad}` should be rejected");
+        }
+        assert!(usage().contains("ctl [--scenario NAME] [--json] COMMAND"));
     }
 
     #[test]

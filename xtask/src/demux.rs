@@ -28,6 +28,9 @@ pub struct Line {
     pub text: String,
     /// Set on `[hv] event: ...` lines.
     pub event: Option<Event>,
+    /// Set on `[hv] mgmt: ...` lines: one frame of an answer to a management request
+    /// ([`spumone_abi::mgmt::Answer`]), as sent.
+    pub answer: Option<String>,
 }
 
 /// How the serial stream is laid out.
@@ -157,6 +160,16 @@ impl Demux {
                     source: Source::Hv,
                     text: format!("event: {event}"),
                     event: Some(event),
+                    answer: None,
+                });
+            }
+            chan::HV_MGMT => {
+                let text = String::from_utf8_lossy(payload).into_owned();
+                out.push(Line {
+                    source: Source::Hv,
+                    text: format!("mgmt: {text}"),
+                    event: None,
+                    answer: Some(text),
                 });
             }
             _ => match chan::guest_index(channel) {
@@ -200,8 +213,10 @@ impl Demux {
     }
 
     fn known_channel(&self, channel: u8) -> bool {
-        matches!(channel, chan::HV_LOG | chan::HV_TEXT | chan::HV_EVENT)
-            || chan::guest_index(channel).is_some_and(|n| n < self.partitions.len())
+        matches!(
+            channel,
+            chan::HV_LOG | chan::HV_TEXT | chan::HV_EVENT | chan::HV_MGMT
+        ) || chan::guest_index(channel).is_some_and(|n| n < self.partitions.len())
     }
 
     /// Appends text to `source`'s unfinished line and emits every completed line.
@@ -235,16 +250,20 @@ fn plain(source: Source, text: &str) -> Line {
         source,
         text: text.to_string(),
         event: None,
+        answer: None,
     }
 }
 
 fn text_line(source: Source, bytes: &[u8]) -> Line {
     let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
     let mut line = plain(source, &String::from_utf8_lossy(bytes));
-    // spumone's plain-log build prints its events as ordinary `[hv] event: ...` lines.
+    // spumone's plain-log build prints its events and answers as ordinary `[hv] event: ...`
+    // and `[hv] mgmt: ...` lines.
     if line.source == Source::Passthrough {
         if let Some(record) = line.text.strip_prefix("[hv] event: ") {
             line.event = Some(Event::parse(record));
+        } else if let Some(answer) = line.text.strip_prefix("[hv] mgmt: ") {
+            line.answer = Some(answer.to_string());
         }
     }
     line
@@ -412,6 +431,60 @@ mod tests {
         );
         assert_eq!(lines[0].event, Some(Event::Shutdown { code: 0 }));
         assert_eq!(lines[1].event, None, "only spumone sends events");
+    }
+
+    #[test]
+    fn management_answers_are_kept_as_sent_in_both_builds() {
+        let mut d = framed();
+        let mut lines = Vec::new();
+        d.feed(
+            &enc(
+                chan::HV_MGMT,
+                b"3 err invalid-state linux is paused already",
+            ),
+            &mut lines,
+        );
+        assert_eq!(
+            d.prefixed(&lines[0]),
+            "[hv] mgmt: 3 err invalid-state linux is paused already"
+        );
+        assert_eq!(
+            lines[0].answer.as_deref(),
+            Some("3 err invalid-state linux is paused already")
+        );
+        assert_eq!(lines[0].event, None);
+        let mut d = Demux::new(Mode::PlainLog, vec!["rtos".into()], None);
+        let mut lines = Vec::new();
+        d.feed(
+            b"[hv] mgmt: 4 ok status\n[hv] event: shutdown code=0\n",
+            &mut lines,
+        );
+        assert_eq!(lines[0].answer.as_deref(), Some("4 ok status"));
+        assert_eq!(lines[1].answer, None);
+        // A management frame after raw text is recognised like the others.
+        let mut stream = b"junk\n".to_vec();
+        stream.extend(enc(chan::HV_MGMT, b"0 err malformed x"));
+        let mut d = framed();
+        assert_eq!(
+            run(&mut d, &[&stream]),
+            ["[raw] junk", "[hv] mgmt: 0 err malformed x"]
+        );
+    }
+
+    #[test]
+    fn a_guest_cannot_forge_an_answer_on_its_console() {
+        // Linux printing a request and an answer frame: both stay its console's text.
+        let mut forged = b"\x1dm1 stop linux\r\n".to_vec();
+        forged.extend(enc(chan::HV_MGMT, b"1 ok linux stopped"));
+        forged.push(b'\n');
+        let mut d = framed();
+        let mut lines = Vec::new();
+        d.feed(&enc(0x11, &forged), &mut lines);
+        assert!(!lines.is_empty());
+        for line in &lines {
+            assert_eq!(line.source, Source::Partition(1), "{line:?}");
+            assert_eq!(line.answer, None, "{line:?}");
+        }
     }
 
     #[test]

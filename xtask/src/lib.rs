@@ -7,6 +7,8 @@
 //! - [`bench`]: `cargo xtask bench`, results under `target/bench/`; [`kbuild`]: the kernel-build
 //!   workload, its root filesystem image and `bench kbuild`; [`diskbench`]: `bench disk`;
 //! - [`monitor`]: each CPU's state when a run stalls, from QEMU's monitor;
+//! - [`ctl`]: `cargo xtask ctl`, the operator's commands to a running board, and the socket a
+//!   run serves them on;
 //! - [`pathlen`]: the path-length TCG plugin: built, its markers resolved, its report read;
 //! - [`demux`], [`defmt_log`], [`event`]: turn spumone's framed UART stream into those lines.
 
@@ -16,6 +18,7 @@ pub mod ci;
 pub mod cli;
 pub mod config;
 pub mod cpio;
+pub mod ctl;
 pub mod defmt_log;
 pub mod demux;
 pub mod diskbench;

@@ -342,6 +342,11 @@ fn real_main(args: &[String]) -> Result<u8> {
                 return Ok(1);
             }
         }
+        Command::Ctl {
+            scenario,
+            command,
+            json,
+        } => return xtask::ctl::client(&scenario, &command, json),
         Command::Test => {
             if !ci::test_all()? {
                 return Ok(1);

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::ctl::{self, Channel};
 use crate::defmt_log::DefmtLog;
 use crate::demux::{Demux, Line, Mode, Source};
 use crate::event::Event;
@@ -21,6 +22,7 @@ use crate::qemu::{self, Disk, QemuOptions};
 use crate::scenario::{Kind, Scenario};
 use crate::setup;
 use crate::tui::{Keys, Origin, Tui};
+use spumone_abi::mgmt::Answer;
 use spumone_abi::operator::{PAUSE_SEQUENCE, RESUME_SEQUENCE};
 
 /// Exit status of a run that hit its timeout (as `timeout(1)` uses).
@@ -528,13 +530,22 @@ pub(crate) fn supervise(
     let cycles = if forward { 0 } else { options.pause_cycles };
     let mut cycles_left = cycles;
     let mut cycles_started = false;
-    let typed = forward || resume_after.is_some() || cycles > 0;
+    let channel = ctl_channel(firmware, mode);
+    let typed = forward || resume_after.is_some() || cycles > 0 || channel == Channel::Open;
     let mut child = spawn_qemu(&args, qemu_options.gdb, typed)?;
-    if forward && screen.is_none() {
-        forward_stdin(&mut child);
-    }
     // Kept open for the whole run (a closed console input is not what an operator does).
     let console_in = Arc::new(Mutex::new(child.stdin.take()));
+    if forward && screen.is_none() {
+        forward_stdin(&console_in);
+    }
+    // `cargo xtask ctl` reaches the run through this socket while it lasts.
+    let rtos = rtos_console.map(|n| (n, firmware.consoles[n].clone()));
+    let (ctl, ctl_hint) = ctl::Server::start(
+        &ctl::socket_path(firmware.scenario.name),
+        Arc::clone(&console_in),
+        channel,
+        rtos,
+    );
     if let Some(tx) = started_pid {
         let _ = tx.send(child.id());
     }
@@ -572,7 +583,12 @@ pub(crate) fn supervise(
     let mut ended = None;
     let mut timed_out = false;
     let mut open_streams = 2;
-    let mut fresh = Vec::new();
+    let mut fresh = vec![Line {
+        source: Source::Passthrough,
+        text: ctl_hint,
+        event: None,
+        answer: None,
+    }];
     while open_streams > 0 {
         let wait = match deadline {
             Some(_) if timed_out || ended.is_some() => Duration::from_secs(5),
@@ -642,6 +658,7 @@ pub(crate) fn supervise(
                 source: Source::Passthrough,
                 text: format!("[qemu] {text}"),
                 event: None,
+                answer: None,
             }),
             Msg::StderrEnd => open_streams -= 1,
             Msg::Quit => {
@@ -651,6 +668,9 @@ pub(crate) fn supervise(
             }
         }
         for line in fresh.drain(..) {
+            if let Some(ctl) = &ctl {
+                ctl.line(&line);
+            }
             if cycles_left > 0 && !cycles_started && line.text.contains("dsm pass ") {
                 cycles_started = true;
                 type_on_console(&console_in, PAUSE_GAP, PAUSE_SEQUENCE.to_vec());
@@ -696,6 +716,15 @@ pub(crate) fn supervise(
             }
             let shown = demux.prefixed(&line);
             logs.line(&line, &shown);
+            // The records of a `ctl` answer go to the logs only; its last line is shown.
+            if line
+                .answer
+                .as_deref()
+                .and_then(Answer::parse)
+                .is_some_and(|a| !a.is_final())
+            {
+                continue;
+            }
             if let Some(screen) = screen.as_mut() {
                 show_line(screen, &line, &shown, rtos_console, linux_console);
             }
@@ -723,6 +752,8 @@ pub(crate) fn supervise(
         }
     }
     let status = child.wait().context("waiting for QEMU")?;
+    // The socket goes with the run; a client still waiting is told.
+    drop(ctl);
     drop(screen);
     drop(raw_terminal);
     outcome.elapsed = started.elapsed();
@@ -743,6 +774,7 @@ fn stalled_cpus(qmp: &Qmp, log_dir: &Path, firmware: &Firmware) -> Vec<Line> {
             source: Source::Passthrough,
             text: format!("[qemu] at the end: {text}"),
             event: None,
+            answer: None,
         })
         .collect()
 }
@@ -757,7 +789,7 @@ fn type_on_console(console: &Arc<Mutex<Option<ChildStdin>>>, after: Duration, by
 }
 
 /// Writes `bytes` to the guest console now; false once it is closed.
-fn write_console(console: &Mutex<Option<ChildStdin>>, bytes: &[u8]) -> bool {
+pub(crate) fn write_console(console: &Mutex<Option<ChildStdin>>, bytes: &[u8]) -> bool {
     if bytes.is_empty() {
         return true;
     }
@@ -863,10 +895,9 @@ fn spawn_qemu(
 }
 
 /// Copies this process's stdin to QEMU's (the guest console) until either side closes.
-fn forward_stdin(child: &mut Child) {
-    let Some(mut to_qemu) = child.stdin.take() else {
-        return;
-    };
+/// Through the shared console input, so a `ctl` request never lands inside a write.
+fn forward_stdin(console: &Arc<Mutex<Option<ChildStdin>>>) {
+    let console = Arc::clone(console);
     thread::spawn(move || {
         let mut stdin = io::stdin().lock();
         let mut buf = [0u8; 256];
@@ -874,13 +905,31 @@ fn forward_stdin(child: &mut Child) {
             match stdin.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    if to_qemu.write_all(&buf[..n]).is_err() || to_qemu.flush().is_err() {
+                    if !write_console(&console, &buf[..n]) {
                         break;
                     }
                 }
             }
         }
     });
+}
+
+/// Whether spumone takes management requests in this run: it reads the console only beside a
+/// Linux partition, and a native run has no spumone at all.
+fn ctl_channel(firmware: &Firmware, mode: Mode) -> Channel {
+    let name = firmware.scenario.name;
+    if mode == Mode::Native {
+        Channel::Closed(format!(
+            "scenario {name} runs without spumone: it has no management channel"
+        ))
+    } else if firmware.boot_info.is_none() {
+        Channel::Closed(format!(
+            "scenario {name} runs no Linux: spumone reads the console, and so management \
+             requests, only beside a Linux partition"
+        ))
+    } else {
+        Channel::Open
+    }
 }
 
 /// The terminal in raw mode (keys go to the guest as typed, Ctrl-C included), restored on drop.

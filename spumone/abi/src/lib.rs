@@ -4,7 +4,9 @@
 //!   one physical UART.
 //! - [`hvc`]: the hypercall ABI a paravirtual guest (the RTOS) uses.
 //! - [`latency`]: the RTOS's latency histogram line, which the host tools plot.
-//! - [`operator`]: commands the operator types on the console (resume after a DSM pause).
+//! - [`operator`]: commands the operator types on the console (pause and resume Linux).
+//! - [`mgmt`]: the management channel: requests on the console input, answers on
+//!   [`chan::HV_MGMT`] (`cargo xtask ctl`).
 //!
 //! `no_std`, no allocation: the encoder runs in the hypervisor, the decoder in xtask.
 #![no_std]
@@ -14,6 +16,7 @@ pub mod bootinfo;
 pub mod frame;
 pub mod hvc;
 pub mod latency;
+pub mod mgmt;
 pub mod operator;
 
 /// Channel numbers on the multiplexed UART.
@@ -25,6 +28,8 @@ pub mod chan {
     /// Machine-readable events for the host tools, one ASCII record per frame:
     /// `partition-stopped name=<name> code=<n>` and `shutdown code=<n>`.
     pub const HV_EVENT: u8 = 2;
+    /// Answers to management requests ([`crate::mgmt`]), one line of text per frame.
+    pub const HV_MGMT: u8 = 3;
     /// Guest consoles: partition `n` (in config order) writes on `GUEST_BASE + n`.
     pub const GUEST_BASE: u8 = 0x10;
     /// Highest channel number a guest console can use.

@@ -1,6 +1,7 @@
 //! Operator commands typed on the console: the escape byte, then one command letter. spumone
 //! takes them out of the console input before it reaches the focused guest; the host tools
-//! send them (`cargo xtask run ... --resume-after-pause`, say).
+//! send them (`cargo xtask run ... --resume-after`, say). The escape and
+//! [`crate::mgmt::MANAGE`] start a management request line instead.
 
 /// Ctrl-] (GS), as telnet uses it: rare in typed text and passed through when doubled.
 pub const ESCAPE: u8 = 0x1d;

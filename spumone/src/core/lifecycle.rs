@@ -4,8 +4,9 @@
 
 use super::MAX_PARTITIONS;
 
+/// Where one partition is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
+pub enum State {
     Running,
     Resetting,
     Stopped { code: i64 },
@@ -43,6 +44,11 @@ impl Lifecycle {
             },
             first_failure: None,
         }
+    }
+
+    /// Partition `index`'s state; `None` beyond the config.
+    pub fn state(&self, index: usize) -> Option<State> {
+        (index < self.count).then(|| self.states[index])
     }
 
     pub fn is_running(&self, index: usize) -> bool {
@@ -131,6 +137,7 @@ mod tests {
     fn a_reset_partition_keeps_the_machine_up_and_comes_back() {
         let mut l = Lifecycle::new(2);
         assert!(l.begin_reset(1));
+        assert_eq!(l.state(1), Some(State::Resetting));
         assert!(!l.is_running(1), "no vCPU may start during the reset");
         assert!(!l.begin_reset(1), "a second reset request loses");
         assert_eq!(
@@ -162,6 +169,8 @@ mod tests {
         assert!(!l.begin_reset(5));
         assert!(!l.finish_reset(5));
         assert_eq!(l.exit_code(5), None);
+        assert_eq!(l.state(2), None);
+        assert_eq!(l.state(1), Some(State::Running));
         assert_eq!(l.exit_code(1), None);
         assert_eq!(Lifecycle::new(100).running_count(), MAX_PARTITIONS);
     }

@@ -13,6 +13,7 @@ pub mod integrity;
 pub mod lifecycle;
 pub mod linux;
 pub mod loglimit;
+pub mod mgmt;
 pub mod migrate;
 pub mod mmio;
 pub mod operator;

@@ -369,6 +369,19 @@ impl<const N: usize> Runtime<N> {
         }
     }
 
+    /// Makes checker `i` due at `now_us` (the operator's `check`): it begins a pass at its next
+    /// turn, or goes on with the one under way. `false` if there is no such checker or it is
+    /// left out.
+    pub fn due_now(&mut self, i: usize, now_us: u64) -> bool {
+        match self.slots.get_mut(i) {
+            Some(slot) if !slot.off => {
+                slot.due_us = slot.due_us.min(now_us);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// The checker whose turn it is at `now_us`, if any: one with a pass under way or due,
     /// starting from the one after the last served, while the share allows a call.
     /// [`Runtime::step`] runs this one.
@@ -754,6 +767,24 @@ mod tests {
             })
             .collect();
         assert_eq!(done, [(3, 21); 4], "3 calls of 7 clock units each");
+    }
+
+    #[test]
+    fn a_checker_made_due_runs_before_its_period_and_keeps_its_period_after() {
+        let mut a = fake("a", 10);
+        let mut rt = Runtime::new(100, DsmPolicy::Log, [10]);
+        let mut g = Queue::default();
+        let mut run = Run::new();
+        run.baseline(&mut rt, 0, &mut g, &mut [&mut a]);
+        assert_eq!(run.step(&mut rt, 0, &mut g, &mut [&mut a]), Some(0));
+        // Not due again until 100 ms...
+        assert_eq!(run.step(&mut rt, 20_000, &mut g, &mut [&mut a]), None);
+        // ...unless asked for.
+        assert!(rt.due_now(0, 30_000));
+        assert_eq!(run.step(&mut rt, 30_000, &mut g, &mut [&mut a]), Some(0));
+        assert_eq!(a.calls, 2);
+        assert_eq!(run.step(&mut rt, 40_000, &mut g, &mut [&mut a]), None);
+        assert!(!rt.due_now(1, 0), "no such checker");
     }
 
     #[test]

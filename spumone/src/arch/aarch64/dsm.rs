@@ -10,7 +10,7 @@
 //! the partition is paused).
 
 use core::fmt::Write;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use aarch64_cpu::registers::{
     Readable, Writeable, CNTPCT_EL0, ELR_EL2, MAIR_EL1, SCTLR_EL1, SPSR_EL2, SP_EL0, SP_EL1,
@@ -18,6 +18,7 @@ use aarch64_cpu::registers::{
 };
 use board::rt::{DsmPolicy, Partition};
 use dsm_api::{Access, Checker, Finding, Guest, PhysRange, WatchEvent, WatchId};
+use spumone_abi::mgmt::{record, ErrorCode, Head, Outcome};
 
 use super::config::{CONFIG, LINUX};
 use super::exception::TrapFrame;
@@ -28,6 +29,7 @@ use crate::hvcore::capture::Captures;
 use crate::hvcore::esr::DataAbort;
 use crate::hvcore::hold::{Hold, Ticket};
 use crate::hvcore::loglimit::Class;
+use crate::hvcore::mgmt::Dsm;
 use crate::hvcore::mmio::fault_ipa;
 use crate::hvcore::watch::{self, DecodeError, Store};
 use crate::hvcore::MAX_CORES;
@@ -161,18 +163,22 @@ const CHECKERS: usize = {
     n
 };
 
-const BUDGETS: [u64; CHECKERS] = {
-    let mut b = [0u64; CHECKERS];
+/// The compiled-in checkers' budgets and names, in the runtime's order.
+const ENABLED: ([u64; CHECKERS], [&str; CHECKERS]) = {
+    let (mut budgets, mut names) = ([0u64; CHECKERS], [""; CHECKERS]);
     let (mut i, mut k) = (0, 0);
     while i < TABLE.len() {
         if TABLE[i].on {
-            b[k] = TABLE[i].units;
+            budgets[k] = TABLE[i].units;
+            names[k] = TABLE[i].name;
             k += 1;
         }
         i += 1;
     }
-    b
+    (budgets, names)
 };
+const BUDGETS: [u64; CHECKERS] = ENABLED.0;
+const NAMES: [&str; CHECKERS] = ENABLED.1;
 
 #[cfg(feature = "dsm-vectors")]
 static VECTORS: super::cpu::Lock<monitor_vectors::VectorsChecker> =
@@ -474,8 +480,6 @@ impl Backend for ArchBackend {
 struct State {
     guest: LinuxGuest<ArchBackend>,
     runtime: Runtime<CHECKERS>,
-    /// Completed passes per checker (the first is logged with its time).
-    passes: [u32; CHECKERS],
     /// Restarts of the partition already seen.
     resets: u32,
 }
@@ -556,9 +560,16 @@ pub fn init() {
     *STATE.lock() = Some(State {
         guest,
         runtime,
-        passes: [0; CHECKERS],
         resets: 0,
     });
+    {
+        let mut stats = STATS.lock();
+        for (slot, entry) in stats.iter_mut().zip(TABLE.iter().filter(|e| e.on)) {
+            slot.name = entry.name;
+        }
+    }
+    POLICY.store(policy as u8, Ordering::Relaxed);
+    PHASE.store(PHASE_BOOTING, Ordering::Release);
     CHECKED.store(usize::from(partition.index), Ordering::Release);
     DSM_CORE.store(usize::from(core), Ordering::Release);
     info!(
@@ -577,6 +588,18 @@ pub fn partition_stopped(index: usize) {
     if CHECKED.load(Ordering::Acquire) == index {
         // A stopped partition is not paused: a restart must not find its cores held.
         release_pause();
+        PHASE.store(PHASE_STOPPED, Ordering::Release);
+        // Nothing serves a pause or resume of it any more.
+        drop_check("the partition stopped first");
+        for (asked, slot) in [
+            (&PAUSE_ASKED, &PAUSE_ANSWER),
+            (&RESUME_ASKED, &RESUME_ANSWER),
+        ] {
+            if asked.swap(false, Ordering::AcqRel) {
+                let outcome = Outcome::Err(ErrorCode::InvalidState);
+                answer(slot, outcome, format_args!("the partition stopped first"));
+            }
+        }
         log_handshakes();
     }
 }
@@ -617,13 +640,24 @@ static RESUME_WAITED: AtomicBool = AtomicBool::new(false);
 /// An operator command from the console: resume the partition the DSM paused. Console input
 /// arrives on the core of Linux's vCPU 0, the DSM's; the request is served there at once, or
 /// at the next kick if the runtime is busy meanwhile.
-pub fn operator_resume() {
+/// `answer`: the management request to answer once it is served.
+pub fn operator_resume(answer_to: Option<u8>) {
     let dsm_core = DSM_CORE.load(Ordering::Acquire);
     if dsm_core >= MAX_CORES {
         warn!("operator: resume asked, but the DSM checks no partition");
+        if let Some(seq) = answer_to {
+            let outcome = Outcome::Err(ErrorCode::NotSupported);
+            log::answer(
+                Head { seq, outcome },
+                format_args!("the DSM checks no partition"),
+            );
+        }
         return;
     }
     info!("operator: resume asked");
+    if let Some(seq) = answer_to {
+        RESUME_ANSWER.store(u32::from(seq), Ordering::Release);
+    }
     RESUME_ASKED.store(true, Ordering::Release);
     if dsm_core == cpu::core_index() {
         serve_resume();
@@ -656,9 +690,15 @@ fn serve_resume() {
             "operator: resume asked, but partition {} is not paused by the DSM",
             partition.name
         );
+        answer(
+            &RESUME_ANSWER,
+            Outcome::Err(ErrorCode::InvalidState),
+            format_args!("{} is not paused", partition.name),
+        );
         return;
     }
     state.runtime.resume();
+    publish(&state.runtime);
     drop(lock);
     release_pause();
     for vcpu in partition.vcpus {
@@ -672,6 +712,11 @@ fn serve_resume() {
         partition.name
     );
     log::event(format_args!("partition-resumed name={}", partition.name));
+    answer(
+        &RESUME_ANSWER,
+        Outcome::Ok,
+        format_args!("{} resumed", partition.name),
+    );
 }
 
 /// Ends the hold that keeps a paused partition's vCPUs in EL2, if there is one.
@@ -745,12 +790,23 @@ static PAUSE_ASKED: AtomicBool = AtomicBool::new(false);
 /// An operator command from the console: pause the partition the DSM checks, as a finding
 /// under policy `pause` would. It is served at the DSM's next tick on its core, where a
 /// finding's pause starts too, so both take the same path.
-pub fn operator_pause() {
+/// `answer_to`: the management request to answer once it is served.
+pub fn operator_pause(answer_to: Option<u8>) {
     if DSM_CORE.load(Ordering::Acquire) >= MAX_CORES {
         warn!("operator: pause asked, but the DSM checks no partition");
+        if let Some(seq) = answer_to {
+            let outcome = Outcome::Err(ErrorCode::NotSupported);
+            log::answer(
+                Head { seq, outcome },
+                format_args!("the DSM checks no partition"),
+            );
+        }
         return;
     }
     info!("operator: pause asked");
+    if let Some(seq) = answer_to {
+        PAUSE_ANSWER.store(u32::from(seq), Ordering::Release);
+    }
     PAUSE_ASKED.store(true, Ordering::Release);
 }
 
@@ -760,10 +816,21 @@ fn serve_pause() -> Option<(&'static Partition, Response)> {
     let state = lock.as_mut()?;
     let partition = state.guest.backend_mut().partition;
     let response = state.runtime.pause();
+    publish(&state.runtime);
     if response.is_none() {
         warn!(
             "operator: pause asked, but partition {} is not running under the DSM (booting, paused or stopped)",
             partition.name
+        );
+        let (code, why) = match state.runtime.phase() {
+            Phase::Booting => (ErrorCode::Busy, "the DSM is still taking its baselines"),
+            Phase::Paused => (ErrorCode::InvalidState, "it is paused already"),
+            Phase::Running | Phase::Stopped => (ErrorCode::InvalidState, "it is stopped"),
+        };
+        answer(
+            &PAUSE_ANSWER,
+            Outcome::Err(code),
+            format_args!("cannot pause {}: {}", partition.name, why),
         );
     }
     response.map(|r| (partition, r))
@@ -796,6 +863,13 @@ fn respond(partition: &'static Partition, response: Response, cause: &str) {
             }
             info!("partition {} paused {}", partition.name, cause);
             log::event(format_args!("partition-paused name={}", partition.name));
+            // Before the hold, which lasts until the resume. A finding's pause answers a
+            // pending operator's pause too: the partition is paused either way.
+            answer(
+                &PAUSE_ANSWER,
+                Outcome::Ok,
+                format_args!("{} paused", partition.name),
+            );
             hold(usize::from(partition.index));
         }
     }
@@ -975,11 +1049,10 @@ fn judge(
 ) -> (bool, Option<Response>, bool) {
     let mut allow = true;
     let mut response = None;
-    let passes = &mut state.passes;
     let mut out = |event: Event| match event {
         Event::Alert(finding) => alert_event(partition, &finding, now_ns().wrapping_sub(t0)),
         other => {
-            if let Some(r) = report(partition, passes, other) {
+            if let Some(r) = report(partition, other) {
                 response = Some(r);
             }
         }
@@ -991,6 +1064,7 @@ fn judge(
             allow &= runtime.on_watch(guest, &mut drain, checkers, event, &mut out);
         }
     });
+    publish(&state.runtime);
     (allow, response, state.runtime.phase() == Phase::Paused)
 }
 
@@ -1135,6 +1209,7 @@ fn perform_store(frame: &mut TrapFrame, store: &Store) {
 
 /// An alert of the event path, with the time from the fault to it.
 fn alert_event(partition: &Partition, finding: &Finding, ns: u64) {
+    count_finding(finding);
     let mut text: heapless::String<192> = heapless::String::new();
     let _ = write!(text, "{finding}");
     error!("dsm ALERT {} (event_ns={})", text.as_str(), ns);
@@ -1153,9 +1228,15 @@ fn step() -> Option<(&'static Partition, Response)> {
         state.resets = resets;
         state.guest.forget_kernel();
         state.runtime.restart();
+        drop_check("the partition restarted first");
     }
     let now_us = timer::uptime_us();
-    with_checkers(|checkers| run_step(state, partition, now_us, checkers))
+    arm_check(&mut state.runtime, now_us);
+    let response = with_checkers(|checkers| run_step(state, partition, now_us, checkers));
+    publish(&state.runtime);
+    // Before the response: a finding of the check may stop the partition.
+    answer_check();
+    response
 }
 
 /// Runs `f` on the compiled-in checkers, locked in their turn order (after `STATE`).
@@ -1199,9 +1280,8 @@ fn run_step(
     checkers: &mut [&mut dyn Checker],
 ) -> Option<(&'static Partition, Response)> {
     let mut response = None;
-    let passes = &mut state.passes;
     let mut out = |event: Event| {
-        if let Some(r) = report(partition, passes, event) {
+        if let Some(r) = report(partition, event) {
             response = Some((partition, r));
         }
     };
@@ -1259,7 +1339,7 @@ fn run_step(
 }
 
 /// Logs one runtime event; returns the response the policy asks for.
-fn report(partition: &Partition, passes: &mut [u32; CHECKERS], event: Event) -> Option<Response> {
+fn report(partition: &Partition, event: Event) -> Option<Response> {
     let mut text: heapless::String<160> = heapless::String::new();
     match event {
         Event::Baseline {
@@ -1285,9 +1365,14 @@ fn report(partition: &Partition, passes: &mut [u32; CHECKERS], event: Event) -> 
             calls,
             elapsed_us,
         } => {
+            check_pass_done(checker, ns, calls);
             let n = checker_slot(checker).map(|i| {
-                passes[i] = passes[i].wrapping_add(1);
-                passes[i]
+                let mut stats = STATS.lock();
+                let slot = &mut stats[i];
+                slot.passes = slot.passes.wrapping_add(1);
+                slot.last_pass_ns = ns;
+                slot.last_pass_at_ms = timer::uptime_us() / 1000;
+                slot.passes
             });
             // The first pass, then every hundredth, so the log stays readable.
             if n.is_some_and(|n| n % 100 == 1) {
@@ -1307,6 +1392,7 @@ fn report(partition: &Partition, passes: &mut [u32; CHECKERS], event: Event) -> 
         Event::CheckFailed { checker, error } => {
             let _ = write!(text, "{error}");
             warn!("dsm check {} failed: {}", checker, text.as_str());
+            check_failed(checker, text.as_str());
         }
         Event::Alert(finding) => alert(partition, &finding),
         Event::Respond(r) => return Some(r),
@@ -1328,6 +1414,7 @@ fn checker_slot(name: &str) -> Option<usize> {
 }
 
 fn alert(partition: &Partition, finding: &Finding) {
+    count_finding(finding);
     let mut text: heapless::String<192> = heapless::String::new();
     let _ = write!(text, "{finding}");
     error!("dsm ALERT {}", text.as_str());
@@ -1335,4 +1422,239 @@ fn alert(partition: &Partition, finding: &Finding) {
         "dsm-alert checker={} partition={}",
         finding.checker, partition.name
     ));
+}
+
+/// One more finding of `finding`'s checker, for `status`.
+fn count_finding(finding: &Finding) {
+    if let Some(i) = checker_slot(finding.checker) {
+        let mut stats = STATS.lock();
+        stats[i].findings = stats[i].findings.wrapping_add(1);
+    }
+}
+
+/// Each checker's passes and findings so far, for `status` (a leaf lock, taken after `STATE`).
+static STATS: super::cpu::Lock<[record::Checker<'static>; CHECKERS]> = super::cpu::Lock::new(
+    [record::Checker {
+        name: "",
+        passes: 0,
+        last_pass_ns: 0,
+        last_pass_at_ms: 0,
+        findings: 0,
+    }; CHECKERS],
+);
+/// The response policy for this run (`DsmPolicy as u8`).
+static POLICY: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
+/// The runtime's phase, published after each change so the console's core reads it without
+/// the runtime's lock (`PHASE_*`).
+static PHASE: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(PHASE_OFF);
+/// The DSM's time and alerts so far, published after each step.
+static SPENT_NS: AtomicU64 = AtomicU64::new(0);
+static ALERTS: AtomicU32 = AtomicU32::new(0);
+
+const PHASE_OFF: u8 = 0;
+const PHASE_BOOTING: u8 = 1;
+const PHASE_RUNNING: u8 = 2;
+const PHASE_PAUSED: u8 = 3;
+const PHASE_STOPPED: u8 = 4;
+
+/// Publishes what `status` and the management channel read of the runtime.
+fn publish(runtime: &Runtime<CHECKERS>) {
+    let phase = match runtime.phase() {
+        Phase::Booting => PHASE_BOOTING,
+        Phase::Running => PHASE_RUNNING,
+        Phase::Paused => PHASE_PAUSED,
+        Phase::Stopped => PHASE_STOPPED,
+    };
+    PHASE.store(phase, Ordering::Release);
+    SPENT_NS.store(runtime.spent_ns(), Ordering::Relaxed);
+    ALERTS.store(runtime.alerts(), Ordering::Relaxed);
+}
+
+/// Whether the DSM holds partition `index` paused.
+pub fn is_paused(index: usize) -> bool {
+    CHECKED.load(Ordering::Acquire) == index && PHASE.load(Ordering::Acquire) == PHASE_PAUSED
+}
+
+/// Whether the DSM can pause partition `index` now.
+pub fn pause_ability(index: usize) -> Dsm {
+    if CHECKED.load(Ordering::Acquire) != index {
+        return Dsm::Off;
+    }
+    match PHASE.load(Ordering::Acquire) {
+        PHASE_BOOTING => Dsm::Baselining,
+        PHASE_OFF => Dsm::Off,
+        _ => Dsm::Checking,
+    }
+}
+
+/// Whether an operator's pause or resume waits to be served.
+pub fn operator_busy() -> bool {
+    PAUSE_ASKED.load(Ordering::Acquire) || RESUME_ASKED.load(Ordering::Acquire)
+}
+
+/// The DSM's `status` records (none while it checks no partition).
+pub fn status(emit: &mut dyn FnMut(&dyn core::fmt::Display)) {
+    let Some(partition) = CONFIG.partitions.get(CHECKED.load(Ordering::Acquire)) else {
+        return;
+    };
+    let phase = match PHASE.load(Ordering::Acquire) {
+        PHASE_BOOTING => "booting",
+        PHASE_RUNNING => "running",
+        PHASE_PAUSED => "paused",
+        PHASE_STOPPED => "stopped",
+        _ => "off",
+    };
+    let policy = [DsmPolicy::Log, DsmPolicy::Pause, DsmPolicy::Stop]
+        .into_iter()
+        .find(|p| *p as u8 == POLICY.load(Ordering::Relaxed))
+        .map_or("?", DsmPolicy::name);
+    emit(&record::Dsm {
+        partition: partition.name,
+        core: DSM_CORE.load(Ordering::Acquire),
+        phase,
+        policy,
+        alerts: ALERTS.load(Ordering::Relaxed),
+        spent_us: SPENT_NS.load(Ordering::Relaxed) / 1000,
+        uptime_us: timer::uptime_us(),
+    });
+    let stats = *STATS.lock();
+    for checker in &stats {
+        emit(checker);
+    }
+}
+
+/// The management request waiting for the outcome of the operator's pause or resume: its
+/// `SEQ`, or [`NO_ANSWER`].
+static PAUSE_ANSWER: AtomicU32 = AtomicU32::new(NO_ANSWER);
+static RESUME_ANSWER: AtomicU32 = AtomicU32::new(NO_ANSWER);
+const NO_ANSWER: u32 = u32::MAX;
+
+/// Answers the request waiting in `slot`, if one does.
+fn answer(slot: &AtomicU32, outcome: Outcome, args: core::fmt::Arguments) {
+    if let Ok(seq) = u8::try_from(slot.swap(NO_ANSWER, Ordering::AcqRel)) {
+        log::answer(Head { seq, outcome }, args);
+    }
+}
+
+/// The operator's `check`, from the request to its verdict.
+struct PendingCheck {
+    seq: u8,
+    /// Its index in the runtime's order.
+    checker: usize,
+    /// Made due in the runtime, with its findings counted from then.
+    armed: bool,
+    findings_before: u32,
+    /// The pass that ended: its time and calls.
+    done: Option<(u64, u32)>,
+}
+
+/// A leaf lock, taken after `STATE`.
+static CHECK: super::cpu::Lock<Option<PendingCheck>> = super::cpu::Lock::new(None);
+
+/// The compiled-in checkers' names, for `check`.
+pub fn checker_names() -> &'static [&'static str] {
+    &NAMES
+}
+
+/// Whether an operator's `check` waits for its verdict.
+pub fn check_pending() -> bool {
+    CHECK.lock().is_some()
+}
+
+/// The operator's `check` of checker `checker` (request `seq`): the runtime makes it due at its
+/// next step, and the verdict is answered when its pass ends (or the pass under way, if one
+/// is).
+pub fn operator_check(checker: usize, seq: u8) {
+    info!(
+        "operator: check {} asked",
+        NAMES.get(checker).copied().unwrap_or("?")
+    );
+    *CHECK.lock() = Some(PendingCheck {
+        seq,
+        checker,
+        armed: false,
+        findings_before: 0,
+        done: None,
+    });
+}
+
+fn arm_check(runtime: &mut Runtime<CHECKERS>, now_us: u64) {
+    let mut pending = CHECK.lock();
+    let Some(check) = pending.as_mut().filter(|c| !c.armed) else {
+        return;
+    };
+    if !runtime.due_now(check.checker, now_us) {
+        let (seq, outcome) = (check.seq, Outcome::Err(ErrorCode::Failed));
+        *pending = None;
+        log::answer(
+            Head { seq, outcome },
+            format_args!("that checker is left out (its baseline failed)"),
+        );
+        return;
+    }
+    check.armed = true;
+    check.findings_before = STATS.lock()[check.checker].findings;
+}
+
+fn check_pass_done(checker: &str, ns: u64, calls: u32) {
+    let mut pending = CHECK.lock();
+    if let Some(check) = pending.as_mut() {
+        if check.armed && NAMES.get(check.checker) == Some(&checker) {
+            check.done = Some((ns, calls));
+        }
+    }
+}
+
+fn check_failed(checker: &str, why: &str) {
+    let mut pending = CHECK.lock();
+    let Some(check) = pending.as_ref() else {
+        return;
+    };
+    if check.armed && NAMES.get(check.checker) == Some(&checker) {
+        let (seq, outcome) = (check.seq, Outcome::Err(ErrorCode::Failed));
+        *pending = None;
+        log::answer(
+            Head { seq, outcome },
+            format_args!("{checker} failed: {why}"),
+        );
+    }
+}
+
+/// Answers the operator's `check` once its pass has ended, with the findings it raised.
+fn answer_check() {
+    let mut pending = CHECK.lock();
+    let Some(check) = pending.as_ref() else {
+        return;
+    };
+    let Some((ns, calls)) = check.done else {
+        return;
+    };
+    let findings = STATS.lock()[check.checker]
+        .findings
+        .wrapping_sub(check.findings_before);
+    let (seq, name) = (check.seq, NAMES[check.checker]);
+    *pending = None;
+    let verdict = if findings == 0 {
+        "no finding"
+    } else {
+        "compromised: see its alerts"
+    };
+    log::answer(
+        Head {
+            seq,
+            outcome: Outcome::Ok,
+        },
+        format_args!(
+            "{}: {} ({} findings; pass of {} ns in {} calls)",
+            name, verdict, findings, ns, calls
+        ),
+    );
+}
+
+/// A pending `check` can no longer be answered with a verdict.
+fn drop_check(why: &str) {
+    if let Some(check) = CHECK.lock().take() {
+        let (seq, outcome) = (check.seq, Outcome::Err(ErrorCode::InvalidState));
+        log::answer(Head { seq, outcome }, format_args!("{why}"));
+    }
 }

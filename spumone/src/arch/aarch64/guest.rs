@@ -11,6 +11,7 @@ use aarch64_cpu::registers::{
     VTCR_EL2, VTTBR_EL2,
 };
 use board::rt::Partition;
+use spumone_abi::mgmt::{ErrorCode, Head, Outcome};
 
 use super::config::CONFIG;
 use super::exception::{self, TrapFrame, VectorKind};
@@ -18,7 +19,7 @@ use super::{cpu, log, percore};
 use crate::hvcore::esr::{Esr, ExceptionClass, FaultStatus, Wfx};
 use crate::hvcore::hypercall::{self, HypercallAction};
 use crate::hvcore::inject::{self, GuestState, Injection};
-use crate::hvcore::lifecycle::{Lifecycle, StopOutcome};
+use crate::hvcore::lifecycle::{self, Lifecycle, StopOutcome};
 use crate::hvcore::loglimit::Class;
 use crate::hvcore::mmio::{self, MmioAccess, MmioTable};
 use crate::hvcore::smp::{next_power, PowerEvent};
@@ -275,6 +276,72 @@ pub fn is_on(index: usize, vcpu: usize) -> bool {
         .is_some_and(|&p| p == VcpuPower::On)
 }
 
+/// Partition `index`'s lifecycle state.
+pub fn state(index: usize) -> Option<lifecycle::State> {
+    LIFECYCLE.lock().state(index)
+}
+
+/// Per partition: the `SEQ` of the management request that asked to restart it, or
+/// [`NO_RESTART`].
+static RESTART_ASKED: [core::sync::atomic::AtomicU32; MAX_PARTITIONS] =
+    [const { core::sync::atomic::AtomicU32::new(NO_RESTART) }; MAX_PARTITIONS];
+const NO_RESTART: u32 = u32::MAX;
+
+/// The operator's `restart` (request `seq`): the core of the partition's vCPU 0 restarts it at
+/// its next kick, as its own `SYSTEM_RESET` would, and answers.
+pub fn request_restart(partition: &Partition, seq: u8) {
+    let index = usize::from(partition.index);
+    let (Some(asked), Some(first)) = (RESTART_ASKED.get(index), partition.vcpus.first()) else {
+        return;
+    };
+    info!("operator: restart of partition {} asked", partition.name);
+    asked.store(u32::from(seq), Ordering::Release);
+    super::kick(usize::from(first.core));
+}
+
+/// Whether an operator's restart of partition `index` waits for its core.
+pub fn restart_asked(index: usize) -> bool {
+    RESTART_ASKED
+        .get(index)
+        .is_some_and(|a| a.load(Ordering::Acquire) != NO_RESTART)
+}
+
+/// The kick handler's part: restarts the partition running here if the operator asked.
+pub fn on_kick(running: Option<(usize, usize)>) {
+    let Some((index, _)) = running else {
+        return;
+    };
+    let Some(asked) = RESTART_ASKED.get(index) else {
+        return;
+    };
+    let Ok(seq) = u8::try_from(asked.swap(NO_RESTART, Ordering::AcqRel)) else {
+        return;
+    };
+    let Some(partition) = CONFIG.partitions.get(index) else {
+        return;
+    };
+    // Checked when it was asked; checked again, since a stop or a reset may have come between.
+    if !super::linux::can_restart(partition) || super::switch::shares_core(partition) {
+        let outcome = Outcome::Err(ErrorCode::NotAllowed);
+        log::answer(
+            Head { seq, outcome },
+            format_args!(
+                "{} cannot be restarted from its pristine copy",
+                partition.name
+            ),
+        );
+        return;
+    }
+    restart_current(partition, Some(seq))
+}
+
+/// Answers the operator's restart request, if it was one.
+fn answer_restart(answer_to: Option<u8>, outcome: Outcome, args: core::fmt::Arguments) {
+    if let Some(seq) = answer_to {
+        log::answer(Head { seq, outcome }, args);
+    }
+}
+
 /// Whether partition `index` was stopped (lock-free).
 pub fn is_stopped(index: usize) -> bool {
     STOPPED
@@ -441,7 +508,7 @@ fn handle_smc(frame: &mut TrapFrame, esr: Esr, partition: &'static Partition, vc
             super::idle()
         }
         PsciOutcome::SystemOff => stop_current(partition, 0, "PSCI SYSTEM_OFF"),
-        PsciOutcome::SystemReset => restart_current(partition),
+        PsciOutcome::SystemReset => restart_current(partition, None),
     }
     if let Some(value) = outcome.return_value() {
         frame.x[0] = value;
@@ -608,7 +675,8 @@ pub fn handle_unexpected(frame: &mut TrapFrame, kind: VectorKind) {
 /// Restarts the partition running on this core (PSCI `SYSTEM_RESET`): its other vCPUs are
 /// called off, its memory gets the pristine kernel and initrd back, and vCPU 0 boots again.
 /// Other partitions are not touched. Without pristine copies the partition is stopped.
-fn restart_current(partition: &'static Partition) -> ! {
+/// `answer_to`: the operator's request that asked for it.
+fn restart_current(partition: &'static Partition, answer_to: Option<u8>) -> ! {
     let index = usize::from(partition.index);
     if !super::linux::can_restart(partition) || super::switch::shares_core(partition) {
         warn!(
@@ -619,9 +687,19 @@ fn restart_current(partition: &'static Partition) -> ! {
     }
     if !LIFECYCLE.lock().begin_reset(index) {
         // Another vCPU's reset (or a stop) is under way; it calls this core off too.
+        answer_restart(
+            answer_to,
+            Outcome::Err(ErrorCode::Busy),
+            format_args!("a reset or a stop of {} is under way", partition.name),
+        );
         super::idle()
     }
-    info!("partition {}: SYSTEM_RESET: restarting it", partition.name);
+    let cause = if answer_to.is_some() {
+        "operator command"
+    } else {
+        "SYSTEM_RESET"
+    };
+    info!("partition {}: {}: restarting it", partition.name, cause);
     STOPPED[index].store(true, Ordering::Release);
     super::vgic::partition_stopped(index);
     let here = cpu::core_index();
@@ -638,6 +716,11 @@ fn restart_current(partition: &'static Partition) -> ! {
         error!(
             "partition {}: a vCPU did not leave for the restart",
             partition.name
+        );
+        answer_restart(
+            answer_to,
+            Outcome::Err(ErrorCode::Failed),
+            format_args!("a vCPU of {} did not leave for the restart", partition.name),
         );
         LIFECYCLE.lock().stop(index, STOPPED_BY_HYPERVISOR);
         super::idle()
@@ -656,14 +739,33 @@ fn restart_current(partition: &'static Partition) -> ! {
     let Ok((entry, regs)) = start else {
         let why = start.err().unwrap_or("?");
         error!("partition {}: restart failed: {}", partition.name, why);
+        answer_restart(
+            answer_to,
+            Outcome::Err(ErrorCode::Failed),
+            format_args!("restarting {} failed: {}; stopped", partition.name, why),
+        );
         stop_current(partition, STOPPED_BY_HYPERVISOR, "restart failed")
     };
     if !LIFECYCLE.lock().finish_reset(index) {
+        answer_restart(
+            answer_to,
+            Outcome::Err(ErrorCode::Failed),
+            format_args!("{} was stopped during its restart", partition.name),
+        );
         super::idle()
     }
     STOPPED[index].store(false, Ordering::Release);
     super::vgic::partition_stopped(index);
     log::event(format_args!("partition-restarted name={}", partition.name));
+    answer_restart(
+        answer_to,
+        Outcome::Ok,
+        format_args!(
+            "{} restarted from its pristine copy (restart {})",
+            partition.name,
+            super::linux::resets(index)
+        ),
+    );
     let Some(first) = partition.vcpus.first() else {
         super::idle()
     };

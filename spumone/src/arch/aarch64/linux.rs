@@ -306,15 +306,23 @@ pub fn console_intid() -> u32 {
 /// The partition that gets console input.
 static INPUT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(usize::MAX);
 
-/// The physical UART's interrupt: its input goes to the input partition's emulated UART.
-pub fn console_input() {
+/// Commands one drain of the receive FIFO can hold: QEMU's PL011 FIFO holds 16 bytes, and
+/// the shortest command takes 2.
+pub const MAX_COMMANDS: usize = 8;
+
+/// The physical UART's interrupt: its input goes to the input partition's emulated UART, less
+/// the operator's commands, which are returned.
+pub fn console_input() -> heapless::Vec<Command, MAX_COMMANDS> {
     let partition = INPUT.load(Ordering::Relaxed);
-    let mut command = None;
+    let mut commands = heapless::Vec::new();
     let mut escapes = ESCAPES.lock();
+    let mut take = |command: Option<Command>| {
+        if let Some(command) = command {
+            let _ = commands.push(command);
+        }
+    };
     match CONSOLES.get(partition) {
-        None => super::uart::drain_rx(|b| {
-            command = escapes.feed(b, &mut |_| {}).or(command);
-        }),
+        None => super::uart::drain_rx(|b| take(escapes.feed(b, &mut |_| {}))),
         Some(console) => {
             let mut console = console.lock();
             let before = console.uart.irq_level();
@@ -323,19 +331,14 @@ pub fn console_input() {
                 let forward = &mut |b| {
                     let _ = console.uart.push_rx(b);
                 };
-                command = escapes.feed(b, forward).or(command);
+                take(escapes.feed(b, forward));
             });
             if !before && console.uart.irq_level() {
                 super::vgic::raise_virtual_spi(partition, console_intid());
             }
         }
     }
-    drop(escapes);
-    match command {
-        Some(Command::Resume) => super::dsm::operator_resume(),
-        Some(Command::Pause) => super::dsm::operator_pause(),
-        None => {}
-    }
+    commands
 }
 
 /// Entry point and `x0..x2` of vCPU 0 of Linux partition `partition`, if it is one.

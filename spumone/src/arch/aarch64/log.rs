@@ -127,15 +127,26 @@ pub fn text(args: fmt::Arguments) {
 
 /// Emits a machine-readable event (`partition-stopped name=.. code=..`, `shutdown code=..`).
 pub fn event(args: fmt::Arguments) {
+    one_frame(chan::HV_EVENT, b"[hv] event: ", args);
+}
+
+/// Sends one frame of a management answer ([`spumone_abi::mgmt`]): `head`, then `args`.
+pub fn answer(head: spumone_abi::mgmt::Head, args: fmt::Arguments) {
+    one_frame(chan::HV_MGMT, b"[hv] mgmt: ", format_args!("{head}{args}"));
+}
+
+/// One record of at most a frame (cut beyond) on `channel`; in `plain-log`, a line that
+/// starts with `plain_prefix`.
+fn one_frame(channel: u8, plain_prefix: &[u8], args: fmt::Arguments) {
     let mut buf = TextBuf::<MAX_PAYLOAD>(heapless::Vec::new());
     let _ = buf.write_fmt(args);
     if cfg!(feature = "plain-log") {
         let mut guard = uart::lock();
-        guard.write(b"[hv] event: ");
+        guard.write(plain_prefix);
         guard.write(&buf.0);
         guard.write(b"\n");
     } else {
-        send_frames(chan::HV_EVENT, &buf.0);
+        send_frames(channel, &buf.0);
     }
 }
 

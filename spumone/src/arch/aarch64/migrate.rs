@@ -109,6 +109,11 @@ pub fn init() {
     MOVING_CORES.store(mask, Ordering::Release);
 }
 
+/// The migration policy of partition `index` for this run.
+pub fn policy_name(index: usize) -> &'static str {
+    POLICIES.lock().get(index).map_or("pinned", Policy::name)
+}
+
 /// Whether a policy needs Linux's vCPUs to trap WFI even where one runs alone (see
 /// `hvcore::alone`).
 pub fn linux_idle_counted() -> bool {

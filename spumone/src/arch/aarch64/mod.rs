@@ -13,6 +13,7 @@ pub mod guest;
 pub mod integrity;
 pub mod linux;
 pub mod log;
+pub mod mgmt;
 pub mod migrate;
 pub mod mmu;
 pub mod percore;
@@ -351,6 +352,7 @@ fn handle_acknowledged(running: Option<(usize, usize)>, intid: u32) {
         if running.is_some() {
             vgic::deliver_posted();
             dsm::on_kick(running);
+            guest::on_kick(running);
         }
         return;
     }
@@ -359,8 +361,12 @@ fn handle_acknowledged(running: Option<(usize, usize)>, intid: u32) {
         return;
     }
     if intid == linux::console_intid() && !linux::LINUX.is_empty() {
-        linux::console_input();
+        let commands = linux::console_input();
         gic::end_of_interrupt(intid);
+        // After the EOI: a stop or a restart may not return here.
+        for command in commands {
+            mgmt::serve(command);
+        }
         return;
     }
     let tick = HYP_TIMER_INTID.load(Ordering::Relaxed);
