@@ -567,7 +567,7 @@ pub enum Workload {
 }
 
 /// One profile run: a scenario, its options and its workload. Add a row to profile another
-/// scenario (`shared-1`, say, once it exists).
+/// scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProfileScenario {
     /// The row's name, and what `--only` picks.
@@ -597,6 +597,15 @@ pub const SCENARIOS: &[ProfileScenario] = &[
         label: "demo",
         scenario: "demo",
         dsm: true,
+        policy: None,
+        workload: Workload::KernelBuild,
+    },
+    // The RTOS and a one-vCPU Linux on one core: every exit of both guests lands on the
+    // RTOS's core, and QEMU times it exactly.
+    ProfileScenario {
+        label: "shared-1",
+        scenario: "shared-1",
+        dsm: false,
         policy: None,
         workload: Workload::KernelBuild,
     },
@@ -728,7 +737,7 @@ pub fn bench(only: Option<&str>, timeout: Option<Duration>) -> Result<()> {
 }
 
 /// The `--only` labels, [`SCENARIOS`]' in order.
-pub const LABELS: &[&str] = &["rtos", "demo-no-dsm", "demo"];
+pub const LABELS: &[&str] = &["rtos", "demo-no-dsm", "demo", "shared-1"];
 
 /// Per run: a bounded kernel build with the plugin on takes well under an hour of host time.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3 * 3600);
