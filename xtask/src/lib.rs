@@ -6,6 +6,7 @@
 //! - [`run`]: boot a scenario on QEMU and collect its prefixed console lines;
 //! - [`bench`]: `cargo xtask bench`, results under `target/bench/`; [`kbuild`]: the kernel-build
 //!   workload, its root filesystem image and `bench kbuild`; [`diskbench`]: `bench disk`;
+//!   [`storm`]: the adversarial Linux loads for the latency rows;
 //! - [`monitor`]: each CPU's state when a run stalls, from QEMU's monitor;
 //! - [`demux`], [`defmt_log`], [`event`]: turn spumone's framed UART stream into those lines.
 
@@ -34,4 +35,5 @@ pub mod run;
 pub mod scenario;
 pub mod setup;
 pub mod signals;
+pub mod storm;
 pub mod tui;
