@@ -25,7 +25,11 @@
  *   irqoff  interrupts masked for `hold_ms` (a pure spin on the counter: no WFE, no YIELD),
  *           then `gap_us` with them enabled.
  *
- *   insmod storm.ko mode=sgi seconds=10 [cpu=N] [hold_ms=10] [gap_us=100]
+ *   insmod storm.ko mode=sgi seconds=10 [cpu=N] [hold_ms=10] [gap_us=100] [relax=1]
+ *
+ * relax=1 adds a YIELD hint after every iteration (and to irqoff's spin): the guest does the
+ * same work, but QEMU's round robin ends the vCPU's slice at each YIELD. It is the control
+ * that tells QEMU's scheduling of busy vCPUs from the hypervisor's own cost.
  *
  * `cpu` defaults to the CPU that loads the module. `iterations` and `done` are read-only
  * parameters; rmmod stops a storm early.
@@ -54,6 +58,8 @@ static int hold_ms = 10;
 module_param(hold_ms, int, 0444);
 static int gap_us = 100;
 module_param(gap_us, int, 0444);
+static int relax;
+module_param(relax, int, 0444);
 static ulong iterations;
 module_param(iterations, ulong, 0444);
 static int done;
@@ -79,14 +85,20 @@ static u64 ticks_of_us(u64 us)
 	return read_sysreg(cntfrq_el0) * us / USEC_PER_SEC;
 }
 
+static void relax_hint(void)
+{
+	if (relax)
+		asm volatile("yield" ::: "memory");
+}
+
 /* Spins on the counter only: cpu_relax() is a YIELD and udelay() may WFE, and either can
- * hand the CPU away (in QEMU, to another vCPU). */
+ * hand the CPU away (in QEMU, to another vCPU); relax=1 asks for exactly that. */
 static void spin_ticks(u64 ticks)
 {
 	u64 start = counter();
 
 	while (counter() - start < ticks)
-		;
+		relax_hint();
 }
 
 static void wfi_once(void)
@@ -169,6 +181,7 @@ static int storm_thread(void *data)
 		/* A millisecond at a time, then give Linux the CPU if it wants it. */
 		do {
 			count += storm_once(empty_sgi1r);
+			relax_hint();
 		} while (counter() < resched);
 		cond_resched();
 	}
