@@ -6,6 +6,7 @@
 //! - [`run`]: boot a scenario on QEMU and collect its prefixed console lines;
 //! - [`bench`]: `cargo xtask bench`, results under `target/bench/`; [`kbuild`]: the kernel-build
 //!   workload, its root filesystem image and `bench kbuild`; [`diskbench`]: `bench disk`;
+//!   [`storm`]: the adversarial Linux loads for the latency rows;
 //! - [`monitor`]: each CPU's state when a run stalls, from QEMU's monitor;
 //! - [`ctl`]: `cargo xtask ctl`, the operator's commands to a running board, and the socket a
 //!   run serves them on;
@@ -40,4 +41,5 @@ pub mod run;
 pub mod scenario;
 pub mod setup;
 pub mod signals;
+pub mod storm;
 pub mod tui;

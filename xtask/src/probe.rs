@@ -290,15 +290,20 @@ impl Observed<'_> {
 
     /// A spumone line that says it crashed, if any.
     fn hv_crash(&self) -> Option<&str> {
-        self.lines
-            .iter()
-            .filter(|l| l.starts_with("[hv]"))
-            .find(|l| {
-                l.contains(": panic: ")
-                    || l.contains(": unexpected ") && l.contains(" exception from ")
-            })
-            .map(String::as_str)
+        hv_crash(self.lines)
     }
+}
+
+/// A spumone line among a run's prefixed `lines` that says it crashed (a panic, or an
+/// exception EL2 did not expect), if any.
+pub fn hv_crash(lines: &[String]) -> Option<&str> {
+    lines
+        .iter()
+        .filter(|l| l.starts_with("[hv]"))
+        .find(|l| {
+            l.contains(": panic: ") || l.contains(": unexpected ") && l.contains(" exception from ")
+        })
+        .map(String::as_str)
 }
 
 /// Judges every probe of `boot` in its run's output.
