@@ -131,9 +131,11 @@ commands:
                           an error answer or when no run listens
   bench rtos-latency [--samples N] [--period-us P] [--timeout SECS]
       [--only rtos|demo|shared|shared-1|shared-2] [--clock icount|wall]
-      [--policy pinned|spumone|load] [--load linux-idle|linux-busy|linux-ipc] [--plugin]
+      [--policy pinned|spumone|load] [--load LOAD] [--plugin]
                           RTOS dispatch latency, native and under spumone, with and without
                           --icount; --only, --clock, --policy and --load run only those;
+                          loads: linux-idle|linux-busy|linux-ipc, and in shared-1 the storms
+                          storm-wfi|-wfe|-sgi|-mmio|-sysreg|-irqoff (a hostile Linux);
                           the loads beside Linux last N × P (--samples 100000: 10^5 periods);
                           --plugin counts the RTOS's path and its distorted windows in the
                           -icount runs (TCG plugin); writes target/bench/rtos-latency.{{json,md}}
