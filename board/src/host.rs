@@ -122,6 +122,8 @@ struct RawPartition {
     dsm: Option<RawDsm>,
     /// Linux only: where its vCPUs may move (`pinned`, `spumone`, `load`).
     policy: Option<String>,
+    /// RTOS only: load its waiting vCPU this long before its deadline on a shared core.
+    preload_ns: Option<u32>,
     // Defaulted so a missing list is reported as "no vCPU", not as a syntax error.
     #[serde(default)]
     vcpus: Vec<RawVcpu>,
@@ -248,6 +250,8 @@ pub struct PartitionInfo {
     pub entry: u64,
     pub boot_arg: u64,
     pub vcpus: Vec<Vcpu>,
+    /// How long before its deadline its waiting vCPU is loaded (`rt::Partition::preload_ns`).
+    pub preload_ns: u32,
     pub kind: Kind,
     /// How it boots, for `Kind::Linux`.
     pub linux: Option<LinuxInfo>,
@@ -392,6 +396,7 @@ impl ValidatedConfig {
                 "            console_channel: {:#x},",
                 p.console_channel
             )?;
+            writeln!(out, "            preload_ns: {},", p.preload_ns)?;
             writeln!(out, "        }},")?;
         }
         writeln!(out, "    ],")?;
@@ -634,6 +639,16 @@ pub enum Problem {
     LinuxFixedField {
         partition: String,
         field: &'static str,
+    },
+    /// `preload_ns` on a Linux partition: only the RTOS is loaded ahead of its deadline.
+    RtosOnlyField {
+        partition: String,
+        field: &'static str,
+    },
+    /// `preload_ns` above `rt::MAX_PRELOAD_NS`.
+    PreloadTooLong {
+        partition: String,
+        ns: u32,
     },
     MissingLinuxField {
         partition: String,
@@ -978,6 +993,15 @@ impl fmt::Display for Problem {
             Problem::LinuxFixedField { partition, field } => write!(
                 f,
                 "partition {partition:?} is a Linux partition, whose {field:?} follows from the boot protocol; remove it"
+            ),
+            Problem::RtosOnlyField { partition, field } => write!(
+                f,
+                "partition {partition:?} is a Linux partition; {field:?} is for an RTOS partition only"
+            ),
+            Problem::PreloadTooLong { partition, ns } => write!(
+                f,
+                "partition {partition:?} preload_ns {ns} is more than {} (Linux would lose that much of every RTOS period)",
+                crate::rt::MAX_PRELOAD_NS
             ),
             Problem::MissingLinuxField { partition, field } => write!(
                 f,
@@ -1646,6 +1670,7 @@ fn check_partitions(raw: &RawConfig, board: &Board) -> Result<Vec<PartitionInfo>
                 });
             }
         }
+        check_preload(p, &mut problems);
         linux.push(info);
         if p.vcpus.is_empty() {
             problems.push(Problem::NoVcpu {
@@ -1678,6 +1703,10 @@ fn check_partitions(raw: &RawConfig, board: &Board) -> Result<Vec<PartitionInfo>
                 .map_or(p.entry.unwrap_or_default(), |l| l.kernel.base),
             boot_arg: p.boot_arg.unwrap_or_default(),
             vcpus: p.vcpus.iter().map(|v| Vcpu { core: v.core }).collect(),
+            preload_ns: match p.kind {
+                RawKind::Rtos => p.preload_ns.unwrap_or(crate::rt::DEFAULT_PRELOAD_NS),
+                RawKind::Linux => 0,
+            },
             kind: match p.kind {
                 RawKind::Rtos => Kind::Rtos,
                 RawKind::Linux => Kind::Linux,
@@ -1685,6 +1714,24 @@ fn check_partitions(raw: &RawConfig, board: &Board) -> Result<Vec<PartitionInfo>
             linux,
         })
         .collect())
+}
+
+/// `preload_ns`: an RTOS partition's, at most `rt::MAX_PRELOAD_NS`.
+fn check_preload(p: &RawPartition, problems: &mut Vec<Problem>) {
+    let Some(ns) = p.preload_ns else {
+        return;
+    };
+    if p.kind == RawKind::Linux {
+        problems.push(Problem::RtosOnlyField {
+            partition: p.name.clone(),
+            field: "preload_ns",
+        });
+    } else if ns > crate::rt::MAX_PRELOAD_NS {
+        problems.push(Problem::PreloadTooLong {
+            partition: p.name.clone(),
+            ns,
+        });
+    }
 }
 
 fn check_not_linux(p: &RawPartition, problems: &mut Vec<Problem>) {

@@ -8,7 +8,9 @@
 //! - [`HV_IRQ_RTOS`] (under spumone): spumone's EL2 vector entry for a guest's IRQ to the same
 //!   timestamp, the whole forwarded path;
 //! - [`HV_EXIT`] (under spumone): any EL2 vector entry from a guest to spumone's `eret`, tagged
-//!   by the code it ran (`crate::profile` turns the tags into an exit reason).
+//!   by the code it ran (`crate::profile` turns the tags into an exit reason);
+//! - [`HV_IDLE_RTOS`] (under spumone): a shared core's wake from its EL2 `wfi` to the RTOS's
+//!   timestamp, the path of an RTOS loaded ahead of its deadline.
 //!
 //! Spans (under spumone): where a core waits on another (`crate::profile::WAIT_SPANS`) and
 //! all of spumone's code.
@@ -36,6 +38,7 @@ pub const REPORT: &str = "pathlen.json";
 pub const RTOS_IRQ: &str = "rtos-irq";
 pub const HV_IRQ_RTOS: &str = "hv-irq-rtos";
 pub const HV_EXIT: &str = "hv-exit";
+pub const HV_IDLE_RTOS: &str = "hv-idle-rtos";
 
 /// The RTOS's EL1 vector table (16 entries of 0x80 bytes).
 pub const RTOS_VECTORS: &str = "rtos_vectors";
@@ -46,6 +49,8 @@ pub const RTOS_TIMESTAMP: &str = ".rtos_latency_timestamp";
 pub const HV_VECTORS: &str = "spumone_vectors";
 /// The exit path every return to a guest goes through; its `eret` ends [`HV_EXIT`].
 pub const HV_TRAP_RETURN: &str = "spumone_trap_return";
+/// The instruction after a shared core's EL2 `wfi`: [`HV_IDLE_RTOS`] starts there.
+pub const HV_IDLE_WAKE: &str = "spumone_idle_wake";
 
 /// Bytes per vector table entry.
 const VECTOR_ENTRY: u64 = 0x80;
@@ -335,9 +340,10 @@ pub fn rtos_window(rtos: &Elf) -> Result<WindowKind> {
 }
 
 /// spumone's windows: its guest-IRQ entry to the RTOS's timestamp (tagged `lock` when it
-/// acquired a spin lock), and every exit from a guest to the `eret`, tagged by the code it
-/// ran (`crate::profile::EXIT_TAGS`, from `ranges`). An entry from EL2 itself inside either
-/// distorts it.
+/// acquired a spin lock), every exit from a guest to the `eret`, tagged by the code it ran
+/// (`crate::profile::EXIT_TAGS`, from `ranges`), and its idle wake to the RTOS's timestamp. An
+/// entry from EL2 itself inside any distorts it, and any entry of spumone's inside the idle
+/// wake's.
 pub fn hv_windows(hv: &Elf, rtos: &Elf, ranges: &FunctionRanges) -> Result<Vec<WindowKind>> {
     let vectors = hv.symbol(HV_VECTORS)?;
     let eret = hv.eret_from(hv.symbol(HV_TRAP_RETURN)?)?;
@@ -360,6 +366,14 @@ pub fn hv_windows(hv: &Elf, rtos: &Elf, ranges: &FunctionRanges) -> Result<Vec<W
             ends: vec![eret],
             tags,
             disturbs: from_el2,
+            vcpus: None,
+        },
+        WindowKind {
+            name: HV_IDLE_RTOS.into(),
+            starts: vec![hv.symbol(HV_IDLE_WAKE)?],
+            ends: rtos.address_table(RTOS_TIMESTAMP)?,
+            tags: Vec::new(),
+            disturbs: entries(vectors, &[0, 1, LOWER_A64], &[0, 1, 2, 3]),
             vcpus: None,
         },
     ])

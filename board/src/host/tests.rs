@@ -1594,3 +1594,37 @@ fn migration_policy_defaults_to_pinned_and_is_generated() {
         "{src}"
     );
 }
+
+#[test]
+fn preload_ns_is_the_rtos_own_with_a_default_and_a_bound() {
+    let parts = |cfg: &str| {
+        let raw: RawConfig = parse(Path::new("test.toml"), cfg).unwrap();
+        check_partitions(&raw, &board()).unwrap()
+    };
+    let defaults = parts(LINUX);
+    assert_eq!(defaults[0].preload_ns, crate::rt::DEFAULT_PRELOAD_NS);
+    assert_eq!(defaults[1].preload_ns, 0, "Linux is never loaded ahead");
+    for ns in [0, 5_000, crate::rt::MAX_PRELOAD_NS] {
+        let cfg = linux_with(&[(
+            "entry = 0x4400_0000",
+            &format!("entry = 0x4400_0000\npreload_ns = {ns}"),
+        )]);
+        assert_eq!(parts(&cfg)[0].preload_ns, ns);
+    }
+    let too_long = linux_with(&[(
+        "entry = 0x4400_0000",
+        &format!(
+            "entry = 0x4400_0000\npreload_ns = {}",
+            crate::rt::MAX_PRELOAD_NS + 1
+        ),
+    )]);
+    assert_problem(
+        &too_long,
+        |p| matches!(p, Problem::PreloadTooLong { partition, .. } if partition == "rtos"),
+    );
+    let on_linux = linux_with(&[("kind = \"linux\"", "kind = \"linux\"\npreload_ns = 1000")]);
+    assert_problem(
+        &on_linux,
+        |p| matches!(p, Problem::RtosOnlyField { partition, field } if partition == "linux" && *field == "preload_ns"),
+    );
+}

@@ -18,6 +18,7 @@ pub static CONFIG: board::rt::Config = board::rt::Config {
             boot_arg: 0x0,
             vcpus: &[board::rt::Vcpu { core: 0 }],
             console_channel: 0x10,
+            preload_ns: 20000,
         },
     ],
     smmus: &[

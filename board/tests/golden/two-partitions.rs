@@ -19,6 +19,7 @@ pub static CONFIG: board::rt::Config = board::rt::Config {
             boot_arg: 0x0,
             vcpus: &[board::rt::Vcpu { core: 0 }],
             console_channel: 0x10,
+            preload_ns: 20000,
         },
         board::rt::Partition {
             name: "linux",
@@ -33,6 +34,7 @@ pub static CONFIG: board::rt::Config = board::rt::Config {
             boot_arg: 0x40000000,
             vcpus: &[board::rt::Vcpu { core: 3 }, board::rt::Vcpu { core: 1 }, board::rt::Vcpu { core: 2 }],
             console_channel: 0x11,
+            preload_ns: 20000,
         },
     ],
     smmus: &[

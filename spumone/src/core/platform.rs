@@ -162,6 +162,7 @@ mod tests {
             boot_arg: 0,
             vcpus,
             console_channel: 0x10,
+            preload_ns: 0,
         }
     }
 

@@ -193,6 +193,7 @@ mod tests {
             boot_arg: 0x77,
             vcpus,
             console_channel: 0x10 + index,
+            preload_ns: 0,
         }
     }
 

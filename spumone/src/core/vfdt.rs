@@ -459,6 +459,7 @@ mod tests {
         boot_arg: 0,
         vcpus: &[Vcpu { core: 1 }, Vcpu { core: 2 }, Vcpu { core: 3 }],
         console_channel: 0x11,
+        preload_ns: 0,
     };
     static BOOT: LinuxBoot = LinuxBoot {
         partition: 1,

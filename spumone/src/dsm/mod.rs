@@ -50,6 +50,7 @@ mod tests {
             boot_arg: 0,
             vcpus,
             console_channel: 0x10 + index,
+            preload_ns: 0,
         }
     }
 

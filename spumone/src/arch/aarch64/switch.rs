@@ -151,6 +151,12 @@ fn boot_context(vcpu: usize, entry: u64, x: [u64; 3]) -> VcpuContext {
     ctx
 }
 
+/// `ns` in counter ticks, rounded up (a lead is never shorter than configured).
+fn ns_to_ticks(ns: u32) -> Ticks {
+    let hz = u128::from(timer::frequency_hz());
+    (u128::from(ns) * hz).div_ceil(1_000_000_000) as Ticks
+}
+
 /// Starts every vCPU placed on this shared core (vCPU 0 of each partition; the board config
 /// allows no other) and runs them for good.
 pub fn run_shared(core: usize) -> ! {
@@ -204,6 +210,7 @@ pub fn run_shared(core: usize) -> ! {
             sched.rtos = Some(id);
         }
         let _ = sched.queue.add(id, class, RunState::Ready, None);
+        sched.queue.set_lead(id, ns_to_ticks(partition.preload_ns));
         super::guest::mark_entered(index, n);
         info!(
             "partition {} vcpu {}: entering at {:#x} on core {} (shared)",
@@ -343,7 +350,7 @@ fn reschedule(frame: &mut TrapFrame) {
         let runs = match run {
             Run::Continue => s.queue.loaded(),
             Run::Switch { to, .. } => Some(to),
-            Run::Idle => None,
+            Run::Idle | Run::Preload { .. } => None,
         };
         let runs_class = runs
             .and_then(|id| s.slot(id))
@@ -361,8 +368,9 @@ fn reschedule(frame: &mut TrapFrame) {
         if let Some(at) = settle_alone(s, core, moving, now, chosen, runs_deadline, &mut look) {
             wake_at = Some(wake_at.map_or(at, |t| t.min(at)));
         }
-        if moving && matches!(run, Run::Idle) {
-            // An idle RTOS core wakes to let displaced vCPUs return.
+        if moving && runs.is_none() && s.queue.holding().is_none() {
+            // An idle RTOS core wakes to let displaced vCPUs return (not inside the lead
+            // window of its RTOS: that is the RTOS's time).
             if let (Some(since), Some(after)) = (s.rtos_idle_since, migrate::return_after()) {
                 let back = since.saturating_add(after).max(now + 1);
                 wake_at = Some(wake_at.map_or(back, |t| t.min(back)));
@@ -380,7 +388,7 @@ fn reschedule(frame: &mut TrapFrame) {
                 }
                 return;
             }
-            Run::Switch { from, to } => {
+            Run::Switch { from, to } | Run::Preload { from, to } => {
                 if let Some(slot) = from.and_then(|id| s.slot(id)) {
                     save(slot, frame);
                     SWITCHES[core].fetch_add(1, Ordering::Relaxed);
@@ -395,18 +403,86 @@ fn reschedule(frame: &mut TrapFrame) {
                 if look {
                     migrate::evaluate(now);
                 }
-                return;
+                // A preload was ahead of `to`'s deadline: wait for its own timer.
+                if matches!(run, Run::Switch { .. }) || idle(core, moving) {
+                    return;
+                }
             }
             Run::Idle => {
                 drop(guard);
                 if look {
                     migrate::evaluate(now);
                 }
-                cpu::wait_for_interrupt();
-                poll();
+                if idle(core, moving) {
+                    return;
+                }
             }
         }
     }
+}
+
+/// Waits in EL2 for an interrupt with the loaded context (if any) left in place, then takes
+/// what came. `true`: it was the loaded vCPU's own timer and the idle decision stood, so that
+/// vCPU runs on (the O(1) `RunQueue::resume_loaded`); `false`: decide again.
+fn idle(core: usize, moving: bool) -> bool {
+    wait_in_el2();
+    let intid = gic::acknowledge();
+    if intid >= gic::SPECIAL_INTID_START {
+        poll();
+        return false;
+    }
+    // A core the policy watches decides in full: it reports the RTOS's wake to the policy.
+    if intid == crate::hvcore::vgic::VTIMER_INTID && !moving && resume_loaded(core, intid) {
+        return true;
+    }
+    interrupt(intid);
+    poll();
+    false
+}
+
+/// The loaded vCPU's timer interrupt `intid`, just acknowledged while the core idled: if the
+/// run queue's idle decision still stands, the vCPU runs on and the interrupt goes straight
+/// into its list registers. `false` leaves `intid` unhandled, for the full path.
+fn resume_loaded(core: usize, intid: u32) -> bool {
+    let Some(running) = percore::this_core().running() else {
+        return false;
+    };
+    {
+        let mut guard = SCHED[core].lock();
+        let Some(decision) = guard
+            .as_mut()
+            .and_then(|s| s.queue.resume_loaded(timer::counter()))
+        else {
+            return false;
+        };
+        match decision.timer {
+            Some(at) => timer::set_deadline(at),
+            None => timer::stop_tick(),
+        }
+    }
+    let tick = super::HYP_TIMER_INTID.load(Ordering::Relaxed);
+    vgic::dispatch(Some(running), intid, tick);
+    true
+}
+
+// `wfi` at EL2 with interrupts masked: it only wakes the core. `spumone_idle_wake` marks the
+// idle wake for the path-length plugin (`hv-idle-rtos`).
+core::arch::global_asm!(
+    ".global spumone_idle_wait",
+    ".global spumone_idle_wake",
+    "spumone_idle_wait:",
+    "    wfi",
+    "spumone_idle_wake:",
+    "    ret",
+);
+
+unsafe extern "C" {
+    fn spumone_idle_wait();
+}
+
+fn wait_in_el2() {
+    // SAFETY: `wfi` and `ret`: no register but the link register and no memory is touched.
+    unsafe { spumone_idle_wait() };
 }
 
 /// Publishes what the RTOS here does after a decision; `true` when the policy should look:
