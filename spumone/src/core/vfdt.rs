@@ -471,6 +471,8 @@ mod tests {
         device_kinds: &["virtio,mmio", "arm,pl061", "virtio,mmio"],
         dsm: None,
         policy: board::rt::MigrationPolicy::Pinned,
+        on_panic: board::rt::OnPanic::Stop,
+        watchdog_s: board::rt::WATCHDOG_S_DEFAULT,
     };
 
     fn params<'a>(partition: &'a Partition, boot: &'a LinuxBoot) -> LinuxDt<'a> {
