@@ -10,13 +10,14 @@ use aarch64_cpu::registers::{
     FAR_EL1, FAR_EL2, HCR_EL2, HPFAR_EL2, MIDR_EL1, SCTLR_EL1, SPSR_EL1, VBAR_EL1, VMPIDR_EL2,
     VTCR_EL2, VTTBR_EL2,
 };
-use board::rt::Partition;
+use board::rt::{LinuxBoot, Partition};
 use spumone_abi::mgmt::{ErrorCode, Head, Outcome};
 
 use super::config::CONFIG;
 use super::exception::{self, TrapFrame, VectorKind};
 use super::{cpu, log, percore};
 use crate::hvcore::esr::{Esr, ExceptionClass, FaultStatus, Wfx};
+use crate::hvcore::health::{self, Action, Verdict};
 use crate::hvcore::hypercall::{self, HypercallAction};
 use crate::hvcore::inject::{self, GuestState, Injection};
 use crate::hvcore::lifecycle::{self, Lifecycle, StopOutcome};
@@ -332,7 +333,58 @@ pub fn on_kick(running: Option<(usize, usize)>) {
         );
         return;
     }
-    restart_current(partition, Some(seq))
+    restart_current(partition, Some(seq), "operator command")
+}
+
+/// Linux panicked or hung (the DSM's watch, on the core of its vCPU 0, which runs here): the
+/// partition's `on_panic` policy applies, restart from the pristine copy or stop.
+pub fn on_unhealthy(partition: &'static Partition, verdict: Verdict) {
+    let Some(boot) = LinuxBoot::find(super::linux::LINUX, partition.index) else {
+        return;
+    };
+    let can_restart =
+        super::linux::can_restart(partition) && !super::switch::shares_core(partition);
+    let action = health::action(boot.on_panic, can_restart);
+    let doing = match action {
+        Action::Restart => "restarting",
+        Action::Stop => "stopping",
+    };
+    let cause = match verdict {
+        Verdict::Alive => return,
+        Verdict::Panicked { cpu } => {
+            error!(
+                "{} panicked (panic_cpu={}): {} (on_panic={})",
+                partition.name,
+                cpu,
+                doing,
+                boot.on_panic.name()
+            );
+            "panic"
+        }
+        Verdict::Hung { stalled_ms } => {
+            error!(
+                "{} hung (no progress for {} ms): {} (on_panic={})",
+                partition.name,
+                stalled_ms,
+                doing,
+                boot.on_panic.name()
+            );
+            "hang"
+        }
+    };
+    log::event(format_args!(
+        "partition-panicked name={} cause={} action={}",
+        partition.name,
+        cause,
+        match action {
+            Action::Restart => "restart",
+            Action::Stop => "stop",
+        }
+    ));
+    match action {
+        Action::Restart => restart_current(partition, None, "on_panic = restart"),
+        Action::Stop => stop_partition(partition, STOPPED_BY_HYPERVISOR, cause),
+    }
 }
 
 /// Answers the operator's restart request, if it was one.
@@ -508,7 +560,7 @@ fn handle_smc(frame: &mut TrapFrame, esr: Esr, partition: &'static Partition, vc
             super::idle()
         }
         PsciOutcome::SystemOff => stop_current(partition, 0, "PSCI SYSTEM_OFF"),
-        PsciOutcome::SystemReset => restart_current(partition, None),
+        PsciOutcome::SystemReset => restart_current(partition, None, "SYSTEM_RESET"),
     }
     if let Some(value) = outcome.return_value() {
         frame.x[0] = value;
@@ -675,8 +727,8 @@ pub fn handle_unexpected(frame: &mut TrapFrame, kind: VectorKind) {
 /// Restarts the partition running on this core (PSCI `SYSTEM_RESET`): its other vCPUs are
 /// called off, its memory gets the pristine kernel and initrd back, and vCPU 0 boots again.
 /// Other partitions are not touched. Without pristine copies the partition is stopped.
-/// `answer_to`: the operator's request that asked for it.
-fn restart_current(partition: &'static Partition, answer_to: Option<u8>) -> ! {
+/// `answer_to`: the operator's request that asked for it; `cause`: who asked, for the log.
+fn restart_current(partition: &'static Partition, answer_to: Option<u8>, cause: &str) -> ! {
     let index = usize::from(partition.index);
     if !super::linux::can_restart(partition) || super::switch::shares_core(partition) {
         warn!(
@@ -694,11 +746,6 @@ fn restart_current(partition: &'static Partition, answer_to: Option<u8>) -> ! {
         );
         super::idle()
     }
-    let cause = if answer_to.is_some() {
-        "operator command"
-    } else {
-        "SYSTEM_RESET"
-    };
     info!("partition {}: {}: restarting it", partition.name, cause);
     STOPPED[index].store(true, Ordering::Release);
     super::vgic::partition_stopped(index);
