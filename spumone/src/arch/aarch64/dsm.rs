@@ -629,6 +629,51 @@ pub fn partition_stopped(index: usize) {
     }
 }
 
+/// Partition `index` restarted (none of its vCPUs runs yet): if the DSM checks it, it forgets
+/// the old kernel and its watches and takes new baselines once the new one has booted.
+pub fn partition_restarted(index: usize) {
+    if CHECKED.load(Ordering::Acquire) != index {
+        return;
+    }
+    if let Some(state) = STATE.lock().as_mut() {
+        rebaseline(state, super::linux::resets(index));
+        publish(&state.runtime);
+    }
+}
+
+/// Back to the booting phase for boot `resets` of the checked partition.
+fn rebaseline(state: &mut State, resets: u32) {
+    state.resets = resets;
+    state.health = Health::new(state.health.watchdog.timeout_ms());
+    state.guest.forget_kernel();
+    state.runtime.restart();
+    drop_check("the partition restarted first");
+}
+
+/// The DSM's state of partition `index` for the restart report: its phase and watches
+/// (`None`: it does not check it).
+pub fn counts(index: usize) -> Option<(&'static str, usize)> {
+    if CHECKED.load(Ordering::Acquire) != index {
+        return None;
+    }
+    let lock = STATE.lock();
+    let state = lock.as_ref()?;
+    Some((
+        phase_name(PHASE.load(Ordering::Acquire)),
+        state.guest.watch_count(),
+    ))
+}
+
+fn phase_name(phase: u8) -> &'static str {
+    match phase {
+        PHASE_BOOTING => "booting",
+        PHASE_RUNNING => "running",
+        PHASE_PAUSED => "paused",
+        PHASE_STOPPED => "stopped",
+        _ => "off",
+    }
+}
+
 /// Whether the DSM needs `core`'s EL2 tick.
 pub fn runs_on(core: u8) -> bool {
     DSM_CORE.load(Ordering::Acquire) == usize::from(core)
@@ -1308,11 +1353,8 @@ fn step() -> Option<(&'static Partition, Response)> {
     let partition = state.guest.backend_mut().partition;
     let resets = super::linux::resets(usize::from(partition.index));
     if resets != state.resets {
-        state.resets = resets;
-        state.health = Health::new(state.health.watchdog.timeout_ms());
-        state.guest.forget_kernel();
-        state.runtime.restart();
-        drop_check("the partition restarted first");
+        // Missed at the restart itself (`partition_restarted`).
+        rebaseline(state, resets);
     }
     let now_us = timer::uptime_us();
     arm_check(&mut state.runtime, now_us);
@@ -1581,13 +1623,7 @@ pub fn status(emit: &mut dyn FnMut(&dyn core::fmt::Display)) {
     let Some(partition) = CONFIG.partitions.get(CHECKED.load(Ordering::Acquire)) else {
         return;
     };
-    let phase = match PHASE.load(Ordering::Acquire) {
-        PHASE_BOOTING => "booting",
-        PHASE_RUNNING => "running",
-        PHASE_PAUSED => "paused",
-        PHASE_STOPPED => "stopped",
-        _ => "off",
-    };
+    let phase = phase_name(PHASE.load(Ordering::Acquire));
     let policy = [DsmPolicy::Log, DsmPolicy::Pause, DsmPolicy::Stop]
         .into_iter()
         .find(|p| *p as u8 == POLICY.load(Ordering::Relaxed))
