@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::rt::{
-    Dsm, DsmPolicy, Kind, MemRange, MigrationPolicy, Space, Vcpu, Window, DSM_PERIOD_MS_MAX,
-    DSM_PERIOD_MS_MIN, DSM_SHARE_PERMILLE_DEFAULT, DSM_SHARE_PERMILLE_MAX, LINUX_BOOTARGS_MAX,
-    LINUX_CONSOLE_DEFAULT, LINUX_CONSOLE_SIZE, LINUX_DTB_MAX,
+    Dsm, DsmPolicy, Kind, MemRange, MigrationPolicy, OnPanic, Space, Vcpu, Window,
+    DSM_PERIOD_MS_MAX, DSM_PERIOD_MS_MIN, DSM_SHARE_PERMILLE_DEFAULT, DSM_SHARE_PERMILLE_MAX,
+    LINUX_BOOTARGS_MAX, LINUX_CONSOLE_DEFAULT, LINUX_CONSOLE_SIZE, LINUX_DTB_MAX,
+    WATCHDOG_S_DEFAULT, WATCHDOG_S_MAX, WATCHDOG_S_MIN,
 };
 
 /// Granule every partition RAM range must be aligned to (the stage-2 page size).
@@ -124,6 +125,10 @@ struct RawPartition {
     policy: Option<String>,
     /// RTOS only: load its waiting vCPU this long before its deadline on a shared core.
     preload_ns: Option<u32>,
+    /// Linux only: `restart` or `stop` after a panic or a hang.
+    on_panic: Option<String>,
+    /// Linux only: the progress watchdog's timeout in seconds.
+    watchdog_s: Option<u32>,
     // Defaulted so a missing list is reported as "no vCPU", not as a syntax error.
     #[serde(default)]
     vcpus: Vec<RawVcpu>,
@@ -271,6 +276,10 @@ pub struct LinuxInfo {
     pub dsm: Option<Dsm>,
     /// Where its vCPUs may move (`pinned` unless the config says otherwise).
     pub policy: MigrationPolicy,
+    /// After a panic or a hang (default: `restart` with a `reset_copy`, else `stop`).
+    pub on_panic: OnPanic,
+    /// The progress watchdog's timeout in seconds.
+    pub watchdog_s: u16,
 }
 
 /// A partition config that passed every check, with its board.
@@ -440,6 +449,12 @@ impl ValidatedConfig {
                 "        policy: board::rt::MigrationPolicy::{:?},",
                 l.policy
             )?;
+            writeln!(
+                out,
+                "        on_panic: board::rt::OnPanic::{:?},",
+                l.on_panic
+            )?;
+            writeln!(out, "        watchdog_s: {},", l.watchdog_s)?;
             let kinds: Vec<String> = p.devices.iter().map(|d| format!("{:?}", d.kind)).collect();
             writeln!(out, "        device_kinds: &[{}],", kinds.join(", "))?;
             writeln!(out, "    }},")?;
@@ -780,6 +795,20 @@ pub enum Problem {
     UnknownMigrationPolicy {
         partition: String,
         policy: String,
+    },
+    /// `on_panic` is not `restart` or `stop`.
+    UnknownOnPanic {
+        partition: String,
+        on_panic: String,
+    },
+    /// `on_panic = "restart"` without a `reset_copy` to restart from.
+    RestartWithoutResetCopy {
+        partition: String,
+    },
+    /// `watchdog_s` is outside [`WATCHDOG_S_MIN`]..=[`WATCHDOG_S_MAX`].
+    WatchdogOutOfRange {
+        partition: String,
+        watchdog_s: u32,
     },
     /// `shared = true` on a vCPU of a partition that is not Linux.
     SharedNotLinux {
@@ -1196,6 +1225,24 @@ impl fmt::Display for Problem {
             Problem::UnknownMigrationPolicy { partition, policy } => write!(
                 f,
                 "partition {partition:?} policy {policy:?} is not one of \"pinned\", \"spumone\", \"load\", \"rotate\""
+            ),
+            Problem::UnknownOnPanic {
+                partition,
+                on_panic,
+            } => write!(
+                f,
+                "partition {partition:?} on_panic {on_panic:?} is not one of \"restart\", \"stop\""
+            ),
+            Problem::RestartWithoutResetCopy { partition } => write!(
+                f,
+                "partition {partition:?} says on_panic = \"restart\" but has no reset_copy to restart from"
+            ),
+            Problem::WatchdogOutOfRange {
+                partition,
+                watchdog_s,
+            } => write!(
+                f,
+                "partition {partition:?} watchdog_s {watchdog_s} is outside {WATCHDOG_S_MIN}..={WATCHDOG_S_MAX}"
             ),
             Problem::SharedNotLinux { partition, core } => write!(
                 f,
@@ -1745,6 +1792,8 @@ fn check_not_linux(p: &RawPartition, problems: &mut Vec<Problem>) {
         ("reset_copy", p.reset_copy.is_some()),
         ("dsm", p.dsm.is_some()),
         ("policy", p.policy.is_some()),
+        ("on_panic", p.on_panic.is_some()),
+        ("watchdog_s", p.watchdog_s.is_some()),
     ];
     for (field, _) in set.iter().filter(|(_, present)| *present) {
         problems.push(Problem::LinuxOnlyField {
@@ -1906,6 +1955,22 @@ fn check_linux(
             policy
         }
     };
+    let on_panic = check_on_panic(p, problems);
+    let watchdog_s = match p.watchdog_s {
+        None => Some(WATCHDOG_S_DEFAULT),
+        Some(s) => {
+            let ok = u16::try_from(s)
+                .ok()
+                .filter(|s| (WATCHDOG_S_MIN..=WATCHDOG_S_MAX).contains(s));
+            if ok.is_none() {
+                problems.push(Problem::WatchdogOutOfRange {
+                    partition: partition(),
+                    watchdog_s: s,
+                });
+            }
+            ok
+        }
+    };
     (problems.len() == before).then(|| LinuxInfo {
         kernel,
         initrd: initrd.range(),
@@ -1915,7 +1980,32 @@ fn check_linux(
         console,
         dsm,
         policy: policy.unwrap_or(MigrationPolicy::Pinned),
+        on_panic: on_panic.unwrap_or(OnPanic::Stop),
+        watchdog_s: watchdog_s.unwrap_or(WATCHDOG_S_DEFAULT),
     })
+}
+
+/// What a Linux partition does after a panic or a hang: the config's choice, which must have
+/// a `reset_copy` to restart from; by default a restart when there is one, else a stop.
+fn check_on_panic(p: &RawPartition, problems: &mut Vec<Problem>) -> Option<OnPanic> {
+    let has_copy = p.reset_copy.is_some();
+    let Some(text) = p.on_panic.as_deref() else {
+        return Some(OnPanic::default_for(has_copy));
+    };
+    let Some(on_panic) = OnPanic::parse(text) else {
+        problems.push(Problem::UnknownOnPanic {
+            partition: p.name.clone(),
+            on_panic: text.to_string(),
+        });
+        return None;
+    };
+    if on_panic == OnPanic::Restart && !has_copy {
+        problems.push(Problem::RestartWithoutResetCopy {
+            partition: p.name.clone(),
+        });
+        return None;
+    }
+    Some(on_panic)
 }
 
 /// The DSM settings of Linux partition `partition`: a known policy, a period and a share in

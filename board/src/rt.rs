@@ -228,7 +228,57 @@ pub struct LinuxBoot {
     pub dsm: Option<Dsm>,
     /// Where its vCPUs may move between cores.
     pub policy: MigrationPolicy,
+    /// What spumone does when this Linux panics or stops making progress.
+    pub on_panic: OnPanic,
+    /// Seconds without progress (its tick overdue and its jiffies frozen) after which the
+    /// progress watchdog calls it hung.
+    pub watchdog_s: u16,
 }
+
+/// What spumone does with a Linux partition that panicked or hung (`on_panic = ".."`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnPanic {
+    /// Boot it again from its pristine copy (needs a `reset_copy`).
+    Restart,
+    /// Stop it; the other partitions run on.
+    Stop,
+}
+
+impl OnPanic {
+    /// The config spelling: `restart` or `stop`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "restart" => Some(Self::Restart),
+            "stop" => Some(Self::Stop),
+            _ => None,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Restart => "restart",
+            Self::Stop => "stop",
+        }
+    }
+
+    /// Without `on_panic`: restart when there is a pristine copy to restart from, else stop.
+    pub const fn default_for(has_reset_copy: bool) -> Self {
+        if has_reset_copy {
+            Self::Restart
+        } else {
+            Self::Stop
+        }
+    }
+}
+
+/// The progress watchdog's timeout when the config gives none: long enough that no busy but
+/// healthy Linux (a kernel build, a DSM pass) comes near it, short enough for a field board.
+pub const WATCHDOG_S_DEFAULT: u16 = 10;
+/// Shortest watchdog timeout accepted: the DSM samples from a 10 ms tick, and Linux may keep
+/// interrupts off for a second in a legitimate long path.
+pub const WATCHDOG_S_MIN: u16 = 2;
+/// Longest watchdog timeout accepted (an hour).
+pub const WATCHDOG_S_MAX: u16 = 3600;
 
 /// A Linux partition's vCPU migration policy (`policy = ".."`; spumone's `core::policy`
 /// decides the moves).

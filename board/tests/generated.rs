@@ -106,6 +106,8 @@ fn check_linux_tables(linux: &'static [rt::LinuxBoot], cfg: &ValidatedConfig) {
         assert_eq!(l.bootargs, want.bootargs);
         assert_eq!(l.console, want.console);
         assert_eq!(l.dsm, want.dsm);
+        assert_eq!(l.on_panic, want.on_panic);
+        assert_eq!(l.watchdog_s, want.watchdog_s);
         let kinds: Vec<&str> = info.devices.iter().map(|d| d.kind.as_str()).collect();
         assert_eq!(l.device_kinds, kinds.as_slice());
         assert_eq!(rt::LinuxBoot::kind(linux, info.index), info.kind);
@@ -225,6 +227,7 @@ fn demo_tables_match_validated_config() {
     let boot = rt::LinuxBoot::find(demo::LINUX, linux.index).unwrap();
     assert_eq!(linux.entry, boot.kernel.base);
     assert!(boot.reset_copy.is_some());
+    assert_eq!(boot.on_panic, rt::OnPanic::Restart);
     assert_eq!(boot.console_range().size, rt::LINUX_CONSOLE_SIZE);
     assert_eq!(rt::LinuxBoot::kind(demo::LINUX, 0), rt::Kind::Rtos);
 }

@@ -80,6 +80,21 @@ pub const DATA_REFS: &[DataRef] = &[
         kind: RefKind::Address,
         nth: 1,
     },
+    // `atomic_cmpxchg(&panic_cpu, PANIC_CPU_INVALID, cpu)`, after `cpu_number`'s per-CPU
+    // offset and the anchor `panic_cpu` is formed from.
+    DataRef {
+        symbol: "panic_cpu",
+        function: "nmi_panic",
+        kind: RefKind::Address,
+        nth: 2,
+    },
+    // `unsigned long j0 = jiffies;`
+    DataRef {
+        symbol: "jiffies",
+        function: "round_jiffies_relative",
+        kind: RefKind::Load64,
+        nth: 0,
+    },
 ];
 
 /// One decoded use of an `adrp`-formed address.

@@ -81,6 +81,21 @@ fn runqueues_is_per_cpu_template_data() {
 }
 
 #[test]
+fn panic_cpu_starts_invalid_and_jiffies_at_initial_jiffies() {
+    let g = MemGuest::linux();
+    let img = real_image();
+    let p = offset(&g, "panic_cpu") as usize;
+    assert_eq!(p % 4, 0);
+    // `atomic_t panic_cpu = ATOMIC_INIT(PANIC_CPU_INVALID)`.
+    assert_eq!(img.bytes[p..p + 4], (-1i32).to_le_bytes());
+    let j = offset(&g, "jiffies") as usize;
+    assert_eq!(j % 8, 0);
+    // `INITIAL_JIFFIES`: -300 s worth of ticks (HZ 250) as an unsigned int.
+    let initial = u64::from((-300i32 * 250) as u32);
+    assert_eq!(img.bytes[j..j + 8], initial.to_le_bytes());
+}
+
+#[test]
 fn unknown_names_and_missing_functions_are_errors() {
     let g = MemGuest::linux();
     assert_eq!(

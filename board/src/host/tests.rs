@@ -696,6 +696,8 @@ fn rejects_linux_fields_on_rtos() {
             "reset_copy = { base = 0xA000_0000, size = 0x1000_0000 }",
         ),
         ("dsm", "dsm = { period_ms = 100, policy = \"log\" }"),
+        ("on_panic", "on_panic = \"stop\""),
+        ("watchdog_s", "watchdog_s = 10"),
     ] {
         let cfg = linux_with(&[(
             "entry = 0x4400_0000",
@@ -994,6 +996,58 @@ fn linux_reset_copy_is_optional_and_kept() {
     assert_eq!(l.reset_copy, Some(MemRange::new(0xA000_0000, 0x0C00_0000)));
 }
 
+/// `LINUX` with extra lines before `bootargs` (and a valid `reset_copy` when `copy`).
+fn linux_lines(copy: bool, lines: &str) -> String {
+    let copy = if copy {
+        format!("reset_copy = {{ {RESET_COPY} }}\n")
+    } else {
+        String::new()
+    };
+    linux_with(&[("bootargs = ", &format!("{copy}{lines}\nbootargs = "))])
+}
+
+#[test]
+fn on_panic_defaults_to_restart_only_with_a_reset_copy() {
+    let without = linux_partition(LINUX).linux.unwrap();
+    assert_eq!(without.on_panic, OnPanic::Stop);
+    assert_eq!(without.watchdog_s, WATCHDOG_S_DEFAULT);
+    let with = linux_partition(&linux_reset_copy(RESET_COPY))
+        .linux
+        .unwrap();
+    assert_eq!(with.on_panic, OnPanic::Restart);
+    let stop = linux_partition(&linux_lines(true, "on_panic = \"stop\"\nwatchdog_s = 30"))
+        .linux
+        .unwrap();
+    assert_eq!((stop.on_panic, stop.watchdog_s), (OnPanic::Stop, 30));
+}
+
+#[test]
+fn rejects_bad_on_panic_and_watchdog() {
+    assert_problem(&linux_lines(true, "on_panic = \"reboot\""), |p| {
+        matches!(p, Problem::UnknownOnPanic { partition, on_panic }
+            if partition == "linux" && on_panic == "reboot")
+    });
+    let cfg = linux_lines(false, "on_panic = \"restart\"");
+    assert_problem(
+        &cfg,
+        |p| matches!(p, Problem::RestartWithoutResetCopy { partition } if partition == "linux"),
+    );
+    let shown = Problem::RestartWithoutResetCopy {
+        partition: "linux".into(),
+    }
+    .to_string();
+    assert!(
+        shown.contains("has no reset_copy to restart from"),
+        "{shown}"
+    );
+    for bad in [0, 1, 3601, 70_000] {
+        assert_problem(
+            &linux_lines(true, &format!("watchdog_s = {bad}")),
+            |p| matches!(p, Problem::WatchdogOutOfRange { watchdog_s, .. } if *watchdog_s == bad),
+        );
+    }
+}
+
 #[test]
 fn rejects_bad_reset_copy_ranges() {
     let found = problems(&linux_reset_copy("base = 0xA000_0000, size = 0"));
@@ -1169,7 +1223,15 @@ fn shipped_linux_configs() {
         let copy = l.reset_copy.unwrap();
         assert!(copy.size >= l.kernel.size + l.initrd.size);
         assert!(!p.ram.iter().any(|r| r.overlaps(&copy)));
+        assert_eq!(
+            l.on_panic,
+            OnPanic::Restart,
+            "{name}: a copy to restart from"
+        );
     }
+    let shared = load_config(&crate_path("configs/shared-1.toml")).unwrap();
+    let l = shared.partition("linux").unwrap().linux.clone().unwrap();
+    assert_eq!(l.on_panic, OnPanic::Stop, "shared-1 has no reset_copy");
     let demo = load_config(&crate_path("configs/demo.toml")).unwrap();
     assert_eq!(
         demo.partition("rtos").unwrap().vcpus,

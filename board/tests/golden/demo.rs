@@ -62,6 +62,8 @@ pub static LINUX: &[board::rt::LinuxBoot] = &[
         console: 0x9000000,
         dsm: Some(board::rt::Dsm { period_ms: 20000, policy: board::rt::DsmPolicy::Stop, share_permille: 50 }),
         policy: board::rt::MigrationPolicy::Pinned,
+        on_panic: board::rt::OnPanic::Restart,
+        watchdog_s: 10,
         device_kinds: &["pci-host-ecam-generic"],
     },
 ];

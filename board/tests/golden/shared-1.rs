@@ -62,6 +62,8 @@ pub static LINUX: &[board::rt::LinuxBoot] = &[
         console: 0x9000000,
         dsm: None,
         policy: board::rt::MigrationPolicy::Pinned,
+        on_panic: board::rt::OnPanic::Stop,
+        watchdog_s: 10,
         device_kinds: &["pci-host-ecam-generic"],
     },
 ];

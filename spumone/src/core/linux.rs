@@ -75,16 +75,37 @@ pub fn pristine_layout(
     ))
 }
 
-/// The KASLR seed for the `resets`-th restart: a fresh one derived from the boot seed
-/// (splitmix64), as a real reboot would draw a new one; the boot seed itself for `resets` 0.
-pub fn restart_seed(seed: u64, resets: u32) -> u64 {
-    if resets == 0 {
-        return seed;
+/// The seeds one boot of a Linux partition gets in its device tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootSeeds {
+    /// `/chosen/kaslr-seed`: where the kernel places itself.
+    pub kaslr: u64,
+    /// `/chosen/rng-seed`: credited to the kernel's entropy pool.
+    pub rng: [u8; 32],
+}
+
+/// The seeds for the `resets`-th boot (0: the first) of a partition, drawn at counter value
+/// `counter` from the host's `secret` (the boot-info seed, which no guest can read). Each is
+/// a SHA-256 of the three, so a Linux that reads its seeds (they are in its DTB, in its RAM)
+/// learns nothing of the secret and cannot predict the next boot's: the secret itself never
+/// appears in a device tree, and the counter makes two boots differ even for one `resets`.
+pub fn boot_seeds(secret: u64, resets: u32, counter: u64) -> BootSeeds {
+    let digest = |domain: &[u8]| {
+        let mut h = dsm_api::digest::Sha256::new();
+        let mut compress = dsm_api::digest::compress_soft;
+        h.update_with(&mut compress, domain);
+        h.update_with(&mut compress, &secret.to_le_bytes());
+        h.update_with(&mut compress, &resets.to_le_bytes());
+        h.update_with(&mut compress, &counter.to_le_bytes());
+        h.finalize_with(&mut compress)
+    };
+    let kaslr = digest(b"spumone kaslr-seed");
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&kaslr[..8]);
+    BootSeeds {
+        kaslr: u64::from_le_bytes(first),
+        rng: digest(b"spumone rng-seed"),
     }
-    let mut z = seed.wrapping_add(u64::from(resets).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]
@@ -126,13 +147,25 @@ mod tests {
     }
 
     #[test]
-    fn restarts_draw_fresh_seeds() {
-        assert_eq!(restart_seed(0x1234, 0), 0x1234);
-        let first = restart_seed(0x1234, 1);
-        let second = restart_seed(0x1234, 2);
-        assert_ne!(first, 0x1234);
-        assert_ne!(first, second);
-        assert_eq!(first, restart_seed(0x1234, 1), "deterministic");
+    fn every_boot_draws_fresh_seeds_that_hide_the_secret() {
+        let secret = 0x1234_5678_9abc_def0;
+        let boot = boot_seeds(secret, 0, 1_000);
+        assert_ne!(boot.kaslr, secret, "the secret never reaches a DTB");
+        assert!(!boot.rng.windows(8).any(|w| w == secret.to_le_bytes()));
+        let mut seen = std::collections::HashSet::new();
+        for resets in 0..50 {
+            for counter in [1_000, 1_001, 9_999_999] {
+                let s = boot_seeds(secret, resets, counter);
+                assert!(
+                    seen.insert(s.kaslr),
+                    "a repeated seed at {resets}/{counter}"
+                );
+                assert_ne!(s.rng, boot.rng.map(|b| !b));
+            }
+        }
+        assert_eq!(boot, boot_seeds(secret, 0, 1_000), "deterministic");
+        assert_ne!(boot.kaslr, boot_seeds(secret ^ 1, 0, 1_000).kaslr);
+        assert_ne!(boot.rng[..8], boot.kaslr.to_le_bytes(), "separate domains");
     }
 
     #[test]

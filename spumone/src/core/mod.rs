@@ -6,6 +6,7 @@ pub mod capture;
 pub mod console;
 pub mod el2map;
 pub mod esr;
+pub mod health;
 pub mod hold;
 pub mod hypercall;
 pub mod inject;

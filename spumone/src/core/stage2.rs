@@ -11,6 +11,8 @@
 /// One translation table: 512 descriptors, one 4 KiB page.
 pub type Table = [u64; ENTRIES];
 
+use board::rt::Partition;
+
 const PAGE_SIZE: u64 = 4096;
 const ENTRIES: usize = 512;
 /// Size of the intermediate physical address space.
@@ -600,6 +602,32 @@ pub const fn device_pages(base: u64, size: u64) -> (u64, u64) {
     (start, end - start)
 }
 
+/// Maps what partition `partition` may reach, and nothing else: its RAM (normal memory) and
+/// the pages of its devices and their windows (device memory, each page once). Memory only
+/// spumone touches (its own region, a Linux partition's `reset_copy`) is never in that list.
+pub fn map_partition(s2: &mut Stage2, partition: &Partition) -> Result<(), &'static str> {
+    for range in partition.ram {
+        s2.map(range.base, range.size, S2Attrs::RAM)
+            .map_err(|_| "cannot map RAM")?;
+    }
+    let mut mapped: heapless::Vec<(u64, u64), 16> = heapless::Vec::new();
+    let ranges = partition.devices.iter().flat_map(|device| {
+        core::iter::once((device.base, device.size))
+            .chain(device.windows.iter().map(|w| (w.base, w.size)))
+    });
+    for (base, size) in ranges {
+        let (base, size) = device_pages(base, size);
+        // Devices sharing a page are mapped once.
+        if mapped.contains(&(base, size)) {
+            continue;
+        }
+        s2.map(base, size, S2Attrs::DEVICE)
+            .map_err(|_| "cannot map a device")?;
+        let _ = mapped.push((base, size));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1042,5 +1070,37 @@ mod tests {
         s2.protect(start, end - start, S2Attrs::RAM).unwrap();
         assert_eq!(s2.tables_used(), used + 2);
         assert!(s2.translate(start).unwrap().1.write);
+    }
+
+    mod demo {
+        include!("../../../board/tests/golden/demo.rs");
+    }
+
+    /// The shipped demo's stage 2, built as spumone builds it: no partition reaches a byte of
+    /// Linux's pristine copy (every 4 KiB page of it translates to nothing), nor spumone's
+    /// own region, while its RAM does translate.
+    #[test]
+    fn no_partition_maps_the_reset_copy_or_the_hypervisor() {
+        let copy = demo::LINUX[0].reset_copy.expect("demo keeps a reset copy");
+        let hv = demo::CONFIG.hypervisor_ram;
+        for partition in demo::CONFIG.partitions {
+            let mut tables = pool(64);
+            let mut s2 = Stage2::new(TablePool::new(&mut tables, POOL_BASE)).unwrap();
+            map_partition(&mut s2, partition).unwrap();
+            for range in [copy, hv] {
+                for page in (range.base..range.end()).step_by(PAGE_SIZE as usize) {
+                    assert_eq!(
+                        s2.translate(page),
+                        None,
+                        "{} maps {page:#x}",
+                        partition.name
+                    );
+                }
+            }
+            for r in partition.ram {
+                assert!(s2.translate(r.base).is_some());
+                assert!(s2.translate(r.end() - 1).is_some());
+            }
+        }
     }
 }

@@ -45,6 +45,8 @@ pub struct LinuxDt<'a> {
     /// Where the initrd actually lies (`None`: no initrd).
     pub initrd: Option<MemRange>,
     pub kaslr_seed: u64,
+    /// `/chosen/rng-seed` (the kernel credits it to its entropy pool and wipes it).
+    pub rng_seed: [u8; 32],
     /// Appended to the config's bootargs after a space (empty: nothing).
     pub extra_bootargs: &'a str,
 }
@@ -89,6 +91,7 @@ pub fn build(dt: &LinuxDt<'_>, buf: &mut [u8]) -> Result<usize, Error> {
         w.prop_u64("linux,initrd-end", initrd.end())?;
     }
     w.prop_u64("kaslr-seed", dt.kaslr_seed)?;
+    w.prop_with("rng-seed", |w| w.bytes(&dt.rng_seed))?;
     w.end_node()?;
 
     if let Some(first) = p.ram.first() {
@@ -472,6 +475,8 @@ mod tests {
         device_kinds: &["virtio,mmio", "arm,pl061", "virtio,mmio"],
         dsm: None,
         policy: board::rt::MigrationPolicy::Pinned,
+        on_panic: board::rt::OnPanic::Stop,
+        watchdog_s: board::rt::WATCHDOG_S_DEFAULT,
     };
 
     fn params<'a>(partition: &'a Partition, boot: &'a LinuxBoot) -> LinuxDt<'a> {
@@ -484,6 +489,7 @@ mod tests {
             console_spi: 1,
             initrd: Some(MemRange::new(0x5000_0000, 0x0123_4000)),
             kaslr_seed: 0x0123_4567_89ab_cdef,
+            rng_seed: [0x5a; 32],
             extra_bootargs: "",
         }
     }
@@ -603,6 +609,7 @@ mod tests {
             initrd.end()
         );
         assert_eq!(be64(prop(&fdt, "/chosen", "kaslr-seed")), dt.kaslr_seed);
+        assert_eq!(prop(&fdt, "/chosen", "rng-seed"), dt.rng_seed);
 
         // Exactly the virtio transports, with SPI = INTID - 32, edge triggered.
         let mut virtio = 0;

@@ -223,6 +223,17 @@ pub struct Delivery {
     pub group1: bool,
 }
 
+/// Counts of what a vGIC holds ([`Vgic::counts`]): its vCPUs and SPIs, and how many of its
+/// interrupts (SGIs and PPIs of every vCPU, and SPIs) are enabled, pending or active.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VgicCounts {
+    pub vcpus: usize,
+    pub spis: usize,
+    pub enabled: u32,
+    pub pending: u32,
+    pub active: u32,
+}
+
 /// The virtual GIC of one partition.
 #[derive(Clone, Debug)]
 pub struct Vgic {
@@ -336,6 +347,21 @@ impl Vgic {
             .iter()
             .filter(move |s| !s.virtual_only && self.spi_target(s) == vcpu)
             .map(|s| s.intid)
+    }
+
+    /// What this vGIC holds now, to compare a restarted partition's with its cold boot's.
+    pub fn counts(&self) -> VgicCounts {
+        let private = &self.private[..self.vcpus];
+        let bits =
+            |f: fn(&PrivateIrqs) -> u32| private.iter().map(|p| f(p).count_ones()).sum::<u32>();
+        let spis = |f: fn(&Spi) -> bool| self.spis.iter().filter(|s| f(s)).count() as u32;
+        VgicCounts {
+            vcpus: self.vcpus,
+            spis: self.spis.len(),
+            enabled: bits(|p| p.enabled) + spis(|s| s.enabled),
+            pending: bits(|p| p.pending) + spis(|s| s.pending),
+            active: bits(|p| p.active) + spis(|s| s.active),
+        }
     }
 
     /// Whether the partition owns SPI `intid`.
@@ -1311,6 +1337,30 @@ mod tests {
         }
         assert_eq!(v.gicr_read(frame(3) + 8, 8), Err(BadAccess::OutOfRange));
         assert_eq!(v.gicr_size(), 3 * GICR_FRAME_SIZE);
+    }
+
+    #[test]
+    fn counts_return_to_the_configured_state() {
+        let mut v = vgic(3, &[33, 40]);
+        v.add_virtual_spi(41);
+        let fresh = v.counts();
+        assert_eq!(
+            fresh,
+            VgicCounts {
+                vcpus: 3,
+                spis: 3,
+                ..VgicCounts::default()
+            }
+        );
+        v.gicd_write(GICD_ISENABLER + 4, 4, 1 << (40 - 32)).unwrap();
+        v.gicd_write(GICD_ISPENDR + 4, 4, 1 << (33 - 32)).unwrap();
+        v.gicr_write(1, frame(1) + SGI_BASE + 0x100, 4, 1 << 27)
+            .unwrap();
+        let used = v.counts();
+        assert_eq!((used.enabled, used.pending), (2, 1));
+        v.configure(3, 256, [33, 40].into_iter());
+        v.add_virtual_spi(41);
+        assert_eq!(v.counts(), fresh, "a reset leaves nothing behind");
     }
 
     #[test]

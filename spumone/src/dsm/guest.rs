@@ -205,6 +205,11 @@ impl<B: Backend> LinuxGuest<B> {
         self.watches.clear();
     }
 
+    /// How many watches are set (write and execute).
+    pub fn watch_count(&self) -> usize {
+        self.watches.iter().count()
+    }
+
     /// The write watch holding any byte of `[pa, pa + len)`.
     pub fn watched(&self, pa: u64, len: u64) -> Option<WatchId> {
         self.watches

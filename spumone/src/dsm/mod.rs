@@ -7,6 +7,7 @@
 
 pub mod guest;
 pub mod runtime;
+pub mod vitals;
 
 use board::rt::{Config, Partition};
 

@@ -13,8 +13,8 @@ use core::fmt::Write;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use aarch64_cpu::registers::{
-    Readable, Writeable, CNTPCT_EL0, ELR_EL2, MAIR_EL1, SCTLR_EL1, SPSR_EL2, SP_EL0, SP_EL1,
-    TCR_EL1, TTBR0_EL1, TTBR1_EL1, VBAR_EL1,
+    Readable, Writeable, CNTPCT_EL0, CNTVCT_EL0, CNTV_CTL_EL0, CNTV_CVAL_EL0, ELR_EL2, MAIR_EL1,
+    SCTLR_EL1, SPSR_EL2, SP_EL0, SP_EL1, TCR_EL1, TTBR0_EL1, TTBR1_EL1, VBAR_EL1,
 };
 use board::rt::{DsmPolicy, Partition};
 use dsm_api::{Access, Checker, Finding, Guest, PhysRange, WatchEvent, WatchId};
@@ -25,8 +25,10 @@ use super::exception::TrapFrame;
 use super::{cpu, guest, log, percore, timer};
 use crate::dsm::guest::{Backend, LinuxGuest, Perms, VcpuRegs};
 use crate::dsm::runtime::{Event, Phase, Response, Runtime};
+use crate::dsm::vitals::Vitals;
 use crate::hvcore::capture::Captures;
 use crate::hvcore::esr::DataAbort;
+use crate::hvcore::health::{self, Sample, Verdict, Watchdog};
 use crate::hvcore::hold::{Hold, Ticket};
 use crate::hvcore::loglimit::Class;
 use crate::hvcore::mgmt::Dsm;
@@ -482,6 +484,28 @@ struct State {
     runtime: Runtime<CHECKERS>,
     /// Restarts of the partition already seen.
     resets: u32,
+    /// The panic check and progress watchdog of this boot of Linux.
+    health: Health,
+}
+
+/// What the DSM watches of Linux's life, per boot.
+struct Health {
+    watchdog: Watchdog,
+    /// Found once the DSM knows the kernel's place; `Err` once looking failed (no retry
+    /// until the next boot).
+    vitals: Option<Result<Vitals, ()>>,
+    /// A verdict was handed to the policy: nothing more until the next boot.
+    reported: bool,
+}
+
+impl Health {
+    const fn new(timeout_ms: u64) -> Self {
+        Self {
+            watchdog: Watchdog::new(timeout_ms),
+            vitals: None,
+            reported: false,
+        }
+    }
 }
 
 static STATE: super::cpu::Lock<Option<State>> = super::cpu::Lock::new(None);
@@ -561,6 +585,7 @@ pub fn init() {
         guest,
         runtime,
         resets: 0,
+        health: Health::new(u64::from(boot.watchdog_s) * 1000),
     });
     {
         let mut stats = STATS.lock();
@@ -601,6 +626,51 @@ pub fn partition_stopped(index: usize) {
             }
         }
         log_handshakes();
+    }
+}
+
+/// Partition `index` restarted (none of its vCPUs runs yet): if the DSM checks it, it forgets
+/// the old kernel and its watches and takes new baselines once the new one has booted.
+pub fn partition_restarted(index: usize) {
+    if CHECKED.load(Ordering::Acquire) != index {
+        return;
+    }
+    if let Some(state) = STATE.lock().as_mut() {
+        rebaseline(state, super::linux::resets(index));
+        publish(&state.runtime);
+    }
+}
+
+/// Back to the booting phase for boot `resets` of the checked partition.
+fn rebaseline(state: &mut State, resets: u32) {
+    state.resets = resets;
+    state.health = Health::new(state.health.watchdog.timeout_ms());
+    state.guest.forget_kernel();
+    state.runtime.restart();
+    drop_check("the partition restarted first");
+}
+
+/// The DSM's state of partition `index` for the restart report: its phase and watches
+/// (`None`: it does not check it).
+pub fn counts(index: usize) -> Option<(&'static str, usize)> {
+    if CHECKED.load(Ordering::Acquire) != index {
+        return None;
+    }
+    let lock = STATE.lock();
+    let state = lock.as_ref()?;
+    Some((
+        phase_name(PHASE.load(Ordering::Acquire)),
+        state.guest.watch_count(),
+    ))
+}
+
+fn phase_name(phase: u8) -> &'static str {
+    match phase {
+        PHASE_BOOTING => "booting",
+        PHASE_RUNNING => "running",
+        PHASE_PAUSED => "paused",
+        PHASE_STOPPED => "stopped",
+        _ => "off",
     }
 }
 
@@ -773,6 +843,11 @@ pub fn on_tick(running: Option<(usize, usize)>) {
     }
     let operator = PAUSE_ASKED.swap(false, Ordering::AcqRel);
     let response = if operator { serve_pause() } else { step() };
+    let unhealthy = if response.is_none() {
+        watch_health()
+    } else {
+        None
+    };
     BUSY.store(false, Ordering::Release);
     if let Some((partition, response)) = response {
         let cause = if operator {
@@ -782,6 +857,59 @@ pub fn on_tick(running: Option<(usize, usize)>) {
         };
         respond(partition, response, cause);
     }
+    if let Some((partition, verdict)) = unhealthy {
+        // The partition's on_panic policy: this core runs its vCPU 0, as a restart needs.
+        guest::on_unhealthy(partition, verdict);
+    }
+}
+
+/// One sample of Linux's panic state and progress, while it runs past its baselines (its
+/// kernel found); a verdict other than alive once per boot. On the DSM's core with vCPU 0
+/// running here, so its virtual timer is in the registers.
+fn watch_health() -> Option<(&'static Partition, Verdict)> {
+    let mut lock = STATE.lock();
+    let state = lock.as_mut()?;
+    let partition = state.guest.backend_mut().partition;
+    let health = &mut state.health;
+    if health.reported || state.runtime.phase() != Phase::Running {
+        // Held by a pause, booting, stopped: Linux is not supposed to make progress.
+        health.watchdog.unwatched();
+        return None;
+    }
+    let vitals = *health.vitals.get_or_insert_with(|| {
+        let found = Vitals::locate(&state.guest).map_err(|_| ());
+        match found {
+            Ok(_) => info!(
+                "dsm: watching partition {}: its panic_cpu, and its progress (watchdog {} ms)",
+                partition.name,
+                health.watchdog.timeout_ms()
+            ),
+            Err(()) => warn!(
+                "dsm: partition {}: panic_cpu or jiffies not found: no panic check or watchdog this boot",
+                partition.name
+            ),
+        }
+        found
+    });
+    let vitals = vitals.ok()?;
+    let (panic_cpu, jiffies) = vitals.read(&state.guest);
+    let sample = Sample {
+        now_ms: timer::uptime_us() / 1000,
+        panic_cpu,
+        jiffies,
+        tick_overdue: health::tick_overdue(
+            CNTV_CTL_EL0.get(),
+            CNTV_CVAL_EL0.get(),
+            CNTVCT_EL0.get(),
+            timer::frequency_hz(),
+        ),
+    };
+    let verdict = health.watchdog.sample(sample);
+    if verdict == Verdict::Alive {
+        return None;
+    }
+    health.reported = true;
+    Some((partition, verdict))
 }
 
 /// The operator asked to pause the checked partition (served at the DSM's next tick).
@@ -1225,10 +1353,8 @@ fn step() -> Option<(&'static Partition, Response)> {
     let partition = state.guest.backend_mut().partition;
     let resets = super::linux::resets(usize::from(partition.index));
     if resets != state.resets {
-        state.resets = resets;
-        state.guest.forget_kernel();
-        state.runtime.restart();
-        drop_check("the partition restarted first");
+        // Missed at the restart itself (`partition_restarted`).
+        rebaseline(state, resets);
     }
     let now_us = timer::uptime_us();
     arm_check(&mut state.runtime, now_us);
@@ -1497,13 +1623,7 @@ pub fn status(emit: &mut dyn FnMut(&dyn core::fmt::Display)) {
     let Some(partition) = CONFIG.partitions.get(CHECKED.load(Ordering::Acquire)) else {
         return;
     };
-    let phase = match PHASE.load(Ordering::Acquire) {
-        PHASE_BOOTING => "booting",
-        PHASE_RUNNING => "running",
-        PHASE_PAUSED => "paused",
-        PHASE_STOPPED => "stopped",
-        _ => "off",
-    };
+    let phase = phase_name(PHASE.load(Ordering::Acquire));
     let policy = [DsmPolicy::Log, DsmPolicy::Pause, DsmPolicy::Stop]
         .into_iter()
         .find(|p| *p as u8 == POLICY.load(Ordering::Relaxed))

@@ -10,13 +10,14 @@ use aarch64_cpu::registers::{
     FAR_EL1, FAR_EL2, HCR_EL2, HPFAR_EL2, MIDR_EL1, SCTLR_EL1, SPSR_EL1, VBAR_EL1, VMPIDR_EL2,
     VTCR_EL2, VTTBR_EL2,
 };
-use board::rt::Partition;
+use board::rt::{LinuxBoot, Partition};
 use spumone_abi::mgmt::{ErrorCode, Head, Outcome};
 
 use super::config::CONFIG;
 use super::exception::{self, TrapFrame, VectorKind};
 use super::{cpu, log, percore};
 use crate::hvcore::esr::{Esr, ExceptionClass, FaultStatus, Wfx};
+use crate::hvcore::health::{self, Action, Verdict};
 use crate::hvcore::hypercall::{self, HypercallAction};
 use crate::hvcore::inject::{self, GuestState, Injection};
 use crate::hvcore::lifecycle::{self, Lifecycle, StopOutcome};
@@ -102,25 +103,7 @@ fn build_stage2(index: usize, partition: &Partition) -> Result<usize, &'static s
     let base_pa = tables.0.as_ptr() as u64;
     let pool = TablePool::new(&mut tables.0, base_pa);
     let mut s2 = Stage2::new(pool).map_err(|_| "no room for the root table")?;
-    for range in partition.ram {
-        s2.map(range.base, range.size, S2Attrs::RAM)
-            .map_err(|_| "cannot map RAM")?;
-    }
-    let mut mapped: heapless::Vec<(u64, u64), 16> = heapless::Vec::new();
-    let ranges = partition.devices.iter().flat_map(|device| {
-        core::iter::once((device.base, device.size))
-            .chain(device.windows.iter().map(|w| (w.base, w.size)))
-    });
-    for (base, size) in ranges {
-        let (base, size) = stage2::device_pages(base, size);
-        // Devices sharing a page are mapped once.
-        if mapped.contains(&(base, size)) {
-            continue;
-        }
-        s2.map(base, size, S2Attrs::DEVICE)
-            .map_err(|_| "cannot map a device")?;
-        let _ = mapped.push((base, size));
-    }
+    stage2::map_partition(&mut s2, partition)?;
     VTTBR[index].store(s2.vttbr_el2(vcpu::vmid(partition.index)), Ordering::Release);
     STAGE2_USED[index].store(s2.tables_used(), Ordering::Release);
     STAGE2_ROOT[index].store(s2.root_index(), Ordering::Release);
@@ -185,6 +168,7 @@ pub fn run_vcpu_on(core: usize) {
     }
     if let Some((entry, regs)) = super::linux::entry(partition) {
         super::linux::keep_pristine(partition);
+        report_resources(partition);
         enter_vcpu(core_id, partition, vcpu, entry, regs);
     }
     let [x0, x1, x2] = vcpu::boot_registers(partition, vcpu);
@@ -332,7 +316,58 @@ pub fn on_kick(running: Option<(usize, usize)>) {
         );
         return;
     }
-    restart_current(partition, Some(seq))
+    restart_current(partition, Some(seq), "operator command")
+}
+
+/// Linux panicked or hung (the DSM's watch, on the core of its vCPU 0, which runs here): the
+/// partition's `on_panic` policy applies, restart from the pristine copy or stop.
+pub fn on_unhealthy(partition: &'static Partition, verdict: Verdict) {
+    let Some(boot) = LinuxBoot::find(super::linux::LINUX, partition.index) else {
+        return;
+    };
+    let can_restart =
+        super::linux::can_restart(partition) && !super::switch::shares_core(partition);
+    let action = health::action(boot.on_panic, can_restart);
+    let doing = match action {
+        Action::Restart => "restarting",
+        Action::Stop => "stopping",
+    };
+    let cause = match verdict {
+        Verdict::Alive => return,
+        Verdict::Panicked { cpu } => {
+            error!(
+                "{} panicked (panic_cpu={}): {} (on_panic={})",
+                partition.name,
+                cpu,
+                doing,
+                boot.on_panic.name()
+            );
+            "panic"
+        }
+        Verdict::Hung { stalled_ms } => {
+            error!(
+                "{} hung (no progress for {} ms): {} (on_panic={})",
+                partition.name,
+                stalled_ms,
+                doing,
+                boot.on_panic.name()
+            );
+            "hang"
+        }
+    };
+    log::event(format_args!(
+        "partition-panicked name={} cause={} action={}",
+        partition.name,
+        cause,
+        match action {
+            Action::Restart => "restart",
+            Action::Stop => "stop",
+        }
+    ));
+    match action {
+        Action::Restart => restart_current(partition, None, "on_panic = restart"),
+        Action::Stop => stop_partition(partition, STOPPED_BY_HYPERVISOR, cause),
+    }
 }
 
 /// Answers the operator's restart request, if it was one.
@@ -508,7 +543,7 @@ fn handle_smc(frame: &mut TrapFrame, esr: Esr, partition: &'static Partition, vc
             super::idle()
         }
         PsciOutcome::SystemOff => stop_current(partition, 0, "PSCI SYSTEM_OFF"),
-        PsciOutcome::SystemReset => restart_current(partition, None),
+        PsciOutcome::SystemReset => restart_current(partition, None, "SYSTEM_RESET"),
     }
     if let Some(value) = outcome.return_value() {
         frame.x[0] = value;
@@ -675,8 +710,8 @@ pub fn handle_unexpected(frame: &mut TrapFrame, kind: VectorKind) {
 /// Restarts the partition running on this core (PSCI `SYSTEM_RESET`): its other vCPUs are
 /// called off, its memory gets the pristine kernel and initrd back, and vCPU 0 boots again.
 /// Other partitions are not touched. Without pristine copies the partition is stopped.
-/// `answer_to`: the operator's request that asked for it.
-fn restart_current(partition: &'static Partition, answer_to: Option<u8>) -> ! {
+/// `answer_to`: the operator's request that asked for it; `cause`: who asked, for the log.
+fn restart_current(partition: &'static Partition, answer_to: Option<u8>, cause: &str) -> ! {
     let index = usize::from(partition.index);
     if !super::linux::can_restart(partition) || super::switch::shares_core(partition) {
         warn!(
@@ -694,11 +729,6 @@ fn restart_current(partition: &'static Partition, answer_to: Option<u8>) -> ! {
         );
         super::idle()
     }
-    let cause = if answer_to.is_some() {
-        "operator command"
-    } else {
-        "SYSTEM_RESET"
-    };
     info!("partition {}: {}: restarting it", partition.name, cause);
     STOPPED[index].store(true, Ordering::Release);
     super::vgic::partition_stopped(index);
@@ -730,9 +760,20 @@ fn restart_current(partition: &'static Partition, answer_to: Option<u8>) -> ! {
         let _ = percore::CORES[usize::from(placed.core)].take_start_request();
     }
     POWER.lock()[index] = [VcpuPower::Off; MAX_VCPUS];
-    // The new kernel writes its own text while it boots: lift the DSM's watches.
+    // The new kernel writes its own text while it boots: lift the DSM's watches (its DMA's
+    // too), then build stage 2 afresh, so the blocks the watches split are whole again and
+    // the tables they took are free: the partition gets the translation of its cold boot.
     for r in partition.ram {
         stage2_protect(index, r.base, r.size, true, true);
+    }
+    if let Err(what) = rebuild_stage2(index, partition) {
+        error!("partition {}: stage 2: {}", partition.name, what);
+        answer_restart(
+            answer_to,
+            Outcome::Err(ErrorCode::Failed),
+            format_args!("restarting {} failed: stage 2; stopped", partition.name),
+        );
+        stop_current(partition, STOPPED_BY_HYPERVISOR, "restart failed")
     }
     super::vgic::reset_partition(index, partition);
     let start = super::linux::restore(partition);
@@ -754,6 +795,8 @@ fn restart_current(partition: &'static Partition, answer_to: Option<u8>) -> ! {
         );
         super::idle()
     }
+    super::dsm::partition_restarted(index);
+    report_resources(partition);
     STOPPED[index].store(false, Ordering::Release);
     super::vgic::partition_stopped(index);
     log::event(format_args!("partition-restarted name={}", partition.name));
@@ -780,6 +823,53 @@ fn restart_current(partition: &'static Partition, answer_to: Option<u8>) -> ! {
     percore::CORES[core].request_start(entry, regs[0]);
     super::kick(core);
     super::idle()
+}
+
+/// Builds partition `index`'s stage 2 again from its config (none of its vCPUs runs), and
+/// drops every translation the old tables left in the TLBs of its VMID.
+fn rebuild_stage2(index: usize, partition: &Partition) -> Result<usize, &'static str> {
+    let tables = build_stage2(index, partition)?;
+    let saved = VTTBR_EL2.get();
+    VTTBR_EL2.set(VTTBR[index].load(Ordering::Acquire));
+    barrier::isb(barrier::SY);
+    cpu::invalidate_guest_tlbs();
+    VTTBR_EL2.set(saved);
+    barrier::isb(barrier::SY);
+    Ok(tables)
+}
+
+/// Logs what spumone holds for partition `partition` as it (re)starts: its stage 2, vGIC
+/// and DSM state. Every restart must report what the cold boot did (the restart tests
+/// compare them): a difference is state the restart left behind.
+fn report_resources(partition: &Partition) {
+    let index = usize::from(partition.index);
+    let s2 = {
+        let mut tables = STAGE2_TABLES[index].lock();
+        let base_pa = tables.0.as_ptr() as u64;
+        let used = STAGE2_USED[index].load(Ordering::Acquire);
+        let pool = TablePool::resume(&mut tables.0, base_pa, used);
+        let s2 = Stage2::reopen(pool, STAGE2_ROOT[index].load(Ordering::Acquire));
+        (s2.tables_used(), s2.stats())
+    };
+    let (tables, stats) = s2;
+    let vgic = super::vgic::counts(index);
+    let (dsm_phase, dsm_watches) = super::dsm::counts(index).unwrap_or(("off", 0));
+    info!(
+        "partition {} boot {} resources: stage2 tables={} gib={} mib={} pages={}; vgic vcpus={} spis={} enabled={} pending={} active={}; dsm phase={} watches={}",
+        partition.name,
+        super::linux::resets(index),
+        tables,
+        stats.gib_blocks,
+        stats.mib_blocks,
+        stats.pages,
+        vgic.vcpus,
+        vgic.spis,
+        vgic.enabled,
+        vgic.pending,
+        vgic.active,
+        dsm_phase,
+        dsm_watches
+    );
 }
 
 /// Waits (boundedly) until no core runs a vCPU of `partition`; `false` if one never left.

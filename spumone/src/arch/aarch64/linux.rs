@@ -4,6 +4,7 @@
 use core::fmt::Write;
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use aarch64_cpu::registers::{Readable, CNTPCT_EL0};
 use board::rt::{LinuxBoot, MemRange, Partition};
 use spumone_abi::bootinfo::{self, BootInfo};
 
@@ -13,7 +14,7 @@ use super::gic;
 use super::guest::MMIO;
 use super::log;
 use crate::hvcore::linux::{
-    check_image, image_len, pristine_layout, restart_seed, ImageError, HEADER_SIZE,
+    boot_seeds, check_image, image_len, pristine_layout, ImageError, HEADER_SIZE,
 };
 use crate::hvcore::mmio::MmioAccess;
 use crate::hvcore::operator::{Command, Escapes};
@@ -167,7 +168,9 @@ fn write_dtb(
     extra_bootargs: &str,
 ) -> Result<(), &'static str> {
     let initrd = initrd_range(boot);
-    let seed = boot_info().map_or(0, |i| i.kaslr_seed);
+    let secret = boot_info().map_or(0, |i| i.kaslr_seed);
+    // The counter at this boot: two restarts never draw the same seeds.
+    let seeds = boot_seeds(secret, resets, CNTPCT_EL0.get());
     let dt = LinuxDt {
         partition,
         boot,
@@ -177,7 +180,8 @@ fn write_dtb(
         // An SPI: the board check gives a config with Linux one.
         console_spi: console_intid() - 32,
         initrd,
-        kaslr_seed: restart_seed(seed, resets),
+        kaslr_seed: seeds.kaslr,
+        rng_seed: seeds.rng,
         extra_bootargs,
     };
     // SAFETY: the DTB range lies in the partition's RAM (validated config), identity mapped

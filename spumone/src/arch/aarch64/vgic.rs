@@ -461,6 +461,14 @@ fn place_local(lr: ListReg) {
     }
 }
 
+/// What partition `index`'s vGIC holds now (for the restart report).
+pub fn counts(index: usize) -> crate::hvcore::vgic::VgicCounts {
+    VGICS
+        .get(index)
+        .map(|v| v.lock().counts())
+        .unwrap_or_default()
+}
+
 /// Makes SPI `intid` of `partition` one with no hardware behind it (an emulated device's).
 pub fn add_virtual_spi(partition: usize, intid: u32) {
     if let Some(v) = VGICS.get(partition) {
