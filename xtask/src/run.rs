@@ -531,7 +531,8 @@ pub(crate) fn supervise(
     let mut cycles_left = cycles;
     let mut cycles_started = false;
     let channel = ctl_channel(firmware, mode);
-    let typed = forward || resume_after.is_some() || cycles > 0 || channel == Channel::Open;
+    let channel_open = channel == Channel::Open;
+    let typed = forward || resume_after.is_some() || cycles > 0 || channel_open;
     let mut child = spawn_qemu(&args, qemu_options.gdb, typed)?;
     // Kept open for the whole run (a closed console input is not what an operator does).
     let console_in = Arc::new(Mutex::new(child.stdin.take()));
@@ -583,12 +584,15 @@ pub(crate) fn supervise(
     let mut ended = None;
     let mut timed_out = false;
     let mut open_streams = 2;
-    let mut fresh = vec![Line {
+    // Named only where spumone serves the channel: a run without it keeps only its guests'
+    // and spumone's lines (the socket still answers `ctl` with the reason).
+    let hint = channel_open.then_some(Line {
         source: Source::Passthrough,
         text: ctl_hint,
         event: None,
         answer: None,
-    }];
+    });
+    let mut fresh: Vec<Line> = hint.into_iter().collect();
     while open_streams > 0 {
         let wait = match deadline {
             Some(_) if timed_out || ended.is_some() => Duration::from_secs(5),
