@@ -63,7 +63,7 @@ pub static LINUX: &[board::rt::LinuxBoot] = &[
         dsm: Some(board::rt::Dsm { period_ms: 20000, policy: board::rt::DsmPolicy::Stop, share_permille: 50 }),
         policy: board::rt::MigrationPolicy::Pinned,
         on_panic: board::rt::OnPanic::Restart,
-        watchdog_s: 10,
+        watchdog_s: 20,
         device_kinds: &["pci-host-ecam-generic"],
     },
 ];

@@ -63,7 +63,7 @@ pub static LINUX: &[board::rt::LinuxBoot] = &[
         dsm: None,
         policy: board::rt::MigrationPolicy::Pinned,
         on_panic: board::rt::OnPanic::Stop,
-        watchdog_s: 10,
+        watchdog_s: 20,
         device_kinds: &["pci-host-ecam-generic"],
     },
 ];
