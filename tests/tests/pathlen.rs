@@ -2,12 +2,15 @@
 //! what the RTOS prints where QEMU models the path exactly (one busy vCPU), and flag the
 //! windows QEMU's round robin distorts where it does not (a spinning neighbour).
 
-use spumone_tests::{boot_with, expect_clean_poweroff, fail};
+use spumone_tests::{expect_clean_poweroff, fail};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 use xtask::bench::{find_latency, LatencyStats, RTOS_CONSOLE};
-use xtask::firmware::LatencySettings;
+use xtask::firmware::{self, BuildOptions, LatencySettings};
 use xtask::pathlen::{PathSummary, Report, HV_EXIT, HV_IRQ_RTOS, RTOS_IRQ};
-use xtask::run::RunOutcome;
+use xtask::paths::target_dir;
+use xtask::run::{self, RunOptions, RunOutcome};
+use xtask::scenario;
 
 /// The generic timer counts at 62.5 MHz under QEMU `virt`: the RTOS's latencies are whole
 /// 16 ns ticks, where the plugin counts single instructions (nanoseconds under `-icount`).
@@ -25,13 +28,29 @@ fn within_a_tick(l: u64, p: u64) -> bool {
     p < l + TICK_NS && l <= p + 1
 }
 
-/// Boots `name` under `-icount` with the plugin and the RTOS's probe built for `probe`.
+/// One QEMU at a time, as the suite's own boots.
+static QEMU_TURN: Mutex<()> = Mutex::new(());
+
+/// Boots `name` under `-icount` with the plugin and the RTOS's probe built for `probe`. The
+/// images are built into a directory of these tests' own: the suite's prebuilt images have the
+/// suite's probe, and the other tests boot those.
 fn boot_measured(name: &str, probe: LatencySettings) -> RunOutcome {
-    boot_with(name, |o| {
-        o.icount = true;
-        o.pathlen = true;
-        o.latency = probe;
-    })
+    let scenario = scenario::lookup(name).unwrap_or_else(|e| panic!("{e:#}"));
+    let dir = target_dir().join("images-pathlen").join(name);
+    let build = BuildOptions {
+        latency: probe,
+        ..BuildOptions::default()
+    };
+    let _turn = QEMU_TURN.lock().unwrap_or_else(PoisonError::into_inner);
+    let firmware = firmware::build_into(scenario, &build, &dir)
+        .unwrap_or_else(|e| panic!("scenario {name} could not be built: {e:#}"));
+    let mut options = RunOptions::new(scenario);
+    options.echo = false;
+    options.icount = true;
+    options.pathlen = true;
+    options.latency = probe;
+    run::launch(&firmware, &options)
+        .unwrap_or_else(|e| panic!("scenario {name} could not be run: {e:#}"))
 }
 
 /// The RTOS's one `latency` line, checked against the probe it was built with.
