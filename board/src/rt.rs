@@ -272,9 +272,9 @@ impl OnPanic {
 }
 
 /// The progress watchdog's timeout when the config gives none: long enough that no busy but
-/// healthy Linux (a kernel build, a DSM pass) comes near it, nor the `gic` isolation probe,
-/// whose Linux holds its own timer interrupt off for 14 s and then finishes; Linux's own
-/// soft-lockup detector waits as long (20 s by default).
+/// healthy Linux (a kernel build, a DSM pass) comes near it, and as long as Linux's own
+/// soft-lockup detector waits (20 s by default), so spumone never restarts a Linux that
+/// would still recover by itself.
 pub const WATCHDOG_S_DEFAULT: u16 = 20;
 /// Shortest watchdog timeout accepted: the DSM samples from a 10 ms tick, and Linux may keep
 /// interrupts off for a second in a legitimate long path.

@@ -350,7 +350,14 @@ fn judge_one(probe: &str, seen: &Observed) -> Judged {
         .split_once(&end_text)
         .map_or("", |(_, v)| v)
         .to_string();
-    if !linux_says.starts_with("contained") {
+    // Linux restarted in the middle (spumone's watchdog saw it hang itself): judged as
+    // contained only for `gic`, whose storm masks Linux's own timer, and only with the
+    // restart's reason in spumone's log.
+    let restarted = linux_says.starts_with("restarted by spumone");
+    if restarted && (probe != "gic" || seen.find(begin, "[hv]", HUNG_RESTART).is_none()) {
+        return Err((format!("{probe}: Linux was restarted: {linux_says}"), rtos));
+    }
+    if !restarted && !linux_says.starts_with("contained") {
         return Err((format!("{probe}: {linux_says}"), rtos));
     }
     // spumone still answers after the probe: it logs, or reports Linux's stop.
@@ -359,7 +366,7 @@ fn judge_one(probe: &str, seen: &Observed) -> Judged {
     }
     let summary = match probe {
         "fuzz" => judge_fuzz(seen, begin, end),
-        "gic" => judge_gic(seen, begin, end),
+        "gic" => judge_gic(seen, begin, end, restarted),
         "dma-bio" | "dma-vq" => judge_dma(seen, begin, end),
         _ => Ok(linux_says),
     };
@@ -391,9 +398,27 @@ fn judge_fuzz(seen: &Observed, begin: usize, end: usize) -> Result<String, Strin
         .to_string())
 }
 
-/// Both halves ran to their end in Linux.
-fn judge_gic(seen: &Observed, begin: usize, end: usize) -> Result<String, String> {
+/// What spumone logs when its watchdog restarts a Linux that stopped making progress.
+const HUNG_RESTART: &str = "hung (no progress for ";
+
+/// Both storms ran: the SGI storm to its end, the GIC storm's sweep over every register, and
+/// the GIC storm to its end unless `restarted` (Linux hung itself, and spumone restarted it).
+fn judge_gic(seen: &Observed, begin: usize, end: usize, restarted: bool) -> Result<String, String> {
     let within = |needle: &str| seen.find(begin, "[linux]", needle).filter(|&i| i < end);
+    let Some(sgis) = within("sgistorm: done: ") else {
+        return Err("sgistorm did not finish".into());
+    };
+    let sgis = &seen.lines[sgis];
+    let sgis = &sgis[sgis.find("sgistorm: ").unwrap_or(0)..];
+    if restarted {
+        // Linux hung itself somewhere in the GIC storm, its sweep maybe: the storm's own
+        // reports stop there, and what is judged is the RTOS's rounds across it all.
+        return Ok(format!(
+            "{sgis}; the GIC storm masked Linux's own timer until spumone's watchdog \
+             restarted Linux ({})",
+            within("gicstorm: sweep: ").map_or("before its sweep's report", |_| "after its sweep")
+        ));
+    }
     if within("gicstorm: done").is_none() {
         return Err("gicstorm did not finish".into());
     }
@@ -411,11 +436,6 @@ fn judge_gic(seen: &Observed, begin: usize, end: usize) -> Result<String, String
             seen.lines[sweep]
         ));
     }
-    let Some(sgis) = within("sgistorm: done: ") else {
-        return Err("sgistorm did not finish".into());
-    };
-    let sgis = &seen.lines[sgis];
-    let sgis = &sgis[sgis.find("sgistorm: ").unwrap_or(0)..];
     Ok(format!(
         "{} registers swept from every vCPU; {sgis}",
         counts[0]
@@ -658,6 +678,50 @@ mod tests {
             .filter(|(_, l)| !l.contains("sgistorm"))
             .collect();
         assert!(judged("gic", &lines).unwrap_err().contains("sgistorm"));
+    }
+
+    #[test]
+    fn a_gic_storm_cut_short_by_the_watchdog_needs_its_reason_logged() {
+        const SWEEP: &str = "[linux] gicstorm: sweep: 5276 of 5276 registers written";
+        const RESTARTED: &str = "[linux] probe: gic: end: restarted by spumone (spumone.resets=1)";
+        let restarted_run = |hung: bool| {
+            let mut lines: Vec<(u64, &str)> = gic_run(SWEEP)
+                .into_iter()
+                .filter(|(_, l)| !l.contains("gicstorm: done") && !l.contains("probe: gic: end"))
+                .collect();
+            let at = lines.len() - 2;
+            if hung {
+                lines.insert(
+                    at,
+                    (7, "[hv] 7.5 ERROR linux hung (no progress for 20007 ms): restarting (on_panic=restart)"),
+                );
+            }
+            lines.insert(lines.len() - 2, (8, RESTARTED));
+            lines
+        };
+        let ok = judged("gic", &restarted_run(true)).unwrap();
+        assert!(
+            ok.contains("watchdog restarted Linux (after its sweep)"),
+            "{ok}"
+        );
+        // Hung inside the sweep: its report never came, the rounds across it are judged.
+        let in_sweep: Vec<_> = restarted_run(true)
+            .into_iter()
+            .filter(|(_, l)| !l.contains("gicstorm: sweep"))
+            .collect();
+        let ok = judged("gic", &in_sweep).unwrap();
+        assert!(ok.contains("before its sweep's report"), "{ok}");
+        let why = judged("gic", &restarted_run(false)).unwrap_err();
+        assert!(why.contains("Linux was restarted"), "{why}");
+        // Another probe restarted in the middle is not contained.
+        let fuzz = replaced(
+            fuzz_run(2),
+            "probe: fuzz: end",
+            "[linux] probe: fuzz: end: restarted by spumone (spumone.resets=1)",
+        );
+        assert!(judged("fuzz", &fuzz)
+            .unwrap_err()
+            .contains("Linux was restarted"));
     }
 
     fn dma_run(fault: bool, digest: &'static str) -> Vec<(u64, &'static str)> {

@@ -11,6 +11,7 @@
 #
 # psci ends Linux: SYSTEM_RESET, then on the boot spumone restarts (spumone.resets=1 on the
 # command line) SYSTEM_OFF. So it comes last, and a restarted boot runs only its second half.
+# A boot restarted for another reason reports each probe asked as restarted and stops.
 
 D=/lib/spumone
 PROBES="cpumap gic fuzz dma-bio dma-vq psci"
@@ -72,14 +73,16 @@ gic() {
 	physmap
 	# The storm threads spin as SCHED_FIFO with Linux's interrupts off: RT throttling would
 	# park them for good (its timer may be the one disabled), so it is off meanwhile.
+	# The SGI storm first: the GIC storm masks Linux's own timer for long enough that
+	# spumone's watchdog may call Linux hung and restart it (the restarted boot reports it).
+	insmod $D/sgistorm.ko secs=3 seed="$seed"
+	s2=$?
+	klog sgistorm
 	rt=$(cat /proc/sys/kernel/sched_rt_runtime_us)
 	echo -1 >/proc/sys/kernel/sched_rt_runtime_us
 	$D/gicstorm -s "$seed" -w 3 -t 4 -h 14
 	s1=$?
 	echo "$rt" >/proc/sys/kernel/sched_rt_runtime_us
-	insmod $D/sgistorm.ko secs=3 seed="$seed"
-	s2=$?
-	klog sgistorm
 	# Linux itself still takes interrupts: a timer-driven sleep ends.
 	sleep 1
 	if [ $s1 = 0 ] && [ $s2 = 0 ]; then end "contained (judged outside Linux)"; else
@@ -148,9 +151,13 @@ psci() {
 	end "error (SYSTEM_RESET returned)"
 }
 
-# A restarted Linux runs only the second half of psci.
+# A restarted Linux runs only the second half of psci. Any other probe it was running
+# ended with the restart (spumone's watchdog, say): that is reported, never run again.
 if grep -q 'spumone.resets=' /proc/cmdline; then
 	case " $* " in *" psci "*) psci; exit 0 ;; esac
+	resets=$(sed -n 's/.*spumone\.resets=\([0-9]*\).*/\1/p' /proc/cmdline)
+	for name in "$@"; do end "restarted by spumone (spumone.resets=$resets)"; done
+	exit 0
 fi
 for p in "$@"; do
 	case "$p" in
