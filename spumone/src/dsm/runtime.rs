@@ -22,6 +22,7 @@
 
 use board::rt::DsmPolicy;
 use dsm_api::{Budget, CheckError, Checker, Finding, Guest, GuestError, Progress, WatchEvent};
+use spumone_abi::mgmt::ErrorCode;
 
 /// Where the runtime is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -360,6 +361,17 @@ impl<const N: usize> Runtime<N> {
             self.phase = Phase::Paused;
             Response::Pause
         })
+    }
+
+    /// Why [`Runtime::pause`] would refuse now, as the management channel answers it; `None`
+    /// while a pause would be taken.
+    pub fn pause_refusal(&self) -> Option<(ErrorCode, &'static str)> {
+        match self.phase {
+            Phase::Running => None,
+            Phase::Booting => Some((ErrorCode::Busy, "the DSM is still taking its baselines")),
+            Phase::Paused => Some((ErrorCode::InvalidState, "it is paused already")),
+            Phase::Stopped => Some((ErrorCode::InvalidState, "it is stopped")),
+        }
     }
 
     /// Resumes checking after a pause (a command from outside).
@@ -886,6 +898,33 @@ mod tests {
         assert_eq!(rt.pause(), None);
         rt.resume();
         assert_eq!(rt.phase(), Phase::Stopped);
+    }
+
+    #[test]
+    fn a_refused_pause_says_why_in_each_phase() {
+        let mut a = fake("a", 1);
+        let mut rt = Runtime::new(10, DsmPolicy::Stop, [1]);
+        let mut g = Queue::default();
+        assert_eq!(rt.pause_refusal().map(|r| r.0), Some(ErrorCode::Busy));
+        let mut run = Run::new();
+        run.baseline(&mut rt, 0, &mut g, &mut [&mut a]);
+        assert_eq!(
+            rt.pause_refusal(),
+            None,
+            "a running partition can be paused"
+        );
+        assert!(rt.pause().is_some());
+        assert_eq!(
+            rt.pause_refusal(),
+            Some((ErrorCode::InvalidState, "it is paused already"))
+        );
+        rt.resume();
+        a.bad = true;
+        run.step(&mut rt, 100_000, &mut g, &mut [&mut a]);
+        assert_eq!(
+            rt.pause_refusal(),
+            Some((ErrorCode::InvalidState, "it is stopped"))
+        );
     }
 
     #[test]

@@ -945,16 +945,15 @@ fn serve_pause() -> Option<(&'static Partition, Response)> {
     let partition = state.guest.backend_mut().partition;
     let response = state.runtime.pause();
     publish(&state.runtime);
-    if response.is_none() {
+    if let Some((code, why)) = response
+        .is_none()
+        .then(|| state.runtime.pause_refusal())
+        .flatten()
+    {
         warn!(
             "operator: pause asked, but partition {} is not running under the DSM (booting, paused or stopped)",
             partition.name
         );
-        let (code, why) = match state.runtime.phase() {
-            Phase::Booting => (ErrorCode::Busy, "the DSM is still taking its baselines"),
-            Phase::Paused => (ErrorCode::InvalidState, "it is paused already"),
-            Phase::Running | Phase::Stopped => (ErrorCode::InvalidState, "it is stopped"),
-        };
         answer(
             &PAUSE_ANSWER,
             Outcome::Err(code),
